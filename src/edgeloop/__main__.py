@@ -1,0 +1,5 @@
+import sys
+
+from edgeloop.cli import main
+
+sys.exit(main())

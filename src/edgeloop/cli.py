@@ -1,0 +1,47 @@
+"""The ``edgeloop`` command line.
+
+Each subcommand group lives in its own module exposing ``register(subparsers)``; a group is
+listed in ``COMMAND_GROUPS`` only once it works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+import edgeloop
+
+#: Group modules, each with ``register(subparsers: argparse._SubParsersAction) -> None``.
+#: Every registered command sets ``func(args) -> int``.
+COMMAND_GROUPS: tuple[str, ...] = ("edgeloop.schemas",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeloop",
+        description="EdgeLoop: close the machine-learning loop at the edge (Azure IoT Edge).",
+    )
+    parser.add_argument("--version", action="version", version=f"edgeloop {edgeloop.__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_GROUPS:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 0 if args.command is None else 2
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

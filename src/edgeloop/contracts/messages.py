@@ -1,0 +1,178 @@
+"""The message contracts of the loop, as frozen pydantic models.
+
+Every message body is JSON with a ``schema`` field naming the contract and its major version
+(``edgeloop.prediction/1``). A message carries either one item (the bare object, so route
+``WHERE $body.confidence < 0.5`` works) or a batch envelope (``edgeloop.batch/1``) holding
+several items of one schema, to amortise the per-message SDK cost.
+
+Frames never travel in messages: capture writes them to the shared volume and ``FrameRef``
+carries the path relative to the volume root (``file_ref``). Sensor vectors are small and
+travel inline (``vector``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+_SAFE_REF = re.compile(r"^[A-Za-z0-9_.\-/]+$")
+
+
+def _check_file_ref(value: str | None) -> str | None:
+    if value is None:
+        return value
+    if value.startswith("/") or ".." in value.split("/") or not _SAFE_REF.match(value):
+        raise ValueError(
+            f"file_ref {value!r} must be a relative path inside the sample volume "
+            "(letters, digits, '_', '-', '.', '/'; no '..')"
+        )
+    return value
+
+
+FileRef = Annotated[str, AfterValidator(_check_file_ref)]
+HexHash64 = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$", description="64-bit hash as 16 hex digits")]
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 as 64 hex digits")]
+
+
+class Contract(BaseModel):
+    """Base of every message contract: frozen, unknown fields rejected, schema-tagged."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    SCHEMA: ClassVar[str] = ""
+
+    @property
+    def key(self) -> str:
+        """The id used as the ``sample_id`` message property."""
+        return str(getattr(self, "sample_id", ""))
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-ready dict, with its ``schema`` tag first."""
+        return {"schema": self.SCHEMA, **self.model_dump(mode="json", exclude_none=True)}
+
+
+class FrameRef(Contract):
+    """A captured sample: an image file on the shared volume or an inline sensor vector."""
+
+    SCHEMA: ClassVar[str] = "edgeloop.frame/1"
+
+    sample_id: str = Field(description="Time-sortable unique id (ULID-like), also the file stem.")
+    source_id: str = Field(description="The capture source that produced it.")
+    seq: int = Field(ge=0, description="Per-source sequence number, from 0 at module start.")
+    captured_at: datetime = Field(description="UTC capture time.")
+    kind: Literal["image", "vector"] = Field(description="An image file or an inline sensor vector.")
+    file_ref: FileRef | None = Field(
+        default=None, description="Path of the sample file relative to the shared volume root."
+    )
+    content_type: str | None = Field(default=None, description="MIME type of the file (image/jpeg...).")
+    width: int | None = Field(default=None, ge=1, description="Image width in pixels.")
+    height: int | None = Field(default=None, ge=1, description="Image height in pixels.")
+    bytes: int | None = Field(default=None, ge=0, description="Size of the sample file.")
+    sha256: Sha256Hex | None = Field(default=None, description="SHA-256 of the sample file.")
+    dhash: HexHash64 | None = Field(default=None, description="64-bit difference hash of the image.")
+    vector: list[float] | None = Field(default=None, description="Sensor readings, for kind=vector.")
+    attributes: dict[str, str] = Field(
+        default_factory=dict, description="Source-specific facts (file name, frame index, sensor unit...)."
+    )
+    traceparent: str | None = Field(default=None, description="W3C trace context of this sample.")
+
+
+class LabelScore(BaseModel):
+    """One of the top-k labels and its score."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    label: str
+    score: float
+
+
+class Prediction(Contract):
+    """The inference module's verdict on one sample (or why it could not score it)."""
+
+    SCHEMA: ClassVar[str] = "edgeloop.prediction/1"
+
+    sample_id: str
+    frame: FrameRef = Field(description="The sample scored, as capture described it.")
+    status: Literal["ok", "error"] = Field(description="'error' when the sample could not be scored.")
+    error: str | None = Field(default=None, description="Why scoring failed, for status=error.")
+    model_name: str | None = None
+    model_version: str | None = None
+    label: str | None = Field(default=None, description="Top-1 label.")
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0, description="Top-1 probability.")
+    margin: float | None = Field(default=None, ge=0.0, le=1.0, description="Top-1 minus top-2 probability.")
+    entropy: float | None = Field(default=None, ge=0.0, description="Shannon entropy of the scores (nats).")
+    top_k: list[LabelScore] = Field(default_factory=list)
+    scores: list[float] = Field(default_factory=list, description="Full probability vector.")
+    labels: list[str] | None = Field(default=None, description="Label names for scores, when known.")
+    latency_ms: float | None = Field(
+        default=None, ge=0.0, description="Model run time for this sample's batch."
+    )
+    scored_at: datetime | None = None
+    traceparent: str | None = None
+
+
+class SelectedSample(Contract):
+    """A prediction the filter chose to upload, with the strategy that chose it and why."""
+
+    SCHEMA: ClassVar[str] = "edgeloop.selected/1"
+
+    sample_id: str
+    prediction: Prediction
+    strategy: str = Field(description="Name of the strategy that selected it.")
+    reason: str = Field(description="Why, in words (which rule matched, with values).")
+    tags: list[str] = Field(default_factory=list)
+    priority: int = Field(default=0, description="Higher is kept longer when the uploader must evict.")
+    selected_at: datetime
+    traceparent: str | None = None
+
+
+class UploadedNotice(Contract):
+    """The uploader shipped a sample (or a prediction-log batch) to Blob Storage."""
+
+    SCHEMA: ClassVar[str] = "edgeloop.uploaded/1"
+
+    sample_id: str
+    blob_name: str
+    bytes: int = Field(ge=0, description="Ciphertext bytes uploaded.")
+    plaintext_sha256: Sha256Hex | None = None
+    key_id: str | None = None
+    strategy: str | None = None
+    uploaded_at: datetime
+    traceparent: str | None = None
+
+
+class Summary(Contract):
+    """Periodic counts from a module, sent upstream as IoT Hub telemetry."""
+
+    SCHEMA: ClassVar[str] = "edgeloop.summary/1"
+
+    sample_id: str = Field(description="Summary id (unique per window and module).")
+    module: str
+    window_start: datetime
+    window_end: datetime
+    seen: int = Field(ge=0)
+    selected_by_strategy: dict[str, int] = Field(default_factory=dict)
+    dropped_by_reason: dict[str, int] = Field(default_factory=dict)
+    drift: dict[str, float] = Field(default_factory=dict, description="Drift statistics such as PSI.")
+    model_version: str | None = None
+
+
+class BatchEnvelope(BaseModel):
+    """Several items of one contract in one message."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    SCHEMA: ClassVar[str] = "edgeloop.batch/1"
+
+    item_schema: str
+    items: list[dict[str, Any]]
+
+
+CONTRACTS: dict[str, type[Contract]] = {
+    model.SCHEMA: model for model in (FrameRef, Prediction, SelectedSample, UploadedNotice, Summary)
+}
+
+
+def contract_for_schema(schema: str) -> type[Contract] | None:
+    """The contract class for a schema tag, or None when unknown."""
+    return CONTRACTS.get(schema)

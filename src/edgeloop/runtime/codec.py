@@ -1,0 +1,158 @@
+"""Encoding contracts into edgeHub messages and back.
+
+Outgoing: one item is sent as the bare JSON object; several items of one schema go as a
+``edgeloop.batch/1`` envelope, split so that no message exceeds the hub's size limit.
+Incoming: either form decodes to a list of typed contract objects.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from edgeloop.contracts import BatchEnvelope, Contract, contract_for_schema
+from edgeloop.errors import ContractError, MessageTooLargeError
+
+#: edgeHub and the SDK refuse messages over 256 KB (body and properties together).
+HUB_MESSAGE_LIMIT = 256 * 1024
+#: What we allow ourselves: the limit less room for system properties the SDK adds.
+MAX_MESSAGE_BYTES = HUB_MESSAGE_LIMIT - 6 * 1024
+CONTENT_TYPE = "application/json"
+CONTENT_ENCODING = "utf-8"
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """A message ready for ``send_message_to_output``."""
+
+    output: str
+    body: bytes
+    properties: dict[str, str]
+    message_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    content_type: str = CONTENT_TYPE
+    content_encoding: str = CONTENT_ENCODING
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + sum(len(k) + len(v) for k, v in self.properties.items())
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A message received on one of the module's inputs."""
+
+    input_name: str
+    body: bytes
+    properties: dict[str, str] = field(default_factory=dict)
+    message_id: str | None = None
+    content_type: str | None = None
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _properties(items: Sequence[Contract]) -> dict[str, str]:
+    first = items[0]
+    props = {"schema": first.SCHEMA, "sample_id": first.key, "batch_size": str(len(items))}
+    traceparent = getattr(first, "traceparent", None)
+    if traceparent:
+        props["traceparent"] = traceparent
+    return props
+
+
+def _message(output: str, items: Sequence[Contract]) -> OutboundMessage:
+    if len(items) == 1:
+        body = _dumps(items[0].to_wire())
+    else:
+        body = _dumps(
+            {
+                "schema": BatchEnvelope.SCHEMA,
+                "item_schema": items[0].SCHEMA,
+                "items": [item.to_wire() for item in items],
+            }
+        )
+    return OutboundMessage(output=output, body=body, properties=_properties(items))
+
+
+def encode(
+    output: str, items: Sequence[Contract], *, max_batch: int = 64, max_bytes: int = MAX_MESSAGE_BYTES
+) -> list[OutboundMessage]:
+    """Pack ``items`` into as few messages as the batch and size limits allow.
+
+    Raises:
+        MessageTooLargeError: one item alone is over ``max_bytes``.
+        ValueError: the items are of different contracts, or ``max_batch`` < 1.
+    """
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    if not items:
+        return []
+    schemas = {item.SCHEMA for item in items}
+    if len(schemas) > 1:
+        raise ValueError(f"one batch holds one contract, got {sorted(schemas)}")
+    return list(_pack(output, list(items), max_batch, max_bytes))
+
+
+def _pack(output: str, items: list[Contract], max_batch: int, max_bytes: int) -> Iterator[OutboundMessage]:
+    start = 0
+    while start < len(items):
+        count = min(max_batch, len(items) - start)
+        message = _message(output, items[start : start + count])
+        while message.size > max_bytes and count > 1:
+            count = max(1, count // 2)
+            message = _message(output, items[start : start + count])
+        if message.size > max_bytes:
+            raise MessageTooLargeError(
+                f"sample {items[start].key!r} encodes to {message.size} bytes, over the "
+                f"{max_bytes}-byte message limit (edgeHub refuses messages over 256 KB); "
+                "write large payloads to the shared volume and send a reference"
+            )
+        yield message
+        start += count
+
+
+def decode(body: bytes | str) -> list[Contract]:
+    """Decode a message body (one item or a batch) into contract objects.
+
+    Raises:
+        ContractError: the body is not JSON, names no known schema, or fails validation.
+    """
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ContractError(f"message body is not JSON: {exc}") from exc
+    if not isinstance(doc, Mapping):
+        raise ContractError(f"message body must be a JSON object, got {type(doc).__name__}")
+    schema = doc.get("schema")
+    if schema == BatchEnvelope.SCHEMA:
+        try:
+            envelope = BatchEnvelope.model_validate({k: v for k, v in doc.items() if k != "schema"})
+        except ValidationError as exc:
+            raise ContractError(f"bad batch envelope: {_first_error(exc)}") from exc
+        return [_item(envelope.item_schema, item) for item in envelope.items]
+    if not isinstance(schema, str):
+        raise ContractError("message body has no 'schema' field naming its contract")
+    return [_item(schema, doc)]
+
+
+def _item(schema: str, doc: Mapping[str, Any]) -> Contract:
+    model = contract_for_schema(schema)
+    if model is None:
+        raise ContractError(f"unknown message schema {schema!r}")
+    fields = {k: v for k, v in doc.items() if k != "schema"}
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        raise ContractError(f"{schema} item {fields.get('sample_id', '?')!r}: {_first_error(exc)}") from exc
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "(root)"
+    return f"{where}: {err['msg']}"

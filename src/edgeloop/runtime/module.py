@@ -1,0 +1,430 @@
+"""The module runtime: everything a module needs around its own logic.
+
+A module is an ``EdgeModule`` subclass: its config model, its methods and its handlers. The
+``ModuleRuntime`` connects it to the hub through a ``HubClient`` (the real SDK in a container,
+``FakeHubClient`` in unit tests), and runs one event loop on one thread: SDK callbacks (which
+the SDK runs on its own threads, concurrently) only enqueue events, so module handlers never
+run concurrently with each other. Background threads a module starts may call
+``ModuleContext.send`` and ``report``, which are thread-safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import signal
+import threading
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel
+
+import edgeloop
+from edgeloop.clock import Clock, SystemClock
+from edgeloop.contracts import Contract
+from edgeloop.errors import ConfigError, ContractError, HubError
+from edgeloop.runtime.codec import InboundMessage, decode, encode
+from edgeloop.runtime.config import ConfigState
+from edgeloop.runtime.hub import HubClient, MethodCall
+from edgeloop.runtime.methods import MethodRegistry
+
+log = logging.getLogger(__name__)
+
+C = TypeVar("C", bound=BaseModel)
+
+
+class EdgeModule(Generic[C]):
+    """Base of a module's logic. Override what the module needs; every hook runs on the
+    runtime thread. ``config_model`` must validate an empty document (every field defaulted)."""
+
+    name: ClassVar[str] = "module"
+    config_model: ClassVar[type[BaseModel]]
+
+    def register_methods(self, methods: MethodRegistry) -> None:
+        """Add the module's own direct methods."""
+
+    def start(self, ctx: ModuleContext[C]) -> None:
+        """Called once connected and configured; start background work here."""
+
+    def apply_config(self, config: C, previous: C | None) -> None:
+        """A new config is in force. Raise ``ConfigError`` to refuse it (the old one stays)."""
+
+    def handle_input(self, input_name: str, items: list[Contract], message: InboundMessage) -> None:
+        """Items decoded from one input message."""
+
+    def tick(self) -> None:
+        """Called about every ``tick_interval`` seconds on the runtime thread."""
+
+    def stats(self) -> dict[str, Any]:
+        """Module counters for ``getStats`` and reported properties."""
+        return {}
+
+    def set_paused(self, paused: bool) -> None:
+        """``pause``/``resume`` were called; inputs are held by the runtime meanwhile."""
+
+    def stop(self) -> None:
+        """Finish the work in hand and release resources; the hub is still connected."""
+
+
+@dataclass(frozen=True)
+class _Input:
+    message: InboundMessage
+
+
+@dataclass(frozen=True)
+class _Patch:
+    patch: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Method:
+    call: MethodCall
+
+
+@dataclass(frozen=True)
+class _Stop:
+    reason: str
+
+
+_Event = _Input | _Patch | _Method | _Stop
+
+
+class ModuleContext(Generic[C]):
+    """What a module sees of its runtime."""
+
+    def __init__(self, runtime: ModuleRuntime[C]) -> None:
+        self._runtime = runtime
+
+    @property
+    def module_id(self) -> str:
+        return self._runtime.module_id
+
+    @property
+    def device_id(self) -> str:
+        return self._runtime.device_id
+
+    @property
+    def clock(self) -> Clock:
+        return self._runtime.clock
+
+    @property
+    def config(self) -> C:
+        return self._runtime.config_state.config
+
+    @property
+    def paused(self) -> bool:
+        return self._runtime.paused
+
+    @property
+    def stopping(self) -> threading.Event:
+        """Set when shutdown begins; background loops should exit soon after."""
+        return self._runtime.stopping
+
+    def send(self, output: str, items: Sequence[Contract], *, max_batch: int = 64) -> int:
+        """Send items on ``output`` in as few messages as the limits allow; returns the count.
+
+        Raises:
+            MessageTooLargeError: one item alone is over the hub's message limit.
+            HubError: the hub refused or could not be reached.
+        """
+        return self._runtime.send(output, items, max_batch=max_batch)
+
+    def report(self, patch: dict[str, Any]) -> None:
+        """Patch reported properties; failures are logged and counted, never raised."""
+        self._runtime.report(patch)
+
+
+class ModuleRuntime(Generic[C]):
+    """Runs one ``EdgeModule`` against one ``HubClient`` until stopped."""
+
+    def __init__(
+        self,
+        module: EdgeModule[C],
+        *,
+        client: HubClient,
+        clock: Clock | None = None,
+        module_id: str | None = None,
+        device_id: str | None = None,
+        tick_interval: float = 1.0,
+        report_interval: float = 30.0,
+        drain_timeout: float = 20.0,
+    ) -> None:
+        self.module = module
+        self.client = client
+        self.clock = clock or SystemClock()
+        self.module_id = module_id or module.name
+        self.device_id = device_id or "local"
+        self.config_state: ConfigState[C] = ConfigState(module.config_model)  # type: ignore[arg-type]
+        self.paused = False
+        self.stopping = threading.Event()
+        self.counters: Counter[str] = Counter()
+        self.methods = MethodRegistry()
+        self.ctx: ModuleContext[C] = ModuleContext(self)
+        self._events: queue.Queue[_Event] = queue.Queue()
+        self._held: deque[_Input] = deque()
+        self._tick_interval = tick_interval
+        self._report_interval = report_interval
+        self._drain_timeout = drain_timeout
+        self._send_lock = threading.Lock()
+        self._started_at = self.clock.now()
+        self._running = False
+        self._register_standard_methods()
+        module.register_methods(self.methods)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        """Stop gracefully on SIGTERM (docker stop, edgeAgent) and SIGINT (Ctrl-C)."""
+
+        def _handler(signum: int, _frame: FrameType | None) -> None:
+            self.request_stop(signal.Signals(signum).name)
+
+        signal.signal(signal.SIGTERM, _handler)
+        signal.signal(signal.SIGINT, _handler)
+
+    def request_stop(self, reason: str = "requested") -> None:
+        """Ask the event loop to finish the work in hand and exit (thread- and signal-safe)."""
+        self.stopping.set()
+        self._events.put(_Stop(reason))
+
+    def run(self) -> int:
+        """Connect, configure, start the module and process events until stopped.
+
+        Returns the process exit code. Raises ``HubError`` when the hub cannot be reached at
+        start (the container then exits and edgeAgent restarts it).
+        """
+        self.client.set_handlers(
+            on_input=lambda m: self._events.put(_Input(m)),
+            on_desired_patch=lambda p: self._events.put(_Patch(p)),
+            on_method=lambda c: self._events.put(_Method(c)),
+        )
+        self.client.connect()
+        self._load_twin()
+        self.module.apply_config(self.config_state.config, None)
+        self.module.start(self.ctx)
+        self._running = True
+        self.report(self._runtime_report("running"))
+        log.info("module %s started (version %s)", self.module_id, edgeloop.__version__)
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _load_twin(self) -> None:
+        twin = self.client.get_twin()
+        desired = twin.get("desired", {}) if isinstance(twin, dict) else {}
+        try:
+            self.config_state.replace(desired, desired.get("$version"))
+        except ConfigError as exc:
+            log.error("desired properties rejected at start, running with defaults: %s", exc.reason)
+            self.counters["config_rejected"] += 1
+        self.report(self.config_state.reported())
+
+    def _loop(self) -> None:
+        next_tick = self.clock.monotonic() + self._tick_interval
+        next_report = self.clock.monotonic() + self._report_interval
+        while True:
+            timeout = max(0.0, next_tick - self.clock.monotonic())
+            try:
+                event = self._events.get(timeout=timeout)
+            except queue.Empty:
+                event = None
+            if isinstance(event, _Stop):
+                log.info("stopping: %s", event.reason)
+                return
+            if event is not None:
+                self._dispatch(event)
+            now = self.clock.monotonic()
+            if now >= next_tick:
+                next_tick = now + self._tick_interval
+                self._guarded("tick", self.module.tick)
+            if now >= next_report:
+                next_report = now + self._report_interval
+                self.report({"stats": self.stats()})
+
+    def _shutdown(self) -> None:
+        """Process what was already received (the SDK acknowledged it), then stop."""
+        deadline = self.clock.monotonic() + self._drain_timeout
+        self.paused = False
+        while self._held:
+            self._dispatch(self._held.popleft())
+        while self.clock.monotonic() < deadline:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                break
+            if not isinstance(event, _Stop):
+                self._dispatch(event)
+        self._guarded("stop", self.module.stop)
+        self.report(self._runtime_report("stopped"))
+        self.client.shutdown()
+        self._running = False
+        log.info("module %s stopped", self.module_id)
+
+    # -- events ----------------------------------------------------------------------------
+    def _dispatch(self, event: _Event) -> None:
+        if isinstance(event, _Input):
+            self._on_input(event)
+        elif isinstance(event, _Patch):
+            self._on_patch(event.patch)
+        elif isinstance(event, _Method):
+            self._on_method(event.call)
+
+    def _on_input(self, event: _Input) -> None:
+        if self.paused:
+            self._held.append(event)
+            return
+        message = event.message
+        self.counters["messages_in"] += 1
+        try:
+            items = decode(message.body)
+        except ContractError as exc:
+            self.counters["messages_rejected"] += 1
+            log.warning("dropping message on input %s: %s", message.input_name, exc)
+            return
+        self.counters["items_in"] += len(items)
+        self._guarded("handle_input", self.module.handle_input, message.input_name, items, message)
+
+    def _on_patch(self, patch: dict[str, Any]) -> None:
+        version = patch.get("$version")
+        # A refusal is already logged, counted and reported; the last good config stays.
+        with contextlib.suppress(ConfigError):
+            self._apply(lambda: self.config_state.patch(patch, version))
+
+    def _apply(self, change_fn: Any) -> dict[str, Any]:
+        """Apply a config change; returns the reported view. Raises ConfigError when refused."""
+        before = self.config_state.document
+        try:
+            change = change_fn()
+        except ConfigError as exc:
+            self.counters["config_rejected"] += 1
+            log.warning("config rejected: %s", exc.reason)
+            self.report(self.config_state.reported())
+            raise
+        if change.changed:
+            try:
+                self.module.apply_config(change.config, change.previous)
+            except ConfigError as exc:
+                self.config_state.rollback_to(change, before, exc.reason)
+                self.counters["config_rejected"] += 1
+                log.warning("config refused by the module: %s", exc.reason)
+                self.report(self.config_state.reported())
+                raise
+            self.counters["config_applied"] += 1
+            log.info("config applied (version %s)", self.config_state.version)
+        self.report(self.config_state.reported())
+        return self.config_state.reported()
+
+    def _on_method(self, call: MethodCall) -> None:
+        self.counters["method_calls"] += 1
+        response = self.methods.dispatch(call.name, call.payload)
+        if response.status >= 400:
+            self.counters["method_errors"] += 1
+        log.info("method %s answered %s", call.name, response.status)
+        try:
+            self.client.respond(call, response)
+        except HubError:
+            log.warning("could not answer method %s", call.name, exc_info=True)
+
+    def _guarded(self, what: str, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            self.counters[f"{what}_errors"] += 1
+            log.exception("module %s failed in %s", self.module_id, what)
+
+    # -- services for the module -----------------------------------------------------------
+    def send(self, output: str, items: Sequence[Contract], *, max_batch: int = 64) -> int:
+        messages = encode(output, items, max_batch=max_batch)
+        with self._send_lock:
+            for message in messages:
+                self.client.send(message)
+                self.counters["messages_out"] += 1
+        self.counters["items_out"] += len(items)
+        return len(messages)
+
+    def report(self, patch: dict[str, Any]) -> None:
+        try:
+            self.client.patch_reported(patch)
+        except HubError:
+            self.counters["report_errors"] += 1
+            log.warning("reported-properties patch failed", exc_info=True)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "runtime": {
+                **dict(self.counters),
+                "paused": self.paused,
+                "held_inputs": len(self._held),
+                "started_at": self._started_at.isoformat(),
+            },
+            "module": self.module.stats(),
+        }
+
+    def _runtime_report(self, status: str) -> dict[str, Any]:
+        return {
+            "runtime": {
+                "status": status,
+                "paused": self.paused,
+                "version": edgeloop.__version__,
+                "startedAt": self._started_at.isoformat(),
+                "methods": self.methods.names(),
+            }
+        }
+
+    # -- standard methods ------------------------------------------------------------------
+    def _register_standard_methods(self) -> None:
+        self.methods.add("getConfig", lambda _p: self._get_config(), description="effective config")
+        self.methods.add(
+            "setConfig",
+            self._set_config,
+            payload_model=None,
+            description="merge-patch the desired config now (validated like a twin patch)",
+        )
+        self.methods.add("getStats", lambda _p: self.stats(), description="runtime and module counters")
+        self.methods.add("pause", lambda _p: self._set_paused(True), description="hold inputs")
+        self.methods.add("resume", lambda _p: self._set_paused(False), description="process held inputs")
+
+    def _get_config(self) -> dict[str, Any]:
+        return self.config_state.reported()
+
+    def _set_config(self, payload: Any) -> dict[str, Any]:
+        if not isinstance(payload, dict):
+            raise ConfigError(f"setConfig takes a JSON object of settings, got {type(payload).__name__}")
+        return self._apply(lambda: self.config_state.patch(payload, self.config_state.version))
+
+    def _set_paused(self, paused: bool) -> dict[str, Any]:
+        self.paused = paused
+        self._guarded("set_paused", self.module.set_paused, paused)
+        if not paused:
+            while self._held and not self.paused:
+                self._on_input(self._held.popleft())
+        self.report(self._runtime_report("paused" if paused else "running"))
+        return {"paused": self.paused}
+
+
+def run_module(module: EdgeModule[Any], *, client: HubClient | None = None) -> int:
+    """Entry point of a module container: JSON logs, the SDK client from the IoT Edge
+    environment, SIGTERM handling, then ``ModuleRuntime.run``."""
+    from edgeloop.logs import configure_logging
+    from edgeloop.runtime.hub import SdkHubClient
+
+    configure_logging(os.environ.get("IOTEDGE_MODULEID", module.name))
+    try:
+        hub = client or SdkHubClient.from_edge_environment()
+        runtime = ModuleRuntime(
+            module,
+            client=hub,
+            module_id=os.environ.get("IOTEDGE_MODULEID", module.name),
+            device_id=os.environ.get("IOTEDGE_DEVICEID", "local"),
+        )
+        runtime.install_signal_handlers()
+        return runtime.run()
+    except HubError as exc:
+        log.error("cannot run module %s: %s", module.name, exc)
+        return 2

@@ -1,0 +1,283 @@
+"""The module runtime driven through the in-memory hub client."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgeloop.contracts import Contract, FrameRef
+from edgeloop.errors import ConfigError, MethodError
+from edgeloop.runtime import EdgeModule, InboundMessage, MethodRegistry, ModuleContext, ModuleRuntime
+from edgeloop.runtime.fake import FakeHubClient
+
+
+class EchoConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="a number in [0, 1]")
+    label: str = Field(default="x", min_length=1, description="a name")
+
+
+class ShoutPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str
+
+
+class EchoModule(EdgeModule[EchoConfig]):
+    """Forwards every frame on 'out'; refuses the label 'refuse'."""
+
+    name = "echo"
+    config_model = EchoConfig
+
+    def __init__(self) -> None:
+        self.ctx: ModuleContext[EchoConfig] | None = None
+        self.applied: list[EchoConfig] = []
+        self.received: list[str] = []
+        self.stopped = False
+
+    def register_methods(self, methods: MethodRegistry) -> None:
+        methods.add("shout", self._shout, payload_model=ShoutPayload)
+        methods.add("conflict", self._conflict)
+
+    def start(self, ctx: ModuleContext[EchoConfig]) -> None:
+        self.ctx = ctx
+
+    def apply_config(self, config: EchoConfig, previous: EchoConfig | None) -> None:
+        if config.label == "refuse":
+            raise ConfigError("key 'label' = 'refuse': this module refuses it")
+        self.applied.append(config)
+
+    def handle_input(self, input_name: str, items: list[Contract], message: InboundMessage) -> None:
+        assert self.ctx is not None
+        self.received.extend(item.key for item in items)
+        self.ctx.send("out", items)
+
+    def stats(self) -> dict[str, Any]:
+        return {"received": len(self.received)}
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def _shout(self, payload: ShoutPayload) -> dict[str, str]:
+        return {"text": payload.text.upper()}
+
+    def _conflict(self, _payload: object) -> None:
+        raise MethodError(409, "busy")
+
+
+def frame(i: int) -> FrameRef:
+    return FrameRef(
+        sample_id=f"s{i:05d}",
+        source_id="cam",
+        seq=i,
+        captured_at=datetime(2026, 1, 1, tzinfo=UTC),
+        kind="image",
+        file_ref=f"frames/s{i:05d}.jpg",
+    )
+
+
+def wait_for(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+class Running:
+    def __init__(self, desired: dict[str, Any] | None = None) -> None:
+        self.hub = FakeHubClient(desired)
+        self.module = EchoModule()
+        self.runtime = ModuleRuntime(self.module, client=self.hub, tick_interval=0.05)
+        self.thread = threading.Thread(target=self.runtime.run)
+
+    def __enter__(self) -> Running:
+        self.thread.start()
+        wait_for(lambda: self.module.ctx is not None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.runtime.request_stop("test over")
+        self.thread.join(10)
+
+
+@pytest.fixture
+def running() -> Iterator[Running]:
+    with Running({"threshold": 0.7}) as r:
+        yield r
+
+
+def test_handlers_are_set_before_connect_and_twin_config_applies(running: Running) -> None:
+    # then
+    assert running.hub.handlers_set_before_connect
+    assert running.module.applied[-1].threshold == 0.7
+    assert running.hub.reported["config"]["threshold"] == 0.7
+    assert running.hub.reported["configVersion"] == 1
+    assert running.hub.reported.get("configError") is None
+
+
+def test_valid_patch_is_applied_and_reported(running: Running) -> None:
+    # when
+    running.hub.patch_desired({"label": "cats"})
+    # then
+    wait_for(lambda: running.hub.reported["config"]["label"] == "cats")
+    assert running.hub.reported["configVersion"] == 2
+    assert running.runtime.ctx.config.label == "cats"
+    assert running.runtime.ctx.config.threshold == 0.7
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        ({"threshold": 3}, "key 'threshold' = 3: Input should be less than or equal to 1"),
+        ({"treshold": 0.1}, "unknown key 'treshold'"),
+        ({"label": ""}, "key 'label' = ''"),
+        ({"label": "refuse"}, "this module refuses it"),
+    ],
+)
+def test_bad_patch_is_rejected_with_reason_and_old_config_kept(
+    running: Running, patch: dict[str, Any], expected: str
+) -> None:
+    # when
+    running.hub.patch_desired(patch)
+    # then
+    wait_for(lambda: running.hub.reported.get("configError") is not None)
+    error = running.hub.reported["configError"]
+    assert expected in error["reason"]
+    assert error["version"] == 2
+    assert running.runtime.ctx.config.threshold == 0.7
+    assert running.hub.reported["config"]["threshold"] == 0.7
+    assert running.hub.reported["configVersion"] == 1
+
+
+def test_good_patch_after_rejection_clears_the_error(running: Running) -> None:
+    running.hub.patch_desired({"threshold": 9})
+    wait_for(lambda: running.hub.reported.get("configError") is not None)
+    # when
+    running.hub.patch_desired({"threshold": 0.2})
+    # then
+    wait_for(lambda: running.hub.reported.get("configError") is None)
+    assert running.runtime.ctx.config.threshold == 0.2
+
+
+def test_replayed_full_desired_document_changes_nothing(running: Running) -> None:
+    # given
+    applied_before = len(running.module.applied)
+    patches_before = running.runtime.counters["config_applied"]
+    # when: the SDK hands the whole desired document again after a reconnect
+    running.hub.patch_desired(dict(running.hub.desired), replay=True)
+    running.hub.patch_desired(dict(running.hub.desired), replay=True)
+    # then
+    response = running.hub.call_method("getConfig")
+    assert response.status == 200
+    assert len(running.module.applied) == applied_before
+    assert running.runtime.counters["config_applied"] == patches_before
+
+
+def test_method_paths_200_400_404_409(running: Running) -> None:
+    ok = running.hub.call_method("shout", {"text": "hi"})
+    not_json_object = running.hub.call_method("shout", "hi")
+    invalid = running.hub.call_method("shout", {"txt": "hi"})
+    unknown = running.hub.call_method("nope", {})
+    conflict = running.hub.call_method("conflict", {})
+    assert (ok.status, ok.payload) == (200, {"text": "HI"})
+    assert not_json_object.status == 400
+    assert "JSON object" in not_json_object.payload["error"]
+    assert invalid.status == 400
+    assert "unknown key 'txt'" in invalid.payload["error"]
+    assert unknown.status == 404
+    assert "shout" in unknown.payload["methods"]
+    assert conflict.status == 409
+
+
+def test_standard_methods(running: Running) -> None:
+    cfg = running.hub.call_method("getConfig")
+    assert cfg.payload["config"] == {"threshold": 0.7, "label": "x"}
+    bad = running.hub.call_method("setConfig", {"threshold": -1})
+    assert bad.status == 400
+    assert "threshold" in bad.payload["error"]
+    good = running.hub.call_method("setConfig", {"label": "dogs"})
+    assert good.status == 200
+    assert good.payload["config"]["label"] == "dogs"
+    stats = running.hub.call_method("getStats")
+    assert stats.status == 200
+    assert stats.payload["module"] == {"received": 0}
+    assert stats.payload["runtime"]["method_calls"] >= 3
+
+
+def test_inputs_are_decoded_batched_and_forwarded(running: Running) -> None:
+    # when
+    running.hub.push_input("in", [frame(i) for i in range(10)], max_batch=4)
+    # then
+    wait_for(lambda: len(running.module.received) == 10)
+    assert running.module.received == [f"s{i:05d}" for i in range(10)]
+    assert [f.key for f in running.hub.sent_items("out")] == running.module.received
+    assert all(m.content_type == "application/json" for m in running.hub.sent)
+    assert all(m.content_encoding == "utf-8" for m in running.hub.sent)
+
+
+def test_garbage_input_is_counted_and_the_module_keeps_running(running: Running) -> None:
+    running.hub.push_raw_input("in", b"\xff\x00not json")
+    running.hub.push_raw_input("in", b'{"schema": "edgeloop.nope/9"}')
+    running.hub.push_input("in", [frame(1)])
+    wait_for(lambda: running.module.received == ["s00001"])
+    assert running.runtime.counters["messages_rejected"] == 2
+
+
+def test_pause_holds_inputs_and_resume_delivers_them_in_order(running: Running) -> None:
+    assert running.hub.call_method("pause").payload == {"paused": True}
+    running.hub.push_input("in", [frame(1)])
+    running.hub.push_input("in", [frame(2)])
+    stats = running.hub.call_method("getStats").payload
+    assert stats["runtime"]["held_inputs"] == 2
+    assert running.module.received == []
+    # when
+    running.hub.call_method("resume")
+    # then
+    assert running.module.received == ["s00001", "s00002"]
+
+
+def test_stop_drains_received_inputs_then_disconnects() -> None:
+    r = Running()
+    with r:
+        r.hub.call_method("pause")
+        r.hub.push_input("in", [frame(i) for i in range(3)])
+    assert r.module.received == ["s00000", "s00001", "s00002"]
+    assert r.module.stopped
+    assert not r.hub.connected
+    assert r.hub.reported["runtime"]["status"] == "stopped"
+
+
+def test_sigterm_stops_the_runtime_gracefully() -> None:
+    # given: a module running on the main thread with signal handlers installed
+    hub = FakeHubClient()
+    module = EchoModule()
+    runtime = ModuleRuntime(module, client=hub, tick_interval=0.05)
+    previous = signal.getsignal(signal.SIGTERM)
+    runtime.install_signal_handlers()
+    try:
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+        timer.start()
+        # when
+        code = runtime.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    # then
+    assert code == 0
+    assert module.stopped
+    assert not hub.connected
+
+
+def test_bad_twin_at_start_runs_with_defaults_and_reports_why() -> None:
+    with Running({"threshold": "high"}) as r:
+        assert r.runtime.ctx.config.threshold == 0.5
+        assert "key 'threshold' = 'high'" in r.hub.reported["configError"]["reason"]
