@@ -54,13 +54,14 @@ def current() -> Telemetry:
     return _current
 
 
-def setup(telemetry: Telemetry) -> Telemetry:
-    """Put ``telemetry`` in force for this process (the previous one is shut down)."""
+def setup(telemetry: Telemetry, *, shutdown_previous: bool = True) -> Telemetry:
+    """Put ``telemetry`` in force for this process; the previous one is shut down unless
+    ``shutdown_previous`` is False (to switch between two, as the overhead benchmark does)."""
     global _current
     previous = _current
     _current = telemetry
     metrics.bind(telemetry.meter)
-    if previous is not _DISABLED and previous is not telemetry:
+    if shutdown_previous and previous is not _DISABLED and previous is not telemetry:
         previous.shutdown()
     return telemetry
 

@@ -49,7 +49,7 @@ def context_from_traceparent(traceparent: str | None) -> Context | None:
     return trace.set_span_in_context(NonRecordingSpan(span_context))
 
 
-@dataclass
+@dataclass(slots=True)
 class Stage:
     """One sample's passage through one stage: the open span, and the ``traceparent`` to put
     on the item this stage sends on (None only when tracing is off and none came in)."""
