@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from edgeloop.errors import EdgeLoopError
-from edgeloop.telemetry.settings import DEFAULT_METRICS_PORT, _port
+from edgeloop.telemetry.settings import DEFAULT_METRICS_PORT, parse_port
 
 #: File in the dev state folder mapping each module to its metrics URL.
 PORTS_FILE = "metrics-ports.json"
@@ -33,11 +33,11 @@ def assign_metrics_ports(modules: Iterable[str], environ: Mapping[str, str]) -> 
         TelemetryConfigError: ``EDGELOOP_METRICS_PORT`` is not a port, or the modules' ports
             would pass 65535.
     """
-    base = _port(environ, "EDGELOOP_METRICS_PORT", DEFAULT_METRICS_PORT)
+    base = parse_port(environ, "EDGELOOP_METRICS_PORT", DEFAULT_METRICS_PORT)
     if base == 0:
         return {}
     names = sorted(set(modules))
-    _port({"EDGELOOP_METRICS_PORT": str(base + len(names))}, "EDGELOOP_METRICS_PORT", 0)
+    parse_port({"EDGELOOP_METRICS_PORT": str(base + len(names))}, "EDGELOOP_METRICS_PORT", 0)
     return {name: base + 1 + i for i, name in enumerate(names)}
 
 

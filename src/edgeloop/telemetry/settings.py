@@ -83,7 +83,7 @@ class TelemetrySettings:
             resource_attributes=resource_attributes,
             traces=_signal(env, "traces"),
             metrics=_signal(env, "metrics"),
-            metrics_port=_port(env, "EDGELOOP_METRICS_PORT", DEFAULT_METRICS_PORT),
+            metrics_port=parse_port(env, "EDGELOOP_METRICS_PORT", DEFAULT_METRICS_PORT),
             metrics_host=env.get("EDGELOOP_METRICS_HOST", "").strip() or DEFAULT_METRICS_HOST,
         )
 
@@ -154,7 +154,7 @@ def _exporter(env: Mapping[str, str], name: str) -> ExporterName | None:
     return None  # pragma: no cover - checked above
 
 
-def _port(env: Mapping[str, str], name: str, default: int) -> int:
+def parse_port(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
