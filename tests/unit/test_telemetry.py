@@ -136,6 +136,13 @@ def test_settings_read_switches_names_and_ports(
 
 
 @pytest.mark.parametrize(
+    ("env", "host"), [({}, "127.0.0.1"), ({"EDGELOOP_METRICS_HOST": "0.0.0.0"}, "0.0.0.0")]
+)
+def test_metrics_endpoint_binds_loopback_unless_told(env: dict[str, str], host: str) -> None:
+    assert TelemetrySettings.from_env(env).metrics_host == host
+
+
+@pytest.mark.parametrize(
     ("env", "named"),
     [
         ({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "OTEL_EXPORTER_OTLP_PROTOCOL"),

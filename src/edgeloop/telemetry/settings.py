@@ -27,9 +27,10 @@ PROTOCOLS: tuple[Protocol, ...] = ("grpc", "http/protobuf")
 EXPORTERS: tuple[ExporterName, ...] = ("otlp", "console", "none")
 #: Default port of the Prometheus ``/metrics`` endpoint (``EDGELOOP_METRICS_PORT``; 0 = off).
 DEFAULT_METRICS_PORT = 9600
-#: Bind address of the endpoint: every interface, so the metrics collector module can reach
-#: it over the IoT Edge network (``EDGELOOP_METRICS_HOST``; ``edgeloop dev up`` sets 127.0.0.1).
-DEFAULT_METRICS_HOST = "0.0.0.0"
+#: Bind address of the endpoint (``EDGELOOP_METRICS_HOST``): loopback unless told otherwise, so
+#: nothing is exposed by accident; the deployment manifest sets ``0.0.0.0`` in the containers
+#: so that the metrics collector module reaches each module over the IoT Edge network.
+DEFAULT_METRICS_HOST = "127.0.0.1"
 
 _DEFAULT_ENDPOINTS: dict[Protocol, str] = {
     "grpc": "http://localhost:4317",
