@@ -150,6 +150,7 @@ def test_metrics_endpoint_binds_loopback_unless_told(env: dict[str, str], host: 
         ({"EDGELOOP_METRICS_PORT": "70000"}, "EDGELOOP_METRICS_PORT"),
         ({"EDGELOOP_METRICS_PORT": "http"}, "EDGELOOP_METRICS_PORT"),
         ({"OTEL_RESOURCE_ATTRIBUTES": "novalue"}, "OTEL_RESOURCE_ATTRIBUTES"),
+        ({"OTEL_METRICS_EXEMPLAR_FILTER": "sometimes"}, "OTEL_METRICS_EXEMPLAR_FILTER"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:

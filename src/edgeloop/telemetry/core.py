@@ -12,7 +12,13 @@ from typing import Any
 from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Meter, NoOpMeter, Observation
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import (
+    AlwaysOffExemplarFilter,
+    AlwaysOnExemplarFilter,
+    ExemplarFilter,
+    MeterProvider,
+    TraceBasedExemplarFilter,
+)
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -33,6 +39,11 @@ from edgeloop.telemetry.tracing import Stage, context_from_traceparent, format_t
 log = logging.getLogger(__name__)
 
 SpanAttributes = Mapping[str, str | int | float | bool] | None
+_EXEMPLAR_FILTERS: dict[str, type[ExemplarFilter]] = {
+    "always_off": AlwaysOffExemplarFilter,
+    "always_on": AlwaysOnExemplarFilter,
+    "trace_based": TraceBasedExemplarFilter,
+}
 
 
 class _StageScope:
@@ -101,7 +112,10 @@ class Telemetry:
                 )
         self.tracer = self._tracer_provider.get_tracer("edgeloop", edgeloop.__version__)
         self._meter_provider = MeterProvider(
-            metric_readers=self._metric_readers(metric_reader), resource=resource, shutdown_on_exit=False
+            metric_readers=self._metric_readers(metric_reader),
+            resource=resource,
+            shutdown_on_exit=False,
+            exemplar_filter=_EXEMPLAR_FILTERS[settings.exemplar_filter](),
         )
         self.meter = self._meter_provider.get_meter("edgeloop", edgeloop.__version__)
         self._observe_own_stats()

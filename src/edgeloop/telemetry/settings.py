@@ -10,6 +10,9 @@ What differs from the OpenTelemetry SDK's own defaults, on purpose:
   retry against ``localhost:4317`` forever; spans are still made, so ``traceparent`` still
   joins the modules' work into one trace for whoever exports it.
 - The default protocol is ``http/protobuf`` (the specification's default).
+- Exemplars are off unless ``OTEL_METRICS_EXEMPLAR_FILTER`` asks for them: every counter a
+  module adds inside a stage span would otherwise be offered to the exemplar reservoirs, a
+  per-sample cost for data the Prometheus text format does not carry.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from edgeloop.errors import ConfigError
 
 Protocol = Literal["grpc", "http/protobuf"]
 ExporterName = Literal["otlp", "console", "none"]
+ExemplarFilter = Literal["always_off", "always_on", "trace_based"]
 
 PROTOCOLS: tuple[Protocol, ...] = ("grpc", "http/protobuf")
 EXPORTERS: tuple[ExporterName, ...] = ("otlp", "console", "none")
+EXEMPLAR_FILTERS: tuple[ExemplarFilter, ...] = ("always_off", "always_on", "trace_based")
 #: Default port of the Prometheus ``/metrics`` endpoint (``EDGELOOP_METRICS_PORT``; 0 = off).
 DEFAULT_METRICS_PORT = 9600
 #: Bind address of the endpoint (``EDGELOOP_METRICS_HOST``): loopback unless told otherwise, so
@@ -63,6 +68,7 @@ class TelemetrySettings:
     metrics: SignalExport = SignalExport()
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
+    exemplar_filter: ExemplarFilter = "always_off"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, default_service_name: str = "edgeloop") -> TelemetrySettings:
@@ -86,6 +92,7 @@ class TelemetrySettings:
             metrics=_signal(env, "metrics"),
             metrics_port=parse_port(env, "EDGELOOP_METRICS_PORT", DEFAULT_METRICS_PORT),
             metrics_host=env.get("EDGELOOP_METRICS_HOST", "").strip() or DEFAULT_METRICS_HOST,
+            exemplar_filter=_exemplar_filter(env),
         )
 
 
@@ -166,3 +173,14 @@ def parse_port(env: Mapping[str, str], name: str, default: int) -> int:
     if not 0 <= port <= 65535:
         raise TelemetryConfigError(f"{name}={raw!r} is not a port (accepted: 0 to turn off, or 1-65535)")
     return port
+
+
+def _exemplar_filter(env: Mapping[str, str]) -> ExemplarFilter:
+    raw = env.get("OTEL_METRICS_EXEMPLAR_FILTER", "").strip().lower() or "always_off"
+    for name in EXEMPLAR_FILTERS:
+        if raw == name:
+            return name
+    accepted = ", ".join(EXEMPLAR_FILTERS)
+    raise TelemetryConfigError(
+        f"OTEL_METRICS_EXEMPLAR_FILTER={raw!r} is not supported (accepted: {accepted})"
+    )
