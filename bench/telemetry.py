@@ -314,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         f"({result['on_wall_ms_per_sample']:.2f} ms wall); spans over OTLP/HTTP: "
         f"{stats['spans_exported']} exported, {stats['spans_dropped']} dropped"
     )
+    extra_us = 1000 * (result["on_cpu_ms_per_sample"] - result["off_cpu_ms_per_sample"])
+    spans_per_sample = stats["spans_exported"] / max(1, total["on"])
+    print(f"cost:        {extra_us:6.0f} us CPU a sample for {spans_per_sample:.1f} spans and its metrics")
     print(f"overhead:    {(1 - cpu_ratio) * 100:5.1f} % of throughput per CPU second (target < 5 %)")
     print(
         f"             {(1 - wall_ratio) * 100:5.1f} % of wall-clock throughput (noisier on a shared machine)"

@@ -357,23 +357,57 @@ def test_counter_histogram_gauge_and_observed_values(rec: Recorder) -> None:
     assert [(a, p.value) for a, p in rec.points("edgeloop.test.outbox_depth")] == [({"state": "queued"}, 3)]
 
 
-def test_instruments_taken_before_setup_record_after_it() -> None:
+def test_counts_made_before_setup_are_reported_after_it() -> None:
     # given
     counter = telemetry.metrics.counter("edgeloop.test.early")
-    counter.add(5)  # nothing in force: dropped
+    counter.add(5)  # nothing in force yet
+    histogram = telemetry.metrics.histogram("edgeloop.test.early_latency")
+    histogram.record(0.5)  # nothing in force: not recorded
     telemetry.metrics.observe("edgeloop.test.early_gauge", lambda: 9)
     recorder = Recorder()
     telemetry.setup(recorder.telemetry)
     try:
         # when
         counter.add(1)
+        histogram.record(0.2)
 
         # then
-        assert [p.value for _, p in recorder.points("edgeloop.test.early")] == [1]
+        assert [p.value for _, p in recorder.points("edgeloop.test.early")] == [6]
+        assert [p.count for _, p in recorder.points("edgeloop.test.early_latency")] == [1]
         assert [p.value for _, p in recorder.points("edgeloop.test.early_gauge")] == [9]
     finally:
         telemetry.shutdown()
         telemetry.metrics.forget("edgeloop.test.early_gauge")
+
+
+def test_attribute_order_does_not_split_a_series(rec: Recorder) -> None:
+    # when
+    telemetry.metrics.counter("edgeloop.test.order").add(1, {"module": "filter", "reason": "budget"})
+    telemetry.metrics.counter("edgeloop.test.order").add(2, {"reason": "budget", "module": "filter"})
+    telemetry.metrics.counter("edgeloop.test.order").add(-4, {"reason": "budget", "module": "filter"})
+
+    # then
+    assert [p.value for _, p in rec.points("edgeloop.test.order")] == [3]
+
+
+def test_counters_are_safe_from_many_threads(rec: Recorder) -> None:
+    # given
+    counter = telemetry.metrics.counter("edgeloop.test.threads")
+
+    def work() -> None:
+        for _ in range(2000):
+            counter.add(1, {"t": "x"})
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+
+    # when
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # then
+    assert [p.value for _, p in rec.points("edgeloop.test.threads")] == [8000]
 
 
 def test_forgotten_and_failing_callbacks_report_nothing(rec: Recorder) -> None:

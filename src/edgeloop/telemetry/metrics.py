@@ -1,9 +1,10 @@
 """The metrics facade modules call by name.
 
 ``metrics.counter("edgeloop.samples.captured").add(1, {"source": "cam0"})`` works at any
-time: before telemetry is set up, while it runs and after it stopped (then it records nothing).
-Each call resolves the instrument on the meter in force, so a module may keep the returned
-object in an attribute. Instruments are created once per name and meter.
+time: before telemetry is set up, while it runs and after it stopped. Counters keep their sums
+for the life of the process and report them whenever telemetry collects (so counts made
+before setup are not lost); histograms and gauges record on the meter in force, nothing
+before setup. A module may keep the returned object in an attribute.
 
 Names are dotted OpenTelemetry names (``edgeloop.<area>.<what>``); the Prometheus endpoint
 shows them with underscores, a unit suffix and ``_total`` on counters
@@ -47,24 +48,55 @@ class _Spec:
     buckets: tuple[float, ...] | None = None
 
 
-class Counter:
+class _Sum:
+    """Running sums per attribute set, kept here and read at each collection.
+
+    Adding is a dict update under a lock: a few times cheaper per sample than the SDK's
+    synchronous counter, whose measurement path runs cold after a frame's worth of pixel work.
+    """
+
+    __slots__ = ("_lock", "_monotonic", "_name", "_values")
+
+    def __init__(self, name: str, *, monotonic: bool) -> None:
+        self._name, self._monotonic = name, monotonic
+        self._lock = threading.Lock()
+        self._values: dict[tuple[tuple[str, Any], ...], float] = {}
+
+    def _add(self, amount: float, attributes: Attributes) -> None:
+        if self._monotonic and amount < 0:
+            log.warning("counter %s: ignoring a negative increment (%s)", self._name, amount)
+            return
+        key = tuple(attributes.items()) if attributes else ()
+        with self._lock:
+            self._values[key] = self._values.get(key, 0) + amount
+
+    def observations(self) -> list[tuple[float, dict[str, Any]]]:
+        """The sums so far (since the process started), one per attribute set."""
+        with self._lock:
+            items = list(self._values.items())
+        merged: dict[frozenset[tuple[str, Any]], float] = {}
+        for key, value in items:  # {"a": 1, "b": 2} and {"b": 2, "a": 1} are one series
+            series = frozenset(key)
+            merged[series] = merged.get(series, 0) + value
+        return [(value, dict(series)) for series, value in merged.items()]
+
+
+class Counter(_Sum):
     """A monotonic count (samples captured, bytes uploaded, errors)."""
 
-    def __init__(self, registry: Metrics, spec: _Spec) -> None:
-        self._registry, self._spec = registry, spec
+    __slots__ = ()
 
     def add(self, amount: float = 1, attributes: Attributes = None) -> None:
-        self._registry._instrument(self._spec).add(amount, attributes)
+        self._add(amount, attributes)
 
 
-class UpDownCounter:
+class UpDownCounter(_Sum):
     """A count that goes both ways (items in flight)."""
 
-    def __init__(self, registry: Metrics, spec: _Spec) -> None:
-        self._registry, self._spec = registry, spec
+    __slots__ = ()
 
     def add(self, amount: float, attributes: Attributes = None) -> None:
-        self._registry._instrument(self._spec).add(amount, attributes)
+        self._add(amount, attributes)
 
 
 class Histogram:
@@ -87,12 +119,8 @@ class Gauge:
         self._registry._instrument(self._spec).set(value, attributes)
 
 
-_FACADES: dict[Kind, type[Counter | UpDownCounter | Histogram | Gauge]] = {
-    "counter": Counter,
-    "updown": UpDownCounter,
-    "histogram": Histogram,
-    "gauge": Gauge,
-}
+#: Kinds reported through an observable instrument (read at collection, never pushed).
+_OBSERVABLE_KINDS = ("counter", "updown", *_OBSERVED.values())
 
 
 class Metrics:
@@ -156,7 +184,9 @@ class Metrics:
     def forget(self, name: str) -> None:
         """Stop reporting the observed metric ``name``."""
         with self._lock:
-            self._callbacks.pop(name, None)
+            spec = self._specs.get(name)
+            if spec is not None and spec.kind.startswith("observed "):
+                self._callbacks.pop(name, None)
 
     # -- wiring ----------------------------------------------------------------------------
     def bind(self, meter: Meter) -> None:
@@ -165,7 +195,7 @@ class Metrics:
             self._meter = meter
             self._bound = {}
             for spec in self._specs.values():
-                if spec.kind.startswith("observed "):
+                if spec.kind in _OBSERVABLE_KINDS:
                     self._create_observable(spec)
 
     def _facade(self, kind: Kind, name: str, unit: str, description: str, buckets: Any = None) -> Any:
@@ -175,9 +205,20 @@ class Metrics:
         spec = _Spec(kind, name, unit, description, buckets)
         with self._lock:
             self._check(spec)
-            self._specs.setdefault(name, spec)
-            facade = self._facades.setdefault(name, _FACADES[kind](self, self._specs[name]))
-        return facade
+            if name not in self._facades:
+                self._specs[name] = spec
+                self._facades[name] = self._new_facade(spec)
+            return self._facades[name]
+
+    def _new_facade(self, spec: _Spec) -> Any:
+        if spec.kind in ("counter", "updown"):
+            sums = (Counter if spec.kind == "counter" else UpDownCounter)(
+                spec.name, monotonic=spec.kind == "counter"
+            )
+            self._callbacks[spec.name] = sums.observations
+            self._create_observable(spec)
+            return sums
+        return (Histogram if spec.kind == "histogram" else Gauge)(self, spec)
 
     def _check(self, spec: _Spec) -> None:
         known = self._specs.get(spec.name)
@@ -196,10 +237,6 @@ class Metrics:
 
     def _create(self, spec: _Spec) -> Any:
         meter = self._meter
-        if spec.kind == "counter":
-            return meter.create_counter(spec.name, unit=spec.unit, description=spec.description)
-        if spec.kind == "updown":
-            return meter.create_up_down_counter(spec.name, unit=spec.unit, description=spec.description)
         if spec.kind == "histogram":
             return meter.create_histogram(
                 spec.name,
@@ -212,6 +249,8 @@ class Metrics:
     def _create_observable(self, spec: _Spec) -> None:
         callback = self._observer(spec.name)
         create = {
+            "counter": self._meter.create_observable_counter,
+            "updown": self._meter.create_observable_up_down_counter,
             "observed gauge": self._meter.create_observable_gauge,
             "observed counter": self._meter.create_observable_counter,
             "observed updown": self._meter.create_observable_up_down_counter,
