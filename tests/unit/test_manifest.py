@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import shutil
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -18,26 +17,9 @@ from packaging.requirements import Requirement
 from edgeloop import cli, manifest
 from edgeloop.manifest import MAX_CREATE_OPTIONS, Problem, check_manifest, load_module_specs
 from tests.conftest import REPO_ROOT
+from tests.packaging_layout import MODULES, copy_layout
 
-MODULES = ("capture", "inference", "filter", "uploader")
 Mutation = Callable[[dict[str, Any]], None]
-
-
-def copy_layout(dest: Path) -> Path:
-    """The packaging files of this repository in ``dest``, with stand-ins for module code."""
-    for name in ("deployment.template.json", "deployment.debug.template.json", ".env.template"):
-        shutil.copy(REPO_ROOT / name, dest / name)
-    for module in MODULES:
-        source = REPO_ROOT / "modules" / module
-        target = dest / "modules" / module
-        target.mkdir(parents=True)
-        for file in [source / "module.json", source / "requirements.txt", *source.glob("Dockerfile.*")]:
-            shutil.copy(file, target / file.name)
-        (target / f"edgeloop_{module}").mkdir()
-        (target / f"edgeloop_{module}" / "__main__.py").write_text("")
-    (dest / "src" / "edgeloop").mkdir(parents=True)
-    (dest / "src" / "edgeloop" / "__init__.py").write_text("")
-    return dest
 
 
 def template_of(root: Path) -> dict[str, Any]:
