@@ -104,10 +104,10 @@ def drift(frame: NDArray[np.uint8], kind: str, severity: str, rng: np.random.Gen
         low, high = ROTATION[severity]
         angle = float(rng.uniform(low, high) * rng.choice([-1.0, 1.0]))
         matrix = cv2.getRotationMatrix2D((size / 2, size / 2), angle, 1.0)
-        out = cv2.warpAffine(out, matrix, (size, size), borderMode=cv2.BORDER_REFLECT)
+        out = np.asarray(cv2.warpAffine(out, matrix, (size, size), borderMode=cv2.BORDER_REFLECT), np.uint8)
     if kind == "blur":
         sigma = float(rng.uniform(*BLUR[severity]))
-        out = cv2.GaussianBlur(out, (0, 0), sigma)
+        out = np.asarray(cv2.GaussianBlur(out, (0, 0), sigma), np.uint8)
     if kind in ("contrast", "mixed"):
         keep = float(rng.uniform(*CONTRAST[severity]))
         mean = float(out.mean())
