@@ -9,11 +9,9 @@ created on first use under .edgeloop/tools/ and reused after (about 40 s to crea
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
-import venv
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +19,20 @@ import pytest
 
 from edgeloop.manifest import check_manifest, load_env_names, load_module_specs
 from tests.conftest import REPO_ROOT
-from tests.packaging_layout import MODULES, copy_layout, deployment_schema
+from tests.packaging_layout import (
+    MODULES,
+    REGISTRY,
+    TEMPLATES,
+    copy_layout,
+    deployment_schema,
+    ensure_iotedgedev,
+    genconfig,
+    write_dotenv,
+)
 
 pytestmark = pytest.mark.integration
 
-IOTEDGEDEV_VERSION = "3.3.9"
-TOOLS_DIR = REPO_ROOT / ".edgeloop" / "tools"
 PLATFORMS = ("amd64", "arm64v8")
-TEMPLATES = {"deployment.template.json": "deployment", "deployment.debug.template.json": "deployment.debug"}
-REGISTRY = "edgeloop.azurecr.io"
 
 
 def _tool(name: str) -> str:
@@ -43,20 +46,7 @@ def _tool(name: str) -> str:
 
 @pytest.fixture(scope="session")
 def iotedgedev() -> Path:
-    """The iotedgedev command, installed once into .edgeloop/tools/iotedgedev-venv."""
-    env_dir = TOOLS_DIR / "iotedgedev-venv"
-    command = env_dir / "bin" / "iotedgedev"
-    stamp = env_dir / f".installed-{IOTEDGEDEV_VERSION}"
-    if not stamp.is_file():
-        shutil.rmtree(env_dir, ignore_errors=True)
-        venv.create(env_dir, with_pip=True)
-        subprocess.run(
-            [env_dir / "bin" / "python", "-m", "pip", "install", "-q", f"iotedgedev=={IOTEDGEDEV_VERSION}"],
-            check=True,
-            timeout=600,
-        )
-        stamp.touch()
-    return command
+    return ensure_iotedgedev()
 
 
 @pytest.fixture(scope="session")
@@ -69,37 +59,6 @@ def schema() -> dict[str, Any]:
         )
     loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return loaded
-
-
-def write_dotenv(root: Path) -> None:
-    """.env from .env.template with a registry filled in, as a user would."""
-    values = {
-        "CONTAINER_REGISTRY_SERVER": REGISTRY,
-        "CONTAINER_REGISTRY_USERNAME": "edgeloop",
-        "CONTAINER_REGISTRY_PASSWORD": "not-a-real-password",
-    }
-    lines = []
-    for line in (root / ".env.template").read_text(encoding="utf-8").splitlines():
-        name = line.split("=", 1)[0]
-        lines.append(f"{name}={values[name]}" if "=" in line and name in values else line)
-    (root / ".env").write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def genconfig(iotedgedev: Path, root: Path, template: str, platform: str) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DEPLOYMENT_CONFIG_FILE", "DOTENV_FILE")}
-    result = subprocess.run(
-        [iotedgedev, "solution", "genconfig", "-f", template, "-P", platform, "--fail-on-validation-error"],
-        cwd=root,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    out = root / "config" / f"{TEMPLATES[template]}.{platform}.json"
-    generated: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
-    return generated
 
 
 @pytest.fixture(scope="module")
