@@ -101,7 +101,19 @@ def test_committed_debug_template_is_derived_from_the_template() -> None:
     # when
     derived = manifest.dump_json(manifest.derive_debug_template(template, specs))
     # then
-    assert (REPO_ROOT / "deployment.debug.template.json").read_text() == derived
+    committed = (REPO_ROOT / "deployment.debug.template.json").read_text()
+    assert committed == derived, "stale: run `edgeloop manifest debug-template` after changing the template"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_image_version_is_the_package_version(module: str) -> None:
+    # given
+    import edgeloop
+
+    # when
+    spec = json.loads((REPO_ROOT / "modules" / module / "module.json").read_text())
+    # then
+    assert spec["image"]["tag"]["version"] == edgeloop.__version__
 
 
 def test_debug_template_uses_debug_images_and_one_host_port_per_module(layout: Path) -> None:
