@@ -109,9 +109,10 @@ class Janitor:
         self.stale_temp += stale
         self.files = len(kept) - index
         self.bytes = total
-        if dropped:
-            log.warning("janitor dropped unclaimed samples: %s", dict(dropped))
-        return JanitorResult(dict(dropped), released, stale, self.files, self.bytes)
+        counts = {reason: n for reason, n in dropped.items() if n}
+        if counts:
+            log.warning("janitor dropped unclaimed samples: %s", counts)
+        return JanitorResult(counts, released, stale, self.files, self.bytes)
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -252,7 +252,7 @@ class SourceWorker:
                     return
                 self._handle(captured)
             else:
-                self.clock.sleep(_SLICE_S)
+                self._idle()
 
     def _idle_while_paused(self) -> None:
         self._set_state("paused" if self.settings.enabled else "disabled")
@@ -260,7 +260,7 @@ class SourceWorker:
             if self._snapshot_pending():
                 self._one_off_snapshot()
             else:
-                self.clock.sleep(_SLICE_S)
+                self._idle()
 
     def _one_off_snapshot(self) -> None:
         frames = iter(self.source.frames(self))
@@ -280,7 +280,7 @@ class SourceWorker:
         while not self.stopping:
             if self._snapshot_pending():
                 self._answer_snapshot_error("has finished (end of its input)")
-            self.clock.sleep(_SLICE_S)
+            self._idle()
 
     def _handle(self, captured: Captured) -> None:
         captured_at = self.clock.now()
@@ -328,6 +328,10 @@ class SourceWorker:
 
     def _snapshot_pending(self) -> bool:
         return self._snapshot is not None
+
+    def _idle(self) -> None:
+        """Wait for a stop, resume or snapshot request (in real time, whatever the clock)."""
+        self._stop.wait(_SLICE_S)
 
     def _sleep_until(self, due: float) -> bool:
         while not self.stopping and not self._snapshot_pending():
