@@ -153,6 +153,7 @@ class SourceWorker:
         return candidate if candidate.is_absolute() else self.root / candidate
 
     def keep(self, index: int, media_time: float | None) -> bool:
+        self._hold_while_paused()
         if self._snapshot_pending():
             return True
         if not self.keep_nth(index):
@@ -170,6 +171,7 @@ class SourceWorker:
         return False
 
     def keep_nth(self, index: int) -> bool:
+        self._hold_while_paused()
         return self._snapshot_pending() or index % self.settings.every_n == 0
 
     def restart_pacing(self) -> None:
@@ -233,26 +235,22 @@ class SourceWorker:
         self._set_state("stopped")
 
     def _consume(self, frames: Iterator[Captured]) -> bool:
-        """Handle frames until the source ends (False) or a live source pauses (True)."""
+        """Handle frames until the source ends (False) or a live source pauses (True).
+
+        A paused file source blocks in ``keep`` instead, so it keeps its place."""
         for captured in frames:
+            if self.stopping:
+                return False
+            if self.source.live and self._is_paused():
+                return True
             self._handle(captured)
-            if self._is_paused() and not self.stopping:
-                if self.source.live:
-                    return True
-                self._hold(frames)
         return False
 
-    def _hold(self, frames: Iterator[Captured]) -> None:
-        """A paused file source keeps its place; snapshots read on from there."""
-        while self._is_paused() and not self.stopping:
-            if self._snapshot_pending():
-                captured = next(frames, None)
-                if captured is None:
-                    self._answer_snapshot_error("has reached the end of its input")
-                    return
-                self._handle(captured)
-            else:
-                self._idle()
+    def _hold_while_paused(self) -> None:
+        if self.source.live:
+            return
+        while self._is_paused() and not self.stopping and not self._snapshot_pending():
+            self._idle()
 
     def _idle_while_paused(self) -> None:
         self._set_state("paused" if self.settings.enabled else "disabled")
