@@ -386,25 +386,24 @@ def test_a_paused_file_source_keeps_its_place(tmp_path: Path, video: Path) -> No
     assert run.attr("frame_index") == ["0", "5", "10", "15"]
 
 
-def test_snapshot_reads_on_from_where_a_paused_source_stopped(tmp_path: Path, video: Path) -> None:
-    # given: the module pauses as soon as the first frame is out
-    run = Run(tmp_path, video_source(every_n=1000))
-    emit = run.worker.emit
-
-    def emit_then_pause(ref: FrameRef) -> bool:
-        run.module_paused = True
-        return emit(ref)
-
-    run.worker.emit = emit_then_pause
-    with run:
+def test_snapshot_reads_on_from_where_a_paused_source_stopped(tmp_path: Path) -> None:
+    # given: a folder source paused after its first file, then two more files arrive
+    write_images(tmp_path / "in", 1)
+    with Run(tmp_path, folder_source()) as run:
         wait_for(lambda: len(run.refs) == 1)
+        run.module_paused = True
+        write_images(tmp_path / "in", 2, start=1)
+        time.sleep(0.3)
+        while_paused = len(run.refs)
         # when
         ref = run.worker.snapshot(timeout=5)
+        time.sleep(0.2)
     # then
-    assert ref.attributes["trigger"] == "snapshot"
-    assert ref.attributes["frame_index"] == "1"
+    assert while_paused == 1
+    assert ref.attributes == {"file_name": "img_0001.png", "trigger": "snapshot"}
     assert (tmp_path / str(ref.file_ref)).exists()
-    assert run.refs[-1] == ref
+    assert len(run.refs) == 2
+    assert run.refs[1] == ref
 
 
 def test_snapshot_of_a_source_paused_before_it_started_opens_it_once(tmp_path: Path, video: Path) -> None:

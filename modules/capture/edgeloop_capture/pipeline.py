@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from datetime import datetime
 
 import cv2
@@ -50,8 +51,23 @@ def new_traceparent() -> str:
     return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A frame encoded and hashed, ready to be written (or a sensor vector)."""
+
+    captured: Captured
+    captured_at: datetime
+    data: bytes | None = None
+    width: int | None = None
+    height: int | None = None
+    dhash: str | None = None
+
+
 class FramePipeline:
-    """Resize, hash, encode and write a frame; describe it as a ``FrameRef``."""
+    """Resize, hash, encode and write a frame; describe it as a ``FrameRef``.
+
+    ``prepare`` (pixels) and ``store`` (file and reference) can run on different threads.
+    """
 
     def __init__(self, writer: SampleWriter, ids: SampleIds) -> None:
         self.writer = writer
@@ -60,34 +76,52 @@ class FramePipeline:
     def process(
         self, settings: SourceSettings, captured: Captured, *, seq: int, captured_at: datetime
     ) -> FrameRef:
-        """Raises ``OSError`` (volume) or ``EncodeError``; the caller counts and skips."""
+        """``prepare`` then ``store``."""
+        return self.store(settings, self.prepare(settings, captured, captured_at=captured_at), seq=seq)
+
+    def prepare(self, settings: SourceSettings, captured: Captured, *, captured_at: datetime) -> Prepared:
+        """Raises ``EncodeError``."""
+        if captured.image is None:
+            return Prepared(captured=captured, captured_at=captured_at)
+        assert isinstance(settings, ImageSettings)
+        image = fit(captured.image, settings.max_width, settings.max_height)
+        if settings.grayscale and image.ndim == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        height, width = image.shape[:2]
+        return Prepared(
+            captured=captured,
+            captured_at=captured_at,
+            data=encode(image, settings),
+            width=width,
+            height=height,
+            dhash=dhash(image),
+        )
+
+    def store(self, settings: SourceSettings, prepared: Prepared, *, seq: int) -> FrameRef:
+        """Write the file (images) and describe the sample. Raises ``OSError``."""
+        captured_at = prepared.captured_at
         sample_id = self.ids.new(captured_at)
         common = {
             "sample_id": sample_id,
             "source_id": settings.id,
             "seq": seq,
             "captured_at": captured_at,
-            "attributes": captured.attributes,
+            "attributes": prepared.captured.attributes,
             "traceparent": new_traceparent(),
         }
-        if captured.image is None:
-            return FrameRef(kind="vector", vector=captured.vector or [], **common)
+        if prepared.data is None:
+            return FrameRef(kind="vector", vector=prepared.captured.vector or [], **common)
         assert isinstance(settings, ImageSettings)
-        image = fit(captured.image, settings.max_width, settings.max_height)
-        if settings.grayscale and image.ndim == 3:
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        data = encode(image, settings)
         ext, content_type = CONTENT_TYPES[settings.format]
-        written = self.writer.write(data, sample_id=sample_id, captured_at=captured_at, ext=ext)
-        height, width = image.shape[:2]
+        written = self.writer.write(prepared.data, sample_id=sample_id, captured_at=captured_at, ext=ext)
         return FrameRef(
             kind="image",
             file_ref=written.file_ref,
             content_type=content_type,
-            width=width,
-            height=height,
+            width=prepared.width,
+            height=prepared.height,
             bytes=written.size,
             sha256=written.sha256,
-            dhash=dhash(image),
+            dhash=prepared.dhash,
             **common,
         )

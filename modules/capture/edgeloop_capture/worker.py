@@ -1,5 +1,8 @@
 """One thread per source: reads frames, applies rate settings, hands them to the pipeline,
-retries with backoff when the source fails, and keeps the source's health."""
+retries with backoff when the source fails, and keeps the source's health.
+
+Each frame then goes through two stages of the same source, each on its own thread: encode
+(resize, JPEG/PNG, dHash) and write (atomic file, reference, emit). Frames stay in order."""
 
 from __future__ import annotations
 
@@ -15,8 +18,9 @@ from typing import Any
 from edgeloop.clock import Clock
 from edgeloop.contracts import FrameRef
 from edgeloop.errors import MethodError
-from edgeloop_capture.pipeline import EncodeError, FramePipeline
+from edgeloop_capture.pipeline import EncodeError, FramePipeline, Prepared
 from edgeloop_capture.sources.base import Captured, Source, SourceError, SourceSettings
+from edgeloop_capture.stage import Stage
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,16 @@ class _Snapshot:
     def finish(self, ref: FrameRef | None = None, error: MethodError | None = None) -> None:
         self.ref, self.error = ref, error
         self.done.set()
+
+
+@dataclass
+class _Job:
+    """A frame on its way through the encode and write stages."""
+
+    captured: Captured
+    captured_at: datetime
+    snapshot: _Snapshot | None
+    prepared: Prepared | None = None
 
 
 class SourceWorker:
@@ -70,6 +84,9 @@ class SourceWorker:
         self._snapshot: _Snapshot | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._encode_stage: Stage[_Job] | None = None
+        self._write_stage: Stage[_Job] | None = None
+        self._skip_lock = threading.Lock()
         # health
         self.state = "starting"
         self.since = clock.now()
@@ -87,10 +104,15 @@ class SourceWorker:
 
     # -- control from the module -----------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"capture-{self.settings.id}", daemon=True)
+        """Start the source thread and its encode and write stages."""
+        name = f"capture-{self.settings.id}"
+        self._encode_stage = Stage(f"{name}-encode", self._prepare_job)
+        self._write_stage = Stage(f"{name}-write", self._store_job)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop reading; frames already read are still written and emitted."""
         self._stop.set()
         with self._lock:
             if self._snapshot is not None:
@@ -99,6 +121,9 @@ class SourceWorker:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.warning("source %s did not stop within %.1fs", self.settings.id, timeout)
+        if self._encode_stage is not None and self._write_stage is not None:
+            self._encode_stage.close(timeout)
+            self._write_stage.close(timeout)
 
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
@@ -196,8 +221,9 @@ class SourceWorker:
         return self._sleep_until(self.clock.monotonic() + seconds)
 
     def skip(self, reason: str, detail: str) -> None:
-        self.skipped[reason] += 1
-        self.last_skip = f"{reason}: {detail}"
+        with self._skip_lock:
+            self.skipped[reason] += 1
+            self.last_skip = f"{reason}: {detail}"
         log.warning("source %s skipped %s: %s", self.settings.id, reason, detail)
 
     # -- the thread ------------------------------------------------------------------------
@@ -218,6 +244,7 @@ class SourceWorker:
                     break
                 if self.source.live:
                     raise SourceError("the source ended")
+                self._drain()
                 self._set_state("finished")
                 self._finished()
                 return
@@ -281,26 +308,53 @@ class SourceWorker:
             self._idle()
 
     def _handle(self, captured: Captured) -> None:
-        captured_at = self.clock.now()
+        """On the source thread: stamp the frame and hand it to the encode stage."""
         with self._lock:
             snapshot, self._snapshot = self._snapshot, None
         if snapshot is not None:
             captured.attributes["trigger"] = "snapshot"
+        if self.state != "running":
+            self._set_state("running")
+        job = _Job(captured=captured, captured_at=self.clock.now(), snapshot=snapshot)
+        assert self._encode_stage is not None
+        if not self._encode_stage.put(job, lambda: self.stopping) and snapshot is not None:
+            snapshot.finish(error=MethodError(409, f"source {self.settings.id!r} stopped"))
+
+    def _prepare_job(self, job: _Job) -> None:
+        """Encode stage: resize, encode, hash."""
         try:
-            ref = self.pipeline.process(self.settings, captured, seq=self.seq, captured_at=captured_at)
-        except (OSError, EncodeError) as exc:
-            self.skip("write_failed", str(exc))
-            if snapshot is not None:
-                snapshot.finish(error=MethodError(500, f"snapshot of {self.settings.id!r} failed: {exc}"))
+            job.prepared = self.pipeline.prepare(self.settings, job.captured, captured_at=job.captured_at)
+        except EncodeError as exc:
+            self._job_failed(job, "encode_failed", exc)
+            return
+        assert self._write_stage is not None
+        self._write_stage.put(job, lambda: False)
+
+    def _store_job(self, job: _Job) -> None:
+        """Write stage: the file, the reference, the health, then out to the sender."""
+        assert job.prepared is not None
+        try:
+            ref = self.pipeline.store(self.settings, job.prepared, seq=self.seq)
+        except OSError as exc:
+            self._job_failed(job, "write_failed", exc)
             return
         self.seq += 1
         self.frames += 1
-        self.last_frame_at = captured_at
-        if self.state != "running":
-            self._set_state("running")
-        if snapshot is not None:
-            snapshot.finish(ref=ref)
+        self.last_frame_at = job.captured_at
+        if job.snapshot is not None:
+            job.snapshot.finish(ref=ref)
         self.emit(ref)
+
+    def _job_failed(self, job: _Job, reason: str, exc: Exception) -> None:
+        self.skip(reason, str(exc))
+        if job.snapshot is not None:
+            job.snapshot.finish(error=MethodError(500, f"snapshot of {self.settings.id!r} failed: {exc}"))
+
+    def _drain(self) -> None:
+        """Wait until every frame read so far is written and emitted."""
+        if self._encode_stage is not None and self._write_stage is not None:
+            self._encode_stage.drain()
+            self._write_stage.drain()
 
     def _failed(self, reason: str) -> None:
         self.errors += 1
