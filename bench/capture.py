@@ -3,7 +3,9 @@
 Both read the same generated 640x480 MJPG video and encode JPEG at the same quality, in
 alternating rounds in one run. The capture side is the whole module (source worker, resize
 check, dHash, encode, SHA-256, atomic write, references batched and sent) under the runtime
-with the in-memory hub client; the bare side is ``read`` + ``imencode`` and nothing else.
+with the in-memory hub client; the bare side is ``read`` + ``imencode`` and nothing else. A
+third loop adds one file per frame (temp + rename) to the bare loop, to show how much of the
+difference is the file system's.
 
     python -m bench.capture [--frames 300] [--rounds 3]
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import threading
@@ -31,7 +34,7 @@ QUALITY = 90
 
 
 def bare_loop(video: Path) -> tuple[int, float]:
-    """Frames decoded and JPEG-encoded per second by a plain OpenCV loop."""
+    """Frames decoded and JPEG-encoded by a plain OpenCV loop, and the seconds it took."""
     start = time.perf_counter()
     cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
     frames = 0
@@ -45,8 +48,29 @@ def bare_loop(video: Path) -> tuple[int, float]:
     return frames, time.perf_counter() - start
 
 
+def bare_loop_with_files(video: Path, folder: Path) -> tuple[int, float]:
+    """The bare loop plus what any capture must do on this volume: one file per frame,
+    written to a temp name and renamed (the file system's share of the cost, for reference)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
+    frames = 0
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, QUALITY])
+        temp = folder / f"{frames:06d}.jpg.tmp"
+        with open(temp, "xb") as fh:
+            fh.write(buf.tobytes())
+        os.replace(temp, folder / f"{frames:06d}.jpg")
+        frames += ok
+    cap.release()
+    return frames, time.perf_counter() - start
+
+
 def capture_module(video: Path, volume: Path, expected: int) -> tuple[int, float]:
-    """Frames written and references sent per second by the capture module."""
+    """Frames written and references sent by the capture module, and the seconds it took."""
     hub = FakeHubClient(
         {
             "sources": [
@@ -86,18 +110,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each side")
     args = parser.parse_args(argv)
     bare_fps: list[float] = []
+    files_fps: list[float] = []
     capture_fps: list[float] = []
+    cpu_ms: dict[str, list[float]] = {"bare": [], "bare_files": [], "capture": []}
     with tempfile.TemporaryDirectory(prefix="edgeloop-bench-") as tmp:
         video = write_video(Path(tmp) / "bench.avi", args.frames, width=640, height=480)
         for round_ in range(args.rounds):
+            cpu = time.process_time()
             n, seconds = bare_loop(video)
+            cpu_ms["bare"].append((time.process_time() - cpu) / n * 1000)
             bare_fps.append(n / seconds)
+            cpu = time.process_time()
+            n, seconds = bare_loop_with_files(video, Path(tmp) / f"files{round_}")
+            cpu_ms["bare_files"].append((time.process_time() - cpu) / n * 1000)
+            files_fps.append(n / seconds)
             volume = Path(tmp) / f"volume{round_}"
+            cpu = time.process_time()
             n, seconds = capture_module(video, volume, args.frames)
+            cpu_ms["capture"].append((time.process_time() - cpu) / max(n, 1) * 1000)
             if n != args.frames:
                 raise SystemExit(f"capture delivered {n} of {args.frames} frames")
             capture_fps.append(n / seconds)
-            print(f"round {round_ + 1}: bare {bare_fps[-1]:7.1f} frames/s, capture {capture_fps[-1]:7.1f}")
+            print(
+                f"round {round_ + 1}: bare {bare_fps[-1]:6.1f} frames/s, bare+files {files_fps[-1]:6.1f}, "
+                f"capture {capture_fps[-1]:6.1f}"
+            )
     result: dict[str, Any] = {
         "frames": args.frames,
         "size": "640x480",
@@ -105,12 +142,25 @@ def main(argv: list[str] | None = None) -> int:
         "bare_fps_median": statistics.median(bare_fps),
         "capture_fps_median": statistics.median(capture_fps),
         "ratio": statistics.median(capture_fps) / statistics.median(bare_fps),
+        "bare_files_fps_median": statistics.median(files_fps),
+        "ratio_to_bare_files": statistics.median(capture_fps) / statistics.median(files_fps),
+        "bare_files_fps": files_fps,
         "bare_fps": bare_fps,
         "capture_fps": capture_fps,
+        "cpu_ms_per_frame_median": {side: statistics.median(v) for side, v in cpu_ms.items()},
+        "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(),
     }
     print(
         f"median: bare {result['bare_fps_median']:.1f} frames/s, capture {result['capture_fps_median']:.1f} "
-        f"frames/s, ratio {result['ratio']:.2f} (target >= 0.9)"
+        f"frames/s, ratio {result['ratio']:.2f} (target >= 0.9); "
+        f"ratio to bare+files ({result['bare_files_fps_median']:.1f}) {result['ratio_to_bare_files']:.2f}"
+    )
+    cpu = result["cpu_ms_per_frame_median"]
+    print(
+        f"CPU per frame: bare {cpu['bare']:.2f} ms, bare+files {cpu['bare_files']:.2f} ms, "
+        f"capture {cpu['capture']:.2f} ms (all threads; the module's stages spread it over cores); "
+        f"load average {result['load_average'][0]:.1f} on {result['cpu_count']} cores"
     )
     out = Path(__file__).parent / "results" / "capture.json"
     out.parent.mkdir(parents=True, exist_ok=True)
