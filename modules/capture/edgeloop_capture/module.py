@@ -110,6 +110,7 @@ class CaptureModule(EdgeModule[CaptureConfig]):
 
     def apply_config(self, config: CaptureConfig, previous: CaptureConfig | None) -> None:
         self.config = config
+        self.writer.fsync = config.fsync
         if self.ctx is None:
             return  # start() builds everything from this config
         if self.sender is not None:

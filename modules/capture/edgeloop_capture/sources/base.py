@@ -44,8 +44,9 @@ class SourceSettings(BaseModel):
         default=None,
         gt=0,
         le=1000,
-        description="Keep at most this many frames a second (media time for files, wall time for "
-        "live sources); null keeps every frame.",
+        description="Frames a second: video keeps at most this many per second of video, stream and "
+        "usb at most this many per second (dropping the rest), folder and sensor are paced to it; "
+        "null = no limit.",
     )
     every_n: int = Field(default=1, ge=1, le=100_000, description="Keep one frame of every N read.")
 
