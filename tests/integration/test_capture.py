@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from edgeloop_capture.testing import write_images, write_video
 
 from edgeloop.devhub.testing import HubProcess
-from edgeloop_capture.testing import write_images, write_video
 from tests.integration.conftest import HubFactory, ModuleFactory
 from tests.integration.modules.manifests import manifest
 
@@ -73,8 +73,10 @@ def test_capture_sends_frame_references_through_the_hub(
     assert all((volume / f["file_ref"]).is_file() for f in frames)
     reported = hub.wait_reported(
         "capture",
-        lambda r: r.get("sources", {}).get("cam", {}).get("state") == "finished"
-        and "configError" in r.get("sources", {}).get("typo", {}),
+        lambda r: (
+            r.get("sources", {}).get("cam", {}).get("state") == "finished"
+            and "configError" in r.get("sources", {}).get("typo", {})
+        ),
     )
     assert "sources.typo.jpeg_quality" in reported["sources"]["typo"]["configError"]
     assert reported["sources"]["drop"]["state"] == "running"
