@@ -19,7 +19,7 @@ import pytest
 from edgeloop_capture.config import parse_source
 from edgeloop_capture.ids import SampleIds
 from edgeloop_capture.pipeline import FramePipeline
-from edgeloop_capture.sources import KINDS
+from edgeloop_capture.sources import KINDS, Captured, SourceError
 from edgeloop_capture.testing import (
     write_corrupt_jpeg,
     write_images,
@@ -442,3 +442,51 @@ def test_generated_media_are_what_they_claim(tmp_path: Path) -> None:
     assert frame.shape == (60, 80, 3)
     corrupt = np.fromfile(write_corrupt_jpeg(tmp_path / "c.jpg"), np.uint8)
     assert cv2.imdecode(corrupt, cv2.IMREAD_COLOR) is None
+
+
+class FlakySource:
+    """An in-memory source: fails on the attempts listed, yields one vector otherwise."""
+
+    live = False
+
+    def __init__(self, clock: FakeClock, fail_on: set[int], attempts: int) -> None:
+        self.clock = clock
+        self.fail_on = fail_on
+        self.attempts = attempts
+        self.started: list[float] = []
+
+    def frames(self, ctl: Any) -> Iterator[Any]:
+        attempt = len(self.started)
+        self.started.append(self.clock.monotonic())
+        if attempt >= self.attempts:
+            return
+        if attempt not in self.fail_on:
+            yield Captured(vector=[float(attempt)])
+        raise SourceError(f"attempt {attempt} failed")
+
+
+def test_backoff_doubles_while_failing_and_starts_afresh_after_frames(tmp_path: Path) -> None:
+    # given: attempts 0-3 and 5-6 fail at once, 4 yields a frame and then fails, 7 ends
+    clock = FakeClock()
+    source = FlakySource(clock, fail_on={0, 1, 2, 3, 5, 6}, attempts=7)
+    settings = parse_source({"id": "s", "kind": "sensor", "path": "x.csv"}, 0)
+    worker = SourceWorker(
+        settings,
+        source,
+        pipeline=FramePipeline(SampleWriter(tmp_path), SampleIds()),
+        emit=lambda ref: True,
+        clock=clock,
+        root=tmp_path,
+        module_paused=lambda: False,
+        retry_initial_s=1.0,
+        retry_max_s=4.0,
+    )
+    # when
+    worker.start()
+    wait_for(lambda: worker.state == "finished")
+    worker.stop()
+    # then
+    gaps = [round(b - a, 2) for a, b in zip(source.started, source.started[1:], strict=False)]
+    assert gaps == [1.0, 2.0, 4.0, 4.0, 1.0, 2.0, 4.0]
+    assert worker.errors == 7
+    assert worker.frames == 1

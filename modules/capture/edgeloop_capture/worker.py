@@ -97,6 +97,7 @@ class SourceWorker:
         self.errors = 0
         self.last_error: str | None = None
         self.retries = 0
+        self._read = 0
         # rate and pacing
         self._next_keep: float | None = None
         self._pace_origin: float | None = None
@@ -234,6 +235,7 @@ class SourceWorker:
                 self._idle_while_paused()
                 continue
             frames: Iterator[Captured] | None = None
+            read_before = self._read
             try:
                 self._set_state("starting")
                 frames = iter(self.source.frames(self))
@@ -256,6 +258,8 @@ class SourceWorker:
             finally:
                 if frames is not None and hasattr(frames, "close"):
                     frames.close()
+            if self._read > read_before:
+                delay = self.retry_initial_s  # it worked for a while: start the backoff afresh
             if not self.wait(delay):
                 break
             delay = min(delay * 2, self.retry_max_s)
@@ -309,6 +313,7 @@ class SourceWorker:
 
     def _handle(self, captured: Captured) -> None:
         """On the source thread: stamp the frame and hand it to the encode stage."""
+        self._read += 1
         with self._lock:
             snapshot, self._snapshot = self._snapshot, None
         if snapshot is not None:
