@@ -268,3 +268,15 @@ def test_failed_sends_are_retried_with_the_same_references(root: Path) -> None:
     # then
     assert [f.seq for f in capture.frames()] == list(range(12))
     assert sender["send_errors"] == 2
+
+
+def test_the_janitor_drops_unclaimed_samples_and_reports_it(root: Path) -> None:
+    # given: a short TTL and a frequent janitor
+    desired = {"sources": [video()], "janitor": {"ttl_s": 0.5, "interval_s": 0.1}, "report_interval_s": 0.1}
+    with Capture(root, desired) as capture:
+        wait_for(lambda: len(capture.frames()) == 12)
+        # when: nobody claims them
+        wait_for(lambda: capture.hub.reported.get("janitor", {}).get("dropped", {}).get("ttl") == 12)
+    # then
+    assert not any((root / str(f.file_ref)).exists() for f in capture.frames())
+    assert capture.module.stats()["janitor"]["droppedBytes"] == sum(f.bytes or 0 for f in capture.frames())
