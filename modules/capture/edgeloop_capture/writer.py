@@ -13,6 +13,7 @@ buckets whose directory changed since its last run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -32,15 +33,23 @@ class WrittenFile:
     size: int
 
 
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
 class SampleWriter:
-    """Writes each sample to a temp file, then renames it into its minute bucket."""
+    """Writes each sample to a temp file, then renames it into its minute bucket.
+
+    Plain ``os`` calls on string paths: this runs once per frame, and folders are created only
+    when a call finds them missing (a new minute, or a volume cleaned under our feet).
+    """
 
     def __init__(self, root: Path, *, fsync: bool = False) -> None:
         self.root = root
         self.base = root / CAPTURE_DIR
         self.incoming = self.base / INCOMING_DIR
         self.fsync = fsync
-        self._buckets: set[str] = set()
+        self._base = str(self.base)
+        self._incoming = str(self.incoming)
 
     def write(self, data: bytes, *, sample_id: str, captured_at: datetime, ext: str) -> WrittenFile:
         """Write ``data`` as ``capture/<bucket>/<sample_id>.<ext>``.
@@ -50,25 +59,37 @@ class SampleWriter:
         """
         bucket = captured_at.strftime(BUCKET_FORMAT)
         name = f"{sample_id}.{ext}"
-        final_dir = self.base / bucket
-        if bucket not in self._buckets or not final_dir.is_dir():
-            final_dir.mkdir(parents=True, exist_ok=True)
-            self.incoming.mkdir(parents=True, exist_ok=True)
-            self._buckets.add(bucket)
-        temp = self.incoming / f"{name}.tmp"
+        temp = os.path.join(self._incoming, name + ".tmp")
+        final = os.path.join(self._base, bucket, name)
         try:
-            with open(temp, "xb") as fh:
-                fh.write(data)
-                if self.fsync:
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            os.replace(temp, final_dir / name)
+            self._write_temp(temp, data)
+            try:
+                os.replace(temp, final)
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(final), exist_ok=True)
+                os.replace(temp, final)
         except BaseException:
-            temp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
             raise
         return WrittenFile(
             file_ref=f"{CAPTURE_DIR}/{bucket}/{name}",
-            path=final_dir / name,
+            path=Path(final),
             sha256=hashlib.sha256(data).hexdigest(),
             size=len(data),
         )
+
+    def _write_temp(self, temp: str, data: bytes) -> None:
+        try:
+            fd = os.open(temp, _FLAGS, 0o644)
+        except FileNotFoundError:
+            os.makedirs(self._incoming, exist_ok=True)
+            fd = os.open(temp, _FLAGS, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
