@@ -27,7 +27,7 @@ from edgeloop_capture import CaptureModule
 from edgeloop_capture.testing import write_video
 
 from edgeloop.contracts import FrameRef
-from edgeloop.runtime import ModuleRuntime
+from edgeloop.runtime import ModuleRuntime, OutboundMessage
 from edgeloop.runtime.fake import FakeHubClient
 
 QUALITY = 90
@@ -69,9 +69,25 @@ def bare_loop_with_files(video: Path, folder: Path) -> tuple[int, float]:
     return frames, time.perf_counter() - start
 
 
+class CountingHub(FakeHubClient):
+    """The in-memory hub, announcing when ``expected`` references have been sent."""
+
+    def __init__(self, desired: dict[str, Any], expected: int) -> None:
+        super().__init__(desired)
+        self.expected = expected
+        self.count = 0
+        self.done = threading.Event()
+
+    def send(self, message: OutboundMessage) -> None:
+        super().send(message)
+        self.count += int(message.properties.get("batch_size", "1"))
+        if self.count >= self.expected:
+            self.done.set()
+
+
 def capture_module(video: Path, volume: Path, expected: int) -> tuple[int, float]:
     """Frames written and references sent by the capture module, and the seconds it took."""
-    hub = FakeHubClient(
+    hub = CountingHub(
         {
             "sources": [
                 {
@@ -83,20 +99,16 @@ def capture_module(video: Path, volume: Path, expected: int) -> tuple[int, float
                 }
             ],
             "janitor": {"interval_s": 3600},
-        }
+        },
+        expected,
     )
     runtime = ModuleRuntime(CaptureModule(volume), client=hub, tick_interval=0.5)
     start = time.perf_counter()
     thread = threading.Thread(target=runtime.run)
     thread.start()
-    deadline = start + 120
-    sent = 0
-    while time.perf_counter() < deadline:
-        sent = sum(int(m.properties.get("batch_size", "1")) for m in list(hub.sent))
-        if sent >= expected:
-            break
-        time.sleep(0.002)
+    hub.done.wait(120)
     elapsed = time.perf_counter() - start
+    sent = hub.count
     runtime.request_stop("bench over")
     thread.join(30)
     refs = [item for item in hub.sent_items("frames") if isinstance(item, FrameRef)]
