@@ -1,0 +1,1 @@
+"""The inference module: scores every frame with an ONNX model and hot-swaps verified models."""

@@ -1,0 +1,371 @@
+"""The inference module: frames in, predictions out, models swapped in from the twin.
+
+``handle_input`` queues each frame for the micro-batcher; the batcher's worker decodes the
+batch, runs the current model once, and sends one prediction per frame (``status: error`` with
+the reason for a frame it could not score). Model loads run on the manager's loader thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeloop import signing
+from edgeloop.clock import Clock, SystemClock
+from edgeloop.contracts import Contract, FrameRef, Prediction
+from edgeloop.errors import ConfigError, MethodError
+from edgeloop.runtime import EdgeModule, InboundMessage, MethodRegistry, ModuleContext
+from edgeloop_inference import scoring
+from edgeloop_inference.batcher import MicroBatcher
+from edgeloop_inference.config import InferenceConfig, ModelSpec
+from edgeloop_inference.latency import LatencyWindow
+from edgeloop_inference.manager import LoadRequest, ModelManager, read_public_key
+from edgeloop_inference.preprocess import SampleError
+from edgeloop_inference.providers import available_providers
+from edgeloop_inference.session import LoadedModel, ModelRejectedError
+from edgeloop_inference.store import Fetcher, ModelStore, UrlFetcher
+
+log = logging.getLogger(__name__)
+
+OUTPUT = "predictions"
+INPUT = "frames"
+#: Settings whose change means the serving model must be loaded again.
+_RELOAD_KEYS = ("providers", "intra_op_threads", "preprocess", "labels", "output_name")
+
+
+@dataclass
+class Job:
+    """One sample waiting to be scored; ``reply`` set for HTTP requests, else it goes to the hub."""
+
+    frame: FrameRef
+    enqueued: float
+    data: bytes | None = None
+    reply: Future[Prediction] | None = field(default=None, repr=False)
+
+
+class InferenceModule(EdgeModule[InferenceConfig]):
+    name = "inference"
+    config_model = InferenceConfig
+
+    def __init__(
+        self,
+        *,
+        samples_dir: Path,
+        models_dir: Path,
+        fetcher: Fetcher | None = None,
+        clock: Clock | None = None,
+        providers: Callable[[], list[str]] = available_providers,
+        start_timeout_s: float = 120.0,
+    ) -> None:
+        self.samples_dir = Path(samples_dir)
+        self.models_dir = Path(models_dir)
+        self._clock = clock or SystemClock()
+        self._store = ModelStore(self.models_dir, fetcher=fetcher or UrlFetcher(), clock=self._clock)
+        self.models = ModelManager(
+            store=self._store, clock=self._clock, available_providers=providers, on_change=self._report_model
+        )
+        self._start_timeout_s = start_timeout_s
+        self._ctx: ModuleContext[InferenceConfig] | None = None
+        self._config = InferenceConfig()
+        self._public_key: bytes | None = None
+        self._batcher: MicroBatcher[Job] = MicroBatcher(self._process, name="inference-batcher")
+        self._stopping = threading.Event()
+        self._counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
+        self.run_latency = LatencyWindow()
+        self.sample_latency = LatencyWindow()
+        self._http: Any = None
+        self._seq = 0
+
+    @classmethod
+    def from_environment(cls) -> InferenceModule:
+        """Directories from ``EDGELOOP_SAMPLES_DIR`` and ``EDGELOOP_MODELS_DIR``."""
+        return cls(
+            samples_dir=Path(os.environ.get("EDGELOOP_SAMPLES_DIR", "/samples")),
+            models_dir=Path(os.environ.get("EDGELOOP_MODELS_DIR", "/models")),
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def register_methods(self, methods: MethodRegistry) -> None:
+        methods.add("getModel", lambda _p: self.model_report(), description="serving model, status, latency")
+        methods.add(
+            "loadModel",
+            self._load_model_method,
+            payload_model=ModelSpec,
+            description="fetch, verify, self-test and serve a model (same object as the twin's model)",
+        )
+        methods.add("rollback", lambda _p: self._rollback(), description="serve the previous model again")
+
+    def apply_config(self, config: InferenceConfig, previous: InferenceConfig | None) -> None:
+        try:
+            public_key = read_public_key(config, self.models_dir)
+        except signing.SignatureError as exc:
+            raise ConfigError(f"key 'publicKey'/'publicKeyFile': {exc}") from exc
+        self._config, self._public_key = config, public_key
+        self._batcher.configure(
+            max_batch=config.batching.max_batch, max_wait_s=config.batching.max_wait_ms / 1000.0
+        )
+        if previous is None or self._ctx is None:
+            return
+        if config.http != previous.http:
+            self._restart_http()
+        if config.model is not None and config.model != previous.model:
+            self.models.submit(LoadRequest(config, public_key, spec=config.model))
+        elif any(getattr(config, k) != getattr(previous, k) for k in _RELOAD_KEYS):
+            self._reload_current(config)
+
+    def start(self, ctx: ModuleContext[InferenceConfig]) -> None:
+        self._ctx = ctx
+        config = self._config
+        self._batcher = MicroBatcher(
+            self._process,
+            max_batch=config.batching.max_batch,
+            max_wait_s=config.batching.max_wait_ms / 1000.0,
+            queue_limit=config.batching.queue_limit,
+            name="inference-batcher",
+        )
+        initial = self._initial_path(config)
+        if initial is not None:
+            self.models.submit(LoadRequest(config, self._public_key, path=initial, reason="initial"))
+        if config.model is not None:
+            self.models.submit(LoadRequest(config, self._public_key, spec=config.model))
+        if initial is None and config.model is None:
+            log.warning(
+                "no model yet: set the twin's 'model' or put a model at %s",
+                self.models_dir / "initial/model.onnx",
+            )
+            self._report_model()
+        self._batcher.start()
+        if config.http.enabled:
+            self._restart_http()
+
+    def handle_input(self, input_name: str, items: list[Contract], message: InboundMessage) -> None:
+        now = time.perf_counter()
+        for item in items:
+            if not isinstance(item, FrameRef):
+                self._count("ignored_items")
+                log.warning("input %s: ignoring a %s item (frames expected)", input_name, item.SCHEMA)
+                continue
+            self._count("samples_in")
+            self._batcher.submit(Job(item, now))
+
+    def tick(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._stop_http()
+        left = self._batcher.stop(timeout=15.0)
+        if left:
+            self._fail_jobs(left, "not scored: the module stopped before it got to this sample", None)
+        self.models.shutdown()
+        self._report_model()
+
+    # -- scoring ---------------------------------------------------------------------------
+    def _process(self, jobs: list[Job]) -> None:
+        model = self.models.current
+        if model is None and self.models.loading:
+            model = self.models.wait_for_model(self._start_timeout_s, self._stopping)
+        if model is None:
+            status = self.models.report()
+            self._fail_jobs(
+                jobs, f"no model loaded (model status {status['status']}: {status['error']})", None
+            )
+            return
+        now = self._clock.now()
+        decoded: list[np.ndarray] = []
+        scored: list[Job] = []
+        out: list[tuple[Job, Prediction]] = []
+        for job in jobs:
+            try:
+                decoded.append(self._decode(model, job))
+                scored.append(job)
+            except SampleError as exc:
+                self._count("sample_errors")
+                out.append((job, self._error(job.frame, str(exc), model, now)))
+        if scored:
+            out.extend(zip(scored, self._score(model, scored, decoded, now), strict=True))
+        self._deliver(out)
+
+    def _decode(self, model: LoadedModel, job: Job) -> np.ndarray:
+        frame, pre = job.frame, model.preprocessor
+        if job.data is not None:
+            return pre.decode_bytes(job.data, display=frame.sample_id)
+        if frame.kind == "vector" and frame.vector is not None:
+            return pre.decode_vector(frame.vector, display=frame.sample_id)
+        if pre.spec.input_kind == "vector" and frame.kind == "image":
+            raise SampleError(f"sample {frame.sample_id!r} is an image but model takes feature vectors")
+        if frame.file_ref is None:
+            raise SampleError(f"sample {frame.sample_id!r} has neither file_ref nor vector")
+        return pre.decode_file(self.samples_dir / frame.file_ref, display=frame.file_ref)
+
+    def _score(
+        self, model: LoadedModel, jobs: list[Job], decoded: list[np.ndarray], now: Any
+    ) -> list[Prediction]:
+        config = self._config
+        try:
+            tensor = model.preprocessor.to_tensor(decoded)
+            started = time.perf_counter()
+            probs = model.run(tensor)
+            run_ms = (time.perf_counter() - started) * 1000.0
+        except Exception as exc:
+            log.exception("model run failed on a batch of %d", len(jobs))
+            self._count("run_errors", len(jobs))
+            return [
+                self._error(j.frame, f"model run failed: {type(exc).__name__}: {exc}", model, now)
+                for j in jobs
+            ]
+        self.run_latency.add(run_ms)
+        self._count("scored", len(jobs))
+        self._count("batches")
+        return scoring.predictions(
+            [j.frame for j in jobs],
+            probs,
+            labels=model.labels,
+            top_k=config.top_k,
+            include_scores=config.include_scores,
+            model_name=model.identity.name,
+            model_version=model.identity.version,
+            latency_ms=round(run_ms, 3),
+            scored_at=now,
+        )
+
+    def _error(self, frame: FrameRef, reason: str, model: LoadedModel | None, now: Any) -> Prediction:
+        return scoring.error_prediction(
+            frame,
+            reason,
+            model_name=model.identity.name if model else None,
+            model_version=model.identity.version if model else None,
+            scored_at=now,
+        )
+
+    def _fail_jobs(self, jobs: list[Job], reason: str, model: LoadedModel | None) -> None:
+        now = self._clock.now()
+        self._count("unscored", len(jobs))
+        self._deliver([(job, self._error(job.frame, reason, model, now)) for job in jobs])
+
+    def _deliver(self, results: list[tuple[Job, Prediction]]) -> None:
+        to_hub: list[Prediction] = []
+        done = time.perf_counter()
+        for job, prediction in results:
+            self.sample_latency.add((done - job.enqueued) * 1000.0)
+            if job.reply is not None:
+                if not job.reply.done():
+                    job.reply.set_result(prediction)
+            else:
+                to_hub.append(prediction)
+        if to_hub and self._ctx is not None:
+            try:
+                self._ctx.send(OUTPUT, to_hub)
+                self._count("predictions_out", len(to_hub))
+            except Exception:
+                self._count("send_errors", len(to_hub))
+                log.exception("could not send %d predictions", len(to_hub))
+
+    def score_now(
+        self, *, data: bytes | None = None, vector: list[float] | None = None
+    ) -> Future[Prediction]:
+        """Queue one sample from outside the pipeline (the HTTP endpoint); same model, same batches."""
+        self._seq += 1
+        frame = FrameRef(
+            sample_id=uuid.uuid4().hex,
+            source_id="http",
+            seq=self._seq,
+            captured_at=self._clock.now(),
+            kind="vector" if vector is not None else "image",
+            vector=vector,
+        )
+        future: Future[Prediction] = Future()
+        self._batcher.submit(Job(frame, time.perf_counter(), data=data, reply=future))
+        return future
+
+    # -- models ----------------------------------------------------------------------------
+    def _initial_path(self, config: InferenceConfig) -> Path | None:
+        if config.initial_model is not None:
+            path = Path(config.initial_model)
+            return path if path.is_absolute() else self.models_dir / path
+        default = self.models_dir / "initial" / "model.onnx"
+        return default if default.exists() else None
+
+    def _reload_current(self, config: InferenceConfig) -> None:
+        if config.model is not None:
+            self.models.submit(LoadRequest(config, self._public_key, spec=config.model, reason="reconfigure"))
+            return
+        current = self.models.current
+        initial = self._initial_path(config)
+        if current is not None and initial is not None:
+            self.models.submit(LoadRequest(config, self._public_key, path=initial, reason="reconfigure"))
+
+    def _load_model_method(self, spec: ModelSpec) -> dict[str, Any]:
+        future = self.models.submit(
+            LoadRequest(self._config, self._public_key, spec=spec, reason="loadModel")
+        )
+        config = self._config
+        wait = min(300.0, config.download_timeout_s * config.download_attempts + 30.0)
+        try:
+            future.result(timeout=wait)
+        except ModelRejectedError as exc:
+            raise MethodError(400, f"model {spec.name} {spec.version} refused: {exc.reason}") from exc
+        except FutureTimeout:
+            return {"status": "loading", "model": self.model_report()}
+        return self.model_report()
+
+    def _rollback(self) -> dict[str, Any]:
+        self.models.rollback()
+        return self.model_report()
+
+    def model_report(self) -> dict[str, Any]:
+        return {
+            **self.models.report(),
+            "latencyMs": {"run": self.run_latency.summary(), "sample": self.sample_latency.summary()},
+        }
+
+    def _report_model(self) -> None:
+        if self._ctx is not None:
+            self._ctx.report({"model": self.model_report()})
+
+    # -- HTTP endpoint ---------------------------------------------------------------------
+    def _restart_http(self) -> None:
+        self._stop_http()
+        settings = self._config.http
+        if not settings.enabled or self._stopping.is_set():
+            return
+        from edgeloop_inference.http_api import HttpEndpoint
+
+        self._http = HttpEndpoint(self, settings)
+        self._http.start()
+
+    def _stop_http(self) -> None:
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
+
+    # -- stats -----------------------------------------------------------------------------
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._counts_lock:
+            self._counts[key] += n
+
+    def stats(self) -> dict[str, Any]:
+        with self._counts_lock:
+            counts = dict(self._counts)
+        return {
+            **counts,
+            "queued": self._batcher.pending,
+            "batchSizes": {str(k): v for k, v in sorted(self._batcher.batch_sizes.items())},
+            "modelLoads": self.models.loads,
+            "modelFailures": self.models.failures,
+            "rollbacks": self.models.rollbacks,
+            "latencyMs": {"run": self.run_latency.summary(), "sample": self.sample_latency.summary()},
+        }
