@@ -67,7 +67,7 @@ def check_model_url(url: str) -> str:
             f"http is accepted only on a loopback host (127.0.0.1, ::1, localhost), got "
             f"{parts.hostname!r}; use https (a Blob SAS URL)"
         )
-    if parts.scheme == "file" and parts.path.startswith("/"):
+    if parts.scheme == "file" and parts.netloc in ("", "localhost") and parts.path.startswith("/"):
         return url
     raise ValueError(
         f"model URL {redact_url(url)!r} is not accepted: use https://..., http://127.0.0.1/... "

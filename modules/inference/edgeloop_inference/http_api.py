@@ -7,9 +7,10 @@ the same model and micro-batches as the pipeline:
   ``application/octet-stream``) or JSON ``{"vector": [...]}`` / ``{"image_base64": "..."}``;
 - ``GET /model``: the serving model and its status; ``GET /healthz``: 200 once a model serves;
 - ``GET /docs``: OpenAPI documentation.
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: FastAPI reads the route annotations at run
+time, and the FastAPI types are imported inside ``build_app`` (only when the endpoint is on).
+"""
 
 import asyncio
 import base64
@@ -50,7 +51,7 @@ _REQUEST_BODY = {
 }
 
 
-def build_app(module: InferenceModule, settings: HttpConfig) -> Any:
+def build_app(module: "InferenceModule", settings: HttpConfig) -> Any:
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.responses import JSONResponse
 
@@ -114,7 +115,7 @@ def build_app(module: InferenceModule, settings: HttpConfig) -> Any:
 class HttpEndpoint:
     """uvicorn serving ``build_app`` on its own thread."""
 
-    def __init__(self, module: InferenceModule, settings: HttpConfig) -> None:
+    def __init__(self, module: "InferenceModule", settings: HttpConfig) -> None:
         import uvicorn
 
         self.settings = settings
