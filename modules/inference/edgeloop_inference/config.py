@@ -151,6 +151,11 @@ class InferenceConfig(BaseModel):
     intra_op_threads: int = Field(
         default=0, ge=0, le=256, description="ONNX Runtime threads (0 = its default)."
     )
+    intra_op_spinning: bool = Field(
+        default=False,
+        description="Let ONNX Runtime threads spin between runs (lower latency, but burns CPU that "
+        "other modules on the device could use).",
+    )
     public_key: str | None = Field(
         default=None, description="Ed25519 public key (PEM) that model signatures must verify with."
     )

@@ -175,6 +175,7 @@ class ModelManager:
             identity=identity,
             choice=choice,
             intra_op_threads=config.intra_op_threads,
+            intra_op_spinning=config.intra_op_spinning,
             preprocess_override=config.preprocess,
             labels_override=config.labels,
             output_name=config.output_name,

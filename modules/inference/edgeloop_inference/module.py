@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 OUTPUT = "predictions"
 INPUT = "frames"
 #: Settings whose change means the serving model must be loaded again.
-_RELOAD_KEYS = ("providers", "intra_op_threads", "preprocess", "labels", "output_name")
+_RELOAD_KEYS = ("providers", "intra_op_threads", "intra_op_spinning", "preprocess", "labels", "output_name")
 
 
 @dataclass
@@ -53,6 +54,18 @@ class Job:
     enqueued: float
     data: bytes | None = None
     reply: Future[Prediction] | None = field(default=None, repr=False)
+
+
+@dataclass
+class Scored:
+    """What the batcher thread hands the output thread: one batch's scores and failures."""
+
+    model: LoadedModel | None
+    now: datetime
+    jobs: list[Job] = field(default_factory=list)
+    probs: np.ndarray | None = None
+    run_ms: float = 0.0
+    failed: list[tuple[Job, str]] = field(default_factory=list)
 
 
 class InferenceModule(EdgeModule[InferenceConfig]):
@@ -81,6 +94,9 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         self._config = InferenceConfig()
         self._public_key: bytes | None = None
         self._batcher: MicroBatcher[Job] = MicroBatcher(self._process, name="inference-batcher")
+        self._output: MicroBatcher[Scored] = MicroBatcher(
+            self._emit, max_batch=8, max_wait_s=0.0, queue_limit=64, name="inference-output"
+        )
         self._stopping = threading.Event()
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
@@ -147,6 +163,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
                 self.models_dir / "initial/model.onnx",
             )
             self._report_model()
+        self._output.start()
         self._batcher.start()
         if config.http.enabled:
             self._restart_http()
@@ -169,35 +186,41 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         self._stop_http()
         left = self._batcher.stop(timeout=15.0)
         if left:
-            self._fail_jobs(left, "not scored: the module stopped before it got to this sample", None)
+            self._count("unscored", len(left))
+            reason = "not scored: the module stopped before it got to this sample"
+            self._output.submit(Scored(model=None, now=self._clock.now(), failed=[(j, reason) for j in left]))
+        unsent = self._output.stop(timeout=10.0)
+        if unsent:
+            self._emit(unsent)
         self.models.shutdown()
         self._report_model()
 
     # -- scoring ---------------------------------------------------------------------------
     def _process(self, jobs: list[Job]) -> None:
+        """Batcher thread: decode and run. Records are built and sent on the output thread, so
+        the next batch decodes and runs (both release the GIL) while this one is encoded."""
         model = self.models.current
         if model is None and self.models.loading:
             model = self.models.wait_for_model(self._start_timeout_s, self._stopping)
+        now = self._clock.now()
         if model is None:
             status = self.models.report()
-            self._fail_jobs(
-                jobs, f"no model loaded (model status {status['status']}: {status['error']})", None
-            )
+            reason = f"no model loaded (model status {status['status']}: {status['error']})"
+            self._count("unscored", len(jobs))
+            self._output.submit(Scored(model=None, now=now, failed=[(job, reason) for job in jobs]))
             return
-        now = self._clock.now()
         decoded: list[np.ndarray] = []
-        scored: list[Job] = []
-        out: list[tuple[Job, Prediction]] = []
+        result = Scored(model=model, now=now)
         for job in jobs:
             try:
                 decoded.append(self._decode(model, job))
-                scored.append(job)
+                result.jobs.append(job)
             except SampleError as exc:
                 self._count("sample_errors")
-                out.append((job, self._error(job.frame, str(exc), model, now)))
-        if scored:
-            out.extend(zip(scored, self._score(model, scored, decoded, now), strict=True))
-        self._deliver(out)
+                result.failed.append((job, str(exc)))
+        if result.jobs:
+            self._run(model, decoded, result)
+        self._output.submit(result)
 
     def _decode(self, model: LoadedModel, job: Job) -> np.ndarray:
         frame, pre = job.frame, model.preprocessor
@@ -211,36 +234,46 @@ class InferenceModule(EdgeModule[InferenceConfig]):
             raise SampleError(f"sample {frame.sample_id!r} has neither file_ref nor vector")
         return pre.decode_file(self.samples_dir / frame.file_ref, display=frame.file_ref)
 
-    def _score(
-        self, model: LoadedModel, jobs: list[Job], decoded: list[np.ndarray], now: Any
-    ) -> list[Prediction]:
-        config = self._config
+    def _run(self, model: LoadedModel, decoded: list[np.ndarray], result: Scored) -> None:
         try:
             tensor = model.preprocessor.to_tensor(decoded)
             started = time.perf_counter()
-            probs = model.run(tensor)
-            run_ms = (time.perf_counter() - started) * 1000.0
+            result.probs = model.run(tensor)
+            result.run_ms = (time.perf_counter() - started) * 1000.0
         except Exception as exc:
-            log.exception("model run failed on a batch of %d", len(jobs))
-            self._count("run_errors", len(jobs))
-            return [
-                self._error(j.frame, f"model run failed: {type(exc).__name__}: {exc}", model, now)
-                for j in jobs
-            ]
-        self.run_latency.add(run_ms)
-        self._count("scored", len(jobs))
+            log.exception("model run failed on a batch of %d", len(result.jobs))
+            self._count("run_errors", len(result.jobs))
+            reason = f"model run failed: {type(exc).__name__}: {exc}"
+            result.failed.extend((job, reason) for job in result.jobs)
+            result.jobs = []
+            return
+        self.run_latency.add(result.run_ms)
+        self._count("scored", len(result.jobs))
         self._count("batches")
-        return scoring.predictions(
-            [j.frame for j in jobs],
-            probs,
-            labels=model.labels,
-            top_k=config.top_k,
-            include_scores=config.include_scores,
-            model_name=model.identity.name,
-            model_version=model.identity.version,
-            latency_ms=round(run_ms, 3),
-            scored_at=now,
-        )
+
+    def _emit(self, results: list[Scored]) -> None:
+        """Output thread: build the prediction records and deliver them, in arrival order."""
+        config = self._config
+        out: list[tuple[Job, Prediction]] = []
+        for result in results:
+            model = result.model
+            if result.jobs and result.probs is not None and model is not None:
+                records = scoring.predictions(
+                    [j.frame for j in result.jobs],
+                    result.probs,
+                    labels=model.labels,
+                    top_k=config.top_k,
+                    include_scores=config.include_scores,
+                    model_name=model.identity.name,
+                    model_version=model.identity.version,
+                    latency_ms=round(result.run_ms, 3),
+                    scored_at=result.now,
+                )
+                out.extend(zip(result.jobs, records, strict=True))
+            out.extend(
+                (job, self._error(job.frame, reason, model, result.now)) for job, reason in result.failed
+            )
+        self._deliver(out)
 
     def _error(self, frame: FrameRef, reason: str, model: LoadedModel | None, now: Any) -> Prediction:
         return scoring.error_prediction(
@@ -250,11 +283,6 @@ class InferenceModule(EdgeModule[InferenceConfig]):
             model_version=model.identity.version if model else None,
             scored_at=now,
         )
-
-    def _fail_jobs(self, jobs: list[Job], reason: str, model: LoadedModel | None) -> None:
-        now = self._clock.now()
-        self._count("unscored", len(jobs))
-        self._deliver([(job, self._error(job.frame, reason, model, now)) for job in jobs])
 
     def _deliver(self, results: list[tuple[Job, Prediction]]) -> None:
         to_hub: list[Prediction] = []

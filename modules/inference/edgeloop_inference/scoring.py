@@ -50,15 +50,16 @@ def predictions(
     latency_ms: float,
     scored_at: datetime,
 ) -> list[Prediction]:
-    """One ``ok`` prediction per frame, built without re-validating what we computed."""
+    """One ``ok`` prediction per frame (validated construction: faster than ``model_construct``
+    in pydantic 2, and the frame instance is not validated again)."""
     order, confidence, margin, entropy = summarise(probs, top_k)
     label_list = list(labels)
     rounded = np.round(probs, 6)
     out = []
     for i, frame in enumerate(frames):
-        top = [LabelScore.model_construct(label=label_list[j], score=float(rounded[i, j])) for j in order[i]]
+        top = [LabelScore(label=label_list[j], score=float(rounded[i, j])) for j in order[i]]
         out.append(
-            Prediction.model_construct(
+            Prediction(
                 sample_id=frame.sample_id,
                 frame=frame,
                 status="ok",

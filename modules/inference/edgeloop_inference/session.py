@@ -94,12 +94,13 @@ class LoadedModel:
         }
 
 
-def _open_session(model_bytes: bytes, choice: ProviderChoice, threads: int) -> Any:
+def _open_session(model_bytes: bytes, choice: ProviderChoice, threads: int, spinning: bool) -> Any:
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.log_severity_level = 3
     try:
         return onnxruntime.InferenceSession(model_bytes, sess_options=options, providers=choice.providers)
@@ -137,6 +138,7 @@ def load_model(
     identity: ModelIdentity,
     choice: ProviderChoice,
     intra_op_threads: int = 0,
+    intra_op_spinning: bool = False,
     preprocess_override: Mapping[str, Any] | None = None,
     labels_override: Sequence[str] | None = None,
     output_name: str | None = None,
@@ -144,7 +146,7 @@ def load_model(
 ) -> LoadedModel:
     """Open, describe and self-test a model. Raises ``ModelRejectedError`` with the reason."""
     started = time.perf_counter()
-    session = _open_session(model_bytes, choice, intra_op_threads)
+    session = _open_session(model_bytes, choice, intra_op_threads, intra_op_spinning)
     try:
         metadata = read_session_metadata(session)
     except ModelMetadataError as exc:
