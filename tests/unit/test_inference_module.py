@@ -40,7 +40,12 @@ class Harness:
     """The module on a runtime thread with a fake hub, sample and model folders under tmp."""
 
     def __init__(
-        self, root: Path, desired: dict[str, Any] | None = None, *, initial: bytes | None = None
+        self,
+        root: Path,
+        desired: dict[str, Any] | None = None,
+        *,
+        initial: bytes | None = None,
+        fetcher: Any = None,
     ) -> None:
         self.samples = root / "samples"
         self.models = root / "models"
@@ -51,7 +56,9 @@ class Harness:
             (self.models / "initial").mkdir()
             (self.models / "initial" / "model.onnx").write_bytes(initial)
         self.hub = FakeHubClient(desired)
-        self.module = InferenceModule(samples_dir=self.samples, models_dir=self.models, clock=FakeClock())
+        self.module = InferenceModule(
+            samples_dir=self.samples, models_dir=self.models, clock=FakeClock(), fetcher=fetcher
+        )
         self.runtime = ModuleRuntime(self.module, client=self.hub, tick_interval=0.05)
         self.thread = threading.Thread(target=self.runtime.run, daemon=True)
         self._n = 0
@@ -474,3 +481,42 @@ def test_preprocess_override_reloads_the_model(harness: Harness) -> None:
     # then
     assert pred.label in list("abcdefghij")
     assert pred.labels == list("abcdefghij")
+
+
+class GatedFetcher:
+    """Copies file URLs, holding any URL containing 'slow' until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.fetched: list[str] = []
+
+    def fetch(self, url: str, dest: Path, *, timeout: float, max_bytes: int) -> None:
+        from edgeloop_inference.store import UrlFetcher
+
+        if "slow" in url:
+            self.release.wait(20)
+        self.fetched.append(url)
+        UrlFetcher().fetch(url, dest, timeout=timeout, max_bytes=max_bytes)
+
+
+def test_a_newer_twin_model_supersedes_one_still_waiting(tmp_path: Path, keys: tuple[bytes, bytes]) -> None:
+    private, public = keys
+    fetcher = GatedFetcher()
+    with Harness(tmp_path, {"publicKey": public.decode()}, initial=mf.digits_model(), fetcher=fetcher) as h:
+        h.wait_model(status="loaded")
+        slow = h.publish(mf.digits_model("logreg"), private, name="slow", version="2")
+        v3 = h.publish(mf.digits_model("logreg", seed=1, samples=500), private, version="3")
+        v4 = h.publish(mf.digits_model("mlp", seed=2, samples=500), private, version="4")
+        # when: v2 hangs in download while the twin moves on to v3, then v4
+        h.hub.patch_desired({"model": slow})
+        wait_for(lambda: h.module.models.loading, what="v2 loading")
+        h.hub.patch_desired({"model": v3})
+        h.hub.patch_desired({"model": v4})
+        fetcher.release.set()
+        model = h.wait_model(status="loaded", version="4")
+    # then: v3 was never fetched; v2 was (it was under way) but never served
+    assert not any("digits-3" in url for url in fetcher.fetched)
+    assert h.module.models.skipped == 2
+    assert h.module.models.loads == 2
+    assert model["name"] == "digits"
+    assert model["previous"]["version"] == "1"

@@ -27,6 +27,9 @@ from edgeloop_inference.store import FetchSettings, ModelStore, sha256_hex, veri
 
 log = logging.getLogger(__name__)
 
+#: Load requests that come from the twin (the latest one wins).
+_TWIN_REASONS = ("twin", "reconfigure")
+
 
 @dataclass(frozen=True)
 class LoadRequest:
@@ -70,15 +73,24 @@ class ModelManager:
         self.loads = 0
         self.failures = 0
         self.rollbacks = 0
+        self.skipped = 0
+        self._twin_generation = 0
 
     # -- loading ---------------------------------------------------------------------------
-    def submit(self, request: LoadRequest) -> Future[LoadedModel]:
-        """Queue a load; the future holds the model now serving, or ``ModelRejectedError``."""
+    def submit(self, request: LoadRequest) -> Future[LoadedModel | None]:
+        """Queue a load; the future holds the model now serving, or ``ModelRejectedError``.
+
+        A twin request still waiting when a newer twin request arrives is skipped: the twin
+        names one model, the latest."""
         with self._lock:
             self._loading += 1
             self.status = "loading"
+            generation = None
+            if request.reason in _TWIN_REASONS:
+                self._twin_generation += 1
+                generation = self._twin_generation
         self._on_change()
-        return self._executor.submit(self._load_and_swap, request)
+        return self._executor.submit(self._load_and_swap, request, generation)
 
     @property
     def loading(self) -> bool:
@@ -93,15 +105,23 @@ class ModelManager:
             )
             return self.current
 
-    def _load_and_swap(self, request: LoadRequest) -> LoadedModel:
+    def _load_and_swap(self, request: LoadRequest, generation: int | None) -> LoadedModel | None:
         try:
             current = self.current
+            if generation is not None and generation < self._twin_generation:
+                log.info("skipping model %s: the twin names a newer one", request.label)
+                self.skipped += 1
+                return current
             if request.spec is not None and current is not None and self._same(current, request):
                 log.info("model %s is already serving", request.label)
                 with self._lock:
                     self.failure = None
                 return current
             model = self._load(request)
+            if generation is not None and generation < self._twin_generation:
+                log.info("model %s loaded, but the twin names a newer one: not swapping", request.label)
+                self.skipped += 1
+                return current
             with self._lock:
                 if self.current is not None and self.current is not model:
                     self.previous = self.current

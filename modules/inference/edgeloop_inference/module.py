@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 OUTPUT = "predictions"
 INPUT = "frames"
+#: How often the reported ``model`` section (with latency percentiles) is refreshed.
+REPORT_EVERY_S = 30.0
 #: Settings whose change means the serving model must be loaded again.
 _RELOAD_KEYS = ("providers", "intra_op_threads", "intra_op_spinning", "preprocess", "labels", "output_name")
 
@@ -104,6 +106,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         self.sample_latency = LatencyWindow()
         self._http: Any = None
         self._seq = 0
+        self._last_report = 0.0
 
     @classmethod
     def from_environment(cls) -> InferenceModule:
@@ -179,7 +182,13 @@ class InferenceModule(EdgeModule[InferenceConfig]):
             self._batcher.submit(Job(item, now))
 
     def tick(self) -> None:
-        pass
+        """Refresh the reported model section (latency percentiles) every ``REPORT_EVERY_S``."""
+        if self._ctx is None:
+            return
+        now = self._ctx.clock.monotonic()
+        if now - self._last_report >= REPORT_EVERY_S:
+            self._last_report = now
+            self._report_model()
 
     def stop(self) -> None:
         self._stopping.set()
