@@ -114,7 +114,10 @@ class BatchingConfig(BaseModel):
         description="Longest wait for a batch to fill, from its first sample.",
     )
     queue_limit: int = Field(
-        default=2048, ge=1, le=1_000_000, description="Samples waiting at most; input is held beyond it."
+        default=2048,
+        ge=1,
+        le=1_000_000,
+        description="Samples waiting at most (read at start); input is held beyond it.",
     )
 
 
@@ -160,7 +163,8 @@ class InferenceConfig(BaseModel):
         default=None, description="Ed25519 public key (PEM) that model signatures must verify with."
     )
     public_key_file: str | None = Field(
-        default=None, description="Path of the PEM public key file (instead of publicKey)."
+        default=None,
+        description="PEM public key file (instead of publicKey), absolute or under EDGELOOP_MODELS_DIR.",
     )
     batching: BatchingConfig = Field(default_factory=BatchingConfig, description="Micro-batching.")
     top_k: int = Field(default=3, ge=1, le=100, description="Labels and scores listed per prediction.")
