@@ -222,7 +222,7 @@ def test_without_any_model_every_sample_gets_an_error_record(tmp_path: Path) -> 
 
 # -- batching ------------------------------------------------------------------------------
 def test_batches_fill_up_to_max_batch(tmp_path: Path) -> None:
-    desired = {"batching": {"maxBatch": 4, "maxWaitMs": 2000}}
+    desired = {"batching": {"maxBatch": 4, "maxWaitMs": 500}}
     with Harness(tmp_path, desired, initial=mf.digits_model()) as h:
         h.wait_model(status="loaded")
         # when: ten frames arrive at once
