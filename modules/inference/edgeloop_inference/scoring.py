@@ -7,7 +7,7 @@ from datetime import datetime
 
 import numpy as np
 
-from edgeloop.contracts import FrameRef, LabelScore, Prediction
+from edgeloop.contracts import FrameRef, Prediction
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -54,24 +54,32 @@ def predictions(
     in pydantic 2, and the frame instance is not validated again)."""
     order, confidence, margin, entropy = summarise(probs, top_k)
     label_list = list(labels)
-    rounded = np.round(probs, 6)
+    rounded = np.round(probs, 6).tolist()
+    orders, confidences, margins, entropies = (
+        order.tolist(),
+        confidence.tolist(),
+        margin.tolist(),
+        entropy.tolist(),
+    )
     out = []
     for i, frame in enumerate(frames):
-        top = [LabelScore(label=label_list[j], score=float(rounded[i, j])) for j in order[i]]
+        row = rounded[i]
+        # plain dicts for the nested items: pydantic-core validates them faster than it
+        # takes LabelScore instances built one by one in Python
+        top = [{"label": label_list[j], "score": row[j]} for j in orders[i]]
         out.append(
             Prediction(
                 sample_id=frame.sample_id,
                 frame=frame,
                 status="ok",
-                error=None,
                 model_name=model_name,
                 model_version=model_version,
-                label=top[0].label,
-                confidence=float(confidence[i]),
-                margin=float(margin[i]),
-                entropy=float(entropy[i]),
+                label=label_list[orders[i][0]],
+                confidence=confidences[i],
+                margin=margins[i],
+                entropy=entropies[i],
                 top_k=top,
-                scores=rounded[i].tolist() if include_scores else [],
+                scores=row if include_scores else [],
                 labels=label_list if include_scores else None,
                 latency_ms=latency_ms,
                 scored_at=scored_at,
