@@ -520,3 +520,24 @@ def test_a_newer_twin_model_supersedes_one_still_waiting(tmp_path: Path, keys: t
     assert h.module.models.loads == 2
     assert model["name"] == "digits"
     assert model["previous"]["version"] == "1"
+
+
+@pytest.mark.parametrize(("verify", "status"), [(True, "error"), (False, "ok")])
+def test_a_file_changed_since_capture_is_caught_by_the_frames_sha256(
+    tmp_path: Path, verify: bool, status: str
+) -> None:
+    import hashlib
+
+    with Harness(tmp_path, {"verifySampleHash": verify}, initial=mf.digits_model()) as h:
+        h.wait_model(status="loaded")
+        # given: capture hashed digit 1, then the file was replaced by digit 2
+        original = mf.write_digit_image(h.samples / "frames" / "t.png", 1).read_bytes()
+        mf.write_digit_image(h.samples / "frames" / "t.png", 2)
+        frame = mf.frame_ref(1, file_ref="frames/t.png", sha256=hashlib.sha256(original).hexdigest())
+        # when
+        h.hub.push_input("frames", [frame])
+        pred = h.wait_predictions(1)[0]
+    # then
+    assert pred.status == status
+    if status == "error":
+        assert "does not match the sha256" in (pred.error or "")

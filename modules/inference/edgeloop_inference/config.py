@@ -167,6 +167,9 @@ class InferenceConfig(BaseModel):
         description="PEM public key file (instead of publicKey), absolute or under EDGELOOP_MODELS_DIR.",
     )
     batching: BatchingConfig = Field(default_factory=BatchingConfig, description="Micro-batching.")
+    verify_sample_hash: bool = Field(
+        default=True, description="Check a sample file against the sha256 in its frame, when present."
+    )
     top_k: int = Field(default=3, ge=1, le=100, description="Labels and scores listed per prediction.")
     include_scores: bool = Field(default=True, description="Send the full score vector with each prediction.")
     preprocess: dict[str, Any] | None = Field(

@@ -8,6 +8,7 @@ decoded samples into one float32 batch with a single vectorised affine step.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,14 +121,21 @@ class Preprocessor:
         return cls(spec, shape, h, w, None)
 
     # -- one sample ------------------------------------------------------------------------
-    def decode_file(self, path: Path, *, display: str) -> np.ndarray:
-        """Read and decode a sample file. Raises ``SampleError`` naming ``display``."""
+    def decode_file(self, path: Path, *, display: str, sha256: str | None = None) -> np.ndarray:
+        """Read and decode a sample file; when ``sha256`` is given the bytes must match it (a
+        file replaced by another valid image would otherwise score silently). Raises
+        ``SampleError``."""
         try:
             data = path.read_bytes()
         except FileNotFoundError as exc:
             raise SampleError(f"sample file {display!r} not found") from exc
         except OSError as exc:
             raise SampleError(f"cannot read sample file {display!r}: {exc.strerror or exc}") from exc
+        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+            raise SampleError(
+                f"sample file {display!r} ({len(data)} bytes) does not match the sha256 capture "
+                "recorded: changed or damaged since capture"
+            )
         if path.suffix.lower() == ".npy":
             return self.decode_array(_load_npy(data, display), display=display)
         return self.decode_bytes(data, display=display)
