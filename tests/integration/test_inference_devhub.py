@@ -120,3 +120,27 @@ def test_inference_scores_frames_and_swaps_models_under_the_dev_hub(
     # and: SIGTERM stops it cleanly
     assert inference.stop() == 0, inference.log()[-3000:]
     assert json.dumps(hub.twin("inference")["properties"]["reported"]["runtime"]["status"]) == '"stopped"'
+
+
+def test_inference_runs_with_the_solution_manifest_and_its_twin_defaults(
+    dev_hub: HubFactory, module_process: ModuleFactory, repo_root: Path
+) -> None:
+    # given: the real deployment manifest; the /models volume holds an initial model
+    hub = dev_hub(repo_root / "deployment.template.json")
+    env = hub.module_env("inference")
+    initial = Path(env["EDGELOOP_MODELS_DIR"]) / "initial" / "model.onnx"
+    initial.parent.mkdir(parents=True, exist_ok=True)
+    initial.write_bytes(mf.digits_model())
+    # when
+    module_process(hub, "inference")
+    hub.wait_connected("inference", inputs=True, timeout=60)
+    reported = hub.wait_reported(
+        "inference", lambda r: r.get("model", {}).get("status") == "loaded", timeout=60
+    )
+    # then: the manifest's twin defaults were accepted, the initial model serves
+    assert reported.get("configError") is None
+    assert reported["config"]["batching"]["maxBatch"] == 8
+    assert reported["model"]["name"] == "digits"
+    answer = hub.invoke("inference", "getModel", {})
+    assert answer["status"] == 200
+    assert answer["payload"]["classes"] == 10
