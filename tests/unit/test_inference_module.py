@@ -53,7 +53,7 @@ class Harness:
         for d in (self.samples, self.models, self.published):
             d.mkdir(parents=True, exist_ok=True)
         if initial is not None:
-            (self.models / "initial").mkdir()
+            (self.models / "initial").mkdir(exist_ok=True)
             (self.models / "initial" / "model.onnx").write_bytes(initial)
         self.hub = FakeHubClient(desired)
         self.module = InferenceModule(
@@ -541,3 +541,32 @@ def test_a_file_changed_since_capture_is_caught_by_the_frames_sha256(
     assert pred.status == status
     if status == "error":
         assert "does not match the sha256" in (pred.error or "")
+
+
+def test_a_rollback_outlives_a_restart_until_the_twin_changes(
+    tmp_path: Path, keys: tuple[bytes, bytes]
+) -> None:
+    private, public = keys
+    initial = mf.digits_model()
+    with Harness(tmp_path, {"publicKey": public.decode()}, initial=initial) as h:
+        v2 = h.publish(mf.digits_model("logreg"), private, version="2")
+        v3 = h.publish(mf.digits_model("logreg", seed=1, samples=500), private, version="3")
+        h.hub.patch_desired({"model": v2})
+        h.wait_model(status="loaded", version="2")
+        h.hub.patch_desired({"model": v3})
+        h.wait_model(status="loaded", version="3")
+        # given: v3 was rolled back to v2 (a cached twin model)
+        assert h.hub.call_method("rollback").status == 200
+        desired = dict(h.hub.desired)
+    # when: the module restarts and its twin still names v3
+    with Harness(tmp_path, desired, initial=initial) as h:
+        model = h.wait_model(status="rolledBack", version="2")
+        h.hub.push_input("frames", h.digit_frames([3]))
+        assert h.wait_predictions(1)[0].model_version == "2"
+        # and when: the twin names another model, the rollback ends
+        h.hub.patch_desired({"model": dict(v3, version="3b")})
+        after = h.wait_model(status="loaded", version="3b")
+    # then
+    assert model["rolledBackFrom"]["version"] == "3"
+    assert after.get("rolledBackFrom") is None
+    assert not (tmp_path / "models" / "rollback.json").exists()

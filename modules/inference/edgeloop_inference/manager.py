@@ -9,7 +9,10 @@ the current model stays and the failure is reported.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,6 +32,8 @@ log = logging.getLogger(__name__)
 
 #: Load requests that come from the twin (the latest one wins).
 _TWIN_REASONS = ("twin", "reconfigure")
+#: Loads that keep a recorded rollback in force (start-up); any other swap ends it.
+_KEEPS_ROLLBACK = ("initial", "restore")
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class ModelManager:
         self.rollbacks = 0
         self.skipped = 0
         self._twin_generation = 0
+        self.rolled_back = False
 
     # -- loading ---------------------------------------------------------------------------
     def submit(self, request: LoadRequest) -> Future[LoadedModel | None]:
@@ -128,6 +134,9 @@ class ModelManager:
                 self.current = model
                 self.failure = None
                 self.loads += 1
+                if request.reason not in _KEEPS_ROLLBACK:
+                    self.rolled_back = False
+                    self._forget_rollback()
             log.info(
                 "now serving model %s %s (%s)", model.identity.name, model.identity.version, request.reason
             )
@@ -167,6 +176,8 @@ class ModelManager:
             return "loading"
         if self.failure is not None:
             return "failed"
+        if self.current is not None and self.rolled_back:
+            return "rolledBack"
         return "loaded" if self.current is not None else "none"
 
     def _in_use(self) -> set[str]:
@@ -185,7 +196,15 @@ class ModelManager:
             key_id = verify_model(
                 data, sha256=spec.sha256, signature=spec.signature, public_key=request.public_key
             )
-            identity = ModelIdentity(spec.name, spec.version, spec.sha256, redact_url(spec.url), key_id)
+            identity = ModelIdentity(
+                spec.name,
+                spec.version,
+                spec.sha256,
+                redact_url(spec.url),
+                key_id,
+                signature=spec.signature,
+                cached=True,
+            )
         else:
             assert request.path is not None
             data, identity = self._local(request)
@@ -242,11 +261,69 @@ class ModelManager:
             self.current, self.previous = self.previous, self.current
             self.rollbacks += 1
             self.failure = None
+            self.rolled_back = True
             self.status = "rolledBack"
             model = self.current
+            assert self.previous is not None
+            self._remember_rollback(away_from=self.previous, to=model)
         log.warning("rolled back to model %s %s", model.identity.name, model.identity.version)
         self._on_change()
         return model
+
+    # -- rollback across restarts ----------------------------------------------------------
+    @property
+    def _rollback_path(self) -> Path:
+        return self._store.root / "rollback.json"
+
+    def _remember_rollback(self, *, away_from: LoadedModel, to: LoadedModel) -> None:
+        """Write down that ``away_from`` was rolled back, so a restart with the same twin does
+        not load it again (the twin still names it until the rollout changes it)."""
+        target = to.identity
+        doc = {
+            "from": away_from.identity.brief(),
+            "to": {**target.brief(), "signature": target.signature, "cached": target.cached},
+            "at": self._clock.now().isoformat(),
+        }
+        try:
+            self._store.root.mkdir(parents=True, exist_ok=True)
+            tmp = self._rollback_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(doc), encoding="utf-8")
+            os.replace(tmp, self._rollback_path)
+        except OSError:
+            log.warning("could not record the rollback in %s", self._rollback_path, exc_info=True)
+
+    def _forget_rollback(self) -> None:
+        with contextlib.suppress(OSError):
+            self._rollback_path.unlink(missing_ok=True)
+
+    def recorded_rollback(self) -> dict[str, Any] | None:
+        """The rollback written down before a restart, if any."""
+        try:
+            doc = json.loads(self._rollback_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) and "from" in doc and "to" in doc else None
+
+    def restore_request(self, config: InferenceConfig, public_key: bytes | None) -> LoadRequest | None:
+        """A load of the cached model the recorded rollback went to (None: it was a local file,
+        which loads as the initial model anyway, or it is no longer cached)."""
+        doc = self.recorded_rollback()
+        if doc is None or not doc["to"].get("cached"):
+            return None
+        to = doc["to"]
+        path = self._store.path_for(to["sha256"])
+        if not path.exists():
+            return None
+        spec = ModelSpec.model_validate(
+            {
+                "name": to["name"],
+                "version": to["version"],
+                "url": path.as_uri(),
+                "sha256": to["sha256"],
+                "signature": to.get("signature"),
+            }
+        )
+        return LoadRequest(config, public_key, spec=spec, reason="restore")
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -262,6 +339,8 @@ class ModelManager:
             out.update({"name": None, "version": None, "sha256": None})
         out["previous"] = previous.identity.brief() if previous is not None else None
         out["failed"] = failure
+        recorded = self.recorded_rollback() if self.rolled_back else None
+        out["rolledBackFrom"] = recorded["from"] if recorded else None
         return out
 
 

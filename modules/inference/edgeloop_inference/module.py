@@ -158,7 +158,11 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         initial = self._initial_path(config)
         if initial is not None:
             self.models.submit(LoadRequest(config, self._public_key, path=initial, reason="initial"))
-        if config.model is not None:
+        if self._twin_model_rolled_back(config):
+            restore = self.models.restore_request(config, self._public_key)
+            if restore is not None:
+                self.models.submit(restore)
+        elif config.model is not None:
             self.models.submit(LoadRequest(config, self._public_key, spec=config.model))
         if initial is None and config.model is None:
             log.warning(
@@ -337,7 +341,31 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         default = self.models_dir / "initial" / "model.onnx"
         return default if default.exists() else None
 
+    def _twin_model_rolled_back(self, config: InferenceConfig) -> bool:
+        """True when the twin still names the model a rollback before the restart moved away
+        from: it stays rolled back until the twin names another model."""
+        recorded = self.models.recorded_rollback()
+        if recorded is None or config.model is None or recorded["from"].get("sha256") != config.model.sha256:
+            return False
+        log.warning(
+            "the twin names model %s %s, which was rolled back: serving %s %s until the twin changes",
+            config.model.name,
+            config.model.version,
+            recorded["to"].get("name"),
+            recorded["to"].get("version"),
+        )
+        self.models.rolled_back = True
+        return True
+
     def _reload_current(self, config: InferenceConfig) -> None:
+        if self.models.rolled_back:
+            restore = self.models.restore_request(config, self._public_key)
+            initial = self._initial_path(config)
+            if restore is None and initial is not None:
+                restore = LoadRequest(config, self._public_key, path=initial, reason="restore")
+            if restore is not None:
+                self.models.submit(restore)
+                return
         if config.model is not None:
             self.models.submit(LoadRequest(config, self._public_key, spec=config.model, reason="reconfigure"))
             return

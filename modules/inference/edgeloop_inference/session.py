@@ -44,6 +44,8 @@ class ModelIdentity:
     sha256: str
     source: str
     key_id: str | None = None
+    signature: str | None = None
+    cached: bool = False
 
     def brief(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "sha256": self.sha256}
