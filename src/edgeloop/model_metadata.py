@@ -11,7 +11,8 @@ The device reads them from an ONNX Runtime session (``read_session_metadata``); 
 writes them into a model with ``embed_metadata`` (the ``onnx`` package is a cloud/dev extra,
 so it is imported only there). The pixel pipeline is: decode -> convert to ``color`` ->
 resize to ``width`` x ``height`` -> ``float32 * scale`` -> ``(x - mean) / std`` per channel ->
-``layout``.
+``layout``. A feature vector becomes ``(v * scale - mean) / std`` per feature (set ``scale``
+to 1 for vector models).
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ class Preprocess(BaseModel):
         default="NCHW",
         description="Tensor layout: NCHW, NHWC, or 'flat' (one row of height*width*channels values).",
     )
-    scale: float = Field(default=1.0 / 255.0, gt=0.0, description="Pixels (0-255) are multiplied by this.")
+    scale: float = Field(
+        default=1.0 / 255.0, gt=0.0, description="Pixels (0-255) or vector values are multiplied by this."
+    )
     mean: list[float] = Field(
         default_factory=lambda: [0.0], description="Subtracted after scaling: one value or one per channel."
     )
@@ -74,12 +77,15 @@ class Preprocess(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Preprocess:
-        channels = self.channels
         for name, values in (("mean", self.mean), ("std", self.std)):
-            if len(values) not in (1, channels):
+            if self.input_kind == "image" and len(values) not in (1, self.channels):
                 raise ValueError(
-                    f"{name} has {len(values)} values; give 1 or {channels} "
+                    f"{name} has {len(values)} values; give 1 or {self.channels} "
                     f"(one per channel of {self.color!r})"
+                )
+            if self.input_kind == "vector" and self.vector_size and len(values) not in (1, self.vector_size):
+                raise ValueError(
+                    f"{name} has {len(values)} values; give 1 or {self.vector_size} (one per feature)"
                 )
         if any(v == 0 for v in self.std):
             raise ValueError(f"std {self.std} contains 0; every std value must be non-zero")

@@ -158,3 +158,19 @@ def test_write_keypair_and_sign_file(tmp_path: Path) -> None:
     assert private_path.stat().st_mode & 0o777 == 0o600
     with pytest.raises(signing.SignatureError, match="cannot read key file"):
         signing.read_key_file(tmp_path / "missing.pub")
+
+
+@pytest.mark.parametrize(
+    ("doc", "ok"),
+    [
+        ({"input_kind": "vector", "vector_size": 4, "mean": [1, 2, 3, 4], "scale": 1}, True),
+        ({"input_kind": "vector", "vector_size": 4, "mean": [1, 2]}, False),
+        ({"input_kind": "vector", "mean": [1, 2]}, True),
+    ],
+)
+def test_vector_mean_std_are_per_feature(doc: dict[str, Any], ok: bool) -> None:
+    if ok:
+        assert Preprocess.from_dict(doc).input_kind == "vector"
+    else:
+        with pytest.raises(ModelMetadataError, match="per feature"):
+            Preprocess.from_dict(doc)
