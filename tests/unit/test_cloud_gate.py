@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from edgeloop_cloud.gate import Evaluation, GateConfig, decide, evaluate
 
@@ -9,7 +11,13 @@ from edgeloop.clock import FakeClock
 from tests.cloud_support import digits_model, holdout
 
 
-def _eval(accuracy: float, recalls: dict[str, float] | None = None, **kwargs: float) -> Evaluation:
+def _eval(
+    accuracy: float,
+    recalls: dict[str, float] | None = None,
+    *,
+    latency_ms: float = 0.01,
+    size_bytes: float = 1000,
+) -> Evaluation:
     recalls = recalls or {"0": accuracy, "1": accuracy}
     per_class = {k: {"recall": v, "precision": v, "f1": v, "support": 10.0} for k, v in recalls.items()}
     return Evaluation(
@@ -17,8 +25,8 @@ def _eval(accuracy: float, recalls: dict[str, float] | None = None, **kwargs: fl
         accuracy=accuracy,
         macro_f1=sum(recalls.values()) / len(recalls),
         per_class=per_class,
-        latency_ms=float(kwargs.get("latency_ms", 0.01)),
-        size_bytes=int(kwargs.get("size_bytes", 1000)),
+        latency_ms=latency_ms,
+        size_bytes=int(size_bytes),
         count=20,
     )
 
@@ -70,7 +78,7 @@ def test_first_model_must_reach_the_floor(accuracy: float, promote: bool) -> Non
     ("overrides", "failed_check"),
     [({"latency_ms": 9.0}, "latency"), ({"size_bytes": 10**9}, "size")],
 )
-def test_budgets_reject(overrides: dict[str, float], failed_check: str) -> None:
+def test_budgets_reject(overrides: dict[str, Any], failed_check: str) -> None:
     # when
     decision = decide(_eval(0.99, **overrides), _eval(0.5), GateConfig(max_latency_ms=5.0))
     # then
