@@ -1,9 +1,10 @@
-"""The base data set every candidate trains on: scikit-learn's 8x8 digits rendered as camera images.
+"""The base data every candidate trains on: the digits scenario's clean camera frames.
 
-Each digit (ink 0-16) is drawn bright on a dark background and upscaled to ``size`` pixels,
-which is how the demo camera shows them before drift, so the base data goes through the same
-decode -> preprocess path as uploaded samples. A fixed share (every ``holdout_every``-th digit)
-is never trained on and forms the fixed part of the gate's held-out set.
+The demo camera shows scikit-learn's 8x8 digits rendered by ``edgeloop.demo.scenario`` (upscaled
+onto a noisy background); the base set is the scenario's ``base`` split rendered the same way,
+so it goes through the same decode -> preprocess path as uploaded samples. The scenario's
+``holdout`` split (clean frames of digits never trained on) is the fixed part of the gate's
+held-out set.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from functools import lru_cache
 
 import numpy as np
 
+from edgeloop.demo.scenario import ScenarioConfig, build
+
 DIGIT_LABELS: tuple[str, ...] = tuple(str(d) for d in range(10))
 
 
 @dataclass(frozen=True)
 class BaseSet:
-    """Rendered images with their labels, split into train and fixed held-out parts."""
+    """Rendered frames with their labels, split into train and fixed held-out parts."""
 
     train_images: list[np.ndarray]
     train_labels: list[str]
@@ -28,43 +31,26 @@ class BaseSet:
     description: dict[str, object]
 
 
-def render_digit(pixels: np.ndarray, *, size: int = 32) -> np.ndarray:
-    """An 8x8 digit (values 0-16) as a ``size`` x ``size`` gray uint8 image, ink bright."""
-    gray = np.clip(np.asarray(pixels, dtype=np.float32).reshape(8, 8) * (255.0 / 16.0), 0, 255)
-    scale = max(1, size // 8)
-    return np.kron(gray, np.ones((scale, scale), dtype=np.float32)).astype(np.uint8)
-
-
 @lru_cache(maxsize=4)
-def _digits() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    return np.asarray(data.images), np.asarray(data.target)
-
-
-def load_base_set(*, size: int = 32, holdout_every: int = 5, limit: int | None = None) -> BaseSet:
-    """The digits base set; ``limit`` keeps only the first digits (quick tests)."""
-    images, targets = _digits()
-    if limit is not None:
-        images, targets = images[:limit], targets[:limit]
-    train_images, train_labels, hold_images, hold_labels = [], [], [], []
-    for index, (digit, target) in enumerate(zip(images, targets, strict=True)):
-        image, label = render_digit(digit, size=size), str(int(target))
-        if index % holdout_every == 0:
-            hold_images.append(image)
-            hold_labels.append(label)
-        else:
-            train_images.append(image)
-            train_labels.append(label)
-    digest = hashlib.sha256(np.ascontiguousarray(images).tobytes() + targets.tobytes()).hexdigest()
+def load_base_set(*, seed: int = 7, limit: int | None = None) -> BaseSet:
+    """The digits base set of the scenario with ``seed``; ``limit`` keeps only the first frames."""
+    scenario = build(ScenarioConfig(seed=seed))
+    names = scenario.class_names
+    base, hold = scenario.base, scenario.holdout
+    n_base = len(base) if limit is None else min(limit, len(base))
+    n_hold = len(hold) if limit is None else min(limit, len(hold))
+    digest = hashlib.sha256(base.frames[:n_base].tobytes() + hold.frames[:n_hold].tobytes()).hexdigest()
     description: dict[str, object] = {
-        "source": "sklearn.datasets.load_digits",
-        "rendered_size": size,
-        "holdout_every": holdout_every,
-        "count": len(targets),
-        "train": len(train_labels),
-        "holdout": len(hold_labels),
+        "source": "edgeloop.demo.scenario (sklearn digits rendered as camera frames)",
+        "seed": seed,
+        "train": n_base,
+        "holdout": n_hold,
         "sha256": digest,
     }
-    return BaseSet(train_images, train_labels, hold_images, hold_labels, description)
+    return BaseSet(
+        train_images=list(base.frames[:n_base]),
+        train_labels=[names[int(i)] for i in base.labels[:n_base]],
+        holdout_images=list(hold.frames[:n_hold]),
+        holdout_labels=[names[int(i)] for i in hold.labels[:n_hold]],
+        description=description,
+    )

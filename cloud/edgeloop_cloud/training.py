@@ -54,8 +54,7 @@ class TrainingParams(BaseModel):
         lt=1,
         description="Share of newly labelled samples kept for the gate (by id hash).",
     )
-    base_size: int = Field(default=32, ge=8, description="Pixel size the base digits are rendered at.")
-    base_holdout_every: int = Field(default=5, ge=2, description="Every n-th base digit is held out.")
+    base_seed: int = Field(default=7, description="Seed of the digits scenario the base data comes from.")
 
 
 @dataclass(frozen=True)
