@@ -1,7 +1,8 @@
 """The uploaded samples in the data container: find them, decrypt them, decode them.
 
-The uploader names each sample blob ``<model>/<version>/<yyyy>/<mm>/<dd>/<device>/<sample_id>...``
-and writes a JSON sidecar beside it (same stem, ``.json``). Decryption goes through the
+The uploader names each sealed sample blob
+``<model>/<version>/<yyyy>/<mm>/<dd>/<device>/<sample_id>[.ext].elenv`` and writes a JSON sidecar
+beside it (``<sample_id>.json``); prediction logs live under ``predictions/``. Decryption goes through the
 ``SampleOpener`` port so that the envelope format stays in one place.
 """
 
@@ -11,8 +12,8 @@ import hashlib
 import io
 import logging
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -26,6 +27,8 @@ _SAMPLE_NAME = re.compile(
     r"^(?P<model>[^/]+)/(?P<version>[^/]+)/(?P<yyyy>\d{4})/(?P<mm>\d{2})/(?P<dd>\d{2})/"
     r"(?P<device>[^/]+)/(?P<file>[^/]+)$"
 )
+SEALED_SUFFIX = ".elenv"
+_NOT_SAMPLES = ("predictions/", "labels/", "labelling/", "summaries/")
 #: Blob metadata keys the uploader sets (Azure lower-cases metadata names).
 META_PLAINTEXT_SHA256 = "plaintext_sha256"
 META_KEY_ID = "key_id"
@@ -35,8 +38,11 @@ META_STRATEGY = "strategy"
 class SampleOpener(Protocol):
     """Turns an uploaded (encrypted) sample blob back into the sample file's bytes."""
 
-    def open(self, blob: bytes, metadata: Mapping[str, str]) -> bytes:
-        """The plaintext. Raises SampleError when it cannot be decrypted or fails its check."""
+    def open(self, blob: bytes, ref: SampleRef) -> bytes:
+        """The plaintext of ``ref``'s blob (its metadata as stored, names lower-cased).
+
+        Raises SampleError when it cannot be decrypted or belongs to another sample.
+        """
         ...
 
 
@@ -68,7 +74,7 @@ class SampleRef:
 def parse_sample_name(info: BlobInfo) -> SampleRef | None:
     """The sample a blob holds, or None for sidecars, labels and anything else."""
     match = _SAMPLE_NAME.match(info.name)
-    if match is None or info.name.endswith(".json"):
+    if match is None or not info.name.endswith(SEALED_SUFFIX) or info.name.startswith(_NOT_SAMPLES):
         return None
     file_name = match["file"]
     return SampleRef(
@@ -102,7 +108,7 @@ def fetch_plaintext(container: BlobContainer, ref: SampleRef, opener: SampleOpen
     except Exception as exc:
         raise SampleError(f"sample {ref.sample_id}: cannot read {ref.blob_name}: {exc}") from exc
     metadata = {k.lower(): v for k, v in info.metadata.items()}
-    plaintext = opener.open(blob, metadata)
+    plaintext = opener.open(blob, replace(ref, metadata=metadata))
     expected = metadata.get(META_PLAINTEXT_SHA256)
     if expected and hashlib.sha256(plaintext).hexdigest() != expected.lower():
         raise SampleError(f"sample {ref.sample_id}: plaintext sha256 does not match the blob metadata")

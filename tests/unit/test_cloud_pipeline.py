@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 
 import cv2
 import numpy as np
@@ -13,6 +12,7 @@ from edgeloop_cloud.config import CloudConfig
 from edgeloop_cloud.errors import SampleError
 from edgeloop_cloud.gate import GateConfig
 from edgeloop_cloud.pipeline import CloudServices, run_trigger_once
+from edgeloop_cloud.samples import SampleRef
 from edgeloop_cloud.storage import BlobContainer, MemoryContainer
 from edgeloop_cloud.training import TrainingParams
 from edgeloop_cloud.trigger import TriggerPolicy
@@ -27,8 +27,8 @@ KEY = signing.generate_private_key()
 class XorOpener:
     """A stand-in envelope: XOR with 0x5A, refusing blobs not marked as sealed."""
 
-    def open(self, blob: bytes, metadata: Mapping[str, str]) -> bytes:
-        if metadata.get("sealed") != "1":
+    def open(self, blob: bytes, ref: SampleRef) -> bytes:
+        if ref.metadata.get("sealed") != "1":
             raise SampleError("not a sealed sample")
         return bytes(b ^ 0x5A for b in blob)
 
