@@ -288,3 +288,49 @@ def _card(
         },
         "gate": gate_doc,
     }
+
+
+def gate_version(svc: CloudServices, version: str) -> PassOutcome:
+    """Gate a published version against the current champion again and promote it if it passes.
+
+    The held-out set is the fixed base hold-out plus the version's own held-out samples (from
+    its card), fetched again; samples that no longer open are left out and listed.
+    """
+    name, registry = svc.config.model_name, svc.registry
+    model = registry.read_model(name, version)
+    card = registry.card(name, version)
+    champion = registry.champion(name)
+    outcome = PassOutcome(trigger=TriggerDecision(True, [f"gate {version} on request"]), version=version)
+    if champion is not None and champion.version == version:
+        outcome.status, outcome.reasons = "skipped", [f"{version} is already the champion"]
+        return outcome
+    base = load_base_set(seed=svc.config.training.base_seed)
+    items = [
+        EvalItem(i, lbl, "fixed") for i, lbl in zip(base.holdout_images, base.holdout_labels, strict=True)
+    ]
+    missing = []
+    for held in card.get("training_manifest", {}).get("holdout_samples", []):
+        ref = next(find_samples(svc.data, prefix=held["blob"]), None)
+        try:
+            if ref is None:
+                raise SampleError(f"blob {held['blob']} is gone")
+            items.append(
+                EvalItem(decode_image(fetch_plaintext(svc.data, ref, svc.opener)), held["label"], "new")
+            )
+        except CloudError as exc:
+            missing.append(f"{held['sample_id']}: {exc}")
+    candidate_eval = evaluate(model, items, repeats=svc.config.gate.latency_repeats, clock=svc.clock)
+    champion_eval = _champion_eval(svc, champion, items) if champion else None
+    champion_version = champion.version if champion else None
+    decision = decide(candidate_eval, champion_eval, svc.config.gate, champion_version=champion_version)
+    status = _promote(svc, version, champion, decision)
+    doc = {
+        **decision.as_dict(),
+        "outcome": status,
+        "eval_set": {"total": len(items), "missing": missing},
+        "config": svc.config.gate.model_dump(),
+        "decided_at": svc.clock.now().isoformat(),
+    }
+    registry.record_decision(name, version, doc)
+    outcome.status, outcome.reasons = status, decision.reasons
+    return outcome

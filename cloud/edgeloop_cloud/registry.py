@@ -180,6 +180,20 @@ class Registry:
             doc=doc,
         )
 
+    def release(self, name: str, version: str) -> Champion:
+        """A published version described like the alias (no ETag): what a rollout sends."""
+        card = self.card(name, version)
+        return Champion(
+            name=name,
+            version=version,
+            sha256=card["sha256"],
+            signature=card["signature"]["value"],
+            key_id=card["signature"]["key_id"],
+            model_blob=card["model_blob"],
+            etag="",
+            doc=card,
+        )
+
     def promote(self, name: str, version: str, *, expected: Champion | None, reason: str = "") -> bool:
         """Point the alias at ``version`` if it still is what the caller compared against.
 

@@ -22,7 +22,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -145,7 +145,7 @@ class RolloutState:
     updated: list[str] = field(default_factory=list)
     ready: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
-    stage_started: float = 0.0
+    stage_started: datetime | None = None
     history: list[str] = field(default_factory=list)
 
     @property
@@ -165,7 +165,27 @@ class RolloutState:
             "ready": self.ready,
             "failed": self.failed,
             "history": self.history,
+            "stage_started": self.stage_started.isoformat() if self.stage_started else None,
         }
+
+    @classmethod
+    def resume(
+        cls, doc: dict[str, Any], target: dict[str, Any], previous: dict[str, Any] | None
+    ) -> RolloutState:
+        """A saved state with fresh URLs (saved states hold no SAS tokens)."""
+        started = doc.get("stage_started")
+        return cls(
+            model=doc["model"],
+            version=doc["version"],
+            target=target,
+            previous=previous,
+            stage=doc["stage"],
+            updated=list(doc.get("updated", [])),
+            ready=list(doc.get("ready", [])),
+            failed=list(doc.get("failed", [])),
+            stage_started=datetime.fromisoformat(started) if started else None,
+            history=list(doc.get("history", [])),
+        )
 
 
 class RolloutController:
@@ -199,7 +219,7 @@ class RolloutController:
 
     def _begin_stage(self, state: RolloutState, stage: str) -> None:
         devices = [d for d in self._stage_devices(stage) if d not in state.updated]
-        state.stage, state.stage_started = stage, self._clock.monotonic()
+        state.stage, state.stage_started = stage, self._clock.now()
         for device in devices:
             self.service.set_desired(device, self.config.module_id, {self.config.twin_key: state.target})
             state.updated.append(device)
@@ -224,7 +244,9 @@ class RolloutController:
                 return state
             state.stage = "done"
             state.history.append(f"done: {len(state.ready)} device(s) run {state.version}")
-        elif self._clock.monotonic() - state.stage_started > self.config.timeout_minutes * 60:
+        elif state.stage_started and self._clock.now() - state.stage_started > timedelta(
+            minutes=self.config.timeout_minutes
+        ):
             waiting = sorted(set(state.updated) - set(state.ready))
             self._roll_back(state, f"timed out waiting for {waiting}", final="timed_out")
         self._record(state)

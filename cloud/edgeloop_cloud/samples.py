@@ -88,9 +88,8 @@ def parse_sample_name(info: BlobInfo) -> SampleRef | None:
     )
 
 
-def find_samples(container: BlobContainer, *, model: str | None = None) -> Iterator[SampleRef]:
-    """Every sample blob (optionally only those captured under ``model``), in name order."""
-    prefix = f"{model}/" if model else ""
+def find_samples(container: BlobContainer, *, prefix: str = "") -> Iterator[SampleRef]:
+    """Every sample blob whose name starts with ``prefix``, in name order."""
     for info in container.list(prefix):
         ref = parse_sample_name(info)
         if ref is not None:
