@@ -44,6 +44,10 @@ class CloudServices:
     config: CloudConfig = field(default_factory=CloudConfig)
     clock: Clock = field(default_factory=SystemClock)
 
+    def close(self) -> None:
+        for container in (self.data, self.models, self.runs):
+            container.close()
+
     @property
     def registry(self) -> Registry:
         return Registry(self.models, clock=self.clock)

@@ -91,6 +91,10 @@ class BlobContainer(Protocol):
         """A URL that lets its holder read only this blob until the expiry (a read-only SAS)."""
         ...
 
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
 
 def _etag(data: bytes, counter: int) -> str:
     return f'"0x{hashlib.sha256(data).hexdigest()[:12]}{counter:04x}"'
@@ -197,6 +201,9 @@ class MemoryContainer:
     def read_url(self, blob: str, *, expires_in: timedelta) -> str:
         expiry = (self._clock.now() + expires_in).strftime("%Y-%m-%dT%H:%M:%SZ")
         return f"memory://{self.name}/{blob}?sp=r&se={expiry}"
+
+    def close(self) -> None:
+        return None
 
 
 class AzureContainer:
@@ -350,3 +357,6 @@ class AzureContainer:
             expiry=self._clock.now() + expires_in,
         )
         return f"{self._client.get_blob_client(blob).url}?{token}"
+
+    def close(self) -> None:
+        self._client.close()
