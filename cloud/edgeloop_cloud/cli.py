@@ -56,6 +56,9 @@ def register(subparsers: Any) -> None:
     where.add_argument("--deployment-dir", type=Path, help="write layered deployment files here")
     where.add_argument("--dev-hub", action="store_true", help="the dev hub's inference module")
     rollout.add_argument("--hub", default="<hub-name>", help="IoT Hub name for the printed az commands")
+    rollout.add_argument(
+        "--state-dir", type=Path, default=Path(".edgeloop/dev"), help="the dev hub's state dir (--dev-hub)"
+    )
     rollout.add_argument("--wait", type=float, default=0.0, help="seconds to wait for devices to report")
     rollout.set_defaults(func=_rollout)
 
@@ -185,7 +188,7 @@ def _twin_service(args: argparse.Namespace) -> Any:
     if args.dev_hub:
         from edgeloop_cloud.devhub_twins import DevHubTwinService
 
-        return DevHubTwinService.from_environment()
+        return DevHubTwinService.from_state_dir(args.state_dir)
     from edgeloop_cloud.iothub import IoTHubTwinService
 
     conn = os.environ.get("EDGELOOP_IOTHUB_CONNECTION_STRING", "")

@@ -2,14 +2,12 @@
 
 The dev hub plays one device, so every condition selects that device: a staged rollout there is
 one canary that, once it reports the model loaded, completes the rollout. The hub is found
-through its state dir (``--state-dir`` of ``edgeloop dev``; ``$EDGELOOP_DEV_STATE_DIR``;
-default ``.edgeloop/dev``).
+through its state dir (``--state-dir`` of ``edgeloop dev``; default ``.edgeloop/dev``).
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +26,6 @@ class DevHubTwinService:
         paths = importlib.import_module("edgeloop.devhub.paths")
         control = importlib.import_module("edgeloop.devhub.control")
         return cls(control.ControlClient(paths.StatePaths.of(state_dir).control_socket))
-
-    @classmethod
-    def from_environment(cls) -> DevHubTwinService:
-        return cls.from_state_dir(Path(os.environ.get("EDGELOOP_DEV_STATE_DIR", ".edgeloop/dev")))
 
     def _call(self, what: str, fn: Any, *args: Any) -> Any:
         try:
