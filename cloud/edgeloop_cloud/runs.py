@@ -28,8 +28,17 @@ from edgeloop_cloud.storage import ANY, BlobContainer
 log = logging.getLogger(__name__)
 
 #: Final statuses: a run with one of these is never started again.
-FINAL = frozenset({"promoted", "rejected", "failed", "lost_race"})
+FINAL = frozenset({"promoted", "rejected", "lost_race"})
+#: A failed run (an outage, a crash) is tried again, at most this many times in all.
+MAX_ATTEMPTS = 3
 LEASE_SECONDS = 60
+
+
+def _done(record: dict[str, Any] | None) -> bool:
+    if not record:
+        return False
+    status = record.get("status")
+    return status in FINAL or (status == "failed" and int(record.get("attempt", 1)) >= MAX_ATTEMPTS)
 
 
 def make_run_id(model: str, labelled: Iterable[tuple[str, str]], champion_version: str | None) -> str:
@@ -94,8 +103,10 @@ class RunLedger:
     def claim(self, run_id: str, inputs: dict[str, Any]) -> Run | None:
         """Start ``run_id`` unless it is finished or another instance holds it; None then."""
         existing = self.record(run_id)
-        if existing and existing.get("status") in FINAL:
-            log.info("run %s already finished (%s); not starting it again", run_id, existing["status"])
+        if _done(existing):
+            log.info(
+                "run %s already finished (%s); not starting it again", run_id, (existing or {})["status"]
+            )
             return None
         try:
             lease = self.container.acquire_lease(self._blob(run_id, "lock"), duration_s=LEASE_SECONDS)
@@ -103,7 +114,7 @@ class RunLedger:
             log.info("run %s is in progress elsewhere (lease held)", run_id)
             return None
         existing = self.record(run_id)  # it may have finished between the first look and the lease
-        if existing and existing.get("status") in FINAL:
+        if _done(existing):
             self.container.release_lease(self._blob(run_id, "lock"), lease)
             return None
         run = Run(self, run_id, lease)

@@ -105,3 +105,16 @@ def test_a_finished_run_is_not_started_again_but_a_crashed_one_is() -> None:
     assert retried.doc["attempt"] == 2
     assert ledger.state().consumed == {"s1"}
     assert ledger.state().last_run_id == "run-done"
+
+
+def test_a_failed_run_is_retried_up_to_the_attempt_limit() -> None:
+    # given
+    clock = FakeClock()
+    ledger = RunLedger(MemoryContainer("runs", clock=clock), "digits", clock=clock)
+    attempts = []
+    # when: every attempt fails
+    while (run := ledger.claim("run-f", {})) is not None:
+        attempts.append(run.doc["attempt"])
+        run.finish("failed", error="storage outage")
+    # then
+    assert attempts == [1, 2, 3]
