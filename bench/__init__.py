@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench.<topic>``; results go to ``bench/results/`` (not committed)."""
