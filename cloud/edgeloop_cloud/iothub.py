@@ -17,9 +17,10 @@ from edgeloop_cloud.errors import RolloutError
 class IoTHubTwinService:
     """Module twins of an IoT Hub, from a service connection string (``HostName=...;SharedAccessKey...``)."""
 
-    def __init__(self, connection_string: str) -> None:
+    def __init__(self, connection_string: str = "", *, manager: Any = None) -> None:
+        """``manager``: an ``IoTHubRegistryManager`` (made from the string on first use if None)."""
         self._connection_string = connection_string
-        self._manager: Any = None
+        self._manager: Any = manager
 
     def _registry(self) -> Any:
         if self._manager is None:

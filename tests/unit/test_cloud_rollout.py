@@ -138,3 +138,48 @@ def test_layered_deployment_sets_only_the_model_property(canary: bool) -> None:
     assert modules["inference"]["properties.desired.model"]["version"] == "v2"
     assert ("ring='canary'" in deployment["targetCondition"]) is canary
     assert set(deployment["metrics"]["queries"]) == {"ready", "failed"}
+
+
+class _FakeRegistryManager:
+    """Stands in for ``azure.iot.hub.IoTHubRegistryManager`` (no hub here): records calls."""
+
+    def __init__(self) -> None:
+        self.updates: list[tuple[str, str, Any]] = []
+        self.queries: list[str] = []
+
+    def query_iot_hub(self, query: Any, token: str | None, limit: int) -> Any:
+        from azure.iot.hub.models import QueryResult, Twin
+
+        self.queries.append(query.query)
+        page = [Twin(device_id="cam-2")] if token else [Twin(device_id="cam-1")]
+        return QueryResult(items=page, continuation_token=None if token else "next")
+
+    def update_module_twin(self, device_id: str, module_id: str, twin: Any) -> None:
+        self.updates.append((device_id, module_id, twin))
+
+    def get_module_twin(self, device_id: str, module_id: str) -> Any:
+        from azure.iot.hub.models import Twin, TwinProperties
+
+        return Twin(properties=TwinProperties(reported={"model": {"status": "loaded"}}))
+
+
+def test_iothub_service_pages_queries_and_patches_desired_properties() -> None:
+    # given
+    from edgeloop_cloud.iothub import IoTHubTwinService
+
+    service = IoTHubTwinService(
+        "HostName=h.azure-devices.net;SharedAccessKeyName=service;SharedAccessKey=eA=="
+    )
+    fake = _FakeRegistryManager()
+    service._manager = fake
+    # when
+    devices = service.devices("tags.edgeloop.ring='canary'")
+    service.set_desired("cam-1", "inference", {"model": _spec("v2", "b")})
+    reported = service.reported("cam-1", "inference")
+    # then
+    assert devices == ["cam-1", "cam-2"]
+    assert fake.queries[0] == "SELECT deviceId FROM devices WHERE tags.edgeloop.ring='canary'"
+    device, module, twin = fake.updates[0]
+    assert (device, module) == ("cam-1", "inference")
+    assert twin.properties.desired["model"]["version"] == "v2"
+    assert reported == {"model": {"status": "loaded"}}
