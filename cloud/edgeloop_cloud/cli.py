@@ -9,7 +9,8 @@
     edgeloop cloud rollout --dev-hub                          the local dev hub's inference module
 
 Settings and secrets come from the environment (see ``edgeloop_cloud.factory``); each command
-prints its outcome as JSON and exits 0 when it did what was asked, 1 otherwise.
+logs its progress on stderr, prints its outcome as JSON on stdout and exits 0 when it did what
+was asked, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,9 @@ def _print(doc: Any) -> None:
 def _services(args: argparse.Namespace) -> Any:
     from edgeloop_cloud.factory import services_from_env
 
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     return services_from_env(config_path=args.config)
 
 

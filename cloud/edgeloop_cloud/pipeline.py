@@ -145,7 +145,12 @@ def export_labelling_queue(svc: CloudServices, inventory: Inventory) -> int:
 def run_trigger_once(svc: CloudServices, *, force: bool = False) -> PassOutcome:
     """One pass: export the labelling queue, ask the policy, and run when it fires (or ``force``)."""
     decision, inventory = check_trigger(svc)
-    export_labelling_queue(svc, inventory)
+    queued = export_labelling_queue(svc, inventory)
+    log.info(
+        "%d samples, %d labelled, %d queued for labelling; trigger %s: %s",
+        len(inventory.samples), len(inventory.labelled), queued,
+        "fires" if decision.fire else "waits", "; ".join(decision.reasons),
+    )  # fmt: skip
     if force and not decision.fire:
         decision = TriggerDecision(True, ["forced", *decision.reasons])
     outcome = PassOutcome(trigger=decision)
@@ -204,6 +209,8 @@ def execute_run(
     base_examples = [
         Example(image=i, label=lbl) for i, lbl in zip(base.train_images, base.train_labels, strict=True)
     ]
+    log.info("run %s: training on %d base + %d new samples (%d held out, %d skipped)",
+             run.run_id, len(base_examples), len(new_train), len(new_hold), len(skipped))  # fmt: skip
     trained = train(base=base_examples, new=new_train, preprocess=default_preprocess(), params=cfg.training)
     version = svc.registry.claim_version(name)
     outcome.version = version
@@ -230,6 +237,7 @@ def execute_run(
                  champion, run.run_id, trained.labels, trained.preprocess.model_dump())  # fmt: skip
     svc.registry.publish(name, version, model, private_key_pem=svc.signing_key, card=card)
     status = _promote(svc, version, champion, decision)
+    log.info("run %s: %s %s: %s", run.run_id, status, version, "; ".join(decision.reasons))
     svc.registry.record_decision(name, version, {**gate_doc, "outcome": status})
     outcome.status, outcome.reasons = status, decision.reasons
     consumed = [e.sample_id for e in examples] + [s["sample_id"] for s in skipped]
