@@ -81,7 +81,7 @@ def _drifted_stream(count: int) -> list[tuple[np.ndarray, str]]:
 
 
 def test_encrypted_samples_train_into_a_promoted_signed_model(
-    svc: CloudServices, keys: KeySet, env: dict[str, str]
+    svc: CloudServices, keys: KeySet, env: dict[str, str], tmp_path: Path
 ) -> None:
     # given: 50 sealed, labelled samples; one tampered, one renamed onto another sample's name
     public = envelope.PublicKey.from_file(keys.envelope_public)
@@ -132,6 +132,34 @@ def test_encrypted_samples_train_into_a_promoted_signed_model(
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "idle"
+    # and the fleet deployment files for az are written for the champion
+    out = tmp_path / "deploy"
+    written = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgeloop",
+            "cloud",
+            "rollout",
+            "--deployment-dir",
+            str(out),
+            "--hub",
+            "my-hub",
+        ],
+        env=subprocess_env(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert written.returncode == 0, written.stderr
+    commands = json.loads(written.stdout)["commands"]
+    assert "--layered --hub-name my-hub" in commands[0]
+    assert "ring='canary'" in commands[0]
+    content = json.loads((out / f"digits-{champion.version}-fleet.content.json").read_text())
+    model_spec = content["content"]["modulesContent"]["inference"]["properties.desired.model"]
+    assert model_spec["sha256"] == champion.sha256
+    assert "sig=" in model_spec["url"]
 
 
 def test_alias_race_on_blob_storage_has_one_winner(
