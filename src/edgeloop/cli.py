@@ -17,6 +17,7 @@ import edgeloop
 #: Every registered command sets ``func(args) -> int``.
 COMMAND_GROUPS: tuple[str, ...] = (
     "edgeloop.schemas",
+    "edgeloop.manifest",
     "edgeloop.devhub.cli",
     "edgeloop.keycli",
     "edgeloop_cloud.cli",
