@@ -11,7 +11,7 @@ import pytest
 from edgeloop_cloud.config import CloudConfig
 from edgeloop_cloud.errors import SampleError
 from edgeloop_cloud.gate import GateConfig
-from edgeloop_cloud.pipeline import CloudServices, run_trigger_once
+from edgeloop_cloud.pipeline import CloudServices, gate_version, run_trigger_once
 from edgeloop_cloud.samples import SampleRef
 from edgeloop_cloud.storage import BlobContainer, MemoryContainer
 from edgeloop_cloud.training import TrainingParams
@@ -157,3 +157,53 @@ def test_a_first_model_below_the_floor_is_published_but_not_promoted(
     record = svc.ledger.record(outcome.run_id or "")
     assert record is not None
     assert record["status"] == "rejected"
+
+
+def test_drift_reported_by_devices_starts_a_run_with_few_labels(stream: list[tuple[np.ndarray, str]]) -> None:
+    # given: 12 labels (below min_new_labels=50) and a routed device summary reporting drift
+    clock = FakeClock()
+    svc = _services(clock)
+    svc.config = svc.config.model_copy(
+        update={"trigger": TriggerPolicy(min_new_labels=50, min_new_labels_on_drift=10, drift_threshold=0.2)}
+    )
+    for n, (frame, label) in enumerate(stream[:12]):
+        _upload(svc.data, f"s{n:03d}", frame)
+        svc.data.write(
+            f"labels/{n:03d}.jsonl", json.dumps({"sample_id": f"s{n:03d}", "label": label}).encode()
+        )
+    quiet = run_trigger_once(svc)
+    summary = {"schema": "edgeloop.summary/1", "module": "filter", "drift": {"psi_confidence": 0.31}}
+    routed = json.dumps({"EnqueuedTimeUtc": "2026-01-05T12:00:00Z", "Properties": {}, "Body": summary})
+    svc.data.write("summaries/hub/00/2026/01/05/12/00.json", routed.encode())
+    # when
+    drifted = run_trigger_once(svc)
+    # then
+    assert quiet.status == "idle"
+    assert drifted.trigger.fire
+    assert "drift 0.310" in drifted.trigger.reasons[0]
+    assert drifted.status in ("promoted", "rejected")
+
+
+def test_a_rejected_version_can_be_gated_again(stream: list[tuple[np.ndarray, str]]) -> None:
+    # given: v1 rejected by a strict floor
+    clock = FakeClock()
+    svc = _services(clock, floor=0.99)
+    for n, (frame, label) in enumerate(stream[:25]):
+        _upload(svc.data, f"s{n:03d}", frame)
+        svc.data.write(
+            f"labels/{n:03d}.jsonl", json.dumps({"sample_id": f"s{n:03d}", "label": label}).encode()
+        )
+    assert run_trigger_once(svc).status == "rejected"
+    # when: the floor is lowered and v1 is gated again, twice
+    svc.config = svc.config.model_copy(update={"gate": GateConfig(floor=0.5, max_latency_ms=1000.0)})
+    again = gate_version(svc, "v1")
+    twice = gate_version(svc, "v1")
+    # then
+    assert again.status == "promoted"
+    champion = svc.registry.champion("digits")
+    assert champion is not None
+    assert champion.version == "v1"
+    assert twice.status == "skipped"
+    decision = json.loads(svc.models.read("digits/v1/decision.json")[0])
+    assert decision["outcome"] == "promoted"
+    assert decision["eval_set"]["missing"] == []
