@@ -3,8 +3,8 @@
 Environment variables (read here, never at import time):
 
 - ``EDGELOOP_STORAGE_CONNECTION_STRING`` (required): storage account or Azurite;
-- ``EDGELOOP_SAMPLE_KEYS``: comma-separated PEM private key files that open sample envelopes;
-- ``EDGELOOP_SIGNING_KEY``: PEM Ed25519 private key file models are signed with;
+- ``EDGELOOP_SAMPLE_KEYS`` (required): comma-separated PEM private key files that open sample envelopes;
+- ``EDGELOOP_SIGNING_KEY`` (required): PEM Ed25519 private key file models are signed with;
 - ``EDGELOOP_CLOUD_CONFIG``: JSON settings file (``CloudConfig``);
 - ``EDGELOOP_IOTHUB_CONNECTION_STRING``: IoT Hub service connection string, for rollouts.
 """
@@ -42,7 +42,8 @@ def services_from_env(
     path = config_path or (Path(env["EDGELOOP_CLOUD_CONFIG"]) if env.get("EDGELOOP_CLOUD_CONFIG") else None)
     config = CloudConfig.load(path)
     conn = _require(env, "EDGELOOP_STORAGE_CONNECTION_STRING", "the storage account connection string")
-    key_files = [Path(p.strip()) for p in env.get("EDGELOOP_SAMPLE_KEYS", "").split(",") if p.strip()]
+    keys = _require(env, "EDGELOOP_SAMPLE_KEYS", "the envelope private key file(s) (PEM, comma-separated)")
+    key_files = [Path(p.strip()) for p in keys.split(",") if p.strip()]
     signing_file = _require(
         env, "EDGELOOP_SIGNING_KEY", "the PEM Ed25519 private key file models are signed with"
     )

@@ -103,3 +103,24 @@ def test_rollout_job_resumes_and_moves_the_alias_back_on_failure(fails: bool, fi
     assert champion.version == final_champion
     assert "sig=" not in str(second)
     assert "?" not in second["target"]["url"]
+
+
+@pytest.mark.parametrize(
+    ("missing", "named"),
+    [("EDGELOOP_SAMPLE_KEYS", "envelope private key"), ("EDGELOOP_SIGNING_KEY", "Ed25519 private key")],
+)
+def test_factory_names_each_missing_secret(missing: str, named: str) -> None:
+    # given
+    from edgeloop_cloud.factory import services_from_env
+
+    from edgeloop.errors import ConfigError
+
+    env = {
+        "EDGELOOP_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
+        "EDGELOOP_SAMPLE_KEYS": "/nonexistent/envelope.pem",
+        "EDGELOOP_SIGNING_KEY": "/nonexistent/signing.pem",
+    }
+    del env[missing]
+    # when / then
+    with pytest.raises(ConfigError, match=named):
+        services_from_env(env)
