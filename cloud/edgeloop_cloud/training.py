@@ -3,7 +3,7 @@
 The candidate's input is what its ``edgeloop.preprocess`` describes (a flat row of gray pixels
 for the digits model); the exported ONNX graph carries that description and the label names in
 its metadata, so the device needs nothing else to use it. A run with the same inputs and seed
-produces the same weights.
+produces the same bytes.
 """
 
 from __future__ import annotations
@@ -91,11 +91,14 @@ def in_holdout(sample_id: str, fraction: float) -> bool:
     return bucket < fraction
 
 
+def _natural(label: str) -> tuple[int, int, str]:
+    return (0, int(label), label) if label.isdigit() else (1, 0, label)
+
+
 def label_order(base_labels: Sequence[str], new_labels: Sequence[str]) -> list[str]:
-    """Base labels in their order, then unseen labels sorted."""
-    order = list(dict.fromkeys(base_labels))
-    order += sorted(set(new_labels) - set(order))
-    return order
+    """The base data's labels sorted (numbers by value), then labels only new samples carry."""
+    order = sorted(set(base_labels), key=_natural)
+    return order + sorted(set(new_labels) - set(order), key=_natural)
 
 
 def train(
@@ -156,6 +159,7 @@ def export_onnx(clf: Any, *, n_features: int, preprocess: Preprocess, labels: Se
             initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
             options={id(clf): {"zipmap": False}},
             target_opset={"": 17, "ai.onnx.ml": 3},
+            name="edgeloop_mlp",  # a fixed graph name (the default is random) keeps exports byte-identical
         )
     return embed_metadata(model, preprocess=preprocess, labels=list(labels))
 

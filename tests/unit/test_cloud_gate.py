@@ -121,7 +121,7 @@ def test_evaluate_scores_a_real_model_on_the_same_set() -> None:
     # when
     good_eval = evaluate(good, items, clock=FakeClock())
     weak_eval = evaluate(weak, items, clock=FakeClock())
-    decision = decide(good_eval, weak_eval, GateConfig(), champion_version="v1")
+    decision = decide(good_eval, weak_eval, GateConfig(class_tolerance=1.0), champion_version="v1")
     # then
     assert good_eval.loaded
     assert good_eval.count == len(items)
