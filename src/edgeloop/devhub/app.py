@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -58,14 +59,17 @@ class HubSettings:
 class DevHub:
     """Start with ``await start()``, stop with ``await stop()``."""
 
-    def __init__(self, settings: HubSettings, manifest: Manifest) -> None:
+    def __init__(
+        self, settings: HubSettings, manifest: Manifest, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.settings = settings
+        self.clock = clock
         self.manifest = manifest
         self.paths = StatePaths.of(settings.state_dir)
         self.broker: Broker | None = None
         self._store: Store | None = None
         self._servers: list[asyncio.AbstractServer] = []
-        self._mqtt: asyncio.AbstractServer | None = None
+        self._mqtt: asyncio.Server | None = None
         self._upstream: IO[str] | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._started = 0.0
@@ -82,6 +86,7 @@ class DevHub:
             manifest=self.manifest,
             store=self._store,
             upstream_log=self._upstream,
+            clock=self.clock,
         )
         self._write_env_files()
         loop = asyncio.get_running_loop()
@@ -161,11 +166,18 @@ class DevHub:
             self.broker.expire()
 
     # -- views ----------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        """The MQTT port actually bound (``settings.port`` unless that was 0)."""
+        if self._mqtt is None or not self._mqtt.sockets:
+            return self.settings.port
+        return int(self._mqtt.sockets[0].getsockname()[1])
+
     def info(self) -> dict[str, Any]:
         return {
             "pid": os.getpid(),
             "bind": self.settings.bind,
-            "port": self.settings.port,
+            "port": self.port,
             "gatewayHostName": self.settings.gateway,
             "iotHubHostName": self.settings.hub_host,
             "deviceId": self.settings.device_id,

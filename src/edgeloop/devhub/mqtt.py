@@ -242,3 +242,28 @@ def encode_unsuback(packet_id: int) -> bytes:
 
 def encode_pingresp() -> bytes:
     return bytes([PINGRESP << 4, 0])
+
+
+def _field(text: str | bytes) -> bytes:
+    raw = text.encode("utf-8") if isinstance(text, str) else text
+    return struct.pack("!H", len(raw)) + raw
+
+
+def encode_connect(
+    client_id: str, username: str | None = None, password: str | None = None, keepalive: int = 60,
+    clean_session: bool = False,
+) -> bytes:  # fmt: skip
+    """A CONNECT packet (for tools and tests; modules use the SDK)."""
+    flags = (0x02 if clean_session else 0) | (0x80 if username is not None else 0)
+    flags |= 0x40 if password is not None else 0
+    body = _field("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + _field(client_id)
+    if username is not None:
+        body += _field(username)
+    if password is not None:
+        body += _field(password)
+    return bytes([CONNECT << 4]) + _length(len(body)) + body
+
+
+def encode_subscribe(packet_id: int, filters: list[tuple[str, int]]) -> bytes:
+    body = struct.pack("!H", packet_id) + b"".join(_field(f) + bytes([q]) for f, q in filters)
+    return bytes([(SUBSCRIBE << 4) | 0x02]) + _length(len(body)) + body
