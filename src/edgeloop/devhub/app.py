@@ -24,6 +24,7 @@ from edgeloop.devhub.httpunix import serve_unix
 from edgeloop.devhub.manifest import Manifest
 from edgeloop.devhub.paths import StatePaths
 from edgeloop.devhub.store import Store
+from edgeloop.devhub.tls import TlsServer
 from edgeloop.devhub.workload import WorkloadApi
 from edgeloop.errors import EdgeLoopError
 
@@ -69,7 +70,7 @@ class DevHub:
         self.broker: Broker | None = None
         self._store: Store | None = None
         self._servers: list[asyncio.AbstractServer] = []
-        self._mqtt: asyncio.Server | None = None
+        self._mqtt: TlsServer | None = None
         self._upstream: IO[str] | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._started = 0.0
@@ -92,12 +93,10 @@ class DevHub:
         loop = asyncio.get_running_loop()
         sock = self._listening_socket()
         broker = self.broker
-        self._mqtt = await loop.create_server(
-            lambda: MqttConnection(broker, MAX_PACKET_BYTES),
-            sock=sock,
-            ssl=server_context(certs),
-            ssl_handshake_timeout=10,
+        self._mqtt = TlsServer(
+            loop, sock, server_context(certs), lambda: MqttConnection(broker, MAX_PACKET_BYTES)
         )
+        self._mqtt.start()
         trust = certs.ca_cert.read_text(encoding="ascii")
         self._servers.append(await serve_unix(self.paths.workload_socket, WorkloadApi(trust, broker.sign)))
         control = ControlApi(broker, self.info, self.module_env)
@@ -144,7 +143,9 @@ class DevHub:
         if self.broker is not None:
             for conn in list(self.broker.connections.values()):
                 conn.close("hub stopping")
-            self.broker.flush()
+            self.broker.close()
+        if self._mqtt is not None:
+            self._mqtt.close_all()
         await asyncio.sleep(0)
         for path in (self.paths.workload_socket, self.paths.control_socket):
             path.unlink(missing_ok=True)
