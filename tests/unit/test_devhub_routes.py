@@ -61,7 +61,7 @@ def test_where_condition_filters_the_route() -> None:
         ("FROM /messages/modules/a/inputs/x INTO $upstream", 5, "unknown source"),
         ("FROM /messages/* INTO somewhere", 22, "expected INTO"),
         ('FROM /messages/* INTO BrokeredEndpoint("/modules/b/outputs/x")', 40, "unknown endpoint"),
-        ("FROM /messages/* WHERE k = INTO $upstream", 26, "expected a value"),
+        ("FROM /messages/* WHERE k = INTO $upstream", 27, "expected a value"),
         ("FROM /messages/* WHEN k = 1 INTO $upstream", 17, "expected WHERE"),
     ],
 )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import ssl
 import struct
 import time
@@ -15,6 +17,7 @@ import pytest
 
 from edgeloop.devhub import mqtt, sas
 from edgeloop.devhub.app import DevHub, HubSettings
+from edgeloop.devhub.httpunix import request
 from edgeloop.devhub.manifest import load_manifest
 from tests.integration.modules.manifests import manifest, route
 
@@ -329,3 +332,85 @@ def test_route_ttl_overrides_the_store_and_forward_ttl(tmp_path: Path) -> None:
         assert hub.broker.expire() == 1
 
     run_hub(tmp_path, doc, body, clock)
+
+
+def test_workload_api_gives_the_trust_bundle_and_signs_for_the_current_generation(tmp_path: Path) -> None:
+    async def body(hub: DevHub) -> None:
+        assert hub.broker is not None
+        key, generation = hub.broker.credentials("a")
+        data = base64.b64encode(b"to sign").decode()
+        sign = json.dumps({"keyId": "primary", "algo": "HMACSHA256", "data": data}).encode()
+        socket_path = hub.paths.workload_socket
+
+        def calls() -> list[tuple[int, Any]]:
+            return [
+                request(socket_path, "GET", "/trust-bundle?api-version=2019-01-30"),
+                request(
+                    socket_path, "POST", f"/modules/a/genid/{generation}/sign?api-version=2019-01-30", sign
+                ),
+                request(socket_path, "POST", "/modules/a/genid/stale/sign?api-version=2019-01-30", sign),
+                request(socket_path, "POST", f"/modules/a/genid/{generation}/sign", b"{}"),
+            ]
+
+        # when
+        bundle, signed, stale, bad = await asyncio.to_thread(calls)
+
+        # then
+        assert bundle == (200, {"certificate": (hub.paths.certs / "ca.pem").read_text()})
+        assert signed == (200, {"digest": sas.sign(key, b"to sign")})
+        assert stale[0] == 404
+        assert bad[0] == 400
+
+    run_hub(tmp_path, DOC, body)
+
+
+def test_twins_persist_and_reseed_when_the_manifest_changes(tmp_path: Path) -> None:
+    seeded = manifest(["a"], {}, desired={"a": {"x": 1}})
+    changed = manifest(["a"], {}, desired={"a": {"x": 2}})
+    seen: list[dict[str, Any]] = []
+
+    async def patch(hub: DevHub) -> None:
+        assert hub.broker is not None
+        hub.broker.patch_desired("a", {"y": 3})
+
+    async def read(hub: DevHub) -> None:
+        assert hub.broker is not None
+        seen.append(hub.broker.twin_document("a")["desired"])
+
+    # when
+    run_hub(tmp_path, seeded, patch)
+    run_hub(tmp_path, seeded, read)
+    run_hub(tmp_path, changed, read)
+
+    # then
+    assert seen == [{"x": 1, "y": 3, "$version": 2}, {"x": 2, "$version": 3}]
+
+
+def test_unacknowledged_inputs_are_redelivered_with_dup_on_reconnect(tmp_path: Path) -> None:
+    async def body(hub: DevHub) -> None:
+        # given: b got the message and disconnected without acknowledging it
+        b = await login(hub, "b")
+        await connack(b)
+        await b.send(mqtt.encode_subscribe(1, [(inputs("b"), 1)]))
+        await b.packet()
+        a = await login(hub, "a")
+        await connack(a)
+        await send_event(a, 1, "%24.on=out&%24.mid=m1")
+        first = await b.packet()
+        await b.aclose()
+
+        # when
+        again = await login(hub, "b")
+        await connack(again)
+        await again.send(mqtt.encode_subscribe(2, [(inputs("b"), 1)]))
+        await again.packet()
+        second = await again.packet()
+
+        # then
+        assert first is not None
+        assert second is not None
+        assert (first.kind, first.flags & 0x08) == (mqtt.PUBLISH, 0)
+        assert (second.kind, second.flags & 0x08) == (mqtt.PUBLISH, 0x08)
+        assert mqtt.decode_publish(second.flags, second.body).payload == b'{"x":1}'
+
+    run_hub(tmp_path, DOC, body)

@@ -464,7 +464,8 @@ class Broker:
                 self._schedule_flush()
                 continue
             topic = f"{base}{message.input}/{message.props}"
-            packet_id = conn.send_publish(topic, message.body, qos=1)
+            packet_id = conn.send_publish(topic, message.body, qos=1, dup=message.sent)
+            message.sent = True
             conn.inflight[packet_id] = message.id
 
     def expire(self) -> int:

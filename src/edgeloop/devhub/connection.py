@@ -152,11 +152,11 @@ class MqttConnection:
     def send_puback(self, packet_id: int) -> None:
         self.write(mqtt.encode_puback(packet_id))
 
-    def send_publish(self, topic: str, payload: bytes, qos: int = 0) -> int:
+    def send_publish(self, topic: str, payload: bytes, qos: int = 0, dup: bool = False) -> int:
         packet_id = 0
         if qos:
             packet_id = self._packet_id()
-        self.write(mqtt.encode_publish(topic, payload, qos, packet_id))
+        self.write(mqtt.encode_publish(topic, payload, qos, packet_id, dup))
         return packet_id
 
     def _packet_id(self) -> int:

@@ -39,6 +39,7 @@ class QueuedMessage:
     props: str  # the property segment of the input topic, already encoded
     body: bytes
     expires: float
+    sent: bool = False  # delivered at least once (a redelivery carries the DUP flag)
 
 
 @dataclass
