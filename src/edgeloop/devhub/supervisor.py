@@ -117,15 +117,29 @@ class ModuleRunner:
             if time.monotonic() - started >= _HEALTHY_RUN_SECS:
                 failures = 0
             failures += 1
+            exited = f"{self.spec.name}: exited with {returncode}{self._last_words(returncode)}"
             if not should_restart(self.spec.restart_policy, returncode):
-                self.say(
-                    f"{self.spec.name}: exited with {returncode}; restartPolicy {self.spec.restart_policy}"
-                )
+                self.say(f"{exited}; restartPolicy {self.spec.restart_policy}")
                 return
             delay = backoff(failures)
-            self.say(f"{self.spec.name}: exited with {returncode}; restarting in {delay:g}s")
+            self.say(f"{exited}; restarting in {delay:g}s")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
+
+    def _last_words(self, returncode: int) -> str:
+        """The last line the process wrote, when it failed (often the reason)."""
+        if returncode == 0:
+            return ""
+        try:
+            with open(self.log_path, "rb") as log_file:
+                log_file.seek(max(0, self.log_path.stat().st_size - 4096))
+                lines = [line.strip() for line in log_file.read().decode("utf-8", "replace").splitlines()]
+        except OSError:
+            return ""
+        last = next((line for line in reversed(lines) if line), "")
+        if len(last) > 160:
+            last = last[:157] + "..."
+        return f" ({last})" if last else ""
 
     async def _run_once(self) -> int:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
