@@ -129,3 +129,19 @@ def test_bad_publish_packets_raise_protocol_error(flags: int, body: bytes) -> No
 def test_oversize_packets_are_refused_from_their_header() -> None:
     with pytest.raises(mqtt.ProtocolError, match="over the 100-byte limit"):
         mqtt.PacketReader(100).feed(bytes([0x30, 0xC8, 0x01]))
+
+
+@pytest.mark.parametrize("cut", [0, 1, 2, 5, 40])
+def test_packet_reader_keeps_a_partial_tail_after_whole_packets(cut: int) -> None:
+    # given
+    whole = mqtt.encode_puback(1) + mqtt.encode_puback(2)
+    third = mqtt.encode_publish("t", b"z" * 50, qos=1, packet_id=3)
+    reader = mqtt.PacketReader(1024)
+
+    # when
+    first = reader.feed(whole + third[:cut])
+    rest = reader.feed(third[cut:])
+
+    # then
+    assert [mqtt.decode_packet_id(p.body) for p in first] == [1, 2]
+    assert [mqtt.decode_publish(p.flags, p.body).payload for p in rest] == [b"z" * 50]

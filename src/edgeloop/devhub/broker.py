@@ -421,31 +421,36 @@ class Broker:
 
     def flush(self) -> None:
         """Commit the batch, then acknowledge senders, deliver what was routed and write."""
-        self._flush_scheduled = False
-        if self._must_commit:
-            self._must_commit = False
-            self.store.commit()
-        elif self.store.in_transaction and self._lazy_timer is None:
+        self._flush_scheduled = True  # what the steps below ask for is done here, at the end
+        try:
+            if self._must_commit:
+                self._must_commit = False
+                self.store.commit()
+            if self._upstream_dirty and self._upstream_log is not None:
+                self._upstream_dirty = False
+                self._upstream_log.flush()
+            acks, self._acks = self._acks, []
+            for conn, packet_id in acks:
+                conn.send_puback(packet_id)
+            new, self._new = self._new, []
+            touched = set()
+            for message in new:
+                self.queues[message.module][message.id] = message
+                receiver = self.connections.get(message.module)
+                if receiver is not None:
+                    receiver.to_send.append(message.id)
+                    touched.add(message.module)
+            for module in touched:
+                self.pump(self.connections[module])
+            writers, self._writers = self._writers, set()
+            for writer in writers:
+                writer.flush_out()
+        finally:
+            self._flush_scheduled = False
+        if self._must_commit or self._acks or self._new or self._writers:
+            self._schedule_flush(commit=False)
+        elif self._lazy_timer is None and self.store.in_transaction:
             self._lazy_timer = asyncio.get_running_loop().call_later(_LAZY_COMMIT_SECS, self._lazy_commit)
-        if self._upstream_dirty and self._upstream_log is not None:
-            self._upstream_dirty = False
-            self._upstream_log.flush()
-        acks, self._acks = self._acks, []
-        for conn, packet_id in acks:
-            conn.send_puback(packet_id)
-        new, self._new = self._new, []
-        touched = set()
-        for message in new:
-            self.queues[message.module][message.id] = message
-            receiver = self.connections.get(message.module)
-            if receiver is not None:
-                receiver.to_send.append(message.id)
-                touched.add(message.module)
-        for module in touched:
-            self.pump(self.connections[module])
-        writers, self._writers = self._writers, set()
-        for writer in writers:
-            writer.flush_out()
 
     def pump(self, conn: MqttConnection) -> None:
         if conn.closed or not conn.inputs_ready or self._inputs_filter(conn.module) not in conn.subscriptions:

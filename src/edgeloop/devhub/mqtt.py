@@ -79,9 +79,13 @@ class PacketReader:
         Raises:
             ProtocolError: a remaining-length field is malformed or over the size limit.
         """
-        self._buf += data
+        buf: bytes | bytearray
+        if self._buf:
+            self._buf += data
+            buf = self._buf
+        else:
+            buf = data  # the usual case: parse the read as it is, keep only a partial tail
         packets: list[Packet] = []
-        buf = self._buf
         pos = 0
         end = len(buf)
         while end - pos >= 2:
@@ -90,7 +94,7 @@ class PacketReader:
             index = pos + 1
             while True:
                 if index >= end:
-                    self._compact(pos)
+                    self._keep(buf, pos)
                     return packets
                 byte = buf[index]
                 length += (byte & 0x7F) * multiplier
@@ -107,12 +111,16 @@ class PacketReader:
             first = buf[pos]
             packets.append(Packet(first >> 4, first & 0x0F, bytes(buf[index : index + length])))
             pos = index + length
-        self._compact(pos)
+        self._keep(buf, pos)
         return packets
 
-    def _compact(self, pos: int) -> None:
-        if pos:
-            del self._buf[:pos]
+    def _keep(self, buf: bytes | bytearray, pos: int) -> None:
+        """Keep the unparsed tail ``buf[pos:]`` for the next read."""
+        if buf is self._buf:
+            if pos:
+                del self._buf[:pos]
+        elif pos < len(buf):
+            self._buf = bytearray(buf[pos:])
 
 
 def _string(body: bytes, pos: int) -> tuple[str, int]:

@@ -81,20 +81,21 @@ class TlsTransport:
     # -- reading --------------------------------------------------------------------------
     def _read_ready(self) -> None:
         chunks: list[bytes] = []
+        buffer = self._server.read_buffer
         while True:
             try:
-                data = self._sock.recv(_READ_SIZE)
+                size = self._sock.recv_into(buffer)
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
                 break
             except (ssl.SSLError, OSError) as exc:
                 self._lost(exc)
                 return
-            if not data:
+            if not size:
                 if chunks:
                     self._deliver(chunks)
                 self._lost(None)
                 return
-            chunks.append(data)
+            chunks.append(bytes(buffer[:size]))
             if not self._sock.pending():
                 break
         if chunks:
@@ -208,6 +209,8 @@ class TlsServer:
         self._timeout = handshake_timeout
         self._transports: set[TlsTransport] = set()
         self._closed = False
+        #: One reusable read buffer (a fresh 256 KB object per read would cost an mmap each).
+        self.read_buffer = memoryview(bytearray(_READ_SIZE))
 
     @property
     def sockets(self) -> list[socket.socket]:
