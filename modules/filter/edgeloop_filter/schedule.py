@@ -200,18 +200,18 @@ class Gate:
         return triggers
 
     def next_change(self, now: datetime, *, horizon: timedelta = timedelta(days=8)) -> datetime | None:
-        """The first instant after ``now`` at which ``is_open`` flips, within ``horizon``;
-        None when it stays as it is (always open, or past every absolute window)."""
+        """The first instant after ``now`` at which ``is_open`` flips, within ``horizon`` (or
+        the last absolute window); None when it stays as it is."""
         if self.always_open:
             return None
         state = self.is_open(now)
-        limit = now + horizon
+        limit = max([now + horizon, *(end for _, end in self._absolute)])
         cursor = now + timedelta(microseconds=1)
         triggers = self._triggers()
         for _ in range(2000):
-            upcoming = [
-                t for t in (trigger.get_next_fire_time(None, cursor) for trigger in triggers) if t is not None
-            ]
+            # A DateTrigger answers its date even when it is past: keep only what is ahead.
+            fire_times = (trigger.get_next_fire_time(None, cursor) for trigger in triggers)
+            upcoming = [t for t in fire_times if t is not None and t >= cursor]
             if not upcoming:
                 return None
             candidate = min(upcoming).astimezone(UTC)
