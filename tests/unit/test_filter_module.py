@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
 from edgeloop_filter.module import FilterModule
 from edgeloop_filter.state import JsonFileStateStore, MemoryStateStore, StateStore
 
@@ -239,3 +240,26 @@ def test_window_changes_are_reported_with_the_next_change() -> None:
         # then
         wait_for(lambda: r.hub.reported["filter"]["gates"]["policy"]["open"] is False)
         assert r.hub.reported["filter"]["gates"]["policy"]["nextChange"] == "2026-01-06T12:00:00+00:00"
+
+
+def test_a_scheduler_wakes_the_module_at_the_next_window_change() -> None:
+    # given
+    policy = {"schedule": {"windows": [{"start": "12:00", "end": "12:30", "timezone": "UTC"}]}}
+    scheduler = BackgroundScheduler(timezone=UTC)
+    scheduler.start(paused=True)  # jobs wait for the test: the scheduler runs on the real clock
+    runner = Running({"policy": policy})
+    runner.module.scheduler = scheduler
+    with runner as r:
+        wait_for(lambda: scheduler.get_job("gate-transition") is not None)
+        job = scheduler.get_job("gate-transition")
+        # then
+        assert job.trigger.run_date == datetime(2026, 1, 5, 12, 30, tzinfo=UTC)
+        # when: the job fires after the wall clock passed the change
+        r.clock.advance(30 * 60)
+        before = len(r.hub.reported_patches)
+        job.func()
+        wait_for(lambda: len(r.hub.reported_patches) > before)
+        wait_for(lambda: r.hub.reported["filter"]["gates"]["policy"]["open"] is False)
+        rescheduled = scheduler.get_job("gate-transition")
+        assert rescheduled.trigger.run_date == datetime(2026, 1, 6, 12, 0, tzinfo=UTC)
+    assert not scheduler.running

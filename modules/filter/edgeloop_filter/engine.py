@@ -232,6 +232,11 @@ class Engine:
             }
         return out
 
+    def gate_states(self, now: datetime) -> dict[str, bool]:
+        """Open or closed, for the policy and each strategy with a schedule (cheap)."""
+        items = [("policy", self._gate)] + [(s.name, s.gate) for s in self._strategies]
+        return {name: gate.is_open(now) for name, gate in items if not gate.always_open}
+
     def next_change(self, now: datetime) -> datetime | None:
         changes = [g.next_change(now) for g in [self._gate, *(s.gate for s in self._strategies)]]
         known = [c for c in changes if c is not None]

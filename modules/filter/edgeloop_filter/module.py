@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections import Counter, deque
 from datetime import UTC, datetime
 from typing import Any
@@ -60,6 +61,7 @@ class FilterModule(EdgeModule[FilterConfig]):
         self._summary_seq = 0
         self._window_base: tuple[int, Counter[str], Counter[str]] = (0, Counter(), Counter())
         self._gate_state: dict[str, bool] = {}
+        self._transition_due = threading.Event()
 
     # -- configuration -------------------------------------------------------------------
     def register_methods(self, methods: MethodRegistry) -> None:
@@ -131,7 +133,7 @@ class FilterModule(EdgeModule[FilterConfig]):
         self._summary_start = ctx.clock.now()
         self._next_summary = mono + self.config.summary_interval_s
         self._last_save = mono
-        if self.scheduler is not None:
+        if self.scheduler is not None and not self.scheduler.running:
             self.scheduler.start()
         self._report_filter()
         self._schedule_transition()
@@ -171,7 +173,11 @@ class FilterModule(EdgeModule[FilterConfig]):
         if mono >= self._next_summary:
             self._next_summary = mono + self.config.summary_interval_s
             self._send_summary()
-        if self.scheduler is None:
+        if self._transition_due.is_set():
+            self._transition_due.clear()
+            self._report_filter()
+            self._schedule_transition()
+        else:
             self._report_if_gates_changed()
 
     # -- summaries and reports -----------------------------------------------------------
@@ -214,18 +220,19 @@ class FilterModule(EdgeModule[FilterConfig]):
         self.ctx.report(
             {"filter": {"policyVersion": engine.policy.version, "policySource": self.policy_source, **status}}
         )
-        now = self.ctx.clock.now()
-        self._gate_state = {name: g["open"] for name, g in engine.gates(now).items()}
+        self._gate_state = {name: gate["open"] for name, gate in status["gates"].items()}
 
     def _report_if_gates_changed(self) -> None:
-        engine, now = self._engine(), self._ctx().clock.now()
-        current = {name: g["open"] for name, g in engine.gates(now).items()} if self._gate_state else {}
-        if self._gate_state and current != self._gate_state:
+        """The injected clock decides: a window that opened or closed (a wall-clock jump
+        included) is reported on the next tick even without a scheduler."""
+        current = self._engine().gate_states(self._ctx().clock.now())
+        if current != self._gate_state:
             log.info("windows changed: %s", current)
             self._report_filter()
 
     def _schedule_transition(self) -> None:
-        """With a scheduler, report the windows again at their next opening or closing."""
+        """With a scheduler, wake at the windows' next opening or closing; the report itself
+        is made on the runtime thread at the next tick."""
         if self.scheduler is None or not self.scheduler.running or self.ctx is None:
             return
         change = self._engine().next_change(self.ctx.clock.now())
@@ -236,8 +243,7 @@ class FilterModule(EdgeModule[FilterConfig]):
         )
 
     def _on_transition(self) -> None:
-        self._report_filter()
-        self._schedule_transition()
+        self._transition_due.set()
 
     def _save(self) -> None:
         engine = self._engine()
