@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
+from edgeloop_filter.__main__ import build_module
 from edgeloop_filter.module import FilterModule
 from edgeloop_filter.state import JsonFileStateStore, MemoryStateStore, StateStore
 
@@ -263,3 +264,31 @@ def test_a_scheduler_wakes_the_module_at_the_next_window_change() -> None:
         rescheduled = scheduler.get_job("gate-transition")
         assert rescheduled.trigger.run_date == datetime(2026, 1, 6, 12, 0, tzinfo=UTC)
     assert not scheduler.running
+
+
+def test_the_entry_point_keeps_state_in_edgeloop_state_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given
+    monkeypatch.setenv("EDGELOOP_STATE_DIR", str(tmp_path / "state"))
+    # when
+    module = build_module()
+    # then
+    assert isinstance(module.store, JsonFileStateStore)
+    assert module.store.path == tmp_path / "state" / "filter-state.json"
+    assert module.scheduler is not None
+    assert not module.scheduler.running
+
+
+def test_an_unwritable_state_dir_is_counted_not_fatal(tmp_path: Path) -> None:
+    # given: the state path is a file, so its folder cannot be created
+    blocker = tmp_path / "blocker"
+    blocker.write_text("", encoding="utf-8")
+    policy = {"strategies": [{"name": "s", "rules": [{"type": "random", "p": 1}]}]}
+    with Running({"policy": policy}, store=JsonFileStateStore(blocker / "filter-state.json")) as r:
+        # when
+        r.hub.push_input("predictions", [prediction(1)])
+        r.clock.advance(5)
+        # then
+        wait_for(lambda: r.stats().get("state_save_errors", 0) >= 1)
+        assert len(r.selected()) == 1

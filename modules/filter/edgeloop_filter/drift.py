@@ -101,10 +101,12 @@ class DriftMonitor:
         if not self.ready or self._ref_conf is None:
             return {}
         n = len(self._window)
-        out = {"psi_confidence": round(psi(self._ref_conf, _shares(self._conf, n)), 4)}
+        out = {
+            "psi_confidence": round(psi(self._ref_conf, _shares(self._conf, n)), 4),
+            "window_samples": float(n),
+        }
         if self._ref_classes:
             out["psi_class"] = round(psi(self._ref_classes, _shares(self._classes, n)), 4)
-        out["window"] = float(n)
         return out
 
     def high(self) -> bool:
