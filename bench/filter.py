@@ -1,7 +1,7 @@
 """Decisions per second of the filter engine on one core.
 
 A five-strategy policy (rare classes, confidence band per class, margin, entropy, random,
-each with limits; global limits, a duty cycle, dHash dedup and drift statistics) next to the
+each with limits; global limits, a duty cycle, dHash dedup, drift statistics and boost) next to the
 fixed rule alone ("confidence < 0.9", nothing else), measured in the same run on the same
 predictions. Limits are set high enough never to be reached, so every sample walks the
 strategies until one matches (the costlier path: an exhausted budget stops earlier).
@@ -54,7 +54,7 @@ FIVE_STRATEGIES: dict[str, Any] = {
     "limits": {"per_minute": 10**6, "per_day": 10**8},
     "schedule": {"duty_cycle": {"on_seconds": 3600, "period_seconds": 3600}},
     "dedup": {"max_distance": 4},
-    "drift": {"window": 500, "reference_samples": 500},
+    "drift": {"window": 500, "reference_samples": 500, "boost": {"psi_above": 0.25, "factor": 2}},
 }  # fmt: skip
 
 

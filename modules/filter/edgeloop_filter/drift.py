@@ -49,6 +49,9 @@ class DriftMonitor:
         self._ref_conf: list[float] | None = None
         self._ref_classes: dict[str, float] | None = None
         self._building: tuple[list[int], Counter[str], list[int]] | None = None
+        self._observed = 0
+        self._high_at = -1
+        self._high = False
         self._reset_reference()
 
     def _reset_reference(self) -> None:
@@ -64,6 +67,7 @@ class DriftMonitor:
             self._building = ([0] * self.bins, Counter(), [0])
 
     def observe(self, confidence: float, label: str, model_version: str | None) -> None:
+        self._observed += 1
         if model_version != self.model_version:
             # A new model has its own confidence profile: start over against a fresh reference.
             self.model_version = model_version
@@ -110,8 +114,12 @@ class DriftMonitor:
         return out
 
     def high(self) -> bool:
+        """Whether either PSI is above the boost threshold; recomputed every 20 samples."""
         boost = self.config.boost
         if boost is None:
             return False
-        stats = self.psi()
-        return max(stats.get("psi_confidence", 0.0), stats.get("psi_class", 0.0)) > boost.psi_above
+        if self._high_at < 0 or self._observed - self._high_at >= 20:
+            stats = self.psi()
+            self._high = max(stats.get("psi_confidence", 0.0), stats.get("psi_class", 0.0)) > boost.psi_above
+            self._high_at = self._observed
+        return self._high
