@@ -175,3 +175,29 @@ def test_bad_schedules_are_rejected(doc: dict[str, Any], where: str) -> None:
         Schedule.model_validate(doc)
     # then
     assert where in str(info.value)
+
+
+def test_a_window_starting_in_the_skipped_dst_hour_opens_when_clocks_jump() -> None:
+    # given: 02:30-03:30 Berlin; on 2026-03-29 local time jumps from 02:00 to 03:00 (01:00 UTC)
+    g = gate({"windows": [{"start": "02:30", "end": "03:30", "timezone": "Europe/Berlin"}]})
+    # when
+    changes = [g.next_change(utc(2026, 3, 28, 12, 0))]
+    changes.append(g.next_change(changes[-1]))  # type: ignore[arg-type]
+    # then: open 03:00-03:30 local that day, and the report agrees with the decision
+    assert changes == [utc(2026, 3, 29, 1, 0), utc(2026, 3, 29, 1, 30)]
+    assert g.is_open(utc(2026, 3, 29, 1, 15))
+    assert not g.is_open(utc(2026, 3, 29, 0, 59))
+
+
+def test_on_the_repeated_dst_hour_the_window_follows_the_local_clock() -> None:
+    # given: on 2026-10-25 Berlin local time runs 02:00-03:00 twice (CEST, then CET)
+    g = gate({"windows": [{"start": "02:30", "end": "03:30", "timezone": "Europe/Berlin"}]})
+    # when
+    t = utc(2026, 10, 24, 12, 0)
+    changes = []
+    for _ in range(4):
+        t = g.next_change(t)  # type: ignore[assignment]
+        changes.append(t)
+    # then: 02:30-03:00 CEST, then 02:30-03:30 CET
+    assert changes == [utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 1, 0), utc(2026, 10, 25, 1, 30),
+                       utc(2026, 10, 25, 2, 30)]  # fmt: skip

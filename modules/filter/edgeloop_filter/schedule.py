@@ -199,6 +199,25 @@ class Gate:
                 )
         return triggers
 
+    def _offset_changes(self, start: datetime, end: datetime) -> list[datetime]:
+        """Instants in (start, end] where a window's zone changes its UTC offset (DST), to
+        the second. Cron triggers skip local times that do not exist, but a window whose
+        start falls in the skipped hour still opens when the clocks jump."""
+        found = []
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
+        for tz in {w.tz for w in self._recurring}:
+            if start.astimezone(tz).utcoffset() == end.astimezone(tz).utcoffset():
+                continue
+            lo, hi = start, end
+            while hi - lo > timedelta(seconds=1):
+                mid = lo + (hi - lo) / 2
+                if mid.astimezone(tz).utcoffset() == start.astimezone(tz).utcoffset():
+                    lo = mid
+                else:
+                    hi = mid
+            found.append(hi.replace(microsecond=0))
+        return found
+
     def next_change(self, now: datetime, *, horizon: timedelta = timedelta(days=8)) -> datetime | None:
         """The first instant after ``now`` at which ``is_open`` flips, within ``horizon`` (or
         the last absolute window); None when it stays as it is."""
@@ -211,10 +230,10 @@ class Gate:
         for _ in range(2000):
             # A DateTrigger answers its date even when it is past: keep only what is ahead.
             fire_times = (trigger.get_next_fire_time(None, cursor) for trigger in triggers)
-            upcoming = [t for t in fire_times if t is not None and t >= cursor]
+            upcoming = [t.astimezone(UTC) for t in fire_times if t is not None and t >= cursor]
             if not upcoming:
                 return None
-            candidate = min(upcoming).astimezone(UTC)
+            candidate = min([*upcoming, *self._offset_changes(cursor, min(upcoming))])
             if candidate > limit:
                 return None
             if self.is_open(candidate) != state:
