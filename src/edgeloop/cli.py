@@ -15,7 +15,7 @@ import edgeloop
 
 #: Group modules, each with ``register(subparsers: argparse._SubParsersAction) -> None``.
 #: Every registered command sets ``func(args) -> int``.
-COMMAND_GROUPS: tuple[str, ...] = ("edgeloop.schemas",)
+COMMAND_GROUPS: tuple[str, ...] = ("edgeloop.schemas", "edgeloop_filter.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
