@@ -11,6 +11,7 @@ from typing import Any, Literal
 import pytest
 from edgeloop_filter.engine import DROP_REASONS, Engine
 from edgeloop_filter.policy import parse_policy
+from edgeloop_filter.schedule import Gate, Schedule
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -225,3 +226,28 @@ def test_invalid_policies_are_rejected_with_the_path(doc: dict[str, Any], mutati
         parse_policy(bad)
     # then
     assert where in info.value.reason
+
+
+@SETTINGS
+@given(
+    doc=schedules,
+    now=st.datetimes(datetime(2025, 6, 1), datetime(2027, 6, 1), timezones=st.just(UTC)),
+    probes=st.lists(st.floats(0.0, 1.0, exclude_min=True, exclude_max=True), max_size=8),
+)
+def test_the_reported_next_change_agrees_with_the_decision(
+    doc: dict[str, Any], now: datetime, probes: list[float]
+) -> None:
+    # given
+    gate = Gate(Schedule.model_validate(doc))
+    state = gate.is_open(now)
+    # when
+    change = gate.next_change(now)
+    # then: the state holds until the change, and flips at it
+    if change is None:
+        return
+    assert change > now
+    assert gate.is_open(change) != state
+    for fraction in probes:
+        probe = now + (change - now) * fraction
+        if probe < change:  # timedelta * float rounds to the microsecond
+            assert gate.is_open(probe) == state

@@ -10,6 +10,7 @@ a duty cycle further limits it to the first ``on_seconds`` of every ``period_sec
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Literal
@@ -17,7 +18,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -95,7 +95,7 @@ class DutyCycle(_Model):
     """On for the first ``on_seconds`` of every ``period_seconds`` counted from ``anchor``."""
 
     on_seconds: float = Field(gt=0, description="Seconds open in each period.")
-    period_seconds: float = Field(gt=0, description="Length of one period in seconds.")
+    period_seconds: float = Field(ge=1, description="Length of one period in seconds (at least 1).")
     anchor: AwareDatetime = Field(default=EPOCH, description="An instant at which a period starts.")
 
     @model_validator(mode="after")
@@ -171,32 +171,27 @@ class Gate:
     def is_open(self, now: datetime) -> bool:
         if self.always_open:
             return True
-        if self._duty is not None:
-            anchor, on, period = self._duty
-            if (now.timestamp() - anchor) % period >= on:
-                return False
+        return self._duty_on(now) and self._windows_open(now)
+
+    def _duty_on(self, now: datetime) -> bool:
+        if self._duty is None:
+            return True
+        anchor, on, period = self._duty
+        return (now.timestamp() - anchor) % period < on
+
+    def _windows_open(self, now: datetime) -> bool:
         if not self._windowed:
             return True
         if any(start <= now < end for start, end in self._absolute):
             return True
         return any(w.contains(now) for w in self._recurring)
 
-    def _triggers(self) -> list[CronTrigger | DateTrigger | IntervalTrigger]:
-        triggers: list[CronTrigger | DateTrigger | IntervalTrigger] = []
+    def _triggers(self) -> list[CronTrigger | DateTrigger]:
+        triggers: list[CronTrigger | DateTrigger] = []
         for window in self._recurring:
             triggers.extend(window.triggers())
         for start, end in self._absolute:
             triggers.extend([DateTrigger(run_date=start), DateTrigger(run_date=end)])
-        if self.schedule.duty_cycle is not None:
-            duty = self.schedule.duty_cycle
-            for offset in (0.0, duty.on_seconds):
-                triggers.append(
-                    IntervalTrigger(
-                        seconds=duty.period_seconds,
-                        start_date=duty.anchor + timedelta(seconds=offset),
-                        timezone=UTC,
-                    )
-                )
         return triggers
 
     def _offset_changes(self, start: datetime, end: datetime) -> list[datetime]:
@@ -218,16 +213,15 @@ class Gate:
             found.append(hi.replace(microsecond=0))
         return found
 
-    def next_change(self, now: datetime, *, horizon: timedelta = timedelta(days=8)) -> datetime | None:
-        """The first instant after ``now`` at which ``is_open`` flips, within ``horizon`` (or
-        the last absolute window); None when it stays as it is."""
-        if self.always_open:
+    def _next_window_change(self, now: datetime, limit: datetime) -> datetime | None:
+        """When the windows (recurring and absolute together) next open or close after
+        ``now``, from the APScheduler triggers of their edges; None past ``limit``."""
+        if not self._windowed:
             return None
-        state = self.is_open(now)
-        limit = max([now + horizon, *(end for _, end in self._absolute)])
+        state = self._windows_open(now)
         cursor = now + timedelta(microseconds=1)
         triggers = self._triggers()
-        for _ in range(2000):
+        for _ in range(1000):
             # A DateTrigger answers its date even when it is past: keep only what is ahead.
             fire_times = (trigger.get_next_fire_time(None, cursor) for trigger in triggers)
             upcoming = [t.astimezone(UTC) for t in fire_times if t is not None and t >= cursor]
@@ -236,7 +230,54 @@ class Gate:
             candidate = min([*upcoming, *self._offset_changes(cursor, min(upcoming))])
             if candidate > limit:
                 return None
-            if self.is_open(candidate) != state:
+            if self._windows_open(candidate) != state:
                 return candidate
             cursor = candidate + timedelta(microseconds=1)
+        return None
+
+    def _next_duty_change(self, now: datetime) -> datetime | None:
+        """When the duty cycle next switches on or off after ``now``."""
+        if self._duty is None:
+            return None
+        anchor, on, period = self._duty
+        elapsed = now.timestamp() - anchor
+        period_start = anchor + math.floor(elapsed / period) * period
+        state = self._duty_on(now)
+        target = period_start + on if state else period_start + period
+        candidate = datetime.fromtimestamp(target, UTC)
+        # Microsecond rounding may land just before the switch: step onto it.
+        for _ in range(10):
+            if candidate > now and self._duty_on(candidate) != state:
+                return candidate
+            candidate += timedelta(microseconds=1)
+        return candidate
+
+    def next_change(self, now: datetime, *, horizon: timedelta = timedelta(days=8)) -> datetime | None:
+        """The first instant after ``now`` at which ``is_open`` flips, within ``horizon`` (or
+        the last absolute window); None when it stays as it is.
+
+        While the windows are closed the duty cycle does not matter, so the search jumps from
+        window edge to window edge and looks at duty-cycle edges only inside windows.
+        """
+        if self.always_open:
+            return None
+        state = self.is_open(now)
+        limit = max([now + horizon, *(end for _, end in self._absolute)])
+        cursor = now
+        for _ in range(1000):
+            candidates = []
+            window_change = self._next_window_change(cursor, limit)
+            if window_change is not None:
+                candidates.append(window_change)
+            if self._windows_open(cursor):
+                duty_change = self._next_duty_change(cursor)
+                if duty_change is not None:
+                    candidates.append(duty_change)
+            if not candidates:
+                return None
+            cursor = min(candidates)
+            if cursor > limit:
+                return None
+            if self.is_open(cursor) != state:
+                return cursor
         return None
