@@ -16,16 +16,19 @@ class DedupMemory:
 
     def duplicate_of(self, config: Dedup, source: str, dhash: int, wall: float) -> int | None:
         """The Hamming distance to a recent selection within ``max_distance``, else None.
-        A wall clock set backwards counts an entry's age as zero rather than negative."""
+        Newest first, stopping at the first entry older than the window; an entry stamped
+        later than ``wall`` (the clock was set back) counts as recent."""
         entries = self.recent.get(source)
         if not entries:
             return None
-        horizon = config.window_seconds
-        for other, at in entries:
-            if wall - at <= horizon:
-                distance = (dhash ^ other).bit_count()
-                if distance <= config.max_distance:
-                    return distance
+        oldest = wall - config.window_seconds
+        most = config.max_distance
+        for other, at in reversed(entries):  # newest first; stop at the first too old
+            if at < oldest:
+                break
+            distance = (dhash ^ other).bit_count()
+            if distance <= most:
+                return distance
         return None
 
     def remember(self, config: Dedup, source: str, dhash: int, wall: float) -> None:

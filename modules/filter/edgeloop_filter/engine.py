@@ -9,7 +9,6 @@ same source. No I/O here: the module persists ``snapshot()`` and restores it.
 
 from __future__ import annotations
 
-import math
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -75,19 +74,11 @@ def _margin(p: Prediction) -> float | None:
     return None
 
 
-def _entropy(p: Prediction) -> float | None:
-    if p.entropy is not None:
-        return p.entropy
-    if p.scores:
-        return -sum(s * math.log(s) for s in p.scores if s > 0.0)
-    return None
-
-
 def features(p: Prediction) -> Features | None:
     """What rules read, or None when the prediction lacks label or confidence."""
     if p.label is None or p.confidence is None:
         return None
-    return Features(p.label, p.confidence, _margin(p), _entropy(p), p.frame.source_id)
+    return Features(p.label, p.confidence, _margin(p), p.entropy, p.frame.source_id, p.scores)
 
 
 class Engine:

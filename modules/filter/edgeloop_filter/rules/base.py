@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,15 +17,34 @@ class RuleModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-@dataclass(slots=True)
 class Features:
-    """What rules read from one prediction, computed once per sample."""
+    """What rules read from one prediction. Entropy, when the prediction does not carry it,
+    is computed from the scores the first time a rule asks."""
 
-    label: str
-    confidence: float
-    margin: float | None
-    entropy: float | None
-    source_id: str
+    __slots__ = ("_entropy", "_scores", "confidence", "label", "margin", "source_id")
+
+    def __init__(
+        self,
+        label: str,
+        confidence: float,
+        margin: float | None,
+        entropy: float | None,
+        source_id: str,
+        scores: Sequence[float] = (),
+    ) -> None:
+        self.label = label
+        self.confidence = confidence
+        self.margin = margin
+        self.source_id = source_id
+        self._entropy = entropy
+        self._scores = scores
+
+    @property
+    def entropy(self) -> float | None:
+        if self._entropy is None and self._scores:
+            self._entropy = -sum(s * math.log(s) for s in self._scores if s > 0.0)
+            self._scores = ()
+        return self._entropy
 
 
 #: A compiled rule: the reason in words when it matches, None when it does not.
