@@ -15,7 +15,13 @@ import edgeloop
 
 #: Group modules, each with ``register(subparsers: argparse._SubParsersAction) -> None``.
 #: Every registered command sets ``func(args) -> int``.
-COMMAND_GROUPS: tuple[str, ...] = ("edgeloop.schemas", "edgeloop_filter.cli")
+COMMAND_GROUPS: tuple[str, ...] = (
+    "edgeloop.schemas",
+    "edgeloop.manifest",
+    "edgeloop.devhub.cli",
+    "edgeloop.keycli",
+    "edgeloop_filter.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,299 @@
+"""The durable outbox: one SQLite database (WAL) recording every entry the uploader accepted.
+
+States::
+
+    queued ──▶ uploading ──▶ done
+       ▲  ◀───────┘   └────▶ quarantined (after max attempts, or at once for a broken entry)
+       └──────────────────────────┘ retryQuarantined
+    queued/quarantined ──▶ evicted (the disk budget)
+
+An entry is a sample (or a prediction-log batch): its claimed plaintext file until sealed, then
+its sealed file. ``uploading`` entries found at start were cut off by a crash and go back to
+``queued``: the create-only blob write makes the retry safe.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+QUEUED, UPLOADING, DONE, QUARANTINED, EVICTED = "queued", "uploading", "done", "quarantined", "evicted"
+STATES = (QUEUED, UPLOADING, DONE, QUARANTINED, EVICTED)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    blob_name TEXT NOT NULL,
+    sidecar_name TEXT,
+    content_type TEXT NOT NULL,
+    plain_path TEXT,
+    sealed_path TEXT,
+    size INTEGER NOT NULL,
+    key_id TEXT,
+    plaintext_sha256 TEXT,
+    ciphertext_sha256 TEXT,
+    info TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    last_error TEXT,
+    notified INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS entries_state ON entries (state, priority DESC, created_at);
+CREATE TABLE IF NOT EXISTS predlog_pending (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    hour TEXT NOT NULL,
+    sample_id TEXT NOT NULL,
+    added_at REAL NOT NULL,
+    line TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    kind: str
+    state: str
+    priority: int
+    created_at: float
+    updated_at: float
+    blob_name: str
+    sidecar_name: str | None
+    content_type: str
+    plain_path: str | None
+    sealed_path: str | None
+    size: int
+    key_id: str | None
+    plaintext_sha256: str | None
+    ciphertext_sha256: str | None
+    info: dict[str, Any]
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    notified: bool
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Entry:
+        fields = dict(row)
+        fields["info"] = json.loads(fields["info"])
+        fields["notified"] = bool(fields["notified"])
+        return cls(**fields)
+
+    @property
+    def sealed(self) -> bool:
+        return self.sealed_path is not None
+
+
+class OutboxDB:
+    """Thread-safe access to the outbox tables (one connection behind a lock)."""
+
+    def __init__(self, path: str, *, durability: str = "full") -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+        self._conn.executescript(_SCHEMA)
+
+    def set_durability(self, durability: str) -> None:
+        with self._lock:
+            self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:
+        with self._lock:
+            row: sqlite3.Row | None = self._conn.execute(sql, args).fetchone()
+            return row
+
+    def _all(self, sql: str, *args: Any) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._conn.execute(sql, args).fetchall())
+
+    # -- entries ---------------------------------------------------------------------------
+    def get(self, entry_id: str) -> Entry | None:
+        row = self._one("SELECT * FROM entries WHERE id = ?", entry_id)
+        return Entry.from_row(row) if row else None
+
+    def insert(self, conn: sqlite3.Connection, **fields: Any) -> None:
+        fields["info"] = json.dumps(fields.get("info", {}), separators=(",", ":"))
+        columns = ", ".join(fields)
+        marks = ", ".join("?" for _ in fields)
+        conn.execute(f"INSERT INTO entries ({columns}) VALUES ({marks})", tuple(fields.values()))
+
+    def update(self, entry_id: str, *, expect_state: str | None = None, **fields: Any) -> bool:
+        """Set ``fields``; with ``expect_state`` only if the entry is still in that state."""
+        if "info" in fields:
+            fields["info"] = json.dumps(fields["info"], separators=(",", ":"))
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        sql = f"UPDATE entries SET {sets} WHERE id = ?"
+        args: list[Any] = [*fields.values(), entry_id]
+        if expect_state is not None:
+            sql += " AND state = ?"
+            args.append(expect_state)
+        with self._lock:
+            return self._conn.execute(sql, args).rowcount == 1
+
+    def claim_next(self, now: float) -> Entry | None:
+        """Move the most urgent ready entry (highest priority, then oldest) to ``uploading``."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT * FROM entries WHERE state = ? AND sealed_path IS NOT NULL AND next_attempt_at <= ? "
+                "ORDER BY priority DESC, created_at LIMIT 1",
+                (QUEUED, now),
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE entries SET state = ?, updated_at = ? WHERE id = ?", (UPLOADING, now, row["id"])
+            )
+        entry = Entry.from_row(row)
+        return Entry(**{**entry.__dict__, "state": UPLOADING})
+
+    def by_state(self, *states: str) -> list[Entry]:
+        marks = ", ".join("?" for _ in states)
+        rows = self._all(
+            f"SELECT * FROM entries WHERE state IN ({marks}) ORDER BY priority DESC, created_at", *states
+        )
+        return [Entry.from_row(r) for r in rows]
+
+    def unsealed(self) -> list[Entry]:
+        rows = self._all(
+            "SELECT * FROM entries WHERE state = ? AND sealed_path IS NULL ORDER BY created_at", QUEUED
+        )
+        return [Entry.from_row(r) for r in rows]
+
+    def eviction_candidates(self) -> list[Entry]:
+        """Entries the budget may evict: lowest priority first, then oldest."""
+        rows = self._all(
+            "SELECT * FROM entries WHERE state IN (?, ?) ORDER BY priority ASC, created_at ASC",
+            QUEUED,
+            QUARANTINED,
+        )
+        return [Entry.from_row(r) for r in rows]
+
+    def unnotified(self) -> list[Entry]:
+        rows = self._all("SELECT * FROM entries WHERE state = ? AND notified = 0 ORDER BY updated_at", DONE)
+        return [Entry.from_row(r) for r in rows]
+
+    def held_bytes(self) -> int:
+        row = self._one(
+            "SELECT COALESCE(SUM(size), 0) FROM entries WHERE state IN (?, ?, ?)",
+            QUEUED,
+            UPLOADING,
+            QUARANTINED,
+        )
+        return int(row[0]) if row else 0
+
+    def counts(self) -> dict[str, int]:
+        rows = self._all("SELECT state, COUNT(*) FROM entries GROUP BY state")
+        counts = dict.fromkeys(STATES, 0)
+        counts.update({r[0]: int(r[1]) for r in rows})
+        return counts
+
+    def oldest_waiting(self) -> Entry | None:
+        row = self._one(
+            "SELECT * FROM entries WHERE state IN (?, ?) ORDER BY created_at LIMIT 1", QUEUED, UPLOADING
+        )
+        return Entry.from_row(row) if row else None
+
+    def next_ready_at(self) -> float | None:
+        row = self._one(
+            "SELECT MIN(next_attempt_at) FROM entries WHERE state = ? AND sealed_path IS NOT NULL", QUEUED
+        )
+        return float(row[0]) if row and row[0] is not None else None
+
+    def requeue_interrupted(self, now: float) -> int:
+        with self._lock:
+            return self._conn.execute(
+                "UPDATE entries SET state = ?, updated_at = ? WHERE state = ?", (QUEUED, now, UPLOADING)
+            ).rowcount
+
+    def retry_quarantined(self, ids: list[str] | None, now: float) -> int:
+        sql = (
+            "UPDATE entries SET state = ?, attempts = 0, next_attempt_at = ?, updated_at = ? WHERE state = ?"
+        )
+        args: list[Any] = [QUEUED, now, now, QUARANTINED]
+        if ids:
+            sql += f" AND id IN ({', '.join('?' for _ in ids)})"
+            args.extend(ids)
+        with self._lock:
+            return self._conn.execute(sql, args).rowcount
+
+    def reset_backoff(self, now: float) -> None:
+        with self._lock:
+            self._conn.execute("UPDATE entries SET next_attempt_at = ? WHERE state = ?", (now, QUEUED))
+
+    def prune_done(self, before: float) -> int:
+        with self._lock:
+            return self._conn.execute(
+                "DELETE FROM entries WHERE state IN (?, ?) AND updated_at < ? "
+                "AND (state != ? OR notified = 1)",
+                (DONE, EVICTED, before, DONE),
+            ).rowcount
+
+    def referenced_paths(self) -> set[str]:
+        rows = self._all("SELECT plain_path, sealed_path FROM entries")
+        return {p for r in rows for p in (r[0], r[1]) if p}
+
+    # -- prediction log ----------------------------------------------------------------------
+    def add_predictions(self, rows: list[tuple[str, str, float, str]]) -> None:
+        """Rows of (hour, sample_id, added_at, json line)."""
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO predlog_pending (hour, sample_id, added_at, line) VALUES (?, ?, ?, ?)", rows
+            )
+
+    def pending_hours(self) -> list[tuple[str, int, float]]:
+        """(hour, count, oldest added_at) of pending prediction-log lines."""
+        rows = self._all(
+            "SELECT hour, COUNT(*), MIN(added_at) FROM predlog_pending GROUP BY hour ORDER BY hour"
+        )
+        return [(str(r[0]), int(r[1]), float(r[2])) for r in rows]
+
+    def pending_lines(self, hour: str, limit: int) -> list[tuple[int, str, str]]:
+        rows = self._all(
+            "SELECT seq, sample_id, line FROM predlog_pending WHERE hour = ? ORDER BY seq LIMIT ?",
+            hour,
+            limit,
+        )
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    def pending_count(self) -> int:
+        row = self._one("SELECT COUNT(*) FROM predlog_pending")
+        return int(row[0]) if row else 0
+
+    def selection_of(self, sample_ids: list[str]) -> dict[str, str]:
+        """Strategy of each of ``sample_ids`` that the uploader accepted as a selected sample."""
+        found: dict[str, str] = {}
+        for start in range(0, len(sample_ids), 500):
+            part = sample_ids[start : start + 500]
+            marks = ", ".join("?" for _ in part)
+            rows = self._all(f"SELECT id, info FROM entries WHERE kind = 'sample' AND id IN ({marks})", *part)
+            for row in rows:
+                found[str(row[0])] = str(json.loads(row[1]).get("strategy", ""))
+        return found
