@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("edgeloop.devhub.testing")
-
 from tests.integration.conftest import HubFactory, ModuleFactory
 
 pytestmark = pytest.mark.integration
