@@ -24,6 +24,7 @@ class SendRequest(BaseModel):
     count: int = Field(default=1, ge=1, le=10_000)
     start: int = Field(default=0, ge=0)
     errors: int = Field(default=0, ge=0, description="How many status=error predictions to add.")
+    margin: float | None = Field(default=None, ge=0, le=1, description="Top-1 minus top-2 for all.")
 
 
 class Feeder(EdgeModule[FeederConfig]):
@@ -45,6 +46,7 @@ class Feeder(EdgeModule[FeederConfig]):
             prediction(
                 i,
                 confidence=0.5 if i % 2 == 0 else 0.95,
+                margin=request.margin,
                 dhash=f"{random.Random(i).getrandbits(64):016x}",  # far apart: no near-duplicates
                 traceparent=f"00-{i:032x}-{i + 1:016x}-01",
             )

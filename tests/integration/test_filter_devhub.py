@@ -138,3 +138,29 @@ def test_budget_survives_a_restart_under_the_hub(
     # then
     assert stats.get("selected_by_strategy", {}) == {}
     assert stats["dropped_by_reason"]["over_budget"] == 3
+
+
+def test_filter_runs_with_the_deployment_manifest(
+    dev_hub: HubFactory, module_process: ModuleFactory, tmp_path: Path, repo_root: Path
+) -> None:
+    # given: deployment.template.json as it is (routes and the filter's twin default); the
+    # feeder plays the inference module
+    hub = dev_hub(repo_root / "deployment.template.json")
+    module_process(hub, "filter", env={"EDGELOOP_STATE_DIR": str(tmp_path / "state")})
+    module_process(hub, "inference", package=FEEDER)
+    hub.wait_connected("filter", inputs=True)
+    hub.wait_connected("inference")
+    reported = hub.wait_reported("filter", lambda r: r.get("filter", {}).get("policyVersion") == "default-1")
+
+    # when: uncertain predictions (margin 0.1) arrive by the inferenceToFilter route
+    assert hub.invoke("inference", "send", {"count": 8, "margin": 0.1})["status"] == 200
+
+    # then: the default policy's uncertainty strategy takes its per-minute budget of 5
+    stats = wait_for(lambda: (s := hub.invoke("filter", "getStats")["payload"]["module"])["seen"] == 8 and s)
+    assert stats["selected_by_strategy"]["uncertain"] == 5
+    assert reported.get("configError") is None
+    assert isinstance(reported["configVersion"], int)  # the manifest's desired properties applied
+    assert reported["config"]["policy"]["strategies"][1]["rules"] == [
+        {"type": "random", "p": 0.02, "seed": None}
+    ]
+    assert reported["filter"]["gates"] == {}
