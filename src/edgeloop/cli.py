@@ -21,6 +21,7 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "edgeloop.devhub.cli",
     "edgeloop.keycli",
     "edgeloop_cloud.cli",
+    "edgeloop_filter.cli",
 )
 
 
