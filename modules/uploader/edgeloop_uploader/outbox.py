@@ -163,7 +163,7 @@ class OutboxDB:
         with self.transaction() as conn:
             row = conn.execute(
                 "SELECT * FROM entries WHERE state = ? AND sealed_path IS NOT NULL AND next_attempt_at <= ? "
-                "ORDER BY priority DESC, created_at LIMIT 1",
+                "ORDER BY priority DESC, created_at, rowid LIMIT 1",
                 (QUEUED, now),
             ).fetchone()
             if row is None:
@@ -177,7 +177,8 @@ class OutboxDB:
     def by_state(self, *states: str) -> list[Entry]:
         marks = ", ".join("?" for _ in states)
         rows = self._all(
-            f"SELECT * FROM entries WHERE state IN ({marks}) ORDER BY priority DESC, created_at", *states
+            f"SELECT * FROM entries WHERE state IN ({marks}) ORDER BY priority DESC, created_at, rowid",
+            *states,
         )
         return [Entry.from_row(r) for r in rows]
 
@@ -190,7 +191,7 @@ class OutboxDB:
     def eviction_candidates(self) -> list[Entry]:
         """Entries the budget may evict: lowest priority first, then oldest."""
         rows = self._all(
-            "SELECT * FROM entries WHERE state IN (?, ?) ORDER BY priority ASC, created_at ASC",
+            "SELECT * FROM entries WHERE state IN (?, ?) ORDER BY priority ASC, created_at ASC, rowid ASC",
             QUEUED,
             QUARANTINED,
         )

@@ -52,8 +52,12 @@ Notify = Callable[[list[UploadedNotice]], None]
 
 
 def azure_store_factory(credential: Credential, config: UploaderConfig) -> BlobStore:
+    # No SDK-level retries: the outbox owns the retry schedule (the SDK's would wait 15 s and more).
     return AzureBlobStore.from_credential(
-        credential.secret, container=config.storage.container, read_timeout=config.storage.timeout_s
+        credential.secret,
+        container=config.storage.container,
+        read_timeout=config.storage.timeout_s,
+        retry_total=0,
     )
 
 
@@ -129,6 +133,7 @@ class Uploader:
         self._store_retry_at = 0.0
         self.store_error: str | None = None
         self._seal_lock = threading.Lock()
+        self._notice_lock = threading.Lock()
         self.wake = threading.Event()
 
     # -- helpers ---------------------------------------------------------------------------
@@ -655,18 +660,19 @@ class Uploader:
         """Send ``uploaded`` notices not yet sent (the hub may have been away)."""
         if self.notify is None:
             return 0
-        pending = self.db.unnotified()
-        if not pending:
-            return 0
-        notices = [self._notice(entry) for entry in pending]
-        try:
-            self.notify(notices)
-        except Exception as exc:
-            self._count("notice_errors")
-            log.warning("uploaded notices not sent yet (%s); will retry", exc)
-            return 0
-        for entry in pending:
-            self.db.update(entry.id, notified=1)
+        with self._notice_lock:  # one sender at a time, so no notice goes twice
+            pending = self.db.unnotified()
+            if not pending:
+                return 0
+            notices = [self._notice(entry) for entry in pending]
+            try:
+                self.notify(notices)
+            except Exception as exc:
+                self._count("notice_errors")
+                log.warning("uploaded notices not sent yet (%s); will retry", exc)
+                return 0
+            for entry in pending:
+                self.db.update(entry.id, notified=1)
         self._count("notices_sent", len(notices))
         return len(notices)
 
