@@ -209,7 +209,8 @@ def test_a_damaged_sealed_file_is_quarantined(h: Harness) -> None:
     h.uploader.accept_selected(selected(h.samples, "01S1"))
     sealed = next((h.outbox / "sealed").iterdir())
     sealed.write_bytes(sealed.read_bytes()[:-1] + b"\x00")
-    # when
+    # when: read back from disk (after a restart nothing is held in memory)
+    h.restart()
     h.pump()
     # then
     entry = h.uploader.db.get("01S1")

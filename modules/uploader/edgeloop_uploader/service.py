@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import logging
 import mimetypes
 import os
 import random
+import re
 import threading
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,6 +48,8 @@ from edgeloop_uploader.sources import Credential, load_public_key, resolve_crede
 log = logging.getLogger(__name__)
 
 SEALED_CONTENT_TYPE = "application/vnd.edgeloop.envelope"
+#: Samples up to this size are sealed in memory and kept there until uploaded (bounded cache).
+_IN_MEMORY_SEAL_BYTES = 4 * 1024 * 1024
 SIDECAR_SCHEMA = "edgeloop.sample-sidecar/1"
 StoreFactory = Callable[[Credential, UploaderConfig], BlobStore]
 Notify = Callable[[list[UploadedNotice]], None]
@@ -87,8 +91,37 @@ class Paths:
         return self.outbox / "outbox.db"
 
 
+_NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")
+
+
 def _ascii(value: Any) -> str:
-    return "".join(ch if 32 <= ord(ch) < 127 else "_" for ch in str(value))[:1024]
+    """Blob metadata values must be printable ASCII."""
+    return _NOT_PRINTABLE_ASCII.sub("_", str(value))[:1024]
+
+
+class _SealedCache:
+    """Recently sealed small entries kept in memory, so their upload need not read the file back."""
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+        self._max = max_bytes
+        self._lock = threading.Lock()
+
+    def put(self, key: str, data: bytes) -> None:
+        with self._lock:
+            self._items[key] = data
+            self._bytes += len(data)
+            while self._bytes > self._max and self._items:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= len(dropped)
+
+    def pop(self, key: str) -> bytes | None:
+        with self._lock:
+            data = self._items.pop(key, None)
+            if data is not None:
+                self._bytes -= len(data)
+            return data
 
 
 class Uploader:
@@ -134,9 +167,15 @@ class Uploader:
         self.store_error: str | None = None
         self._seal_lock = threading.Lock()
         self._notice_lock = threading.Lock()
+        self._sealed_cache = _SealedCache()
         self.wake = threading.Event()
 
     # -- helpers ---------------------------------------------------------------------------
+    @property
+    def durable(self) -> bool:
+        """Whether files and records must survive a power loss (``outbox.durability: full``)."""
+        return self.config.outbox.durability == "full"
+
     @property
     def device_id(self) -> str:
         return self.config.device_id or self.default_device_id
@@ -308,12 +347,15 @@ class Uploader:
         if frame.file_ref is None:
             target = self.paths.claims / f"{item.sample_id}.json"
             body = {"sample_id": item.sample_id, "vector": frame.vector, "attributes": frame.attributes}
-            write_durably(target, json.dumps(body, separators=(",", ":")).encode("utf-8"))
-            fsync_dir(target.parent)
+            write_durably(
+                target, json.dumps(body, separators=(",", ":")).encode("utf-8"), durable=self.durable
+            )
+            if self.durable:
+                fsync_dir(target.parent)
             return target, "application/json", ".json"
         suffix = Path(frame.file_ref).suffix
         target = self.paths.claims / f"{item.sample_id}{suffix}"
-        how = claim_file(self.paths.samples / frame.file_ref, target)
+        how = claim_file(self.paths.samples / frame.file_ref, target, durable=self.durable)
         self._count(f"claimed_by_{how}")
         content_type = (
             frame.content_type or mimetypes.guess_type(frame.file_ref)[0] or "application/octet-stream"
@@ -391,16 +433,26 @@ class Uploader:
         context = EnvelopeContext(
             sample_id=entry.id, device_id=self.device_id, content_type=entry.content_type
         )
-        try:
-            with open(plain, "rb") as fin, open(tmp, "wb") as fout:
-                result = seal(
-                    fin, fout, public_key=key, context=context, chunk_size=self.config.encryption.chunk_size
-                )
-                fout.flush()
-                os.fsync(fout.fileno())
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        chunk_size = self.config.encryption.chunk_size
+        sealed_bytes: bytes | None = None
+        with open(plain, "rb") as fin:
+            if os.fstat(fin.fileno()).st_size <= _IN_MEMORY_SEAL_BYTES:
+                buffer = io.BytesIO()
+                result = seal(fin, buffer, public_key=key, context=context, chunk_size=chunk_size)
+                sealed_bytes = buffer.getvalue()
+                write_durably(target, sealed_bytes, durable=self.durable)
+            else:
+                try:
+                    with open(tmp, "wb") as fout:
+                        result = seal(fin, fout, public_key=key, context=context, chunk_size=chunk_size)
+                        fout.flush()
+                        if self.durable:
+                            os.fsync(fout.fileno())
+                    os.replace(tmp, target)
+                finally:
+                    tmp.unlink(missing_ok=True)
+        if sealed_bytes is not None:
+            self._sealed_cache.put(entry.id, sealed_bytes)
         info = dict(entry.info)
         info["device_id"] = self.device_id
         info["plaintext_bytes"] = result.plaintext_bytes
@@ -469,7 +521,7 @@ class Uploader:
         hour_start = datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=UTC)
         target = self.paths.claims / f"{batch_id}.jsonl.gz"
         now = self._now()
-        write_durably(target, data)
+        write_durably(target, data, durable=self.durable)
         if not self._make_room(len(data), priority, now, batch_id):
             target.unlink(missing_ok=True)
             self._delete_pending(seqs)
@@ -531,6 +583,9 @@ class Uploader:
         return True
 
     def _read_sealed(self, entry: Entry) -> bytes:
+        cached = self._sealed_cache.pop(entry.id)
+        if cached is not None:
+            return cached
         try:
             data = Path(entry.sealed_path or "").read_bytes()
         except OSError as exc:
@@ -607,7 +662,7 @@ class Uploader:
         data = self._read_sealed(entry)
         metadata = self._metadata(entry)
         self._put_once(store, entry.blob_name, data, metadata, SEALED_CONTENT_TYPE)
-        if entry.sidecar_name:
+        if entry.sidecar_name and self.config.storage.sidecar:
             sidecar = self._sidecar(entry)
             side_meta = {
                 "sample_id": entry.id,

@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench.<topic>``; results land in ``bench/results/`` (not committed)."""
