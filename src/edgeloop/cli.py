@@ -15,7 +15,12 @@ import edgeloop
 
 #: Group modules, each with ``register(subparsers: argparse._SubParsersAction) -> None``.
 #: Every registered command sets ``func(args) -> int``.
-COMMAND_GROUPS: tuple[str, ...] = ("edgeloop.schemas", "edgeloop.keycli")
+COMMAND_GROUPS: tuple[str, ...] = (
+    "edgeloop.schemas",
+    "edgeloop.manifest",
+    "edgeloop.devhub.cli",
+    "edgeloop.keycli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

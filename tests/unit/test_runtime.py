@@ -281,3 +281,20 @@ def test_bad_twin_at_start_runs_with_defaults_and_reports_why() -> None:
     with Running({"threshold": "high"}) as r:
         assert r.runtime.ctx.config.threshold == 0.5
         assert "key 'threshold' = 'high'" in r.hub.reported["configError"]["reason"]
+
+
+def test_the_loop_touches_the_heartbeat_file_the_health_check_reads(tmp_path: Any) -> None:
+    # given
+    beat = tmp_path / "heartbeat"
+    hub = FakeHubClient()
+    runtime = ModuleRuntime(EchoModule(), client=hub, tick_interval=0.02, heartbeat_file=beat)
+    thread = threading.Thread(target=runtime.run)
+    # when
+    thread.start()
+    try:
+        wait_for(beat.exists)
+        first = beat.stat().st_mtime_ns
+        wait_for(lambda: beat.stat().st_mtime_ns > first)
+    finally:
+        runtime.request_stop("test over")
+        thread.join(10)

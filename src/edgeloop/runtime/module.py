@@ -19,6 +19,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -153,6 +154,7 @@ class ModuleRuntime(Generic[C]):
         tick_interval: float = 1.0,
         report_interval: float = 30.0,
         drain_timeout: float = 20.0,
+        heartbeat_file: Path | None = None,
     ) -> None:
         self.module = module
         self.client = client
@@ -170,6 +172,7 @@ class ModuleRuntime(Generic[C]):
         self._tick_interval = tick_interval
         self._report_interval = report_interval
         self._drain_timeout = drain_timeout
+        self._heartbeat_file = heartbeat_file
         self._send_lock = threading.Lock()
         self._started_at = self.clock.now()
         self._running = False
@@ -243,9 +246,20 @@ class ModuleRuntime(Generic[C]):
             if now >= next_tick:
                 next_tick = now + self._tick_interval
                 self._guarded("tick", self.module.tick)
+                self._beat()
             if now >= next_report:
                 next_report = now + self._report_interval
                 self.report({"stats": self.stats()})
+
+    def _beat(self) -> None:
+        """Touch the heartbeat file the container health check reads: the loop is alive."""
+        if self._heartbeat_file is None:
+            return
+        try:
+            self._heartbeat_file.touch()
+        except OSError as exc:
+            self.counters["heartbeat_errors"] += 1
+            log.warning("cannot touch heartbeat file %s: %s", self._heartbeat_file, exc)
 
     def _shutdown(self) -> None:
         """Process what was already received (the SDK acknowledged it), then stop."""
@@ -422,6 +436,7 @@ def run_module(module: EdgeModule[Any], *, client: HubClient | None = None) -> i
             client=hub,
             module_id=os.environ.get("IOTEDGE_MODULEID", module.name),
             device_id=os.environ.get("IOTEDGE_DEVICEID", "local"),
+            heartbeat_file=Path(beat) if (beat := os.environ.get("EDGELOOP_HEARTBEAT_FILE")) else None,
         )
         runtime.install_signal_handlers()
         return runtime.run()

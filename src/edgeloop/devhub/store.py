@@ -1,0 +1,157 @@
+"""The hub's durable state in one SQLite file (WAL): module identities, persistent MQTT
+sessions (subscriptions), per-module input queues, twins and the ``$upstream`` log.
+
+Writes are grouped: callers change rows and call ``commit`` once for a batch (the hub commits
+before it acknowledges a message to its sender).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS identities (
+    module TEXT PRIMARY KEY, key TEXT NOT NULL, generation_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    client_id TEXT NOT NULL, filter TEXT NOT NULL, qos INTEGER NOT NULL, PRIMARY KEY (client_id, filter));
+CREATE TABLE IF NOT EXISTS queue (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, module TEXT NOT NULL, input TEXT NOT NULL,
+    props TEXT NOT NULL, body BLOB NOT NULL, expires REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS queue_module ON queue (module, id);
+CREATE TABLE IF NOT EXISTS twins (
+    module TEXT PRIMARY KEY, desired TEXT NOT NULL, desired_version INTEGER NOT NULL,
+    reported TEXT NOT NULL, reported_version INTEGER NOT NULL, seed TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS upstream (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, module TEXT NOT NULL, output TEXT,
+    props TEXT NOT NULL, body BLOB NOT NULL);
+"""
+
+
+@dataclass
+class QueuedMessage:
+    id: int
+    module: str
+    input: str
+    props: str  # the property segment of the input topic, already encoded
+    body: bytes
+    expires: float
+
+
+@dataclass
+class TwinRow:
+    desired: dict[str, Any]
+    desired_version: int
+    reported: dict[str, Any]
+    reported_version: int
+    seed: str
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._db.commit()
+
+    def close(self) -> None:
+        self._db.commit()
+        self._db.close()
+
+    def commit(self) -> None:
+        self._db.commit()
+
+    # -- identities -----------------------------------------------------------------------
+    def identity(self, module: str) -> tuple[str, str] | None:
+        row = self._db.execute(
+            "SELECT key, generation_id FROM identities WHERE module = ?", (module,)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def set_identity(self, module: str, key: str, generation_id: str) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO identities (module, key, generation_id) VALUES (?, ?, ?)",
+            (module, key, generation_id),
+        )
+
+    # -- sessions -------------------------------------------------------------------------
+    def subscriptions(self, client_id: str) -> dict[str, int]:
+        rows = self._db.execute("SELECT filter, qos FROM subscriptions WHERE client_id = ?", (client_id,))
+        return {f: q for f, q in rows}
+
+    def subscribe(self, client_id: str, topic_filter: str, qos: int) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO subscriptions (client_id, filter, qos) VALUES (?, ?, ?)",
+            (client_id, topic_filter, qos),
+        )
+
+    def unsubscribe(self, client_id: str, topic_filter: str) -> None:
+        self._db.execute(
+            "DELETE FROM subscriptions WHERE client_id = ? AND filter = ?", (client_id, topic_filter)
+        )
+
+    def clear_session(self, client_id: str) -> None:
+        self._db.execute("DELETE FROM subscriptions WHERE client_id = ?", (client_id,))
+
+    # -- queues ---------------------------------------------------------------------------
+    def enqueue(self, module: str, input_name: str, props: str, body: bytes, expires: float) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO queue (module, input, props, body, expires) VALUES (?, ?, ?, ?, ?)",
+            (module, input_name, props, body, expires),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def queued(self) -> list[QueuedMessage]:
+        rows = self._db.execute("SELECT id, module, input, props, body, expires FROM queue ORDER BY id")
+        return [QueuedMessage(*row) for row in rows]
+
+    def dequeue(self, message_id: int) -> None:
+        self._db.execute("DELETE FROM queue WHERE id = ?", (message_id,))
+
+    # -- twins ----------------------------------------------------------------------------
+    def twin(self, module: str) -> TwinRow | None:
+        row = self._db.execute(
+            "SELECT desired, desired_version, reported, reported_version, seed FROM twins WHERE module = ?",
+            (module,),
+        ).fetchone()
+        if row is None:
+            return None
+        return TwinRow(json.loads(row[0]), row[1], json.loads(row[2]), row[3], row[4])
+
+    def save_twin(self, module: str, twin: TwinRow) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO twins"
+            " (module, desired, desired_version, reported, reported_version, seed) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                module,
+                json.dumps(twin.desired),
+                twin.desired_version,
+                json.dumps(twin.reported),
+                twin.reported_version,
+                twin.seed,
+            ),
+        )
+
+    # -- upstream -------------------------------------------------------------------------
+    def add_upstream(
+        self, ts: float, module: str, output: str | None, props: dict[str, str], body: bytes
+    ) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO upstream (ts, module, output, props, body) VALUES (?, ?, ?, ?, ?)",
+            (ts, module, output, json.dumps(props), body),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def upstream(
+        self, after: int = 0, limit: int = 1000
+    ) -> list[tuple[int, float, str, str | None, dict[str, str], bytes]]:
+        rows = self._db.execute(
+            "SELECT id, ts, module, output, props, body FROM upstream WHERE id > ? ORDER BY id LIMIT ?",
+            (after, limit),
+        )
+        return [(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
