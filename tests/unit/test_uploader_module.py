@@ -180,8 +180,9 @@ def test_predictions_feed_the_prediction_log(running: Running) -> None:
     running.hub.push_input("predictions", [prediction(f"01P{i}") for i in range(30)])
     running.hub.call_method("flush", {"wait_s": 10})
     # then
-    wait_for(lambda: any(n.startswith("predictions/dev-1/") for n in running.store.blobs))
+    wait_for(lambda: any(n.strategy == "prediction-log" for n in running.notices()))
     notice = next(n for n in running.notices() if n.strategy == "prediction-log")
+    assert notice.blob_name in running.store.blobs
     assert notice.blob_name.startswith("predictions/dev-1/2026/01/05/12/")
 
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 QUEUED, UPLOADING, DONE, QUARANTINED, EVICTED = "queued", "uploading", "done", "quarantined", "evicted"
+#: ``sealed_path`` of an entry whose envelope is kept in the database (table ``sealed_data``).
+IN_DATABASE = ":outbox.db:"
 STATES = (QUEUED, UPLOADING, DONE, QUARANTINED, EVICTED)
 
 _SCHEMA = """
@@ -49,6 +51,10 @@ CREATE TABLE IF NOT EXISTS entries (
     notified INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS entries_state ON entries (state, priority DESC, created_at);
+CREATE TABLE IF NOT EXISTS sealed_data (
+    id TEXT PRIMARY KEY,
+    data BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS predlog_pending (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     hour TEXT NOT NULL,
@@ -145,6 +151,13 @@ class OutboxDB:
         marks = ", ".join("?" for _ in fields)
         conn.execute(f"INSERT INTO entries ({columns}) VALUES ({marks})", tuple(fields.values()))
 
+    def update_in(self, conn: sqlite3.Connection, entry_id: str, **fields: Any) -> None:
+        """``update`` inside a transaction the caller holds."""
+        if "info" in fields:
+            fields["info"] = json.dumps(fields["info"], separators=(",", ":"))
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        conn.execute(f"UPDATE entries SET {sets} WHERE id = ?", (*fields.values(), entry_id))
+
     def update(self, entry_id: str, *, expect_state: str | None = None, **fields: Any) -> bool:
         """Set ``fields``; with ``expect_state`` only if the entry is still in that state."""
         if "info" in fields:
@@ -201,6 +214,25 @@ class OutboxDB:
         rows = self._all("SELECT * FROM entries WHERE state = ? AND notified = 0 ORDER BY updated_at", DONE)
         return [Entry.from_row(r) for r in rows]
 
+    def sealed_bytes(self, entry_id: str) -> bytes | None:
+        row = self._one("SELECT data FROM sealed_data WHERE id = ?", entry_id)
+        return bytes(row[0]) if row else None
+
+    def finish(self, entry_id: str, *, state: str, now: float, reason: str | None = None) -> bool:
+        """Move an entry to ``done`` or ``evicted`` and drop its envelope from the database."""
+        with self.transaction() as conn:
+            changed = conn.execute(
+                "UPDATE entries SET state = ?, updated_at = ?, last_error = ?, "
+                "size = CASE WHEN ? = 'evicted' THEN 0 ELSE size END WHERE id = ? AND state IN (?, ?, ?)",
+                (state, now, reason, state, entry_id, QUEUED, UPLOADING, QUARANTINED),
+            ).rowcount
+            conn.execute("DELETE FROM sealed_data WHERE id = ?", (entry_id,))
+        return changed == 1
+
+    def mark_notified(self, ids: list[str]) -> None:
+        with self.transaction() as conn:
+            conn.executemany("UPDATE entries SET notified = 1 WHERE id = ?", [(i,) for i in ids])
+
     def held_bytes(self) -> int:
         row = self._one(
             "SELECT COALESCE(SUM(size), 0) FROM entries WHERE state IN (?, ?, ?)",
@@ -255,6 +287,13 @@ class OutboxDB:
                 "DELETE FROM entries WHERE state IN (?, ?) AND updated_at < ? "
                 "AND (state != ? OR notified = 1)",
                 (DONE, EVICTED, before, DONE),
+            ).rowcount
+
+    def drop_orphan_data(self) -> int:
+        with self._lock:
+            return self._conn.execute(
+                "DELETE FROM sealed_data WHERE id NOT IN (SELECT id FROM entries WHERE state IN (?, ?, ?))",
+                (QUEUED, UPLOADING, QUARANTINED),
             ).rowcount
 
     def referenced_paths(self) -> set[str]:

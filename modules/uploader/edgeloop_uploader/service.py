@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from edgeloop.blobstore import (
     AzureBlobStore,
@@ -31,25 +31,36 @@ from edgeloop.blobstore import (
     BlobStore,
     BlobStoreError,
     BlobUnavailableError,
+    SampleBlobName,
     prediction_log_blob_name,
     sample_blob_name,
 )
 from edgeloop.clock import Clock
 from edgeloop.contracts import Prediction, SelectedSample, UploadedNotice
 from edgeloop.envelope import VERSION as ENVELOPE_VERSION
-from edgeloop.envelope import EnvelopeContext, PublicKey, seal
+from edgeloop.envelope import EnvelopeContext, PublicKey, SealResult, seal, sealed_size
 from edgeloop_uploader import predlog
 from edgeloop_uploader.backoff import backoff_delay
 from edgeloop_uploader.claim import claim_file, fsync_dir, write_durably
 from edgeloop_uploader.config import UploaderConfig
-from edgeloop_uploader.outbox import DONE, EVICTED, QUARANTINED, QUEUED, UPLOADING, Entry, OutboxDB
+from edgeloop_uploader.outbox import (
+    DONE,
+    EVICTED,
+    IN_DATABASE,
+    QUARANTINED,
+    QUEUED,
+    UPLOADING,
+    Entry,
+    OutboxDB,
+)
 from edgeloop_uploader.sources import Credential, load_public_key, resolve_credential
 
 log = logging.getLogger(__name__)
 
 SEALED_CONTENT_TYPE = "application/vnd.edgeloop.envelope"
-#: Samples up to this size are sealed in memory and kept there until uploaded (bounded cache).
-_IN_MEMORY_SEAL_BYTES = 4 * 1024 * 1024
+#: Envelopes up to this size are sealed in memory and kept in the outbox database (one commit,
+#: no file to create); larger ones are streamed to a file in ``outbox/sealed``.
+_IN_DATABASE_BYTES = 1024 * 1024
 SIDECAR_SCHEMA = "edgeloop.sample-sidecar/1"
 StoreFactory = Callable[[Credential, UploaderConfig], BlobStore]
 Notify = Callable[[list[UploadedNotice]], None]
@@ -63,6 +74,12 @@ def azure_store_factory(credential: Credential, config: UploaderConfig) -> BlobS
         read_timeout=config.storage.timeout_s,
         retry_total=0,
     )
+
+
+def _remove_files(entry: Entry) -> None:
+    for path in (entry.plain_path, entry.sealed_path):
+        if path and path != IN_DATABASE:
+            Path(path).unlink(missing_ok=True)
 
 
 class CorruptEntryError(Exception):
@@ -288,6 +305,9 @@ class Uploader:
             self._count("duplicates")
             return False
         frame = item.prediction.frame
+        key = self.public_key
+        if key is not None and frame.file_ref is not None:
+            return self._accept_sealing(item, frame.file_ref, key)
         try:
             plain, content_type, suffix = self._claim(item)
         except FileNotFoundError:
@@ -312,14 +332,7 @@ class Uploader:
         if not self._make_room(size, item.priority, now, item.sample_id):
             plain.unlink(missing_ok=True)
             return False
-        name = sample_blob_name(
-            model=item.prediction.model_name,
-            version=item.prediction.model_version,
-            captured_at=frame.captured_at,
-            device_id=self.device_id,
-            sample_id=item.sample_id,
-            suffix=suffix,
-        )
+        name = self._blob_name(item, suffix)
         info = {"selected": item.to_wire(), "strategy": item.strategy, "traceparent": item.traceparent}
         with self.db.transaction() as conn:
             self.db.insert(
@@ -339,6 +352,75 @@ class Uploader:
             )
         self._count("accepted")
         self._seal_if_possible(item.sample_id)
+        self.wake.set()
+        return True
+
+    def _blob_name(self, item: SelectedSample, suffix: str) -> SampleBlobName:
+        return sample_blob_name(
+            model=item.prediction.model_name,
+            version=item.prediction.model_version,
+            captured_at=item.prediction.frame.captured_at,
+            device_id=self.device_id,
+            sample_id=item.sample_id,
+            suffix=suffix,
+        )
+
+    def _accept_sealing(self, item: SelectedSample, file_ref: str, key: PublicKey) -> bool:
+        """With the key at hand the claim is the sealed copy itself: the volume's file is opened
+        (an open file outlives the janitor's unlink) and sealed straight into the outbox."""
+        frame = item.prediction.frame
+        content_type = frame.content_type or mimetypes.guess_type(file_ref)[0] or "application/octet-stream"
+        try:
+            fin = open(self.paths.samples / file_ref, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            self._reject(item.sample_id, f"sample file {file_ref!r} is missing from the volume", "missing")
+            return False
+        except OSError as exc:
+            self._reject(item.sample_id, f"cannot open {file_ref!r}: {exc.strerror or exc}", "io")
+            return False
+        with fin:
+            size = os.fstat(fin.fileno()).st_size
+            if frame.bytes is not None and size != frame.bytes:
+                reason = (
+                    f"sample file {file_ref!r} has {size} bytes, capture wrote {frame.bytes} (truncated?)"
+                )
+                self._reject(item.sample_id, reason, "truncated")
+                return False
+            context = EnvelopeContext(item.sample_id, self.device_id, content_type)
+            chunk = self.config.encryption.chunk_size
+            expected_size = sealed_size(size, public_key=key, context=context, chunk_size=chunk)
+            now = self._now()
+            if not self._make_room(expected_size, item.priority, now, item.sample_id):
+                return False
+            try:
+                target, result, data = self._seal_stream(fin, item.sample_id, content_type, key)
+            except OSError as exc:
+                category = "disk_full" if exc.errno == errno.ENOSPC else "io"
+                self._reject(item.sample_id, f"cannot seal {file_ref!r}: {exc.strerror or exc}", category)
+                return False
+        name = self._blob_name(item, Path(file_ref).suffix)
+        info = {"selected": item.to_wire(), "strategy": item.strategy, "traceparent": item.traceparent}
+        with self.db.transaction() as conn:
+            self._store_sealed(conn, item.sample_id, data)
+            self.db.insert(
+                conn,
+                id=item.sample_id,
+                kind="sample",
+                state=QUEUED,
+                priority=item.priority,
+                created_at=now,
+                updated_at=now,
+                blob_name=name.name,
+                sidecar_name=name.sidecar,
+                content_type=content_type,
+                **self._sealed_fields(target, result, info),
+            )
+        if data is not None:
+            self._sealed_cache.put(item.sample_id, data)
+        self._count("accepted")
+        self._count("claimed_by_seal")
+        self._count("sealed")
+        self._check_digest(item.sample_id, info, result)
         self.wake.set()
         return True
 
@@ -385,12 +467,10 @@ class Uploader:
         return False
 
     def _evict(self, entry: Entry, reason: str) -> None:
-        if not self.db.update(entry.id, expect_state=entry.state, state=EVICTED, last_error=reason, size=0,
-                              updated_at=self._now()):  # fmt: skip
+        if not self.db.finish(entry.id, state=EVICTED, now=self._now(), reason=reason):
             return
-        for path in (entry.plain_path, entry.sealed_path):
-            if path:
-                Path(path).unlink(missing_ok=True)
+        self._sealed_cache.pop(entry.id)
+        _remove_files(entry)
         self._count("evicted")
         self._count("evicted_bytes", entry.size)
         self.recent_evictions.append(
@@ -426,56 +506,66 @@ class Uploader:
                 return False
             return True
 
+    def _seal_stream(
+        self, fin: BinaryIO, entry_id: str, content_type: str, key: PublicKey
+    ) -> tuple[str, SealResult, bytes | None]:
+        """Seal ``fin``: small samples in memory (returned, for the database and the upload cache),
+        large ones streamed to ``outbox/sealed/<id>.elenv``. Returns (sealed_path, facts, bytes)."""
+        context = EnvelopeContext(sample_id=entry_id, device_id=self.device_id, content_type=content_type)
+        chunk_size = self.config.encryption.chunk_size
+        if os.fstat(fin.fileno()).st_size <= _IN_DATABASE_BYTES:
+            buffer = io.BytesIO()
+            result = seal(fin, buffer, public_key=key, context=context, chunk_size=chunk_size)
+            return IN_DATABASE, result, buffer.getvalue()
+        target = self.paths.sealed / f"{entry_id}.elenv"
+        tmp = target.with_name(f".{target.name}.tmp")
+        try:
+            with open(tmp, "wb") as fout:
+                result = seal(fin, fout, public_key=key, context=context, chunk_size=chunk_size)
+                fout.flush()
+                if self.durable:
+                    os.fsync(fout.fileno())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return str(target), result, None
+
+    def _store_sealed(self, conn: Any, entry_id: str, data: bytes | None) -> None:
+        if data is not None:
+            conn.execute("INSERT OR REPLACE INTO sealed_data (id, data) VALUES (?, ?)", (entry_id, data))
+
+    def _sealed_fields(self, target: str, result: SealResult, info: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "sealed_path": target,
+            "plain_path": None,
+            "size": result.ciphertext_bytes,
+            "key_id": result.key_id,
+            "plaintext_sha256": result.plaintext_sha256,
+            "ciphertext_sha256": result.ciphertext_sha256,
+            "info": {**info, "device_id": self.device_id, "plaintext_bytes": result.plaintext_bytes},
+        }
+
+    def _check_digest(self, entry_id: str, info: dict[str, Any], result: SealResult) -> None:
+        expected = (info.get("selected") or {}).get("prediction", {}).get("frame", {}).get("sha256")
+        if expected and expected != result.plaintext_sha256:
+            entry = self.db.get(entry_id)
+            if entry is not None:
+                reason = f"content sha256 {result.plaintext_sha256} differs from capture's {expected}"
+                self._quarantine(entry, reason)
+
     def _seal(self, entry: Entry, key: PublicKey) -> None:
         plain = Path(entry.plain_path or "")
-        target = self.paths.sealed / f"{entry.id}.elenv"
-        tmp = target.with_name(f".{target.name}.tmp")
-        context = EnvelopeContext(
-            sample_id=entry.id, device_id=self.device_id, content_type=entry.content_type
-        )
-        chunk_size = self.config.encryption.chunk_size
-        sealed_bytes: bytes | None = None
         with open(plain, "rb") as fin:
-            if os.fstat(fin.fileno()).st_size <= _IN_MEMORY_SEAL_BYTES:
-                buffer = io.BytesIO()
-                result = seal(fin, buffer, public_key=key, context=context, chunk_size=chunk_size)
-                sealed_bytes = buffer.getvalue()
-                write_durably(target, sealed_bytes, durable=self.durable)
-            else:
-                try:
-                    with open(tmp, "wb") as fout:
-                        result = seal(fin, fout, public_key=key, context=context, chunk_size=chunk_size)
-                        fout.flush()
-                        if self.durable:
-                            os.fsync(fout.fileno())
-                    os.replace(tmp, target)
-                finally:
-                    tmp.unlink(missing_ok=True)
-        if sealed_bytes is not None:
-            self._sealed_cache.put(entry.id, sealed_bytes)
-        info = dict(entry.info)
-        info["device_id"] = self.device_id
-        info["plaintext_bytes"] = result.plaintext_bytes
-        expected = (info.get("selected") or {}).get("prediction", {}).get("frame", {}).get("sha256")
-        self.db.update(
-            entry.id,
-            sealed_path=str(target),
-            plain_path=None,
-            size=result.ciphertext_bytes,
-            key_id=result.key_id,
-            plaintext_sha256=result.plaintext_sha256,
-            ciphertext_sha256=result.ciphertext_sha256,
-            info=info,
-            updated_at=self._now(),
-        )
+            target, result, data = self._seal_stream(fin, entry.id, entry.content_type, key)
+        fields = self._sealed_fields(target, result, entry.info)
+        with self.db.transaction() as conn:
+            self._store_sealed(conn, entry.id, data)
+            self.db.update_in(conn, entry.id, updated_at=self._now(), **fields)
+        if data is not None:
+            self._sealed_cache.put(entry.id, data)
         plain.unlink(missing_ok=True)
         self._count("sealed")
-        if expected and expected != result.plaintext_sha256:
-            sealed = self.db.get(entry.id)
-            if sealed is not None:
-                self._quarantine(
-                    sealed, f"content sha256 {result.plaintext_sha256} differs from capture's {expected}"
-                )
+        self._check_digest(entry.id, entry.info, result)
 
     # -- prediction log --------------------------------------------------------------------
     def accept_predictions(self, items: list[Prediction]) -> int:
@@ -586,10 +676,16 @@ class Uploader:
         cached = self._sealed_cache.pop(entry.id)
         if cached is not None:
             return cached
-        try:
-            data = Path(entry.sealed_path or "").read_bytes()
-        except OSError as exc:
-            raise CorruptEntryError(f"sealed file unreadable: {exc.strerror or exc}") from exc
+        if entry.sealed_path == IN_DATABASE:
+            stored = self.db.sealed_bytes(entry.id)
+            if stored is None:
+                raise CorruptEntryError("sealed envelope missing from the outbox database")
+            data = stored
+        else:
+            try:
+                data = Path(entry.sealed_path or "").read_bytes()
+            except OSError as exc:
+                raise CorruptEntryError(f"sealed file unreadable: {exc.strerror or exc}") from exc
         if hashlib.sha256(data).hexdigest() != entry.ciphertext_sha256:
             raise CorruptEntryError("sealed file damaged on disk (sha256 differs from when it was sealed)")
         return data
@@ -676,9 +772,8 @@ class Uploader:
 
     def _done(self, entry: Entry) -> None:
         now = self._now()
-        self.db.update(entry.id, expect_state=UPLOADING, state=DONE, updated_at=now, last_error=None)
-        if entry.sealed_path:
-            Path(entry.sealed_path).unlink(missing_ok=True)
+        self.db.finish(entry.id, state=DONE, now=now)
+        _remove_files(entry)
         self._count("uploaded")
         self._count(f"uploaded_{entry.kind}")
         self.send_notices()
@@ -726,8 +821,7 @@ class Uploader:
                 self._count("notice_errors")
                 log.warning("uploaded notices not sent yet (%s); will retry", exc)
                 return 0
-            for entry in pending:
-                self.db.update(entry.id, notified=1)
+            self.db.mark_notified([entry.id for entry in pending])
         self._count("notices_sent", len(notices))
         return len(notices)
 
@@ -752,8 +846,8 @@ class Uploader:
         for entry in self.db.unsealed():
             if entry.plain_path and not Path(entry.plain_path).exists():
                 self._quarantine(entry, "claimed file lost before sealing")
+        removed = self.db.drop_orphan_data()
         referenced = self.db.referenced_paths()
-        removed = 0
         for folder in (self.paths.claims, self.paths.sealed):
             for path in folder.iterdir():
                 if str(path) not in referenced:
