@@ -421,3 +421,15 @@ def test_queue_report_has_depth_age_and_bytes(h: Harness) -> None:
     assert queue["oldest_age_s"] == pytest.approx(42)
     assert queue["bytes"] > 0
     assert queue["states"][UPLOADING] == 0
+
+
+def test_a_batch_is_accepted_in_one_commit_and_a_repeated_id_once(h: Harness) -> None:
+    # given
+    items = [selected(h.samples, "01B1"), selected(h.samples, "01B2")]
+    # when
+    taken = h.uploader.accept_selected_batch([*items, items[0]])
+    h.pump()
+    # then
+    assert taken == 2
+    assert h.uploader.counters["duplicates"] == 1
+    assert sorted(n.sample_id for n in h.notices) == ["01B1", "01B2"]

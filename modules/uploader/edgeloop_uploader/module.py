@@ -156,11 +156,10 @@ class UploaderModule(EdgeModule[UploaderConfig]):
     def handle_input(self, input_name: str, items: list[Contract], message: InboundMessage) -> None:
         assert self.uploader is not None
         if input_name == "selected":
-            for item in items:
-                if isinstance(item, SelectedSample):
-                    self.uploader.accept_selected(item)
-                else:
-                    log.warning("input selected: ignoring a %s", item.SCHEMA)
+            samples = [item for item in items if isinstance(item, SelectedSample)]
+            if len(samples) < len(items):
+                log.warning("input selected: ignoring %s items of other contracts", len(items) - len(samples))
+            self.uploader.accept_selected_batch(samples)
         elif input_name == "predictions":
             self.uploader.accept_predictions([p for p in items if isinstance(p, Prediction)])
         else:

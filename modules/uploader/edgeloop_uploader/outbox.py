@@ -109,27 +109,41 @@ class OutboxDB:
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
         self._conn.executescript(_SCHEMA)
+        self._full = durability == "full"
+        self._synchronous = ""
+        self._set_synchronous("NORMAL")
 
     def set_durability(self, durability: str) -> None:
-        with self._lock:
-            self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+        self._full = durability == "full"
+
+    def _set_synchronous(self, mode: str) -> None:
+        if mode != self._synchronous:
+            self._conn.execute(f"PRAGMA synchronous={mode}")
+            self._synchronous = mode
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One transaction. ``durable`` ones (accepting an entry) reach the disk before COMMIT
+        returns when the outbox is configured ``full``; the others (uploading, done, notified,
+        evicted) need not: losing them to a power loss only repeats an idempotent step, and the
+        next durable commit makes them durable too (WAL order)."""
         with self._lock:
+            self._set_synchronous("FULL" if durable and self._full else "NORMAL")
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
+            finally:
+                self._set_synchronous("NORMAL")
 
     def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:
         with self._lock:
@@ -303,7 +317,7 @@ class OutboxDB:
     # -- prediction log ----------------------------------------------------------------------
     def add_predictions(self, rows: list[tuple[str, str, float, str]]) -> None:
         """Rows of (hour, sample_id, added_at, json line)."""
-        with self.transaction() as conn:
+        with self.transaction(durable=True) as conn:
             conn.executemany(
                 "INSERT INTO predlog_pending (hour, sample_id, added_at, line) VALUES (?, ?, ?, ?)", rows
             )

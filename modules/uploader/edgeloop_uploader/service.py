@@ -91,6 +91,16 @@ class ConflictError(Exception):
 
 
 @dataclass(frozen=True)
+class _PendingAccept:
+    """A sealed sample waiting for its batch's durable commit."""
+
+    row: dict[str, Any]
+    data: bytes | None
+    info: dict[str, Any]
+    result: SealResult
+
+
+@dataclass(frozen=True)
 class Paths:
     samples: Path
     outbox: Path
@@ -185,6 +195,8 @@ class Uploader:
         self._seal_lock = threading.Lock()
         self._notice_lock = threading.Lock()
         self._sealed_cache = _SealedCache()
+        self._pending: list[_PendingAccept] = []
+        self._batching = False
         self.wake = threading.Event()
 
     # -- helpers ---------------------------------------------------------------------------
@@ -301,7 +313,9 @@ class Uploader:
 
         Returns False when it is not taken (a duplicate, a missing or truncated file, no room).
         """
-        if self.db.get(item.sample_id) is not None:
+        if self.db.get(item.sample_id) is not None or any(
+            p.row["id"] == item.sample_id for p in self._pending
+        ):
             self._count("duplicates")
             return False
         frame = item.prediction.frame
@@ -334,7 +348,7 @@ class Uploader:
             return False
         name = self._blob_name(item, suffix)
         info = {"selected": item.to_wire(), "strategy": item.strategy, "traceparent": item.traceparent}
-        with self.db.transaction() as conn:
+        with self.db.transaction(durable=True) as conn:
             self.db.insert(
                 conn,
                 id=item.sample_id,
@@ -400,29 +414,49 @@ class Uploader:
                 return False
         name = self._blob_name(item, Path(file_ref).suffix)
         info = {"selected": item.to_wire(), "strategy": item.strategy, "traceparent": item.traceparent}
-        with self.db.transaction() as conn:
-            self._store_sealed(conn, item.sample_id, data)
-            self.db.insert(
-                conn,
-                id=item.sample_id,
-                kind="sample",
-                state=QUEUED,
-                priority=item.priority,
-                created_at=now,
-                updated_at=now,
-                blob_name=name.name,
-                sidecar_name=name.sidecar,
-                content_type=content_type,
-                **self._sealed_fields(target, result, info),
-            )
-        if data is not None:
-            self._sealed_cache.put(item.sample_id, data)
-        self._count("accepted")
-        self._count("claimed_by_seal")
-        self._count("sealed")
-        self._check_digest(item.sample_id, info, result)
-        self.wake.set()
+        row = {
+            "id": item.sample_id,
+            "kind": "sample",
+            "state": QUEUED,
+            "priority": item.priority,
+            "created_at": now,
+            "updated_at": now,
+            "blob_name": name.name,
+            "sidecar_name": name.sidecar,
+            "content_type": content_type,
+            **self._sealed_fields(target, result, info),
+        }
+        self._pending.append(_PendingAccept(row=row, data=data, info=info, result=result))
+        if not self._batching:
+            self._commit_pending()
         return True
+
+    def accept_selected_batch(self, items: list[SelectedSample]) -> int:
+        """Accept several samples with one durable commit (a message from the filter holds a batch)."""
+        self._batching = True
+        try:
+            taken = sum(1 for item in items if self.accept_selected(item))
+        finally:
+            self._batching = False
+            self._commit_pending()
+        return taken
+
+    def _commit_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        with self.db.transaction(durable=True) as conn:
+            for accept in pending:
+                self._store_sealed(conn, accept.row["id"], accept.data)
+                self.db.insert(conn, **accept.row)
+        for accept in pending:
+            if accept.data is not None:
+                self._sealed_cache.put(accept.row["id"], accept.data)
+            self._count("accepted")
+            self._count("claimed_by_seal")
+            self._count("sealed")
+            self._check_digest(accept.row["id"], accept.info, accept.result)
+        self.wake.set()
 
     def _claim(self, item: SelectedSample) -> tuple[Path, str, str]:
         frame = item.prediction.frame
@@ -446,7 +480,7 @@ class Uploader:
 
     def _make_room(self, size: int, priority: int, created: float, new_id: str) -> bool:
         budget = self.config.outbox.max_bytes
-        held = self.db.held_bytes()
+        held = self.db.held_bytes() + sum(p.row["size"] for p in self._pending)
         if held + size <= budget:
             return True
         if size <= budget:
@@ -558,7 +592,7 @@ class Uploader:
         with open(plain, "rb") as fin:
             target, result, data = self._seal_stream(fin, entry.id, entry.content_type, key)
         fields = self._sealed_fields(target, result, entry.info)
-        with self.db.transaction() as conn:
+        with self.db.transaction(durable=True) as conn:
             self._store_sealed(conn, entry.id, data)
             self.db.update_in(conn, entry.id, updated_at=self._now(), **fields)
         if data is not None:
