@@ -58,9 +58,11 @@ from edgeloop_uploader.sources import Credential, load_public_key, resolve_crede
 log = logging.getLogger(__name__)
 
 SEALED_CONTENT_TYPE = "application/vnd.edgeloop.envelope"
-#: Envelopes up to this size are sealed in memory and kept in the outbox database (one commit,
-#: no file to create); larger ones are streamed to a file in ``outbox/sealed``.
-_IN_DATABASE_BYTES = 1024 * 1024
+#: Envelopes up to this size are kept in the outbox database (one commit, no file to create);
+#: larger ones go to a file in ``outbox/sealed`` (SQLite would write them twice: WAL, then table).
+_IN_DATABASE_BYTES = 256 * 1024
+#: Up to this size sealing happens in memory and the envelope is kept for the upload (bounded cache).
+_IN_MEMORY_BYTES = 4 * 1024 * 1024
 SIDECAR_SCHEMA = "edgeloop.sample-sidecar/1"
 StoreFactory = Callable[[Credential, UploaderConfig], BlobStore]
 Notify = Callable[[list[UploadedNotice]], None]
@@ -547,11 +549,17 @@ class Uploader:
         large ones streamed to ``outbox/sealed/<id>.elenv``. Returns (sealed_path, facts, bytes)."""
         context = EnvelopeContext(sample_id=entry_id, device_id=self.device_id, content_type=content_type)
         chunk_size = self.config.encryption.chunk_size
-        if os.fstat(fin.fileno()).st_size <= _IN_DATABASE_BYTES:
+        size = os.fstat(fin.fileno()).st_size
+        target = self.paths.sealed / f"{entry_id}.elenv"
+        if size <= _IN_MEMORY_BYTES:
             buffer = io.BytesIO()
             result = seal(fin, buffer, public_key=key, context=context, chunk_size=chunk_size)
-            return IN_DATABASE, result, buffer.getvalue()
-        target = self.paths.sealed / f"{entry_id}.elenv"
+            data = buffer.getvalue()
+            if size <= _IN_DATABASE_BYTES:
+                return IN_DATABASE, result, data
+            write_durably(target, data, durable=self.durable)
+            self._sealed_cache.put(entry_id, data)
+            return str(target), result, None
         tmp = target.with_name(f".{target.name}.tmp")
         try:
             with open(tmp, "wb") as fout:
