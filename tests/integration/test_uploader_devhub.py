@@ -110,3 +110,51 @@ def test_the_uploader_module_under_the_dev_hub_ships_sealed_samples_and_announce
     reported = hub.wait_reported("uploader", lambda r: "config" in r)
     assert reported["config"]["encryption"]["public_key_pem"].startswith("-----BEGIN PUBLIC KEY")
     assert uploader.running
+
+
+def test_sigkill_mid_upload_under_the_dev_hub_then_restart_delivers_every_sample_once(
+    dev_hub: HubFactory,
+    module_process: ModuleFactory,
+    tmp_path: Path,
+    azurite: Azurite,  # noqa: F811
+) -> None:
+    # given: thirty accepted samples being uploaded
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    hub = dev_hub(_manifest())
+    env = {
+        "EDGELOOP_SAMPLES_DIR": str(samples),
+        "EDGELOOP_OUTBOX_DIR": str(tmp_path / "outbox"),
+        "EDGELOOP_STORAGE_CONNECTION_STRING": azurite.connection_string,
+    }
+    first = module_process(hub, "uploader", env=env)
+    module_process(hub, "feeder", package="tests.integration.uploader_feeder", env=env)
+    hub.wait_connected("uploader", inputs=True)
+    hub.wait_connected("feeder")
+    fed = hub.invoke("feeder", "feed", {"count": 30, "size": 300_000}, timeout=60)
+    digests: dict[str, str] = fed["payload"]["sha256"]
+
+    def states() -> dict[str, int]:
+        answer = hub.invoke("uploader", "getQueue")
+        return answer["payload"]["states"] if answer["status"] == 200 else {}
+
+    wait_for(lambda: sum(states().values()) == 30 and states()["done"] >= 2, what="accepted, uploads begun")
+    # when: killed with SIGKILL while uploads are under way, then started again
+    first.kill()
+    store = AzureBlobStore.from_credential(azurite.connection_string, container="data")
+    before = [b.name for b in store.list() if b.name.endswith(".elenv")]
+    assert len(before) < 30, "the kill came too late to interrupt anything"
+    module_process(hub, "uploader", env=env)
+    hub.wait_connected("uploader", inputs=True)
+    wait_for(lambda: states().get("done") == 30, what="all done after the restart", timeout=120)
+    # then: every sample exactly once in storage, opening to its original
+    sealed = [
+        b.name for b in store.list() if b.name.endswith(".elenv") and not b.name.startswith("predictions/")
+    ]
+    assert sorted(parse_sample_blob_name(n).sample_id for n in sealed) == sorted(digests)
+    for name in sealed:
+        parts = parse_sample_blob_name(name)
+        expected = EnvelopeContext(parts.sample_id, parts.device_id, "image/jpeg")
+        plain = open_bytes(store.get(name), keyring=keyring(0), expected=expected)
+        assert hashlib.sha256(plain).hexdigest() == digests[parts.sample_id]
+    assert states()["quarantined"] == 0
