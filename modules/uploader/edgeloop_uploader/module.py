@@ -128,8 +128,9 @@ class UploaderModule(EdgeModule[UploaderConfig]):
         self._stop.set()
         if self.uploader is not None:
             self.uploader.wake.set()
+        deadline = time.monotonic() + 10.0  # an upload in flight finishes or is retried after restart
         for worker in self._workers:
-            worker.join(timeout=30)
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
         if self.uploader is not None:
             self.uploader.send_notices()
             self.uploader.close()
