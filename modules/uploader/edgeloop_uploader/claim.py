@@ -7,6 +7,7 @@ import errno
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,9 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def claim_file(source: Path, target: Path, *, durable: bool = True) -> str:
+def claim_file(
+    source: Path, target: Path, *, durable: bool = True, link: Callable[[Path, Path], None] = os.link
+) -> str:
     """Make ``target`` a second name (or a copy) of ``source``; returns ``"link"`` or ``"copy"``.
 
     Capture's janitor deletes its own name after a TTL; the outbox's name keeps the data.
@@ -31,7 +34,7 @@ def claim_file(source: Path, target: Path, *, durable: bool = True) -> str:
     """
     target.unlink(missing_ok=True)
     try:
-        os.link(source, target)
+        link(source, target)
         if durable:
             fsync_dir(target.parent)
         return "link"
