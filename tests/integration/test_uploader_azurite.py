@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from edgeloop_uploader.config import UploaderConfig
 from edgeloop_uploader.module import UploaderModule
-from edgeloop_uploader.service import azure_store_factory
 from edgeloop_uploader.sources import Credential
+from edgeloop_uploader.storage import azure_store_factory
 
 from edgeloop.blobstore import AzureBlobStore, BlobStore, parse_sample_blob_name
 from edgeloop.contracts import UploadedNotice

@@ -23,8 +23,9 @@ from edgeloop.contracts import Contract, Prediction, SelectedSample, UploadedNot
 from edgeloop.errors import MethodError
 from edgeloop.runtime import EdgeModule, InboundMessage, MethodRegistry, ModuleContext
 from edgeloop_uploader.config import UploaderConfig
-from edgeloop_uploader.service import StoreFactory, Uploader, azure_store_factory
+from edgeloop_uploader.service import Uploader
 from edgeloop_uploader.sources import load_public_key
+from edgeloop_uploader.storage import StoreFactory, azure_store_factory
 
 log = logging.getLogger(__name__)
 

@@ -24,12 +24,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from edgeloop.blobstore import (
-    AzureBlobStore,
     BlobAuthError,
     BlobExistsError,
     BlobNotFoundError,
     BlobStore,
-    BlobStoreError,
     BlobUnavailableError,
     SampleBlobName,
     prediction_log_blob_name,
@@ -53,7 +51,8 @@ from edgeloop_uploader.outbox import (
     Entry,
     OutboxDB,
 )
-from edgeloop_uploader.sources import Credential, load_public_key, resolve_credential
+from edgeloop_uploader.sources import load_public_key
+from edgeloop_uploader.storage import StorageLink, StoreFactory, azure_store_factory
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +63,7 @@ _IN_DATABASE_BYTES = 256 * 1024
 #: Up to this size sealing happens in memory and the envelope is kept for the upload (bounded cache).
 _IN_MEMORY_BYTES = 4 * 1024 * 1024
 SIDECAR_SCHEMA = "edgeloop.sample-sidecar/1"
-StoreFactory = Callable[[Credential, UploaderConfig], BlobStore]
 Notify = Callable[[list[UploadedNotice]], None]
-
-
-def azure_store_factory(credential: Credential, config: UploaderConfig) -> BlobStore:
-    # No SDK-level retries: the outbox owns the retry schedule (the SDK's would wait 15 s and more).
-    return AzureBlobStore.from_credential(
-        credential.secret,
-        container=config.storage.container,
-        read_timeout=config.storage.timeout_s,
-        retry_total=0,
-    )
 
 
 def _remove_files(entry: Entry) -> None:
@@ -187,13 +175,9 @@ class Uploader:
         self._count_lock = threading.Lock()
         self.recent_evictions: deque[dict[str, Any]] = deque(maxlen=20)
         self.recent_rejections: deque[dict[str, Any]] = deque(maxlen=20)
-        self._store_lock = threading.Lock()
-        self._store: BlobStore | None = None
-        self._credential: Credential | None = None
-        self._override: Credential | None = None
-        self._store_failures = 0
-        self._store_retry_at = 0.0
-        self.store_error: str | None = None
+        self.storage = StorageLink(
+            factory=store_factory, clock=clock, rng=self.rng, env_credential=env_credential
+        )
         self._seal_lock = threading.Lock()
         self._notice_lock = threading.Lock()
         self._sealed_cache = _SealedCache()
@@ -226,80 +210,24 @@ class Uploader:
     def configure(self, config: UploaderConfig, previous: UploaderConfig | None) -> None:
         """Apply a new config. Raises ``ConfigError`` (the old config stays) for a bad public key."""
         key = load_public_key(config, env_file=self.env_public_key_file)
-        if previous is not None and previous.storage != config.storage:
-            self._override = None  # a twin change of credentials replaces a setCredentials one
         self.config = config
         self.db.set_durability(config.outbox.durability)
         if key is not None and (self.public_key is None or key.key_id != self.public_key.key_id):
             log.info("envelope public key %s in force", key.key_id)
         self.public_key = key
-        self._refresh_store(force=previous is None or previous.storage != config.storage)
+        self.storage.configure(config, changed=previous is None or previous.storage != config.storage)
         self.wake.set()
 
     def set_credentials(self, secret: str) -> dict[str, str]:
-        """Replace the storage credential now (a new SAS after the old one expired)."""
-        credential = Credential(secret.strip(), "method:setCredentials")
-        store = self.store_factory(credential, self.config)  # raises BlobAuthError for a malformed one
-        with self._store_lock:
-            self._override = credential
-            self._install(store, credential)
+        """Replace the storage credential now (a new SAS after the old one expired).
+
+        Raises:
+            BlobAuthError: neither a SAS URL nor a connection string (the secret is not quoted).
+        """
+        described = self.storage.replace(secret)
         self.db.reset_backoff(self._now())
-        log.info("storage credentials replaced (%s)", credential.kind)
         self.wake.set()
-        return credential.describe()
-
-    def _refresh_store(self, *, force: bool = False) -> None:
-        credential = resolve_credential(self.config, override=self._override, env_value=self.env_credential)
-        with self._store_lock:
-            if credential is None:
-                self._store, self._credential = None, None
-                self.store_error = (
-                    "no storage credentials (twin storage.*, a credentials file or the environment)"
-                )
-                return
-            if not force and self._credential is not None and credential.secret == self._credential.secret:
-                return
-            try:
-                store = self.store_factory(credential, self.config)
-            except BlobStoreError as exc:
-                self._store, self._credential = None, credential
-                self.store_error = f"storage credential from {credential.source} refused: {exc}"
-                log.error("%s", self.store_error)
-                return
-            self._install(store, credential)
-
-    def _install(self, store: BlobStore, credential: Credential) -> None:
-        self._store, self._credential = store, credential
-        self._store_failures, self._store_retry_at, self.store_error = 0, 0.0, None
-        log.info("storage: %s from %s, container %s", credential.kind, credential.source, store.container)
-        if self.config.storage.create_container and credential.kind == "connection_string":
-            try:
-                store.ensure_container()
-            except BlobStoreError as exc:
-                log.warning("could not create container %s: %s", store.container, exc)
-
-    def _store_for_upload(self) -> BlobStore | None:
-        with self._store_lock:
-            if self._store is None or self.clock.monotonic() < self._store_retry_at:
-                return None
-            return self._store
-
-    def _store_failed(self, exc: BlobStoreError) -> None:
-        with self._store_lock:
-            self._store_failures += 1
-            delay = backoff_delay(self._store_failures, self.config.retry, self.rng)
-            self._store_retry_at = self.clock.monotonic() + delay
-            self.store_error = str(exc)
-        self._count("store_errors")
-        log.warning("storage failing (%s); next try in %.1fs", exc, delay)
-        if isinstance(exc, BlobAuthError) and self._override is None:
-            self._refresh_store()  # a rotated secret file or environment is picked up here
-
-    def _store_ok(self) -> None:
-        if self._store_failures:
-            with self._store_lock:
-                self._store_failures, self.store_error = 0, None
-            log.info("storage reachable again")
+        return described
 
     # -- accepting ---------------------------------------------------------------------------
     def _reject(self, sample_id: str, reason: str, category: str) -> None:
@@ -689,7 +617,7 @@ class Uploader:
     # -- uploading -------------------------------------------------------------------------
     def upload_one(self) -> bool:
         """Upload the most urgent ready entry; False when there was nothing to do (or no store)."""
-        store = self._store_for_upload()
+        store = self.storage.ready()
         if store is None:
             return False
         entry = self.db.claim_next(self._now())
@@ -703,14 +631,16 @@ class Uploader:
             self._quarantine(entry, str(exc))
         except (BlobUnavailableError, BlobAuthError) as exc:
             self.db.update(entry.id, expect_state=UPLOADING, state=QUEUED, updated_at=self._now())
-            self._store_failed(exc)
+            self._count("store_errors")
+            self.storage.failed(exc)
         except BlobNotFoundError as exc:  # the container is missing: not this entry's fault
             self.db.update(entry.id, expect_state=UPLOADING, state=QUEUED, updated_at=self._now())
-            self._store_failed(exc)
+            self._count("store_errors")
+            self.storage.failed(exc)
         except Exception as exc:
             self._failed_attempt(entry, exc)
         else:
-            self._store_ok()
+            self.storage.succeeded()
             self._done(entry)
         return True
 
@@ -907,8 +837,8 @@ class Uploader:
                 self.public_key = load_public_key(self.config, env_file=self.env_public_key_file)
             except Exception as exc:
                 log.error("envelope public key unusable: %s", exc)
-        if self._store is None and (self.config.storage.credentials_file or self.env_credential):
-            self._refresh_store()
+        if self.storage.missing and (self.config.storage.credentials_file or self.env_credential):
+            self.storage.refresh()
         self.seal_pending()
         self.flush_prediction_log()
         self.send_notices()
@@ -926,8 +856,7 @@ class Uploader:
         """Cut every pending prediction-log batch and retry every queued entry now."""
         self.flush_prediction_log(force=True)
         self.db.reset_backoff(self._now())
-        with self._store_lock:
-            self._store_retry_at = 0.0
+        self.storage.retry_now()
         self.wake.set()
 
     def queue_info(self) -> dict[str, Any]:
@@ -950,14 +879,7 @@ class Uploader:
         }
 
     def storage_status(self) -> dict[str, Any]:
-        with self._store_lock:
-            credential = self._credential
-            return {
-                "credential": credential.describe() if credential else None,
-                "container": self._store.container if self._store else None,
-                "error": self.store_error,
-                "retry_in_s": round(max(0.0, self._store_retry_at - self.clock.monotonic()), 1),
-            }
+        return self.storage.status()
 
     def stats(self) -> dict[str, Any]:
         with self._count_lock:
