@@ -14,7 +14,6 @@ import logging
 import mimetypes
 import os
 import random
-import re
 import threading
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
@@ -25,7 +24,6 @@ from typing import Any, BinaryIO
 
 from edgeloop.blobstore import (
     BlobAuthError,
-    BlobExistsError,
     BlobNotFoundError,
     BlobStore,
     BlobUnavailableError,
@@ -35,9 +33,8 @@ from edgeloop.blobstore import (
 )
 from edgeloop.clock import Clock
 from edgeloop.contracts import Prediction, SelectedSample, UploadedNotice
-from edgeloop.envelope import VERSION as ENVELOPE_VERSION
 from edgeloop.envelope import EnvelopeContext, PublicKey, SealResult, seal, sealed_size
-from edgeloop_uploader import predlog
+from edgeloop_uploader import blobs, predlog
 from edgeloop_uploader.backoff import backoff_delay
 from edgeloop_uploader.claim import claim_file, fsync_dir, write_durably
 from edgeloop_uploader.config import UploaderConfig
@@ -56,13 +53,11 @@ from edgeloop_uploader.storage import StorageLink, StoreFactory, azure_store_fac
 
 log = logging.getLogger(__name__)
 
-SEALED_CONTENT_TYPE = "application/vnd.edgeloop.envelope"
 #: Envelopes up to this size are kept in the outbox database (one commit, no file to create);
 #: larger ones go to a file in ``outbox/sealed`` (SQLite would write them twice: WAL, then table).
 _IN_DATABASE_BYTES = 256 * 1024
 #: Up to this size sealing happens in memory and the envelope is kept for the upload (bounded cache).
 _IN_MEMORY_BYTES = 4 * 1024 * 1024
-SIDECAR_SCHEMA = "edgeloop.sample-sidecar/1"
 Notify = Callable[[list[UploadedNotice]], None]
 
 
@@ -74,10 +69,6 @@ def _remove_files(entry: Entry) -> None:
 
 class CorruptEntryError(Exception):
     """An outbox entry's own file is missing or damaged: retrying cannot help."""
-
-
-class ConflictError(Exception):
-    """A different blob already sits at the entry's deterministic name."""
 
 
 @dataclass(frozen=True)
@@ -106,14 +97,6 @@ class Paths:
     @property
     def database(self) -> Path:
         return self.outbox / "outbox.db"
-
-
-_NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")
-
-
-def _ascii(value: Any) -> str:
-    """Blob metadata values must be printable ASCII."""
-    return _NOT_PRINTABLE_ASCII.sub("_", str(value))[:1024]
 
 
 class _SealedCache:
@@ -627,7 +610,7 @@ class Uploader:
             self._ship(store, entry)
         except CorruptEntryError as exc:
             self._quarantine(entry, str(exc))
-        except ConflictError as exc:
+        except blobs.ConflictError as exc:
             self._quarantine(entry, str(exc))
         except (BlobUnavailableError, BlobAuthError) as exc:
             self.db.update(entry.id, expect_state=UPLOADING, state=QUEUED, updated_at=self._now())
@@ -662,85 +645,18 @@ class Uploader:
             raise CorruptEntryError("sealed file damaged on disk (sha256 differs from when it was sealed)")
         return data
 
-    def _metadata(self, entry: Entry) -> dict[str, str]:
-        selected = entry.info.get("selected") or {}
-        prediction = selected.get("prediction") or {}
-        fields = {
-            "sample_id": entry.id,
-            "kind": entry.kind,
-            "device_id": entry.info.get("device_id", self.device_id),
-            "key_id": entry.key_id,
-            "envelope": f"ELENV/{ENVELOPE_VERSION}",
-            "content_type": entry.content_type,
-            "plaintext_sha256": entry.plaintext_sha256,
-            "blob_sha256": entry.ciphertext_sha256,
-            "strategy": entry.info.get("strategy"),
-            "model": prediction.get("model_name"),
-            "model_version": prediction.get("model_version"),
-            "label": prediction.get("label"),
-            "traceparent": entry.info.get("traceparent"),
-        }
-        return {k: _ascii(v) for k, v in fields.items() if v is not None}
-
-    def _sidecar(self, entry: Entry) -> bytes:
-        selected = entry.info.get("selected") or {}
-        doc = {
-            "schema": SIDECAR_SCHEMA,
-            "sample_id": entry.id,
-            "device_id": entry.info.get("device_id", self.device_id),
-            "blob_name": entry.blob_name,
-            "content_type": entry.content_type,
-            "envelope_version": ENVELOPE_VERSION,
-            "key_id": entry.key_id,
-            "plaintext_sha256": entry.plaintext_sha256,
-            "plaintext_bytes": entry.info.get("plaintext_bytes"),
-            "ciphertext_sha256": entry.ciphertext_sha256,
-            "strategy": selected.get("strategy"),
-            "reason": selected.get("reason"),
-            "tags": selected.get("tags", []),
-            "priority": selected.get("priority", entry.priority),
-            "selected_at": selected.get("selected_at"),
-            "traceparent": selected.get("traceparent"),
-            "prediction": selected.get("prediction"),
-        }
-        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-    def _put_once(
-        self, store: BlobStore, name: str, data: bytes, metadata: dict[str, str], content_type: str
-    ) -> None:
-        """Create-only write; an identical blob already there (an earlier try) counts as success."""
-        try:
-            store.put(name, data, length=len(data), metadata=metadata, content_type=content_type)
-            return
-        except BlobExistsError:
-            pass
-        try:
-            existing = store.info(name)
-        except BlobAuthError:
-            # A create-only SAS cannot read: the deterministic name is this entry's own earlier try.
-            self._count("already_present_unverified")
-            log.info("%s already exists (credential cannot read it back); taken as an earlier try", name)
-            return
-        if existing.metadata.get("blob_sha256") == metadata["blob_sha256"] and existing.size == len(data):
-            self._count("already_present")
-            return
-        raise ConflictError(f"a different blob already exists at {name!r}; not overwritten")
-
     def _ship(self, store: BlobStore, entry: Entry) -> None:
         data = self._read_sealed(entry)
-        metadata = self._metadata(entry)
-        self._put_once(store, entry.blob_name, data, metadata, SEALED_CONTENT_TYPE)
+        metadata = blobs.envelope_metadata(entry, self.device_id)
+        self._count_put(blobs.put_once(store, entry.blob_name, data, metadata, blobs.SEALED_CONTENT_TYPE))
         if entry.sidecar_name and self.config.storage.sidecar:
-            sidecar = self._sidecar(entry)
-            side_meta = {
-                "sample_id": entry.id,
-                "kind": "sidecar",
-                "blob_sha256": hashlib.sha256(sidecar).hexdigest(),
-                "key_id": metadata.get("key_id", ""),
-                "plaintext_sha256": metadata.get("plaintext_sha256", ""),
-            }
-            self._put_once(store, entry.sidecar_name, sidecar, side_meta, "application/json")
+            sidecar = blobs.sidecar_bytes(entry, self.device_id)
+            side_meta = blobs.sidecar_metadata(entry, sidecar)
+            self._count_put(blobs.put_once(store, entry.sidecar_name, sidecar, side_meta, "application/json"))
         self._count("uploaded_bytes", len(data))
+
+    def _count_put(self, outcome: str) -> None:
+        self._count("blobs_written" if outcome == "written" else outcome)
 
     def _done(self, entry: Entry) -> None:
         now = self._now()
