@@ -1,1 +1,1 @@
-"""Benchmarks: ``python -m bench.<topic>``; results land in ``bench/results/`` (not committed)."""
+"""Benchmarks, each runnable as ``python -m bench.<topic>``; results go to ``bench/results/``."""
