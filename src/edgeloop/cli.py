@@ -20,6 +20,8 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "edgeloop.manifest",
     "edgeloop.devhub.cli",
     "edgeloop.keycli",
+    "edgeloop_cloud.cli",
+    "edgeloop_filter.cli",
 )
 
 
