@@ -311,6 +311,16 @@ def test_record_stage_keeps_the_batch_times(rec: Recorder) -> None:
     assert outgoing == telemetry.format_traceparent(span.context)
 
 
+def test_record_stage_can_mark_a_sample_failed(rec: Recorder) -> None:
+    # when
+    telemetry.record_stage("infer", TP, start_ns=1, end_ns=2, error="cannot decode s1.jpg")
+
+    # then
+    (span,) = rec.finished()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "cannot decode s1.jpg"
+
+
 @pytest.mark.parametrize("incoming", [TP, None, "garbage"])
 def test_disabled_telemetry_passes_a_valid_traceparent_through(incoming: str | None) -> None:
     # given

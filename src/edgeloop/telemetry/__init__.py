@@ -124,10 +124,13 @@ def record_stage(
     start_ns: int,
     end_ns: int,
     attributes: SpanAttributes = None,
+    error: str | None = None,
 ) -> str | None:
     """Record a finished span for one sample of a batch; returns its ``traceparent``.
     See ``Telemetry.record_stage``."""
-    return _current.record_stage(name, traceparent, start_ns=start_ns, end_ns=end_ns, attributes=attributes)
+    return _current.record_stage(
+        name, traceparent, start_ns=start_ns, end_ns=end_ns, attributes=attributes, error=error
+    )
 
 
 def traceparent_of(mapping: Mapping[str, str] | None) -> str | None:

@@ -148,13 +148,17 @@ class Telemetry:
         start_ns: int,
         end_ns: int,
         attributes: SpanAttributes = None,
+        error: str | None = None,
     ) -> str | None:
         """Record a finished stage span for one sample of a batch processed together (times in
-        ``time.time_ns()``), returning the ``traceparent`` for the item sent on."""
+        ``time.time_ns()``; ``error`` marks it failed), returning the ``traceparent`` for the
+        item sent on."""
         parent = self._parent(traceparent)
         if not self.enabled:
             return traceparent if parent is not None else None
         span = self.tracer.start_span(name, context=parent, attributes=attributes, start_time=start_ns)
+        if error is not None:
+            span.set_status(trace.Status(trace.StatusCode.ERROR, error))
         span.end(end_time=end_ns)
         return format_traceparent(span.get_span_context())
 
