@@ -75,7 +75,20 @@ def _services(args: argparse.Namespace) -> Any:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    _telemetry()
     return services_from_env(config_path=args.config)
+
+
+def _telemetry() -> None:
+    """Export spans (a ``decrypt`` per sample, continuing its trace from the device) when the
+    ``OTEL_*`` variables say where; a one-shot command serves no /metrics unless asked."""
+    import atexit
+
+    from edgeloop import telemetry
+
+    env = {"EDGELOOP_METRICS_PORT": "0", **os.environ}
+    telemetry.setup_from_env(os.environ.get("OTEL_SERVICE_NAME", "edgeloop-cloud"), env=env)
+    atexit.register(telemetry.shutdown)
 
 
 def _trigger(args: argparse.Namespace) -> int:

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from edgeloop_capture.observe import CaptureSpan
+from edgeloop_cloud.samples import SampleRef, fetch_plaintext
+from edgeloop_cloud.storage import MemoryContainer
 from edgeloop_inference import observe as inference_observe
 from edgeloop_uploader import observe as uploader_observe
 from opentelemetry.sdk.trace import ReadableSpan
@@ -147,3 +149,25 @@ def test_the_uploader_counters_feed_their_metrics(
 
     # then
     assert total(rec, metric, **attributes) == before + 2
+
+
+class PlainOpener:
+    def open(self, blob: bytes, ref: SampleRef) -> bytes:
+        return blob
+
+
+def test_the_cloud_continues_the_trace_from_the_blob_metadata(rec: Recorder) -> None:
+    # given: a sample the uploader stored with its upload span's traceparent
+    container = MemoryContainer("data")
+    container.write("s1.bin", b"pixels", metadata={"TraceParent": TP})
+    ref = SampleRef(sample_id="s1", blob_name="s1.bin", model="m", model_version="1", device="d", day="x")
+
+    # when
+    plaintext = fetch_plaintext(container, ref, PlainOpener())
+
+    # then
+    (span,) = rec.finished()
+    assert plaintext == b"pixels"
+    assert span.name == names.SPAN_DECRYPT
+    assert span.parent is not None
+    assert span.parent.span_id == 0xB7AD6B7169203331
