@@ -254,7 +254,7 @@ def measure(pipeline: Pipeline, samples: int) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--samples", type=int, default=1200, help="samples per mode (default 1200)")
+    parser.add_argument("--samples", type=int, default=1000, help="samples per mode (default 1000)")
     parser.add_argument("--chunk", type=int, default=20, help="samples before switching mode (default 20)")
     args = parser.parse_args(argv)
 
