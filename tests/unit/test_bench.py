@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bench.__main__ import BENCHES
@@ -77,7 +79,7 @@ def test_chunks_cover_the_stream_in_order_without_overlap(n: int, parts: int) ->
 
 def test_every_benchmark_summary_reads_its_ratio() -> None:
     # given: results shaped as each benchmark writes them
-    results = {
+    results: dict[str, dict[str, Any]] = {
         "capture": {"capture_fps_median": 90.0, "ratio": 0.9},
         "inference": {"module_samples_per_s": 900.0, "module_over_bare": 0.9},
         "filter": {"decisions_per_s": {"five_strategies": 30000.0}, "ratio_five_to_fixed": 0.5},
