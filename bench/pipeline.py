@@ -354,6 +354,13 @@ def run_pipeline(work: Path, state: Path, assets: Assets, fps: float, address: s
                 }
             )
             result["filter_seen"] = seen
+            if seen < frames:
+                tails = {name: m.log()[-1500:] for name, m in modules.items()}
+                raise RuntimeError(
+                    f"the filter saw {seen} of {frames} frames in time; module logs:\n"
+                    + "\n".join(f"--- {name}\n{tail}" for name, tail in tails.items())
+                    + f"\n--- hub\n{hub.log_tail()}"
+                )
             result["rss_mib"] = {
                 name: round((rss_kib(pid) or 0) / 1024, 1) for name, pid in sorted(pids.items())
             }
