@@ -66,17 +66,20 @@ def _properties(items: Sequence[Contract]) -> dict[str, str]:
     return props
 
 
+def _wire(item: Contract) -> bytes:
+    """The item's JSON with its ``schema`` tag first; pydantic's own serializer is about three
+    times faster than ``json.dumps`` of ``model_dump`` on the per-sample hot path."""
+    fields = item.model_dump_json(exclude_none=True).encode("utf-8")
+    head = b'{"schema":' + json.dumps(item.SCHEMA).encode("ascii")
+    return head + (b"," + fields[1:] if fields != b"{}" else b"}")
+
+
 def _message(output: str, items: Sequence[Contract]) -> OutboundMessage:
     if len(items) == 1:
-        body = _dumps(items[0].to_wire())
+        body = _wire(items[0])
     else:
-        body = _dumps(
-            {
-                "schema": BatchEnvelope.SCHEMA,
-                "item_schema": items[0].SCHEMA,
-                "items": [item.to_wire() for item in items],
-            }
-        )
+        head = _dumps({"schema": BatchEnvelope.SCHEMA, "item_schema": items[0].SCHEMA})[:-1]
+        body = head + b',"items":[' + b",".join(_wire(item) for item in items) + b"]}"
     return OutboundMessage(output=output, body=body, properties=_properties(items))
 
 
