@@ -31,20 +31,18 @@ class Bench:
     headline: Callable[[dict[str, Any]], tuple[str, dict[str, float]]]
 
 
-def _capture(r: dict[str, Any]) -> tuple[str, dict[str, float]]:
-    return (
-        f"capture module {r['capture_fps_median']:.0f} frames/s = "
-        f"{r['ratio']:.2f}x a bare decode+encode loop",
-        {"ratio": r["ratio"], "capture_fps": r["capture_fps_median"]},
-    )
+def _versus(
+    what: str, rate: str, unit: str, ratio: str, baseline: str
+) -> Callable[[dict[str, Any]], tuple[str, dict[str, float]]]:
+    """A headline "<what> <rate> <unit> = <ratio>x <baseline>" from two keys of a result."""
 
+    def headline(r: dict[str, Any]) -> tuple[str, dict[str, float]]:
+        return f"{what} {r[rate]:,.0f} {unit} = {r[ratio]:.2f}x {baseline}", {
+            "ratio": r[ratio],
+            rate: r[rate],
+        }
 
-def _inference(r: dict[str, Any]) -> tuple[str, dict[str, float]]:
-    return (
-        f"inference module {r['module_samples_per_s']:,.0f} samples/s = "
-        f"{r['module_over_bare']:.2f}x a bare ONNX Runtime loop",
-        {"ratio": r["module_over_bare"], "module_samples_per_s": r["module_samples_per_s"]},
-    )
+    return headline
 
 
 def _filter(r: dict[str, Any]) -> tuple[str, dict[str, float]]:
@@ -53,14 +51,6 @@ def _filter(r: dict[str, Any]) -> tuple[str, dict[str, float]]:
         f"filter, five strategies {five:,.0f} decisions/s per core = "
         f"{r['ratio_five_to_fixed']:.2f}x the fixed rule alone",
         {"ratio": r["ratio_five_to_fixed"], "five_strategies_per_s": five},
-    )
-
-
-def _uploader(r: dict[str, Any]) -> tuple[str, dict[str, float]]:
-    return (
-        f"uploader (sealed, durable) {r['uploader_files_per_s']:.0f} files/s = "
-        f"{r['ratio']:.2f}x plain uploads",
-        {"ratio": r["ratio"], "uploader_files_per_s": r["uploader_files_per_s"]},
     )
 
 
@@ -123,10 +113,28 @@ def _learning(r: dict[str, Any]) -> tuple[str, dict[str, float]]:
 
 
 BENCHES = (
-    Bench("capture", ("--frames", "150", "--rounds", "2"), _capture),
-    Bench("inference", ("--frames", "1000", "--rounds", "2"), _inference),
+    Bench(
+        "capture",
+        ("--frames", "150", "--rounds", "2"),
+        _versus("capture module", "capture_fps_median", "frames/s", "ratio", "a bare decode+encode loop"),
+    ),
+    Bench(
+        "inference",
+        ("--frames", "1000", "--rounds", "2"),
+        _versus(
+            "inference module",
+            "module_samples_per_s",
+            "samples/s",
+            "module_over_bare",
+            "a bare ONNX Runtime loop",
+        ),
+    ),
     Bench("filter", ("--n", "10000", "--repeat", "2"), _filter),
-    Bench("uploader", ("--files", "80", "--rounds", "2"), _uploader),
+    Bench(
+        "uploader",
+        ("--files", "80", "--rounds", "2"),
+        _versus("uploader (sealed, durable)", "uploader_files_per_s", "files/s", "ratio", "plain uploads"),
+    ),
     Bench("devhub", ("--messages", "1000", "--pings", "150"), _devhub),
     Bench("cloud", ("--seeds", "1"), _cloud),
     Bench("pipeline", ("--frames", "1600", "--paced-frames", "600"), _pipeline),
