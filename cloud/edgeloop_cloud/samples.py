@@ -19,9 +19,9 @@ from typing import Protocol
 import numpy as np
 
 from edgeloop import telemetry
+from edgeloop.blobstore import BlobContainer, BlobInfo
 from edgeloop.telemetry import names
 from edgeloop_cloud.errors import SampleError
-from edgeloop_cloud.storage import BlobContainer, BlobInfo
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from edgeloop.blobstore import (
+    ANY,
     BlobAuthError,
     BlobExistsError,
     BlobNotFoundError,
     BlobUnavailableError,
-    MemoryBlobStore,
+    MemoryContainer,
     parse_sample_blob_name,
     prediction_log_blob_name,
     safe_segment,
@@ -19,30 +20,30 @@ from edgeloop.blobstore import (
 )
 
 
-def test_memory_store_is_create_only_unless_overwrite() -> None:
+def test_memory_container_creates_only_under_if_none_match_any() -> None:
     # given
-    store = MemoryBlobStore()
-    store.put("a", b"1", metadata={"k": "v"})
+    store = MemoryContainer()
+    store.write("a", b"1", metadata={"k": "v"}, if_none_match=ANY)
     # when / then
     with pytest.raises(BlobExistsError):
-        store.put("a", b"2")
-    assert store.get("a") == b"1"
-    store.put("a", b"2", overwrite=True)
+        store.write("a", b"2", if_none_match=ANY)
+    assert store.read("a")[0] == b"1"
+    store.write("a", b"2")
     assert store.info("a").size == 1
-    assert store.get("a") == b"2"
+    assert store.read("a")[0] == b"2"
     store.delete("a")
     with pytest.raises(BlobNotFoundError):
-        store.get("a")
+        store.read("a")
 
 
 @pytest.mark.parametrize(
     ("flag", "error"), [("outage", BlobUnavailableError), ("auth_failure", BlobAuthError)]
 )
 def test_memory_store_simulates_failures(flag: str, error: type[Exception]) -> None:
-    store = MemoryBlobStore()
+    store = MemoryContainer()
     setattr(store, flag, True)
     with pytest.raises(error):
-        store.put("a", b"1")
+        store.write("a", b"1", if_none_match=ANY)
     assert store.blobs == {}
 
 
