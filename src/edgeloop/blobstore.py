@@ -161,7 +161,8 @@ def _translate(exc: Exception, what: str, *, create_only: bool = False) -> BlobS
     """The port's error for an SDK exception; names the operation, never the credential."""
     from azure.core import exceptions as az
 
-    code = str(getattr(exc, "error_code", None) or "")
+    raw_code = getattr(exc, "error_code", None) or ""
+    code = str(getattr(raw_code, "value", raw_code))  # the SDK gives a StorageErrorCode (a str enum)
     status = getattr(exc, "status_code", None)
     detail = (
         f"{what}: {exc.__class__.__name__}" + (f" {status}" if status else "") + (f" {code}" if code else "")

@@ -14,6 +14,8 @@ from edgeloop.blobstore import (
     BlobExistsError,
     BlobNotFoundError,
     BlobUnavailableError,
+    LeaseHeldError,
+    PreconditionFailedError,
 )
 from edgeloop.devtools.azurite import Azurite
 from tests.integration.azurite_fixtures import azurite, container_sas_url  # noqa: F401
@@ -47,6 +49,30 @@ def test_put_is_create_only_and_keeps_metadata(azurite: Azurite) -> None:  # noq
     store.delete("a/b.bin")
     with pytest.raises(BlobNotFoundError):
         store.info("a/b.bin")
+
+
+def test_if_match_and_leases_are_translated(azurite: Azurite) -> None:  # noqa: F811
+    # given
+    store = AzureContainer.from_connection_string(azurite.connection_string, "runs")
+    first = store.write("digits/state.json", b"1")
+    second = store.write("digits/state.json", b"2", if_match=first)
+    lease = store.acquire_lease("digits/lock", duration_s=15)
+    # when / then
+    with pytest.raises(PreconditionFailedError) as stale:
+        store.write("digits/state.json", b"3", if_match=first)
+    assert not isinstance(stale.value, BlobExistsError)
+    assert store.info("digits/state.json").etag == second
+    with pytest.raises(LeaseHeldError):
+        store.write("digits/lock", b"x")
+    with pytest.raises(LeaseHeldError):
+        store.acquire_lease("digits/lock", duration_s=15)
+    store.write("digits/lock", b"mine", lease_id=lease)
+    store.renew_lease("digits/lock", lease)
+    store.release_lease("digits/lock", lease)
+    store.write("digits/lock", b"free")
+    assert (store.exists("digits/lock"), store.exists("digits/nothing")) == (True, False)
+    assert [b.name for b in store.list("digits/")] == ["digits/lock", "digits/state.json"]
+    store.close()
 
 
 def test_wrong_key_and_expired_sas_are_auth_errors_that_never_quote_the_secret(
