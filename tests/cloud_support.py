@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 from edgeloop_cloud.basedata import load_base_set
 from edgeloop_cloud.gate import EvalItem
-from edgeloop_cloud.storage import BlobContainer
 from edgeloop_cloud.training import Example, TrainingParams, default_preprocess, train
 
 from edgeloop import envelope
+from edgeloop.blobstore import BlobContainer
 
 
 @lru_cache(maxsize=8)

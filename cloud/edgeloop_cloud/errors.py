@@ -1,4 +1,4 @@
-"""The cloud side's exceptions (all ``EdgeLoopError``)."""
+"""The cloud side's exceptions (all ``EdgeLoopError``); blob storage errors are ``edgeloop.blobstore``'s."""
 
 from __future__ import annotations
 
@@ -7,22 +7,6 @@ from edgeloop.errors import EdgeLoopError
 
 class CloudError(EdgeLoopError):
     """Base of the cloud side's errors."""
-
-
-class StorageError(CloudError):
-    """Blob storage failed (outage, permissions); the cause is chained."""
-
-
-class BlobNotFoundError(StorageError):
-    """The named blob does not exist."""
-
-
-class PreconditionFailedError(StorageError):
-    """A conditional write lost: the ETag changed, or the blob already exists."""
-
-
-class LeaseHeldError(StorageError):
-    """Another holder has the blob's lease."""
 
 
 class SampleError(CloudError):

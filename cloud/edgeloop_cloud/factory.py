@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from edgeloop import signing
+from edgeloop.blobstore import AzureContainer
 from edgeloop.errors import ConfigError
 from edgeloop_cloud.config import CloudConfig
 from edgeloop_cloud.opener import EnvelopeOpener
 from edgeloop_cloud.pipeline import CloudServices
-from edgeloop_cloud.storage import AzureContainer
 
 
 def _require(env: Mapping[str, str], name: str, what: str) -> str:

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from edgeloop_cloud.storage import BlobContainer
+from edgeloop.blobstore import BlobContainer
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from edgeloop.blobstore import BlobContainer, BlobStoreError
 from edgeloop.clock import Clock, SystemClock
 from edgeloop_cloud import labels as labels_mod
 from edgeloop_cloud.basedata import load_base_set
@@ -25,7 +26,6 @@ from edgeloop_cloud.gate import EvalItem, Evaluation, GateDecision, decide, eval
 from edgeloop_cloud.registry import Champion, Registry
 from edgeloop_cloud.runs import Run, RunLedger, make_run_id
 from edgeloop_cloud.samples import SampleOpener, SampleRef, decode_image, fetch_plaintext, find_samples
-from edgeloop_cloud.storage import BlobContainer
 from edgeloop_cloud.training import Example, default_preprocess, in_holdout, train
 from edgeloop_cloud.trigger import TriggerDecision, TriggerFacts, evaluate_policy
 
@@ -182,7 +182,7 @@ def _load_examples(svc: CloudServices, inventory: Inventory) -> tuple[list[Examp
         try:
             plaintext = fetch_plaintext(svc.data, ref, svc.opener)
             image = decode_image(plaintext, sample_id=sample_id)
-        except (SampleError, CloudError) as exc:
+        except (SampleError, CloudError, BlobStoreError) as exc:
             skipped.append({"sample_id": sample_id, "blob": ref.blob_name, "reason": str(exc)})
             continue
         sha = hashlib.sha256(plaintext).hexdigest()
@@ -248,7 +248,7 @@ def execute_run(
 def _champion_eval(svc: CloudServices, champion: Champion, items: list[EvalItem]) -> Evaluation:
     try:
         model = svc.registry.read_model(champion.name, champion.version)
-    except CloudError as exc:
+    except (CloudError, BlobStoreError) as exc:
         return Evaluation(loaded=False, error=str(exc))
     return _evaluate(svc, model, items)
 
@@ -337,7 +337,7 @@ def gate_version(svc: CloudServices, version: str) -> PassOutcome:
             items.append(
                 EvalItem(decode_image(fetch_plaintext(svc.data, ref, svc.opener)), held["label"], "new")
             )
-        except CloudError as exc:
+        except (CloudError, BlobStoreError) as exc:
             missing.append(f"{held['sample_id']}: {exc}")
     candidate_eval = _evaluate(svc, model, items)
     champion_eval = _champion_eval(svc, champion, items) if champion else None

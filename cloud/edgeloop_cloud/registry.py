@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeloop import signing
+from edgeloop.blobstore import ANY, BlobContainer, BlobNotFoundError, PreconditionFailedError
 from edgeloop.clock import Clock, SystemClock
-from edgeloop_cloud.errors import BlobNotFoundError, PreconditionFailedError, RegistryError
-from edgeloop_cloud.storage import ANY, BlobContainer
+from edgeloop_cloud.errors import RegistryError
 
 log = logging.getLogger(__name__)
 

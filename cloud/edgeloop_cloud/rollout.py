@@ -27,10 +27,10 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgeloop.blobstore import BlobContainer
 from edgeloop.clock import Clock, SystemClock
 from edgeloop_cloud.errors import RolloutError
 from edgeloop_cloud.registry import Champion, Registry
-from edgeloop_cloud.storage import BlobContainer
 
 log = logging.getLogger(__name__)
 

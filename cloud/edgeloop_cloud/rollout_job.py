@@ -12,7 +12,7 @@ import json
 import logging
 from typing import Any
 
-from edgeloop_cloud.errors import BlobNotFoundError
+from edgeloop.blobstore import BlobNotFoundError
 from edgeloop_cloud.pipeline import CloudServices
 from edgeloop_cloud.rollout import RolloutController, RolloutState, TwinService, desired_model, state_recorder
 

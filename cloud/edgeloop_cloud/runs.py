@@ -21,9 +21,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from edgeloop.blobstore import (
+    ANY,
+    BlobContainer,
+    BlobNotFoundError,
+    LeaseHeldError,
+    PreconditionFailedError,
+)
 from edgeloop.clock import Clock, SystemClock
-from edgeloop_cloud.errors import BlobNotFoundError, LeaseHeldError, PreconditionFailedError
-from edgeloop_cloud.storage import ANY, BlobContainer
 
 log = logging.getLogger(__name__)
 

@@ -19,17 +19,13 @@ from typing import Protocol
 import numpy as np
 
 from edgeloop import telemetry
+from edgeloop.blobstore import BlobContainer, BlobInfo, parse_sample_blob_name
 from edgeloop.telemetry import names
 from edgeloop_cloud.errors import SampleError
-from edgeloop_cloud.storage import BlobContainer, BlobInfo
 
 log = logging.getLogger(__name__)
 
-_SAMPLE_NAME = re.compile(
-    r"^(?P<model>[^/]+)/(?P<version>[^/]+)/(?P<yyyy>\d{4})/(?P<mm>\d{2})/(?P<dd>\d{2})/"
-    r"(?P<device>[^/]+)/(?P<file>[^/]+)$"
-)
-SEALED_SUFFIX = ".elenv"
+_DAY = re.compile(r"\d{4}/\d{2}/\d{2}")
 _NOT_SAMPLES = ("predictions/", "labels/", "labelling/", "summaries/")
 #: Blob metadata keys the uploader sets (Azure lower-cases metadata names).
 META_PLAINTEXT_SHA256 = "plaintext_sha256"
@@ -75,17 +71,21 @@ class SampleRef:
 
 def parse_sample_name(info: BlobInfo) -> SampleRef | None:
     """The sample a blob holds, or None for sidecars, labels and anything else."""
-    match = _SAMPLE_NAME.match(info.name)
-    if match is None or not info.name.endswith(SEALED_SUFFIX) or info.name.startswith(_NOT_SAMPLES):
+    if info.name.startswith(_NOT_SAMPLES) or "" in info.name.split("/"):
         return None
-    file_name = match["file"]
+    try:
+        parts = parse_sample_blob_name(info.name)
+    except ValueError:
+        return None
+    if not _DAY.fullmatch(parts.day):
+        return None
     return SampleRef(
-        sample_id=file_name.split(".", 1)[0],
+        sample_id=parts.sample_id,
         blob_name=info.name,
-        model=match["model"],
-        model_version=match["version"],
-        device=match["device"],
-        day=f"{match['yyyy']}-{match['mm']}-{match['dd']}",
+        model=parts.model,
+        model_version=parts.version,
+        device=parts.device_id,
+        day=parts.day.replace("/", "-"),
         metadata={k.lower(): v for k, v in info.metadata.items()},
     )
 

@@ -8,11 +8,14 @@ import time
 import pytest
 
 from edgeloop.blobstore import (
-    AzureBlobStore,
+    ANY,
+    AzureContainer,
     BlobAuthError,
     BlobExistsError,
     BlobNotFoundError,
     BlobUnavailableError,
+    LeaseHeldError,
+    PreconditionFailedError,
 )
 from edgeloop.devtools.azurite import Azurite
 from tests.integration.azurite_fixtures import azurite, container_sas_url  # noqa: F401
@@ -22,54 +25,85 @@ pytestmark = pytest.mark.integration
 
 def test_put_is_create_only_and_keeps_metadata(azurite: Azurite) -> None:  # noqa: F811
     # given
-    store = AzureBlobStore.from_credential(azurite.connection_string, container="data")
+    store = AzureContainer.from_credential(azurite.connection_string, container="data")
     store.ensure_container()
     store.ensure_container()  # idempotent
     # when
-    store.put("a/b.bin", io.BytesIO(b"one"), length=3, metadata={"key_id": "k1"}, content_type="x/y")
+    store.write(
+        "a/b.bin",
+        io.BytesIO(b"one"),
+        length=3,
+        metadata={"key_id": "k1"},
+        content_type="x/y",
+        if_none_match=ANY,
+    )
     # then
     with pytest.raises(BlobExistsError):
-        store.put("a/b.bin", b"two")
+        store.write("a/b.bin", b"two", if_none_match=ANY)
     info = store.info("a/b.bin")
     assert (info.size, info.metadata, info.content_type) == (3, {"key_id": "k1"}, "x/y")
-    assert store.get("a/b.bin") == b"one"
+    assert store.read("a/b.bin")[0] == b"one"
     assert [b.name for b in store.list("a/")] == ["a/b.bin"]
-    store.put("a/b.bin", b"two", overwrite=True)
-    assert store.get("a/b.bin") == b"two"
+    store.write("a/b.bin", b"two")
+    assert store.read("a/b.bin")[0] == b"two"
     store.delete("a/b.bin")
     with pytest.raises(BlobNotFoundError):
         store.info("a/b.bin")
+
+
+def test_if_match_and_leases_are_translated(azurite: Azurite) -> None:  # noqa: F811
+    # given
+    store = AzureContainer.from_connection_string(azurite.connection_string, "runs")
+    first = store.write("digits/state.json", b"1")
+    second = store.write("digits/state.json", b"2", if_match=first)
+    lease = store.acquire_lease("digits/lock", duration_s=15)
+    # when / then
+    with pytest.raises(PreconditionFailedError) as stale:
+        store.write("digits/state.json", b"3", if_match=first)
+    assert not isinstance(stale.value, BlobExistsError)
+    assert store.info("digits/state.json").etag == second
+    with pytest.raises(LeaseHeldError):
+        store.write("digits/lock", b"x")
+    with pytest.raises(LeaseHeldError):
+        store.acquire_lease("digits/lock", duration_s=15)
+    store.write("digits/lock", b"mine", lease_id=lease)
+    store.renew_lease("digits/lock", lease)
+    store.release_lease("digits/lock", lease)
+    store.write("digits/lock", b"free")
+    assert (store.exists("digits/lock"), store.exists("digits/nothing")) == (True, False)
+    assert [b.name for b in store.list("digits/")] == ["digits/lock", "digits/state.json"]
+    store.close()
 
 
 def test_wrong_key_and_expired_sas_are_auth_errors_that_never_quote_the_secret(
     azurite: Azurite,  # noqa: F811
 ) -> None:
     # given
-    good = AzureBlobStore.from_credential(azurite.connection_string, container="data")
+    good = AzureContainer.from_credential(azurite.connection_string, container="data")
     good.ensure_container()
     wrong = azurite.connection_string.replace("AccountKey=Eby8", "AccountKey=AAAA")
     sas = container_sas_url(azurite, "data", expires_in=1)
     time.sleep(2.5)
     # when / then
     for credential in (wrong, sas):
-        store = AzureBlobStore.from_credential(credential, container="data")
+        store = AzureContainer.from_credential(credential, container="data")
         with pytest.raises(BlobAuthError) as caught:
-            store.put("x.bin", b"x")
+            store.write("x.bin", b"x", if_none_match=ANY)
         assert "sig=" not in str(caught.value)
         assert "AccountKey" not in str(caught.value)
 
 
 def test_stopped_storage_is_unavailable(azurite: Azurite) -> None:  # noqa: F811
     # given
-    store = AzureBlobStore.from_credential(azurite.connection_string, container="data", retry_total=0)
+    store = AzureContainer.from_credential(azurite.connection_string, container="data", retry_total=0)
     store.ensure_container()
     azurite.stop()
     # when / then
     with pytest.raises(BlobUnavailableError):
-        store.put("x.bin", b"x")
+        store.write("x.bin", b"x", if_none_match=ANY)
 
 
 def test_a_credential_that_is_neither_form_is_refused_without_quoting_it() -> None:
     with pytest.raises(BlobAuthError) as caught:
-        AzureBlobStore.from_credential("not-a-credential-s3cr3t")
+        AzureContainer.from_credential("not-a-credential-s3cr3t")
     assert "s3cr3t" not in str(caught.value)

@@ -23,9 +23,9 @@ from edgeloop_cloud.pipeline import CloudServices, run_trigger_once
 from edgeloop_cloud.registry import Registry
 from edgeloop_cloud.rollout import desired_model
 from edgeloop_cloud.runs import RunLedger
-from edgeloop_cloud.storage import AzureContainer
 
 from edgeloop import envelope, signing
+from edgeloop.blobstore import AzureContainer
 from edgeloop.demo.scenario import ScenarioConfig, build
 from edgeloop.devtools.azurite import Azurite
 from edgeloop.keys import KeySet, init_keys

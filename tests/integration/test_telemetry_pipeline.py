@@ -13,7 +13,7 @@ import pytest
 from edgeloop_capture.testing import write_images
 from prometheus_client.parser import text_string_to_metric_families
 
-from edgeloop.blobstore import AzureBlobStore
+from edgeloop.blobstore import AzureContainer
 from edgeloop.devhub.testing import HubProcess, ModuleProcess
 from edgeloop.devtools.azurite import Azurite
 from edgeloop.telemetry import names
@@ -177,7 +177,7 @@ def test_one_sample_makes_one_trace_through_every_stage(pipeline: Pipeline) -> N
     assert spans["select"].attributes[names.ATTR_SELECTED] is True
 
     # and: the blob's metadata hands the trace to the cloud from the upload span
-    store = AzureBlobStore.from_credential(pipeline.azurite.connection_string, container="data")
+    store = AzureContainer.from_credential(pipeline.azurite.connection_string, container="data")
     metadata = store.info(notices[0]["blob_name"]).metadata
     assert spans["upload"].is_named_by(metadata["traceparent"])
 

@@ -20,7 +20,7 @@ from edgeloop_uploader.module import UploaderModule
 from edgeloop_uploader.sources import Credential
 from edgeloop_uploader.storage import azure_store_factory
 
-from edgeloop.blobstore import AzureBlobStore, BlobStore, parse_sample_blob_name
+from edgeloop.blobstore import AzureContainer, BlobContainer, parse_sample_blob_name
 from edgeloop.contracts import UploadedNotice
 from edgeloop.devtools.azurite import Azurite
 from edgeloop.envelope import (
@@ -67,7 +67,7 @@ class Running:
         self.thread = threading.Thread(target=self.runtime.run)
 
     @staticmethod
-    def _factory(credential: Credential, config: UploaderConfig) -> BlobStore:
+    def _factory(credential: Credential, config: UploaderConfig) -> BlobContainer:
         store = azure_store_factory(credential, config)
         return store
 
@@ -91,15 +91,15 @@ def _desired(**extra: Any) -> dict[str, Any]:
     return {"encryption": {"public_key_pem": public_pem(0)}, "retry": FAST_RETRY, **extra}
 
 
-def _store(server: Azurite) -> AzureBlobStore:
-    return AzureBlobStore.from_credential(server.connection_string, container="data")
+def _store(server: Azurite) -> AzureContainer:
+    return AzureContainer.from_credential(server.connection_string, container="data")
 
 
-def _open(store: BlobStore, name: str, ring: PrivateKeyring | None = None) -> bytes:
+def _open(store: BlobContainer, name: str, ring: PrivateKeyring | None = None) -> bytes:
     parts = parse_sample_blob_name(name)
     info = store.info(name)
     expected = EnvelopeContext(parts.sample_id, parts.device_id, info.metadata["content_type"])
-    return open_bytes(store.get(name), keyring=ring or keyring(0), expected=expected)
+    return open_bytes(store.read(name)[0], keyring=ring or keyring(0), expected=expected)
 
 
 @pytest.fixture
@@ -126,18 +126,18 @@ def test_round_trip_and_tamper_and_swap_detection(
         meta = store.info(names[sample_id]).metadata
         assert meta["sample_id"] == sample_id
         assert meta["device_id"] == "dev-1"
-        sidecar = json.loads(store.get(names[sample_id].replace(".jpg.elenv", ".json")))
+        sidecar = json.loads(store.read(names[sample_id].replace(".jpg.elenv", ".json"))[0])
         assert sidecar["key_id"] == meta["key_id"]
     # tamper: one byte flipped in the stored blob
     a, b = names["01S000"], names["01S001"]
-    tampered = bytearray(store.get(a))
+    tampered = bytearray(store.read(a)[0])
     tampered[len(tampered) // 2] ^= 0x40
-    store.put(a, bytes(tampered), overwrite=True, metadata=store.info(a).metadata)
+    store.write(a, bytes(tampered), metadata=store.info(a).metadata)
     with pytest.raises(EnvelopeIntegrityError):
         _open(store, a)
     # swap: B's bytes (and metadata) copied over C's name
     c = names["01S002"]
-    store.put(c, store.get(b), overwrite=True, metadata=store.info(b).metadata)
+    store.write(c, store.read(b)[0], metadata=store.info(b).metadata)
     with pytest.raises(EnvelopeContextError):
         _open(store, c)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from edgeloop.blobstore import AzureBlobStore, parse_sample_blob_name
+from edgeloop.blobstore import AzureContainer, parse_sample_blob_name
 from edgeloop.devtools.azurite import Azurite
 from edgeloop.envelope import EnvelopeContext, open_bytes
 from tests.integration.azurite_fixtures import azurite  # noqa: F401
@@ -95,12 +95,12 @@ def test_the_uploader_module_under_the_dev_hub_ships_sealed_samples_and_announce
         assert notice["traceparent"] == trace(sample_id)
         assert notice["plaintext_sha256"] == digests[sample_id]
     # and the blobs open to the originals
-    store = AzureBlobStore.from_credential(azurite.connection_string, container="data")
+    store = AzureContainer.from_credential(azurite.connection_string, container="data")
     for sample_id, notice in bodies.items():
         name = notice["blob_name"]
         parts = parse_sample_blob_name(name)
         expected = EnvelopeContext(parts.sample_id, parts.device_id, "image/jpeg")
-        plain = open_bytes(store.get(name), keyring=keyring(0), expected=expected)
+        plain = open_bytes(store.read(name)[0], keyring=keyring(0), expected=expected)
         assert hashlib.sha256(plain).hexdigest() == digests[sample_id]
     # and the prediction log arrives, the queue drains, the methods answer
     wait_for(lambda: any(b.name.startswith("predictions/") for b in store.list()), what="prediction log")
@@ -141,7 +141,7 @@ def test_sigkill_mid_upload_under_the_dev_hub_then_restart_delivers_every_sample
     wait_for(lambda: sum(states().values()) == 30 and states()["done"] >= 2, what="accepted, uploads begun")
     # when: killed with SIGKILL while uploads are under way, then started again
     first.kill()
-    store = AzureBlobStore.from_credential(azurite.connection_string, container="data")
+    store = AzureContainer.from_credential(azurite.connection_string, container="data")
     before = [b.name for b in store.list() if b.name.endswith(".elenv")]
     assert len(before) < 30, "the kill came too late to interrupt anything"
     module_process(hub, "uploader", env=env)
@@ -155,6 +155,6 @@ def test_sigkill_mid_upload_under_the_dev_hub_then_restart_delivers_every_sample
     for name in sealed:
         parts = parse_sample_blob_name(name)
         expected = EnvelopeContext(parts.sample_id, parts.device_id, "image/jpeg")
-        plain = open_bytes(store.get(name), keyring=keyring(0), expected=expected)
+        plain = open_bytes(store.read(name)[0], keyring=keyring(0), expected=expected)
         assert hashlib.sha256(plain).hexdigest() == digests[parts.sample_id]
     assert states()["quarantined"] == 0

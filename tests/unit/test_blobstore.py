@@ -1,49 +1,131 @@
-"""The in-memory blob store and the data container layout."""
+"""The in-memory blob container (conditional writes, leases, outages) and the data container layout."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from edgeloop.blobstore import (
+    ANY,
     BlobAuthError,
     BlobExistsError,
     BlobNotFoundError,
     BlobUnavailableError,
-    MemoryBlobStore,
+    LeaseHeldError,
+    MemoryContainer,
+    PreconditionFailedError,
     parse_sample_blob_name,
     prediction_log_blob_name,
     safe_segment,
     sample_blob_name,
 )
+from edgeloop.clock import FakeClock
 
 
-def test_memory_store_is_create_only_unless_overwrite() -> None:
+def test_memory_container_creates_only_under_if_none_match_any() -> None:
     # given
-    store = MemoryBlobStore()
-    store.put("a", b"1", metadata={"k": "v"})
+    store = MemoryContainer()
+    store.write("a", b"1", metadata={"k": "v"}, if_none_match=ANY)
     # when / then
     with pytest.raises(BlobExistsError):
-        store.put("a", b"2")
-    assert store.get("a") == b"1"
-    store.put("a", b"2", overwrite=True)
+        store.write("a", b"2", if_none_match=ANY)
+    assert store.read("a")[0] == b"1"
+    store.write("a", b"2")
     assert store.info("a").size == 1
-    assert store.get("a") == b"2"
+    assert store.read("a")[0] == b"2"
     store.delete("a")
     with pytest.raises(BlobNotFoundError):
-        store.get("a")
+        store.read("a")
 
 
 @pytest.mark.parametrize(
     ("flag", "error"), [("outage", BlobUnavailableError), ("auth_failure", BlobAuthError)]
 )
 def test_memory_store_simulates_failures(flag: str, error: type[Exception]) -> None:
-    store = MemoryBlobStore()
+    store = MemoryContainer()
     setattr(store, flag, True)
     with pytest.raises(error):
-        store.put("a", b"1")
+        store.write("a", b"1", if_none_match=ANY)
     assert store.blobs == {}
+
+
+def test_memory_container_replaces_only_the_version_named_by_if_match() -> None:
+    # given
+    store = MemoryContainer("models")
+    first = store.write("alias", b"v1")
+    second = store.write("alias", b"v2", if_match=first)
+    # when / then: the stale ETag loses, a create-only write is a precondition failure too
+    with pytest.raises(PreconditionFailedError):
+        store.write("alias", b"v3", if_match=first)
+    with pytest.raises(PreconditionFailedError):
+        store.write("alias", b"v3", if_none_match=ANY)
+    assert second != first
+    assert store.read("alias") == (b"v2", store.info("alias"))
+    assert store.info("alias").etag == second
+
+
+def test_memory_container_leases_block_other_writers_until_released_or_expired() -> None:
+    # given
+    clock = FakeClock()
+    store = MemoryContainer("runs", clock=clock)
+    lease = store.acquire_lease("lock", duration_s=15)
+    # when / then: the blob was created empty; only the holder writes
+    assert store.read("lock")[0] == b""
+    with pytest.raises(LeaseHeldError):
+        store.write("lock", b"x")
+    with pytest.raises(LeaseHeldError):
+        store.acquire_lease("lock", duration_s=15)
+    store.write("lock", b"mine", lease_id=lease)
+    clock.advance(10)
+    store.renew_lease("lock", lease)
+    clock.advance(10)
+    with pytest.raises(LeaseHeldError):
+        store.write("lock", b"x")
+    clock.advance(6)
+    with pytest.raises(LeaseHeldError):
+        store.renew_lease("lock", lease)
+    again = store.acquire_lease("lock", duration_s=-1)
+    store.release_lease("lock", again)
+    store.write("lock", b"free")
+    assert store.read("lock")[0] == b"free"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: s.write("a", b"1"),
+        lambda s: s.read("a"),
+        lambda s: s.info("a"),
+        lambda s: s.exists("a"),
+        lambda s: list(s.list("")),
+        lambda s: s.delete("a"),
+        lambda s: s.acquire_lease("a", duration_s=15),
+        lambda s: s.ensure_container(),
+    ],
+)
+def test_memory_outage_fails_every_remote_operation(
+    call: Callable[[MemoryContainer], object],
+) -> None:
+    # given
+    store = MemoryContainer()
+    store.write("a", b"1")
+    store.outage = True
+    # when / then
+    with pytest.raises(BlobUnavailableError):
+        call(store)
+    store.outage = False
+    assert store.read("a")[0] == b"1"
+
+
+def test_memory_read_url_is_read_only_and_expires() -> None:
+    # given
+    store = MemoryContainer("models", clock=FakeClock(datetime(2026, 1, 5, 12, 0, tzinfo=UTC)))
+    # when / then
+    assert store.read_url("d/v1/model.onnx", expires_in=timedelta(hours=2)) == (
+        "memory://models/d/v1/model.onnx?sp=r&se=2026-01-05T14:00:00Z"
+    )
 
 
 def test_sample_names_are_deterministic_and_parse_back() -> None:

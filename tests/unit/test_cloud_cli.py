@@ -10,9 +10,9 @@ from edgeloop_cloud.registry import Registry
 from edgeloop_cloud.rollout import MemoryTwinService
 from edgeloop_cloud.rollout_job import rollout_step
 from edgeloop_cloud.samples import SampleRef
-from edgeloop_cloud.storage import MemoryContainer
 
 from edgeloop import signing
+from edgeloop.blobstore import MemoryContainer
 from edgeloop.cli import main
 from edgeloop.clock import FakeClock
 

@@ -13,11 +13,11 @@ from edgeloop_cloud.errors import SampleError
 from edgeloop_cloud.gate import GateConfig
 from edgeloop_cloud.pipeline import CloudServices, gate_version, run_trigger_once
 from edgeloop_cloud.samples import SampleRef
-from edgeloop_cloud.storage import BlobContainer, MemoryContainer
 from edgeloop_cloud.training import TrainingParams
 from edgeloop_cloud.trigger import TriggerPolicy
 
 from edgeloop import signing
+from edgeloop.blobstore import BlobContainer, MemoryContainer
 from edgeloop.clock import FakeClock
 from edgeloop.demo.scenario import ScenarioConfig, build
 

@@ -6,11 +6,11 @@ import hashlib
 import threading
 
 import pytest
-from edgeloop_cloud.errors import PreconditionFailedError, RegistryError
+from edgeloop_cloud.errors import RegistryError
 from edgeloop_cloud.registry import Registry
-from edgeloop_cloud.storage import MemoryContainer
 
 from edgeloop import signing
+from edgeloop.blobstore import MemoryContainer, PreconditionFailedError
 
 KEY = signing.generate_private_key()
 

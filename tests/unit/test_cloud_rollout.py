@@ -14,9 +14,9 @@ from edgeloop_cloud.rollout import (
     device_state,
     layered_deployment,
 )
-from edgeloop_cloud.storage import MemoryContainer
 
 from edgeloop import signing
+from edgeloop.blobstore import MemoryContainer
 from edgeloop.clock import FakeClock
 
 KEY = signing.generate_private_key()

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from edgeloop_cloud.runs import RunLedger, make_run_id
-from edgeloop_cloud.storage import MemoryContainer
 from edgeloop_cloud.trigger import TriggerFacts, TriggerPolicy, evaluate_policy
 
+from edgeloop.blobstore import MemoryContainer
 from edgeloop.clock import FakeClock
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from edgeloop_capture.observe import CaptureSpan
 from edgeloop_cloud.samples import SampleRef, fetch_plaintext
-from edgeloop_cloud.storage import MemoryContainer
 from edgeloop_inference import observe as inference_observe
 from edgeloop_uploader import observe as uploader_observe
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from edgeloop import telemetry
+from edgeloop.blobstore import MemoryContainer
 from edgeloop.contracts import FrameRef
 from edgeloop.telemetry import names
 from tests.filter_helpers import prediction

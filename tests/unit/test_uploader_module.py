@@ -15,7 +15,7 @@ from edgeloop_uploader.config import UploaderConfig
 from edgeloop_uploader.module import UploaderModule
 from edgeloop_uploader.sources import Credential
 
-from edgeloop.blobstore import BlobStore, MemoryBlobStore
+from edgeloop.blobstore import BlobContainer, MemoryContainer
 from edgeloop.contracts import UploadedNotice
 from edgeloop.runtime import ModuleRuntime
 from edgeloop.runtime.fake import FakeHubClient
@@ -35,7 +35,7 @@ class Running:
     def __init__(self, tmp_path: Path, desired: dict[str, Any]) -> None:
         self.samples = tmp_path / "samples"
         self.samples.mkdir()
-        self.store = MemoryBlobStore()
+        self.store = MemoryContainer()
         self.credentials: list[Credential] = []
         self.hub = FakeHubClient(desired)
         self.module = UploaderModule(
@@ -47,7 +47,7 @@ class Running:
         self.runtime = ModuleRuntime(self.module, client=self.hub, device_id="dev-1", tick_interval=0.05)
         self.thread = threading.Thread(target=self.runtime.run)
 
-    def _factory(self, credential: Credential, _config: UploaderConfig) -> BlobStore:
+    def _factory(self, credential: Credential, _config: UploaderConfig) -> BlobContainer:
         self.credentials.append(credential)
         return self.store
 

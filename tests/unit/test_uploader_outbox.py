@@ -14,7 +14,7 @@ from edgeloop_uploader.backoff import backoff_delay
 from edgeloop_uploader.config import RetryConfig
 from edgeloop_uploader.outbox import DONE, QUARANTINED, QUEUED, UPLOADING
 
-from edgeloop.blobstore import BlobStoreError
+from edgeloop.blobstore import ANY, BlobStoreError
 from edgeloop.contracts import UploadedNotice
 from edgeloop.envelope import read_header
 from tests.unit.uploader_support import TRACEPARENT, Harness, key_id, keyring, public_pem, selected
@@ -193,7 +193,7 @@ def test_a_different_blob_at_the_name_is_never_overwritten(h: Harness) -> None:
     # given
     h.uploader.accept_selected(selected(h.samples, "01S1"))
     name = "digits/3/2026/01/05/dev-1/01S1.jpg.elenv"
-    h.store.put(name, b"someone else's", metadata={"blob_sha256": "0" * 64})
+    h.store.write(name, b"someone else's", metadata={"blob_sha256": "0" * 64}, if_none_match=ANY)
     # when
     h.pump()
     # then

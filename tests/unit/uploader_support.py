@@ -14,7 +14,7 @@ from edgeloop_uploader.config import UploaderConfig
 from edgeloop_uploader.service import Uploader
 from edgeloop_uploader.sources import Credential
 
-from edgeloop.blobstore import BlobStore, MemoryBlobStore
+from edgeloop.blobstore import BlobContainer, MemoryContainer
 from edgeloop.clock import FakeClock
 from edgeloop.contracts import FrameRef, LabelScore, Prediction, SelectedSample, UploadedNotice
 from edgeloop.envelope import EnvelopeContext, PrivateKeyring, PublicKey, generate_private_key, open_bytes
@@ -99,7 +99,7 @@ class Harness:
         self.samples.mkdir(parents=True, exist_ok=True)
         self.outbox = tmp_path / "outbox"
         self.clock = FakeClock()
-        self.store = MemoryBlobStore()
+        self.store = MemoryContainer()
         self.credentials: list[Credential] = []
         self.notices: list[UploadedNotice] = []
         doc: dict[str, Any] = {"retry": {"initial_backoff_s": 1.0, "max_backoff_s": 8.0, "max_attempts": 3}}
@@ -115,7 +115,7 @@ class Harness:
         self.uploader.configure(self.config, None)
         self.uploader.recover()
 
-    def _factory(self, credential: Credential, _config: UploaderConfig) -> BlobStore:
+    def _factory(self, credential: Credential, _config: UploaderConfig) -> BlobContainer:
         self.credentials.append(credential)
         return self.store
 

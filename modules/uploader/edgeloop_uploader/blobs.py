@@ -9,7 +9,7 @@ import logging
 import re
 from typing import Any
 
-from edgeloop.blobstore import BlobAuthError, BlobExistsError, BlobStore
+from edgeloop.blobstore import ANY, BlobAuthError, BlobContainer, BlobExistsError
 from edgeloop.envelope import VERSION as ENVELOPE_VERSION
 from edgeloop_uploader.outbox import Entry
 
@@ -86,7 +86,9 @@ def sidecar_metadata(entry: Entry, sidecar: bytes) -> dict[str, str]:
     }
 
 
-def put_once(store: BlobStore, name: str, data: bytes, metadata: dict[str, str], content_type: str) -> str:
+def put_once(
+    store: BlobContainer, name: str, data: bytes, metadata: dict[str, str], content_type: str
+) -> str:
     """Create-only write. Returns ``"written"``, or ``"already_present"`` when an identical blob
     (an earlier try, cut off before it was recorded) is there, or ``"already_present_unverified"``
     when the credential cannot read it back (a create-only SAS): the deterministic name is then
@@ -97,7 +99,9 @@ def put_once(store: BlobStore, name: str, data: bytes, metadata: dict[str, str],
         BlobStoreError: the write failed.
     """
     try:
-        store.put(name, data, length=len(data), metadata=metadata, content_type=content_type)
+        store.write(
+            name, data, length=len(data), metadata=metadata, content_type=content_type, if_none_match=ANY
+        )
         return "written"
     except BlobExistsError:
         pass

@@ -1,7 +1,7 @@
 """The uploader's work, apart from the hub: accept, claim, seal, budget, upload, report.
 
 ``Uploader`` is driven by the module (inputs, ticks, methods on the runtime thread; uploads on
-worker threads) and by tests directly with a ``FakeClock`` and a ``MemoryBlobStore``.
+worker threads) and by tests directly with a ``FakeClock`` and a ``MemoryContainer``.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import Any, BinaryIO
 
 from edgeloop.blobstore import (
     BlobAuthError,
+    BlobContainer,
     BlobNotFoundError,
-    BlobStore,
     BlobUnavailableError,
     SampleBlobName,
     prediction_log_blob_name,
@@ -654,13 +654,13 @@ class Uploader:
             raise CorruptEntryError("sealed file damaged on disk (sha256 differs from when it was sealed)")
         return data
 
-    def _ship(self, store: BlobStore, entry: Entry) -> None:
+    def _ship(self, store: BlobContainer, entry: Entry) -> None:
         started = time.perf_counter()
         with observe.upload_span(entry.id, entry.blob_name, entry.info.get("traceparent")) as stage:
             self._ship_traced(store, entry, stage.traceparent)
         observe.record_upload(time.perf_counter() - started)
 
-    def _ship_traced(self, store: BlobStore, entry: Entry, traceparent: str | None) -> None:
+    def _ship_traced(self, store: BlobContainer, entry: Entry, traceparent: str | None) -> None:
         data = self._read_sealed(entry)
         metadata = blobs.envelope_metadata(entry, self.device_id)
         if traceparent:  # the cloud continues the trace from the upload

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from edgeloop.blobstore import AzureBlobStore, BlobAuthError, BlobStore, BlobStoreError
+from edgeloop.blobstore import AzureContainer, BlobAuthError, BlobContainer, BlobStoreError
 from edgeloop.clock import Clock
 from edgeloop_uploader.backoff import backoff_delay
 from edgeloop_uploader.config import UploaderConfig
@@ -17,12 +17,12 @@ from edgeloop_uploader.sources import Credential, resolve_credential
 
 log = logging.getLogger(__name__)
 
-StoreFactory = Callable[[Credential, UploaderConfig], BlobStore]
+StoreFactory = Callable[[Credential, UploaderConfig], BlobContainer]
 
 
-def azure_store_factory(credential: Credential, config: UploaderConfig) -> BlobStore:
+def azure_store_factory(credential: Credential, config: UploaderConfig) -> BlobContainer:
     # No SDK-level retries: the outbox owns the retry schedule (the SDK's would wait 15 s and more).
-    return AzureBlobStore.from_credential(
+    return AzureContainer.from_credential(
         credential.secret,
         container=config.storage.container,
         read_timeout=config.storage.timeout_s,
@@ -43,7 +43,7 @@ class StorageLink:
         self.env_credential = env_credential
         self.config = UploaderConfig()
         self._lock = threading.Lock()
-        self._store: BlobStore | None = None
+        self._store: BlobContainer | None = None
         self._credential: Credential | None = None
         self._override: Credential | None = None
         self._failures = 0
@@ -91,17 +91,17 @@ class StorageLink:
                 return
             self._install(store, credential)
 
-    def _install(self, store: BlobStore, credential: Credential) -> None:
+    def _install(self, store: BlobContainer, credential: Credential) -> None:
         self._store, self._credential = store, credential
         self._failures, self._retry_at, self.error = 0, 0.0, None
-        log.info("storage: %s from %s, container %s", credential.kind, credential.source, store.container)
+        log.info("storage: %s from %s, container %s", credential.kind, credential.source, store.name)
         if self.config.storage.create_container and credential.kind == "connection_string":
             try:
                 store.ensure_container()
             except BlobStoreError as exc:
-                log.warning("could not create container %s: %s", store.container, exc)
+                log.warning("could not create container %s: %s", store.name, exc)
 
-    def ready(self) -> BlobStore | None:
+    def ready(self) -> BlobContainer | None:
         """The store, unless there is none or the shared backoff is running."""
         with self._lock:
             if self._store is None or self.clock.monotonic() < self._retry_at:
@@ -133,7 +133,7 @@ class StorageLink:
         with self._lock:
             return {
                 "credential": self._credential.describe() if self._credential else None,
-                "container": self._store.container if self._store else None,
+                "container": self._store.name if self._store else None,
                 "error": self.error,
                 "retry_in_s": round(max(0.0, self._retry_at - self.clock.monotonic()), 1),
             }

@@ -14,10 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-log = logging.getLogger(__name__)
+from edgeloop.blobstore import SIDECAR_SUFFIX, BlobContainer
 
-SIDECAR_SUFFIX = ".json"
-SEALED_SUFFIX = ".elenv"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,10 +28,10 @@ class Labeller:
     unknown: dict[str, str] = field(default_factory=dict)
     rounds: int = 0
 
-    def label_new(self, container: Any) -> int:
+    def label_new(self, container: BlobContainer) -> int:
         """Label every uploaded sample not labelled yet; returns how many were labelled.
 
-        ``container`` is the cloud's blob container port over the data container.
+        ``container`` is the data container.
         """
         new: dict[str, str] = {}
         for info in container.list(""):

@@ -243,9 +243,9 @@ class DemoRun:
         from edgeloop_cloud.config import CloudConfig
         from edgeloop_cloud.opener import EnvelopeOpener
         from edgeloop_cloud.pipeline import CloudServices
-        from edgeloop_cloud.storage import AzureContainer
 
         from edgeloop import signing
+        from edgeloop.blobstore import AzureContainer
 
         rounds_wanted = 3
         config = CloudConfig.model_validate(
