@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,18 +11,9 @@ from edgeloop_capture.testing import write_images, write_video
 from edgeloop.devhub.testing import HubProcess
 from tests.integration.conftest import HubFactory, ModuleFactory
 from tests.integration.modules.manifests import manifest
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def upstream_frames(hub: HubProcess) -> list[dict[str, Any]]:

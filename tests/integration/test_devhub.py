@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from edgeloop.devhub.testing import HubProcess
 from tests.conftest import REPO_ROOT, subprocess_env
 from tests.integration.conftest import HubFactory, ModuleFactory
 from tests.integration.modules.manifests import PROBE, manifest, route
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -24,16 +24,6 @@ def records(path: Path, event: str = "input") -> list[dict[str, Any]]:
         return []
     lines = path.read_text(encoding="utf-8").splitlines()
     return [e for e in (json.loads(line) for line in lines if line.strip()) if e["event"] == event]
-
-
-def wait_for(predicate: Any, timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def start_probe(module_process: ModuleFactory, hub: HubProcess, name: str, tmp_path: Path) -> Path:

@@ -4,13 +4,13 @@ the budget."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.integration.conftest import HubFactory, ModuleFactory
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -47,16 +47,6 @@ def manifest(state_dir: Path) -> dict[str, Any]:
             "filter": {"properties.desired": {"policy": POLICY, "summary_interval_s": 1}},
         }
     }  # fmt: skip
-
-
-def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def upstream_items(hub: Any, schema: str) -> list[dict[str, Any]]:

@@ -4,7 +4,6 @@ probe module, predictions out to $upstream, a model swap through the twin, metho
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,18 +14,9 @@ from edgeloop import signing
 from tests import model_factory as mf
 from tests.integration.conftest import HubFactory, ModuleFactory
 from tests.integration.modules.manifests import PROBE, manifest
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(predicate: Any, timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not met within {timeout}s")
 
 
 def predictions(hub: Any) -> list[dict[str, Any]]:
@@ -86,10 +76,10 @@ def test_inference_scores_frames_and_swaps_models_under_the_dev_hub(
     assert (
         hub.invoke("feeder", "send", {"count": 300, "output": "frames", "interval": 0.005})["status"] == 200
     )
-    wait_for(lambda: len(predictions(hub)) >= 30, what="first predictions")
+    wait_for(lambda: len(predictions(hub)) >= 30, timeout=60, what="first predictions")
     hub.patch_desired("inference", {"model": spec})
     reported = hub.wait_reported("inference", lambda r: r.get("model", {}).get("version") == "2", timeout=60)
-    got = wait_for(lambda: len(p := predictions(hub)) >= 300 and p, what="300 predictions")
+    got = wait_for(lambda: len(p := predictions(hub)) >= 300 and p, timeout=60, what="300 predictions")
 
     # then: every frame scored exactly once, by the initial model then by version 2
     counts = Counter(p["sample_id"] for p in got)

@@ -5,7 +5,6 @@ modules under their module ids and exercise every route of the deployment."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 from tests.integration.conftest import HubFactory, ModuleFactory
 from tests.integration.modules.manifests import PROBE
 from tests.packaging_layout import MODULES, copy_layout, ensure_iotedgedev, genconfig, write_dotenv
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -23,14 +23,6 @@ def records(path: Path) -> list[dict[str, Any]]:
         return []
     lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [entry for entry in lines if entry["event"] == "input"]
-
-
-def wait_for(predicate: Any, what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-    return value
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +59,10 @@ def test_dev_hub_routes_every_flow_of_the_generated_manifest(
         assert hub.invoke(module, "send", {"count": count, "output": output})["status"] == 200
 
     # then: the routes of deployment.template.json carried them
-    got = {name: wait_for(lambda n=name: records(received[n]), f"input to {name}") for name in MODULES[1:]}
-    wait_for(lambda: len(records(received["uploader"])) >= 3, "selected and predictions at the uploader")
+    got = {
+        name: wait_for(lambda n=name: records(received[n]), what=f"input to {name}") for name in MODULES[1:]
+    }
+    wait_for(lambda: len(records(received["uploader"])) >= 3, what="selected and predictions at the uploader")
     assert {r["input"] for r in got["inference"]} == {"frames"}
     assert {r["input"] for r in got["filter"]} == {"predictions"}
     assert sorted(r["input"] for r in records(received["uploader"])) == [
@@ -76,7 +70,7 @@ def test_dev_hub_routes_every_flow_of_the_generated_manifest(
         "predictions",
         "selected",
     ]
-    upstream = wait_for(lambda: len(hub.upstream()) >= 2 and hub.upstream(), "two upstream messages")
+    upstream = wait_for(lambda: len(hub.upstream()) >= 2 and hub.upstream(), what="two upstream messages")
     assert sorted((u["module"], u["output"]) for u in upstream) == [
         ("filter", "summaries"),
         ("uploader", "uploaded"),

@@ -23,6 +23,7 @@ from tests.conftest import REPO_ROOT, subprocess_env
 from tests.integration.conftest import next_loopback_address
 from tests.integration.modules.manifests import manifest
 from tests.integration.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.support import wait_for
 from tests.unit.test_telemetry import free_port
 from tests.unit.uploader_support import public_pem
 
@@ -38,16 +39,6 @@ SELECT_ALL = {
 def _route(source: str, output: str, target: str) -> str:
     sink = f'BrokeredEndpoint("/modules/{target}/inputs/{output}")'
     return f"FROM /messages/modules/{source}/outputs/{output} INTO {sink}"
-
-
-def wait_for(predicate: Any, timeout: float = 90.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @dataclass
@@ -141,7 +132,9 @@ def uploaded(hub: HubProcess) -> list[dict[str, Any]]:
 
 def test_one_sample_makes_one_trace_through_every_stage(pipeline: Pipeline) -> None:
     # when: the image dropped into capture's folder is captured, scored, selected and uploaded
-    notices = wait_for(lambda: uploaded(pipeline.hub), what=f"an uploaded notice\n{pipeline.logs()}")
+    notices = wait_for(
+        lambda: uploaded(pipeline.hub), timeout=90, what=f"an uploaded notice\n{pipeline.logs()}"
+    )
     sample_id = notices[0]["sample_id"]
 
     # then: its spans reach the receiver, one per stage, in one trace, each parented on the one before
@@ -198,7 +191,7 @@ def value(family: Any, suffix: str = "", **labels: str) -> float:
 
 def test_every_module_serves_prometheus_metrics(pipeline: Pipeline) -> None:
     # given: the sample has gone through
-    wait_for(lambda: uploaded(pipeline.hub), what="an uploaded notice")
+    wait_for(lambda: uploaded(pipeline.hub), timeout=90, what="an uploaded notice")
 
     # when
     scraped = {

@@ -34,20 +34,12 @@ from edgeloop.runtime import ModuleRuntime
 from edgeloop.runtime.fake import FakeHubClient
 from tests.conftest import REPO_ROOT, subprocess_env
 from tests.integration.azurite_fixtures import azurite, container_sas_url  # noqa: F401
+from tests.support import wait_for
 from tests.unit.uploader_support import keyring, public_pem, selected
 
 pytestmark = pytest.mark.integration
 
 FAST_RETRY = {"initial_backoff_s": 0.1, "max_backoff_s": 0.5, "max_attempts": 5}
-
-
-def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not met in {timeout}s")
 
 
 class Running:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +15,10 @@ from tests.integration.azurite_fixtures import azurite  # noqa: F401
 from tests.integration.conftest import HubFactory, ModuleFactory
 from tests.integration.modules.manifests import manifest
 from tests.integration.uploader_feeder import trace
+from tests.support import wait_for
 from tests.unit.uploader_support import keyring, public_pem
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(predicate: Any, timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not met in {timeout}s")
 
 
 def _manifest() -> dict[str, Any]:
@@ -103,7 +93,11 @@ def test_the_uploader_module_under_the_dev_hub_ships_sealed_samples_and_announce
         plain = open_bytes(store.read(name)[0], keyring=keyring(0), expected=expected)
         assert hashlib.sha256(plain).hexdigest() == digests[sample_id]
     # and the prediction log arrives, the queue drains, the methods answer
-    wait_for(lambda: any(b.name.startswith("predictions/") for b in store.list()), what="prediction log")
+    wait_for(
+        lambda: any(b.name.startswith("predictions/") for b in store.list()),
+        timeout=60,
+        what="prediction log",
+    )
     queue = hub.invoke("uploader", "getQueue")
     assert queue["status"] == 200
     assert queue["payload"]["states"]["quarantined"] == 0
@@ -138,7 +132,11 @@ def test_sigkill_mid_upload_under_the_dev_hub_then_restart_delivers_every_sample
         answer = hub.invoke("uploader", "getQueue")
         return answer["payload"]["states"] if answer["status"] == 200 else {}
 
-    wait_for(lambda: sum(states().values()) == 30 and states()["done"] >= 2, what="accepted, uploads begun")
+    wait_for(
+        lambda: sum(states().values()) == 30 and states()["done"] >= 2,
+        timeout=60,
+        what="accepted, uploads begun",
+    )
     # when: killed with SIGKILL while uploads are under way, then started again
     first.kill()
     store = AzureContainer.from_credential(azurite.connection_string, container="data")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +16,7 @@ from edgeloop.contracts import FrameRef
 from edgeloop.errors import HubError
 from edgeloop.runtime import ModuleRuntime, OutboundMessage
 from edgeloop.runtime.fake import FakeHubClient
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
+from tests.support import wait_for
 
 
 class Capture:

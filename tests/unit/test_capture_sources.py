@@ -8,7 +8,7 @@ import http.server
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,15 +33,7 @@ from edgeloop_capture.writer import SampleWriter
 from edgeloop.clock import Clock, FakeClock, SystemClock
 from edgeloop.contracts import FrameRef
 from edgeloop.errors import MethodError
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
+from tests.support import wait_for
 
 
 class Run:

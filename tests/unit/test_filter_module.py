@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,19 +19,11 @@ from edgeloop.contracts import SelectedSample, Summary
 from edgeloop.runtime import ModuleRuntime
 from edgeloop.runtime.fake import FakeHubClient
 from tests.filter_helpers import prediction
+from tests.support import wait_for
 
 T0 = datetime(2026, 1, 5, 12, 0, 0, tzinfo=UTC)
 OLD_RULE = {"version": "fixed-1", "strategies": [{"name": "low", "rules": [
     {"type": "confidence_band", "bands": [[0, 0.9]]}]}]}  # fmt: skip
-
-
-def wait_for(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 class Running:

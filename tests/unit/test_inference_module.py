@@ -20,15 +20,7 @@ from edgeloop.contracts import FrameRef, Prediction
 from edgeloop.runtime import ModuleRuntime
 from edgeloop.runtime.fake import FakeHubClient
 from tests import model_factory as mf
-
-
-def wait_for(predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"{what} not met within {timeout}s")
+from tests.support import wait_for
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +16,7 @@ from edgeloop.contracts import Contract, FrameRef
 from edgeloop.errors import ConfigError, MethodError
 from edgeloop.runtime import EdgeModule, InboundMessage, MethodRegistry, ModuleContext, ModuleRuntime
 from edgeloop.runtime.fake import FakeHubClient
+from tests.support import wait_for
 
 
 class EchoConfig(BaseModel):
@@ -81,15 +81,6 @@ def frame(i: int) -> FrameRef:
         kind="image",
         file_ref=f"frames/s{i:05d}.jpg",
     )
-
-
-def wait_for(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 class Running:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,16 +18,8 @@ from edgeloop.blobstore import BlobContainer, MemoryContainer
 from edgeloop.contracts import UploadedNotice
 from edgeloop.runtime import ModuleRuntime
 from edgeloop.runtime.fake import FakeHubClient
+from tests.support import wait_for
 from tests.unit.uploader_support import TRACEPARENT, prediction, public_pem, selected
-
-
-def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 class Running:
