@@ -60,6 +60,20 @@ def _wait(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> 
         time.sleep(interval)
 
 
+def terminate(proc: subprocess.Popen[Any] | None, timeout: float) -> int | None:
+    """SIGTERM, wait up to ``timeout``, then SIGKILL; the exit code (None when there was none)."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
+
+
 class HubProcess:
     """A dev hub child process on ``address`` (a loopback address, port 8883)."""
 
@@ -132,16 +146,7 @@ class HubProcess:
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM and wait; the listening socket stays open for ``start`` again."""
         proc, self._proc = self._proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        return proc.returncode
+        return terminate(proc, timeout)
 
     def kill(self) -> None:
         """SIGKILL: a crash, nothing flushed beyond what was committed."""
@@ -281,17 +286,7 @@ class ModuleProcess:
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM (a graceful stop), then SIGKILL after ``timeout``."""
-        proc = self._proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        return proc.returncode
+        return terminate(self._proc, timeout)
 
     def kill(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
