@@ -92,6 +92,8 @@ def test_dev_up_runs_restarts_and_stops_modules(tmp_path: Path, loopback_address
     try:
         # when: it starts, then the module crashes
         wait_for(connected, 60, "echo to connect")
+        # connected comes before the module's start() has run: wait for what it writes
+        wait_for(lambda: starts.exists() and starts.read_text().strip(), 30, "echo to start")
         first = json.loads(starts.read_text().splitlines()[0])
         crashed = client.invoke("echo", "crash", b"null", timeout=2)
         wait_for(lambda: len(starts.read_text().splitlines()) == 2, 30, "echo to be restarted")

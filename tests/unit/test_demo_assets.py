@@ -25,3 +25,17 @@ def test_missing_assets_are_created_once_and_kept(tmp_path: Path) -> None:
     assert again == env
     assert model.stat().st_mtime_ns == first
     assert len(said) == 3
+
+
+def test_only_the_repositorys_own_manifest_gets_demo_assets() -> None:
+    import json
+
+    from edgeloop.demo.assets import uses_demo_assets
+    from tests.conftest import REPO_ROOT
+
+    own = json.loads((REPO_ROOT / "deployment.template.json").read_text())
+    assert uses_demo_assets(own)
+    other = json.loads(json.dumps(own))
+    other["modulesContent"]["capture"]["properties.desired"]["sources"][0]["path"] = "cams/door"
+    assert not uses_demo_assets(other)
+    assert not uses_demo_assets({"modulesContent": {"echo": {"properties.desired": {}}}})

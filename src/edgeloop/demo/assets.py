@@ -10,15 +10,31 @@ the scenario's clean base frames and signed with the new signing key.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from edgeloop.demo.scenario import ScenarioConfig, build, write_stream_folder
 
 log = logging.getLogger(__name__)
 
-STREAM_FOLDER = Path("samples") / "input" / "stream"
+STREAM_FOLDER_IN_VOLUME = "input/stream"
+STREAM_FOLDER = Path("samples") / STREAM_FOLDER_IN_VOLUME
 INITIAL_MODEL = Path("models") / "initial" / "model.onnx"
+
+
+def uses_demo_assets(manifest_doc: Mapping[str, Any]) -> bool:
+    """Whether a manifest is the repository's own: capture reads the demo stream folder and
+    there is an inference module to serve the initial model."""
+    content = manifest_doc.get("modulesContent", {})
+    sources = content.get("capture", {}).get("properties.desired", {}).get("sources", [])
+    reads_stream = any(
+        isinstance(src, Mapping)
+        and src.get("kind") == "folder"
+        and src.get("path") == STREAM_FOLDER_IN_VOLUME
+        for src in sources
+    )
+    return reads_stream and "inference" in content
 
 
 def ensure_dev_assets(

@@ -73,7 +73,10 @@ def register(subparsers: Any) -> None:
     up.add_argument(
         "--no-demo-assets",
         action="store_true",
-        help="with the default manifest, do not create the demo stream, keys and initial model when missing",
+        help=(
+            "with the repository's own manifest, do not create the demo stream, keys and initial "
+            "model when missing"
+        ),
     )
     up.set_defaults(func=_run_up)
 
@@ -171,9 +174,10 @@ def _run_up(args: argparse.Namespace) -> int:
         manifest = load_manifest(args.manifest)
         settings = _settings(args)
         if args.manifest == DEFAULT_MANIFEST and not args.no_demo_assets:
-            from edgeloop.demo.assets import ensure_dev_assets
+            from edgeloop.demo.assets import ensure_dev_assets, uses_demo_assets
 
-            os.environ.update(ensure_dev_assets(settings.state_dir))
+            if uses_demo_assets(json.loads(args.manifest.read_text(encoding="utf-8"))):
+                os.environ.update(ensure_dev_assets(settings.state_dir))
         asyncio.run(
             _until_signalled(
                 lambda stop: run_up(
