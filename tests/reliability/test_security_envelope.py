@@ -162,7 +162,7 @@ HOSTILE = {
 def test_hostile_headers_are_refused_as_malformed(case: str, ledger: AreaLedger) -> None:
     # given
     patch = HOSTILE[case]
-    doc: object = patch if isinstance(patch, bytes | list) else {**_valid_doc(), **patch}
+    doc: object = {**_valid_doc(), **patch} if isinstance(patch, dict) else patch
     ledger.record(inputs=1)
     # when
     error = refused(_header(doc), expected=None)
