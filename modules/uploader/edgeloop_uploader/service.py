@@ -129,6 +129,9 @@ class Uploader:
         self._store_retry_at = 0.0
         self.store_error: str | None = None
         self._seal_lock = threading.Lock()
+        # Upload workers and the runtime thread all send notices: one at a time, or two of them
+        # read the same unnotified entries and announce a sample twice.
+        self._notice_lock = threading.Lock()
         self.wake = threading.Event()
 
     # -- helpers ---------------------------------------------------------------------------
@@ -655,12 +658,16 @@ class Uploader:
         """Send ``uploaded`` notices not yet sent (the hub may have been away)."""
         if self.notify is None:
             return 0
+        with self._notice_lock:
+            return self._send_pending_notices(self.notify)
+
+    def _send_pending_notices(self, notify: Notify) -> int:
         pending = self.db.unnotified()
         if not pending:
             return 0
         notices = [self._notice(entry) for entry in pending]
         try:
-            self.notify(notices)
+            notify(notices)
         except Exception as exc:
             self._count("notice_errors")
             log.warning("uploaded notices not sent yet (%s); will retry", exc)

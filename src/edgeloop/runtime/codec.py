@@ -127,6 +127,8 @@ def decode(body: bytes | str) -> list[Contract]:
         doc = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ContractError(f"message body is not JSON: {exc}") from exc
+    except RecursionError as exc:  # a hostile body nested beyond the parser's depth
+        raise ContractError("message body is JSON nested too deeply to decode") from exc
     if not isinstance(doc, Mapping):
         raise ContractError(f"message body must be a JSON object, got {type(doc).__name__}")
     schema = doc.get("schema")
