@@ -186,3 +186,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(f"(could not write {SUMMARY_PATH}: {exc})")
         return
     terminalreporter.write_line(f"written to {SUMMARY_PATH.relative_to(REPO_ROOT)}")
+
+
+# Process-level fixtures shared with the integration suite: dev hubs, module processes, Azurite.
+from tests.integration.azurite_fixtures import azurite  # noqa: E402, F401
+from tests.integration.conftest import dev_hub, loopback_address, module_process  # noqa: E402, F401
+
+
+@pytest.fixture(scope="session")
+def cloud_private_key() -> Any:
+    """The cloud's envelope key pair for process-level tests (the device gets the public half)."""
+    from edgeloop.envelope import generate_private_key
+
+    return generate_private_key()
