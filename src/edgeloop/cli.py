@@ -20,6 +20,7 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "edgeloop.manifest",
     "edgeloop.devhub.cli",
     "edgeloop.keycli",
+    "edgeloop_cloud.cli",
 )
 
 

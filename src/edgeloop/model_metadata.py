@@ -8,11 +8,11 @@ A model exported for EdgeLoop carries two entries in its ONNX ``metadata_props``
 - ``edgeloop.labels``: a JSON list of class names, in output order.
 
 The device reads them from an ONNX Runtime session (``read_session_metadata``); the cloud
-writes them into a model with ``embed_metadata`` (the ``onnx`` package is a cloud/dev extra,
-so it is imported only there). The pixel pipeline is: decode -> convert to ``color`` ->
-resize to ``width`` x ``height`` -> ``float32 * scale`` -> ``(x - mean) / std`` per channel ->
-``layout``. A feature vector becomes ``(v * scale - mean) / std`` per feature (set ``scale``
-to 1 for vector models).
+writes them into an ``onnx.ModelProto`` with ``embed_metadata`` (no ``onnx`` import here:
+that package is a cloud/dev extra, not on the device). The pixel pipeline is: decode ->
+convert to ``color`` -> resize to ``width`` x ``height`` -> ``float32 * scale`` ->
+``(x - mean) / std`` per channel -> ``layout``. A feature vector becomes
+``(v * scale - mean) / std`` per feature (set ``scale`` to 1 for vector models).
 """
 
 from __future__ import annotations
@@ -214,12 +214,14 @@ def embed_metadata(
     version: str | None = None,
 ) -> Any:
     """Write the entries into an ``onnx.ModelProto`` (in place; also returned), keeping the
-    model's other metadata. Needs the ``onnx`` package (cloud/dev extras)."""
-    import onnx.helper
-
+    model's other metadata. Works on the protobuf message directly (what
+    ``onnx.helper.set_model_props`` does), so this module never imports ``onnx``."""
     props = {p.key: p.value for p in model.metadata_props}
     props.update(metadata_props(preprocess=preprocess, labels=labels, name=name, version=version))
-    onnx.helper.set_model_props(model, props)
+    del model.metadata_props[:]
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
     return model
 
 

@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -23,6 +24,7 @@ from edgeloop.devhub.httpunix import serve_unix
 from edgeloop.devhub.manifest import Manifest
 from edgeloop.devhub.paths import StatePaths
 from edgeloop.devhub.store import Store
+from edgeloop.devhub.tls import TlsServer
 from edgeloop.devhub.workload import WorkloadApi
 from edgeloop.errors import EdgeLoopError
 
@@ -58,14 +60,17 @@ class HubSettings:
 class DevHub:
     """Start with ``await start()``, stop with ``await stop()``."""
 
-    def __init__(self, settings: HubSettings, manifest: Manifest) -> None:
+    def __init__(
+        self, settings: HubSettings, manifest: Manifest, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.settings = settings
+        self.clock = clock
         self.manifest = manifest
         self.paths = StatePaths.of(settings.state_dir)
         self.broker: Broker | None = None
         self._store: Store | None = None
         self._servers: list[asyncio.AbstractServer] = []
-        self._mqtt: asyncio.AbstractServer | None = None
+        self._mqtt: TlsServer | None = None
         self._upstream: IO[str] | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._started = 0.0
@@ -82,17 +87,16 @@ class DevHub:
             manifest=self.manifest,
             store=self._store,
             upstream_log=self._upstream,
+            clock=self.clock,
         )
         self._write_env_files()
         loop = asyncio.get_running_loop()
         sock = self._listening_socket()
         broker = self.broker
-        self._mqtt = await loop.create_server(
-            lambda: MqttConnection(broker, MAX_PACKET_BYTES),
-            sock=sock,
-            ssl=server_context(certs),
-            ssl_handshake_timeout=10,
+        self._mqtt = TlsServer(
+            loop, sock, server_context(certs), lambda: MqttConnection(broker, MAX_PACKET_BYTES)
         )
+        self._mqtt.start()
         trust = certs.ca_cert.read_text(encoding="ascii")
         self._servers.append(await serve_unix(self.paths.workload_socket, WorkloadApi(trust, broker.sign)))
         control = ControlApi(broker, self.info, self.module_env)
@@ -139,7 +143,9 @@ class DevHub:
         if self.broker is not None:
             for conn in list(self.broker.connections.values()):
                 conn.close("hub stopping")
-            self.broker.flush()
+            self.broker.close()
+        if self._mqtt is not None:
+            self._mqtt.close_all()
         await asyncio.sleep(0)
         for path in (self.paths.workload_socket, self.paths.control_socket):
             path.unlink(missing_ok=True)
@@ -161,11 +167,18 @@ class DevHub:
             self.broker.expire()
 
     # -- views ----------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        """The MQTT port actually bound (``settings.port`` unless that was 0)."""
+        if self._mqtt is None or not self._mqtt.sockets:
+            return self.settings.port
+        return int(self._mqtt.sockets[0].getsockname()[1])
+
     def info(self) -> dict[str, Any]:
         return {
             "pid": os.getpid(),
             "bind": self.settings.bind,
-            "port": self.settings.port,
+            "port": self.port,
             "gatewayHostName": self.settings.gateway,
             "iotHubHostName": self.settings.hub_host,
             "deviceId": self.settings.device_id,

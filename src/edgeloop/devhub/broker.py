@@ -39,6 +39,8 @@ TWIN_RES = "$iothub/twin/res/#"
 TWIN_PATCH = "$iothub/twin/PATCH/properties/desired/#"
 METHODS = "$iothub/methods/POST/#"
 #: Message property keys the SDK writes on the topic -> routing system property names.
+#: How long an acknowledged delivery may stay uncommitted (a crash then redelivers it).
+_LAZY_COMMIT_SECS = 0.2
 _SYSTEM_KEYS = {
     "$.mid": "messageId",
     "$.cid": "correlationId",
@@ -47,9 +49,6 @@ _SYSTEM_KEYS = {
     "$.ce": "contentEncoding",
     "$.exp": "expiryTimeUtc",
 }
-#: System properties carried to the receiving module, in topic order.
-_FORWARDED = [("messageId", "$.mid"), ("correlationId", "$.cid"), ("userId", "$.uid"),
-              ("contentType", "$.ct"), ("contentEncoding", "$.ce"), ("expiryTimeUtc", "$.exp")]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -59,35 +58,82 @@ class HubIdentity:
 
 
 @dataclass(frozen=True)
+class ModuleTopics:
+    """Per-module topic prefixes, made once per connection."""
+
+    events: str
+    inputs: str
+    origin: str
+
+    @classmethod
+    def of(cls, device_id: str, module: str) -> ModuleTopics:
+        base = f"devices/{device_id}/modules/{module}/"
+        return cls(
+            events=f"{base}messages/events/",
+            inputs=f"{base}inputs/",
+            origin=f"%24.cdid={_quote(device_id)}&%24.cmid={_quote(module)}",
+        )
+
+
+@dataclass(frozen=True)
 class MethodResult:
     status: int
     payload: Any
+
+
+#: The same keys as the SDK writes them on the topic ("$" percent-encoded).
+_RAW_SYSTEM_KEYS = {key.replace("$", "%24"): name for key, name in _SYSTEM_KEYS.items()}
 
 
 def _quote(text: str) -> str:
     return urllib.parse.quote(text, safe="")
 
 
-def parse_properties(text: str) -> tuple[dict[str, str], dict[str, str]]:
-    """The property segment of a telemetry topic -> (system, application) properties."""
+_UNQUOTED: dict[str, str] = {}
+
+
+def _unquote(text: str) -> str:
+    """``urllib.parse.unquote`` with a cache: property names and most values repeat."""
+    if "%" not in text:
+        return text
+    value = _UNQUOTED.get(text)
+    if value is None:
+        if len(_UNQUOTED) > 4096:
+            _UNQUOTED.clear()
+        value = _UNQUOTED[text] = urllib.parse.unquote(text)
+    return value
+
+
+def parse_properties(text: str) -> tuple[dict[str, str], dict[str, str], str]:
+    """The property segment of a telemetry topic -> (system, application) properties, and the
+    segment to forward on an input topic (without ``$.on``, every ``/`` percent-encoded: the
+    SDK splits input topics on ``/``)."""
     system: dict[str, str] = {}
     app: dict[str, str] = {}
+    forwarded: list[str] = []
     if not text:
-        return system, app
+        return system, app, ""
     for pair in text.split("&"):
         if not pair:
             continue
         raw_key, _, raw_value = pair.partition("=")
-        key, value = urllib.parse.unquote(raw_key), urllib.parse.unquote(raw_value)
+        name = _RAW_SYSTEM_KEYS.get(raw_key)
+        if name is not None:
+            system[name] = _unquote(raw_value)
+            forwarded.append(pair.replace("/", "%2F") if "/" in pair else pair)
+            continue
+        key, value = _unquote(raw_key), _unquote(raw_value)
         if key in _SYSTEM_KEYS:
             system[_SYSTEM_KEYS[key]] = value
         elif key == "$.on":
             system["outputName"] = value
+            continue
         elif key.startswith("$."):
             continue
         else:
             app[key] = value
-    return system, app
+        forwarded.append(pair.replace("/", "%2F") if "/" in pair else pair)
+    return system, app, "&".join(forwarded)
 
 
 def _seed(desired: dict[str, Any]) -> str:
@@ -131,6 +177,12 @@ class Broker:
         self._acks: list[tuple[MqttConnection, int]] = []
         self._new: list[QueuedMessage] = []
         self._flush_scheduled = False
+        self._must_commit = False
+        self._upstream_dirty = False
+        self._batching = False
+        self._batch_dirty = False
+        self._lazy_timer: asyncio.TimerHandle | None = None
+        self._writers: set[MqttConnection] = set()
         self._methods: dict[str, asyncio.Future[MethodResult]] = {}
         self._next_rid = 0
         self._load()
@@ -201,6 +253,7 @@ class Broker:
             log.info("module %s connected again; closing its previous connection", conn.module)
             old.close("taken over by a new connection")
         self.connections[conn.module] = conn
+        conn.topics = ModuleTopics.of(self.identity.device_id, conn.module)
         if clean_session:
             self.store.clear_session(conn.client_id)
             self._schedule_flush()
@@ -254,7 +307,7 @@ class Broker:
     def publish(self, conn: MqttConnection, packet: Publish) -> str | None:
         """Handle a PUBLISH from a module; returns a reason to close the connection, or None."""
         topic = packet.topic
-        events = f"devices/{self.identity.device_id}/modules/{conn.module}/messages/events/"
+        events = conn.topics.events
         if topic.startswith(events):
             self._route(conn, packet, topic[len(events) :])
             return None
@@ -277,12 +330,12 @@ class Broker:
         if self.queues[conn.module].pop(message_id, None) is not None:
             self.store.dequeue(message_id)
             self.stats["delivered"] += 1
-            self._schedule_flush()
+            self._schedule_flush(commit=False)
         self.pump(conn)
 
     # -- routing --------------------------------------------------------------------------
     def _route(self, conn: MqttConnection, packet: Publish, prop_text: str) -> None:
-        system, app = parse_properties(prop_text)
+        system, app, forwarded = parse_properties(prop_text)
         system["connectionDeviceId"] = self.identity.device_id
         system["connectionModuleId"] = conn.module
         output = system.get("outputName")
@@ -296,13 +349,13 @@ class Broker:
         if not sinks:
             self.stats["unrouted"] += 1
         now = self.clock()
-        forwarded = ""
+        if sinks:
+            origin = conn.topics.origin
+            forwarded = f"{forwarded}&{origin}" if forwarded else origin
         for sink, ttl in sinks.items():
             if sink.upstream:
                 self._upstream(now, conn.module, output, system, app, packet.payload)
                 continue
-            if not forwarded:
-                forwarded = self._input_props(system, app)
             row_id = self.store.enqueue(sink.module, sink.input, forwarded, packet.payload, now + ttl)
             self._new.append(
                 QueuedMessage(row_id, sink.module, sink.input, forwarded, packet.payload, now + ttl)
@@ -311,14 +364,6 @@ class Broker:
         if packet.qos:
             self._acks.append((conn, packet.packet_id or 0))
         self._schedule_flush()
-
-    @staticmethod
-    def _input_props(system: dict[str, str], app: dict[str, str]) -> str:
-        pairs = [f"{key}={_quote(system[name])}" for name, key in _FORWARDED if name in system]
-        pairs += [f"{_quote(k)}={_quote(v)}" for k, v in app.items()]
-        pairs.append(f"%24.cdid={_quote(system['connectionDeviceId'])}")
-        pairs.append(f"%24.cmid={_quote(system['connectionModuleId'])}")
-        return "&".join(p.replace("$", "%24", 1) if p.startswith("$") else p for p in pairs)
 
     def _upstream(
         self,
@@ -335,38 +380,84 @@ class Broker:
             entry = {"id": row_id, "ts": now, "module": module, "output": output,
                      "properties": app, "system": system, "body": decode_body(body)}  # fmt: skip
             self._upstream_log.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            self._upstream_dirty = True
 
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
+    def _schedule_flush(self, commit: bool = True) -> None:
+        """Run ``flush`` once at the end of this loop pass. ``commit=False``: the change may
+        be committed later (acknowledged deliveries: losing one only means a redelivery)."""
+        self._must_commit |= commit
+        if self._batching:
+            self._batch_dirty = True
+        elif not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
 
-    def flush(self) -> None:
-        """Commit the batch, then acknowledge senders and deliver what was routed."""
-        self._flush_scheduled = False
+    def begin_batch(self) -> None:
+        """Handle a burst of packets (one read), then ``end_batch`` flushes once, in this pass."""
+        self._batching = True
+
+    def end_batch(self) -> None:
+        self._batching = False
+        if self._batch_dirty:
+            self._batch_dirty = False
+            self.flush()
+
+    def wants_write(self, conn: MqttConnection) -> None:
+        """``conn`` has bytes queued; they go out at the end of this pass, one write each."""
+        self._writers.add(conn)
+        self._schedule_flush(commit=False)
+
+    def close(self) -> None:
+        """Write out and commit everything (the hub is stopping)."""
+        self.flush()
+        if self._lazy_timer is not None:
+            self._lazy_timer.cancel()
+            self._lazy_timer = None
         self.store.commit()
-        if self._upstream_log is not None:
-            self._upstream_log.flush()
-        acks, self._acks = self._acks, []
-        for conn, packet_id in acks:
-            conn.send_puback(packet_id)
-        new, self._new = self._new, []
-        touched = set()
-        for message in new:
-            self.queues[message.module][message.id] = message
-            receiver = self.connections.get(message.module)
-            if receiver is not None:
-                receiver.to_send.append(message.id)
-                touched.add(message.module)
-        for module in touched:
-            self.pump(self.connections[module])
+
+    def _lazy_commit(self) -> None:
+        self._lazy_timer = None
+        self.store.commit()
+
+    def flush(self) -> None:
+        """Commit the batch, then acknowledge senders, deliver what was routed and write."""
+        self._flush_scheduled = True  # what the steps below ask for is done here, at the end
+        try:
+            if self._must_commit:
+                self._must_commit = False
+                self.store.commit()
+            if self._upstream_dirty and self._upstream_log is not None:
+                self._upstream_dirty = False
+                self._upstream_log.flush()
+            acks, self._acks = self._acks, []
+            for conn, packet_id in acks:
+                conn.send_puback(packet_id)
+            new, self._new = self._new, []
+            touched = set()
+            for message in new:
+                self.queues[message.module][message.id] = message
+                receiver = self.connections.get(message.module)
+                if receiver is not None:
+                    receiver.to_send.append(message.id)
+                    touched.add(message.module)
+            for module in touched:
+                self.pump(self.connections[module])
+            writers, self._writers = self._writers, set()
+            for writer in writers:
+                writer.flush_out()
+        finally:
+            self._flush_scheduled = False
+        if self._must_commit or self._acks or self._new or self._writers:
+            self._schedule_flush(commit=False)
+        elif self._lazy_timer is None and self.store.in_transaction:
+            self._lazy_timer = asyncio.get_running_loop().call_later(_LAZY_COMMIT_SECS, self._lazy_commit)
 
     def pump(self, conn: MqttConnection) -> None:
         if conn.closed or not conn.inputs_ready or self._inputs_filter(conn.module) not in conn.subscriptions:
             return
         queue = self.queues[conn.module]
         now = self.clock()
-        base = f"devices/{self.identity.device_id}/modules/{conn.module}/inputs/"
+        base = conn.topics.inputs
         while conn.to_send and len(conn.inflight) < self.inflight_window:
             message = queue.get(conn.to_send.popleft())
             if message is None:
@@ -378,7 +469,8 @@ class Broker:
                 self._schedule_flush()
                 continue
             topic = f"{base}{message.input}/{message.props}"
-            packet_id = conn.send_publish(topic, message.body, qos=1)
+            packet_id = conn.send_publish(topic, message.body, qos=1, dup=message.sent)
+            message.sent = True
             conn.inflight[packet_id] = message.id
 
     def expire(self) -> int:

@@ -11,7 +11,6 @@ import json
 import signal
 import sys
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -174,9 +173,7 @@ def _run_up(args: argparse.Namespace) -> int:
 
 def _invoke(args: argparse.Namespace) -> int:
     try:
-        result = _client(args).invoke(
-            args.module, urllib.parse.quote(args.method, safe=""), args.payload.encode(), args.timeout
-        )
+        result = _client(args).invoke(args.module, args.method, args.payload.encode(), args.timeout)
     except EdgeLoopError as exc:
         return _fail(str(exc))
     print(json.dumps(result, indent=2))

@@ -15,7 +15,7 @@ from collections import deque
 from typing import Any
 
 from edgeloop.devhub import mqtt
-from edgeloop.devhub.broker import Broker
+from edgeloop.devhub.broker import Broker, ModuleTopics
 
 log = logging.getLogger(__name__)
 
@@ -23,17 +23,18 @@ _CONNECT_TIMEOUT_SECS = 10.0
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
-class MqttConnection(asyncio.Protocol):
+class MqttConnection:
     def __init__(self, broker: Broker, max_packet_bytes: int) -> None:
         self.broker = broker
         self.reader = mqtt.PacketReader(max_packet_bytes)
-        self.transport: asyncio.Transport | None = None
+        self.transport: Any = None
         self.peer = "?"
         self.module = ""
         self.client_id = ""
         self.keepalive = 0
         self.last_seen = time.monotonic()
         self.subscriptions: dict[str, int] = {}
+        self.topics = ModuleTopics("", "", "")
         self.inputs_ready = False
         self.inflight: dict[int, int] = {}
         self.to_send: deque[int] = deque()
@@ -41,21 +42,14 @@ class MqttConnection(asyncio.Protocol):
         self._sock: Any = None
         self._next_packet_id = 0
         self._out: list[bytes] = []
-        self._write_scheduled = False
         self._connect_timer: asyncio.TimerHandle | None = None
 
-    # -- asyncio.Protocol -----------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    # -- stream protocol ------------------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self._sock = transport.get_extra_info("socket")
-        if self._sock is not None:
-            try:
-                self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                self._sock = None
         self._connect_timer = asyncio.get_running_loop().call_later(
             _CONNECT_TIMEOUT_SECS, self.close, "no CONNECT within 10 s"
         )
@@ -67,14 +61,17 @@ class MqttConnection(asyncio.Protocol):
             except OSError:
                 self._sock = None
         self.last_seen = time.monotonic()
+        self.broker.begin_batch()
         try:
             for packet in self.reader.feed(data):
                 if self.closed:
-                    return
+                    break
                 self._handle(packet)
         except mqtt.ProtocolError as exc:
             self.broker.stats["protocol_errors"] += 1
             self.close(f"protocol error: {exc}")
+        finally:
+            self.broker.end_batch()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed:
@@ -145,12 +142,9 @@ class MqttConnection(asyncio.Protocol):
         if self.closed:
             return
         self._out.append(data)
-        if not self._write_scheduled:
-            self._write_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        self.broker.wants_write(self)
 
-    def _flush(self) -> None:
-        self._write_scheduled = False
+    def flush_out(self) -> None:
         if self._out and self.transport is not None and not self.transport.is_closing():
             self.transport.write(b"".join(self._out))
         self._out.clear()
@@ -158,11 +152,11 @@ class MqttConnection(asyncio.Protocol):
     def send_puback(self, packet_id: int) -> None:
         self.write(mqtt.encode_puback(packet_id))
 
-    def send_publish(self, topic: str, payload: bytes, qos: int = 0) -> int:
+    def send_publish(self, topic: str, payload: bytes, qos: int = 0, dup: bool = False) -> int:
         packet_id = 0
         if qos:
             packet_id = self._packet_id()
-        self.write(mqtt.encode_publish(topic, payload, qos, packet_id))
+        self.write(mqtt.encode_publish(topic, payload, qos, packet_id, dup))
         return packet_id
 
     def _packet_id(self) -> int:
@@ -183,7 +177,7 @@ class MqttConnection(asyncio.Protocol):
                 self.peer,
                 reason,
             )
-        self._flush()
+        self.flush_out()
         if self.transport is not None:
             self.transport.close()
         if self.module:

@@ -12,6 +12,7 @@ HTTP over the unix socket ``<state-dir>/control.sock``:
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,10 @@ class ControlApi:
         )
 
 
+def _q(text: str) -> str:
+    return urllib.parse.quote(text, safe="")
+
+
 class ControlError(EdgeLoopError):
     """The hub could not be reached, or refused a control request."""
 
@@ -131,26 +136,25 @@ class ControlClient:
         return result
 
     def twin(self, module: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("GET", f"/modules/{module}/twin")
+        result: dict[str, Any] = self._call("GET", f"/modules/{_q(module)}/twin")
         return result
 
     def patch_desired(self, module: str, patch: dict[str, Any]) -> dict[str, Any]:
         import json
 
         result: dict[str, Any] = self._call(
-            "PATCH", f"/modules/{module}/twin/desired", json.dumps(patch).encode()
+            "PATCH", f"/modules/{_q(module)}/twin/desired", json.dumps(patch).encode()
         )
         return result
 
     def invoke(self, module: str, method: str, payload: bytes, timeout: float = 30.0) -> dict[str, Any]:
         """``{"status": int, "payload": ...}``; hub-side failures are statuses too (400, 404, 504)."""
-        result: dict[str, Any] = self._call(
-            "POST", f"/modules/{module}/methods/{method}?timeout={timeout:g}", payload, timeout=timeout + 10
-        )
+        target = f"/modules/{_q(module)}/methods/{_q(method)}?timeout={timeout:g}"
+        result: dict[str, Any] = self._call("POST", target, payload, timeout=timeout + 10)
         return result
 
     def env(self, module: str) -> dict[str, str]:
-        result: dict[str, str] = self._call("GET", f"/modules/{module}/env")
+        result: dict[str, str] = self._call("GET", f"/modules/{_q(module)}/env")
         return result
 
     def upstream(self, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:

@@ -79,9 +79,13 @@ class PacketReader:
         Raises:
             ProtocolError: a remaining-length field is malformed or over the size limit.
         """
-        self._buf += data
+        buf: bytes | bytearray
+        if self._buf:
+            self._buf += data
+            buf = self._buf
+        else:
+            buf = data  # the usual case: parse the read as it is, keep only a partial tail
         packets: list[Packet] = []
-        buf = self._buf
         pos = 0
         end = len(buf)
         while end - pos >= 2:
@@ -90,7 +94,7 @@ class PacketReader:
             index = pos + 1
             while True:
                 if index >= end:
-                    self._compact(pos)
+                    self._keep(buf, pos)
                     return packets
                 byte = buf[index]
                 length += (byte & 0x7F) * multiplier
@@ -107,12 +111,16 @@ class PacketReader:
             first = buf[pos]
             packets.append(Packet(first >> 4, first & 0x0F, bytes(buf[index : index + length])))
             pos = index + length
-        self._compact(pos)
+        self._keep(buf, pos)
         return packets
 
-    def _compact(self, pos: int) -> None:
-        if pos:
-            del self._buf[:pos]
+    def _keep(self, buf: bytes | bytearray, pos: int) -> None:
+        """Keep the unparsed tail ``buf[pos:]`` for the next read."""
+        if buf is self._buf:
+            if pos:
+                del self._buf[:pos]
+        elif pos < len(buf):
+            self._buf = bytearray(buf[pos:])
 
 
 def _string(body: bytes, pos: int) -> tuple[str, int]:
@@ -242,3 +250,28 @@ def encode_unsuback(packet_id: int) -> bytes:
 
 def encode_pingresp() -> bytes:
     return bytes([PINGRESP << 4, 0])
+
+
+def _field(text: str | bytes) -> bytes:
+    raw = text.encode("utf-8") if isinstance(text, str) else text
+    return struct.pack("!H", len(raw)) + raw
+
+
+def encode_connect(
+    client_id: str, username: str | None = None, password: str | None = None, keepalive: int = 60,
+    clean_session: bool = False,
+) -> bytes:  # fmt: skip
+    """A CONNECT packet (for tools and tests; modules use the SDK)."""
+    flags = (0x02 if clean_session else 0) | (0x80 if username is not None else 0)
+    flags |= 0x40 if password is not None else 0
+    body = _field("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + _field(client_id)
+    if username is not None:
+        body += _field(username)
+    if password is not None:
+        body += _field(password)
+    return bytes([CONNECT << 4]) + _length(len(body)) + body
+
+
+def encode_subscribe(packet_id: int, filters: list[tuple[str, int]]) -> bytes:
+    body = struct.pack("!H", packet_id) + b"".join(_field(f) + bytes([q]) for f, q in filters)
+    return bytes([(SUBSCRIBE << 4) | 0x02]) + _length(len(body)) + body

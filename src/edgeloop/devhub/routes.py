@@ -137,10 +137,14 @@ def parse_route(name: str, text: str, *, priority: int = 0, ttl_secs: int | None
             offset = head.end() + len(middle) - len(middle.lstrip())
             return _fail(name, text, "expected WHERE <condition> or INTO", offset)
         start = head.end() + where.end()
+        condition_text = text[start : tail.start()]
         try:
-            condition = compile_condition(text[start : tail.start()])
+            condition = compile_condition(condition_text)
         except WhereSyntaxError as exc:
-            return _fail(name, text, exc.message, start + exc.position)
+            position = start + exc.position
+            if exc.position >= len(condition_text.rstrip()):  # the condition ended early: point at INTO
+                position = tail.start() + len(tail.group()) - len(tail.group().lstrip())
+            return _fail(name, text, exc.message, position)
     return Route(name, text, source, sink, condition, priority, ttl_secs)
 
 

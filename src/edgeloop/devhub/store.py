@@ -39,6 +39,7 @@ class QueuedMessage:
     props: str  # the property segment of the input topic, already encoded
     body: bytes
     expires: float
+    sent: bool = False  # delivered at least once (a redelivery carries the DUP flag)
 
 
 @dataclass
@@ -53,18 +54,26 @@ class TwinRow:
 class Store:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._deletes: list[int] = []
         self._db = sqlite3.connect(path)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # One process owns the file: no shared-memory index or file locks per transaction.
+        self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
         self._db.executescript(_SCHEMA)
         self._db.commit()
 
     def close(self) -> None:
-        self._db.commit()
+        self.commit()
         self._db.close()
 
     def commit(self) -> None:
+        self._apply_deletes()
         self._db.commit()
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._db.in_transaction or bool(self._deletes)
 
     # -- identities -----------------------------------------------------------------------
     def identity(self, module: str) -> tuple[str, str] | None:
@@ -107,11 +116,18 @@ class Store:
         return int(cursor.lastrowid or 0)
 
     def queued(self) -> list[QueuedMessage]:
+        self._apply_deletes()
         rows = self._db.execute("SELECT id, module, input, props, body, expires FROM queue ORDER BY id")
         return [QueuedMessage(*row) for row in rows]
 
     def dequeue(self, message_id: int) -> None:
-        self._db.execute("DELETE FROM queue WHERE id = ?", (message_id,))
+        """Delete a delivered message; deletes are batched into the next ``commit``."""
+        self._deletes.append(message_id)
+
+    def _apply_deletes(self) -> None:
+        if self._deletes:
+            self._db.executemany("DELETE FROM queue WHERE id = ?", [(i,) for i in self._deletes])
+            self._deletes.clear()
 
     # -- twins ----------------------------------------------------------------------------
     def twin(self, module: str) -> TwinRow | None:

@@ -168,6 +168,12 @@ class HubProcess:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise HubTestError("the hub is not running")
+        return self._proc.pid
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(

@@ -1,0 +1,185 @@
+"""Capture throughput for one video source next to a bare OpenCV decode+encode loop.
+
+Both read the same generated 640x480 MJPG video and encode JPEG at the same quality, in
+alternating rounds in one run. The capture side is the whole module (source worker, resize
+check, dHash, encode, SHA-256, atomic write, references batched and sent) under the runtime
+with the in-memory hub client; the bare side is ``read`` + ``imencode`` and nothing else. A
+third loop adds one file per frame (temp + rename) to the bare loop, to show how much of the
+difference is the file system's.
+
+    python -m bench.capture [--frames 300] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+from edgeloop_capture import CaptureModule
+from edgeloop_capture.testing import write_video
+
+from edgeloop.contracts import FrameRef
+from edgeloop.runtime import ModuleRuntime, OutboundMessage
+from edgeloop.runtime.fake import FakeHubClient
+
+QUALITY = 90
+
+
+def bare_loop(video: Path) -> tuple[int, float]:
+    """Frames decoded and JPEG-encoded by a plain OpenCV loop, and the seconds it took."""
+    start = time.perf_counter()
+    cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
+    frames = 0
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        ok, _buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, QUALITY])
+        frames += ok
+    cap.release()
+    return frames, time.perf_counter() - start
+
+
+def bare_loop_with_files(video: Path, folder: Path) -> tuple[int, float]:
+    """The bare loop plus what any capture must do on this volume: one file per frame,
+    written to a temp name and renamed (the file system's share of the cost, for reference)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
+    frames = 0
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, QUALITY])
+        temp = folder / f"{frames:06d}.jpg.tmp"
+        with open(temp, "xb") as fh:
+            fh.write(buf.tobytes())
+        os.replace(temp, folder / f"{frames:06d}.jpg")
+        frames += ok
+    cap.release()
+    return frames, time.perf_counter() - start
+
+
+class CountingHub(FakeHubClient):
+    """The in-memory hub, announcing when ``expected`` references have been sent."""
+
+    def __init__(self, desired: dict[str, Any], expected: int) -> None:
+        super().__init__(desired)
+        self.expected = expected
+        self.count = 0
+        self.done = threading.Event()
+
+    def send(self, message: OutboundMessage) -> None:
+        super().send(message)
+        self.count += int(message.properties.get("batch_size", "1"))
+        if self.count >= self.expected:
+            self.done.set()
+
+
+def capture_module(video: Path, volume: Path, expected: int) -> tuple[int, float]:
+    """Frames written and references sent by the capture module, and the seconds it took."""
+    hub = CountingHub(
+        {
+            "sources": [
+                {
+                    "id": "bench",
+                    "kind": "video",
+                    "path": str(video),
+                    "realtime": False,
+                    "jpeg_quality": QUALITY,
+                }
+            ],
+            "janitor": {"interval_s": 3600},
+        },
+        expected,
+    )
+    runtime = ModuleRuntime(CaptureModule(volume), client=hub, tick_interval=0.5)
+    start = time.perf_counter()
+    thread = threading.Thread(target=runtime.run)
+    thread.start()
+    hub.done.wait(120)
+    elapsed = time.perf_counter() - start
+    sent = hub.count
+    runtime.request_stop("bench over")
+    thread.join(30)
+    refs = [item for item in hub.sent_items("frames") if isinstance(item, FrameRef)]
+    files = sum(1 for ref in refs if ref.file_ref and (volume / ref.file_ref).is_file())
+    return min(files, sent), elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=300, help="frames in the generated video")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each side")
+    args = parser.parse_args(argv)
+    bare_fps: list[float] = []
+    files_fps: list[float] = []
+    capture_fps: list[float] = []
+    cpu_ms: dict[str, list[float]] = {"bare": [], "bare_files": [], "capture": []}
+    with tempfile.TemporaryDirectory(prefix="edgeloop-bench-") as tmp:
+        video = write_video(Path(tmp) / "bench.avi", args.frames, width=640, height=480)
+        for round_ in range(args.rounds):
+            cpu = time.process_time()
+            n, seconds = bare_loop(video)
+            cpu_ms["bare"].append((time.process_time() - cpu) / n * 1000)
+            bare_fps.append(n / seconds)
+            cpu = time.process_time()
+            n, seconds = bare_loop_with_files(video, Path(tmp) / f"files{round_}")
+            cpu_ms["bare_files"].append((time.process_time() - cpu) / n * 1000)
+            files_fps.append(n / seconds)
+            volume = Path(tmp) / f"volume{round_}"
+            cpu = time.process_time()
+            n, seconds = capture_module(video, volume, args.frames)
+            cpu_ms["capture"].append((time.process_time() - cpu) / max(n, 1) * 1000)
+            if n != args.frames:
+                raise SystemExit(f"capture delivered {n} of {args.frames} frames")
+            capture_fps.append(n / seconds)
+            print(
+                f"round {round_ + 1}: bare {bare_fps[-1]:6.1f} frames/s, bare+files {files_fps[-1]:6.1f}, "
+                f"capture {capture_fps[-1]:6.1f}"
+            )
+    result: dict[str, Any] = {
+        "frames": args.frames,
+        "size": "640x480",
+        "jpeg_quality": QUALITY,
+        "bare_fps_median": statistics.median(bare_fps),
+        "capture_fps_median": statistics.median(capture_fps),
+        "ratio": statistics.median(capture_fps) / statistics.median(bare_fps),
+        "bare_files_fps_median": statistics.median(files_fps),
+        "ratio_to_bare_files": statistics.median(capture_fps) / statistics.median(files_fps),
+        "bare_files_fps": files_fps,
+        "bare_fps": bare_fps,
+        "capture_fps": capture_fps,
+        "cpu_ms_per_frame_median": {side: statistics.median(v) for side, v in cpu_ms.items()},
+        "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(),
+    }
+    print(
+        f"median: bare {result['bare_fps_median']:.1f} frames/s, capture {result['capture_fps_median']:.1f} "
+        f"frames/s, ratio {result['ratio']:.2f} (target >= 0.9); "
+        f"ratio to bare+files ({result['bare_files_fps_median']:.1f}) {result['ratio_to_bare_files']:.2f}"
+    )
+    cpu = result["cpu_ms_per_frame_median"]
+    print(
+        f"CPU per frame: bare {cpu['bare']:.2f} ms, bare+files {cpu['bare_files']:.2f} ms, "
+        f"capture {cpu['capture']:.2f} ms (all threads; the module's stages spread it over cores); "
+        f"load average {result['load_average'][0]:.1f} on {result['cpu_count']} cores"
+    )
+    out = Path(__file__).parent / "results" / "capture.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,217 @@
+"""Inference module throughput next to a bare ONNX Runtime loop over the same frames.
+
+    python -m bench.inference [--frames 2000] [--rounds 3] [--batch 8] [--model cnn|digits]
+
+Both sides read the same image files from disk, decode them with OpenCV, normalise them and run
+the same model at the same batch size; the bare loop stops at the probabilities, the module also
+decodes the input messages, builds a prediction per frame (top-k, margin, entropy) and encodes
+them for the hub (an in-memory ``FakeHubClient``). Rounds alternate between the two, the median
+of each is printed with their ratio (target: module >= 0.9 of bare), and written to
+``bench/results/inference.json``. A third line shows the model alone on pre-decoded tensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from edgeloop.contracts import FrameRef
+from edgeloop.model_metadata import read_session_metadata
+from edgeloop.runtime import ModuleRuntime
+from edgeloop.runtime.codec import encode
+from edgeloop.runtime.fake import FakeHubClient
+
+RESULTS = Path(__file__).resolve().parent / "results" / "inference.json"
+
+
+def _models() -> Any:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests import model_factory
+
+    return model_factory
+
+
+def make_model(kind: str) -> tuple[bytes, int]:
+    mf = _models()
+    if kind == "cnn":
+        return mf.tiny_cnn(height=64, width=64, classes=10), 64
+    return mf.digits_model(), 8
+
+
+def write_frames(root: Path, count: int, size: int) -> list[FrameRef]:
+    rng = np.random.default_rng(0)
+    frames = []
+    (root / "frames").mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        ref = f"frames/f{i:06d}.png"
+        pixels = cv2.GaussianBlur(rng.integers(0, 255, (size, size), dtype=np.uint8), (3, 3), 0)
+        cv2.imwrite(str(root / ref), pixels)
+        frames.append(
+            FrameRef(
+                sample_id=f"f{i:06d}",
+                source_id="bench",
+                seq=i,
+                captured_at=datetime(2026, 1, 1, tzinfo=UTC),
+                kind="image",
+                file_ref=ref,
+                traceparent=f"00-{i:032x}-{i + 1:016x}-01",
+            )
+        )
+    return frames
+
+
+def _session(model: bytes, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def bare_loop(model: bytes, root: Path, frames: list[FrameRef], batch: int, threads: int) -> float:
+    """Read, decode, normalise, run, softmax: samples per second."""
+    session = _session(model, threads)
+    spec = read_session_metadata(session).preprocess
+    assert spec is not None
+    name = session.get_inputs()[0].name
+    output = next(o.name for o in session.get_outputs() if len(o.shape) == 2)
+    factor, offset = np.float32(spec.scale / spec.std[0]), np.float32(spec.mean[0] / spec.std[0])
+    started = time.perf_counter()
+    for start in range(0, len(frames), batch):
+        images = []
+        for frame in frames[start : start + batch]:
+            assert frame.file_ref is not None
+            data = np.frombuffer((root / frame.file_ref).read_bytes(), dtype=np.uint8)
+            image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+            assert image is not None
+            if image.shape != (spec.height, spec.width):
+                image = cv2.resize(image, (spec.width or 0, spec.height or 0), interpolation=cv2.INTER_AREA)
+            images.append(image)
+        x = np.stack(images).astype(np.float32) * factor - offset
+        x = x.reshape(len(images), -1) if spec.layout == "flat" else x[:, None, :, :]
+        scores = session.run([output], {name: x})[0]
+        if spec.output_kind == "logits":
+            e = np.exp(scores - scores.max(axis=1, keepdims=True))
+            scores = e / e.sum(axis=1, keepdims=True)
+        np.argmax(scores, axis=1)
+    return len(frames) / (time.perf_counter() - started)
+
+
+def model_only(model: bytes, root: Path, frames: list[FrameRef], batch: int, threads: int) -> float:
+    """The model alone on tensors decoded beforehand: samples per second."""
+    session = _session(model, threads)
+    spec = read_session_metadata(session).preprocess
+    assert spec is not None
+    name = session.get_inputs()[0].name
+    shape = session.get_inputs()[0].shape
+    x = np.random.default_rng(0).random((batch, *[d for d in shape[1:]]), dtype=np.float32)
+    runs = len(frames) // batch
+    started = time.perf_counter()
+    for _ in range(runs):
+        session.run(None, {name: x})
+    return runs * batch / (time.perf_counter() - started)
+
+
+def module_path(
+    model: bytes, root: Path, frames: list[FrameRef], batch: int, threads: int, *, work: Path
+) -> tuple[float, dict[str, Any]]:
+    """Frames through the module (runtime, batcher, scoring, hub encoding): samples per second."""
+    from edgeloop_inference.module import InferenceModule
+
+    models = work / "models"
+    (models / "initial").mkdir(parents=True, exist_ok=True)
+    (models / "initial" / "model.onnx").write_bytes(model)
+    desired = {"batching": {"maxBatch": batch, "maxWaitMs": 5}, "intraOpThreads": threads}
+    hub = FakeHubClient(desired)
+    module = InferenceModule(samples_dir=root, models_dir=models)
+    runtime = ModuleRuntime(module, client=hub, tick_interval=0.5, report_interval=3600)
+    thread = threading.Thread(target=runtime.run, daemon=True)
+    thread.start()
+    _wait(lambda: module.models.current is not None, 60)
+    bodies = [m.body for m in encode("frames", frames, max_batch=batch)]
+
+    def done() -> bool:
+        return int(module.stats().get("predictions_out", 0)) >= len(frames)
+
+    started = time.perf_counter()
+    for body in bodies:
+        hub.push_raw_input("frames", body)
+    _wait(done, 300)
+    elapsed = time.perf_counter() - started
+    stats = module.stats()
+    runtime.request_stop("bench over")
+    thread.join(30)
+    errors = [p for p in hub.sent_items("predictions") if getattr(p, "status", "ok") != "ok"]
+    assert not errors, f"{len(errors)} frames failed"
+    return len(frames) / elapsed, stats
+
+
+def _wait(predicate: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark step did not finish")
+        time.sleep(0.001)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--frames", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: default)")
+    parser.add_argument("--model", choices=["cnn", "digits"], default="cnn")
+    args = parser.parse_args(argv)
+
+    model, size = make_model(args.model)
+    bare: list[float] = []
+    mod: list[float] = []
+    alone: list[float] = []
+    stats: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        frames = write_frames(root, args.frames, size)
+        bare_loop(model, root, frames[:200], args.batch, args.threads)  # warm the page cache
+        for r in range(args.rounds):
+            bare.append(bare_loop(model, root, frames, args.batch, args.threads))
+            rate, stats = module_path(model, root, frames, args.batch, args.threads, work=root / f"round{r}")
+            mod.append(rate)
+            alone.append(model_only(model, root, frames, args.batch, args.threads))
+            print(f"round {r + 1}: bare {bare[-1]:,.0f}/s  module {mod[-1]:,.0f}/s  alone {alone[-1]:,.0f}/s")
+    b, m, a = statistics.median(bare), statistics.median(mod), statistics.median(alone)
+    latency = stats.get("latencyMs", {})
+    result = {
+        "model": args.model,
+        "frames": args.frames,
+        "batch": args.batch,
+        "rounds": args.rounds,
+        "bare_samples_per_s": round(b, 1),
+        "module_samples_per_s": round(m, 1),
+        "model_alone_samples_per_s": round(a, 1),
+        "module_over_bare": round(m / b, 3),
+        "module_latency_ms": latency,
+        "batch_sizes": stats.get("batchSizes"),
+    }
+    print(f"bare ONNX Runtime loop (read+decode+normalise+run), batch {args.batch}: {b:,.0f} samples/s")
+    print(f"inference module (same + messages, batching, predictions):   {m:,.0f} samples/s")
+    print(f"module / bare = {m / b:.2f} (target >= 0.9)")
+    print(f"model alone on pre-decoded tensors: {a:,.0f} samples/s (module / model alone = {m / a:.2f})")
+    print(f"module run latency ms: {latency.get('run')}; per sample (queue to send): {latency.get('sample')}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""``edgeloop cloud``: the cloud side run locally (against Azurite and the dev hub) or by hand.
+
+    edgeloop cloud trigger --once | --watch [--interval S]   a trigger pass, or one every S seconds
+    edgeloop cloud train                                      a run now, whatever the policy says
+    edgeloop cloud gate --version vN                          gate a published version again
+    edgeloop cloud rollout [--version vN] --device ID ...     set the model on devices (IoT Hub)
+    edgeloop cloud rollout --staged                           canary then fleet, with rollback
+    edgeloop cloud rollout --deployment-dir DIR               layered deployment files for az
+    edgeloop cloud rollout --dev-hub                          the local dev hub's inference module
+
+Settings and secrets come from the environment (see ``edgeloop_cloud.factory``); each command
+logs its progress on stderr, prints its outcome as JSON on stdout and exits 0 when it did what
+was asked, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from edgeloop.errors import EdgeLoopError
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("cloud", help="retrain trigger, training, gate, registry and rollout")
+    parser.add_argument("--config", type=Path, help="CloudConfig JSON file (default: $EDGELOOP_CLOUD_CONFIG)")
+    sub = parser.add_subparsers(dest="cloud_command", metavar="STEP", required=True)
+
+    trigger = sub.add_parser("trigger", help="ask the retrain policy and run when it fires")
+    mode = trigger.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="one pass (the default)")
+    mode.add_argument("--watch", action="store_true", help="a pass every --interval seconds until Ctrl-C")
+    trigger.add_argument("--interval", type=float, default=60.0, help="seconds between passes with --watch")
+    trigger.set_defaults(func=_trigger)
+
+    train = sub.add_parser("train", help="train, gate and (if it passes) promote now, ignoring the policy")
+    train.set_defaults(func=_train)
+
+    gate = sub.add_parser(
+        "gate", help="gate a published version against the champion and promote if it passes"
+    )
+    gate.add_argument("--version", required=True, help="registry version, e.g. v3")
+    gate.set_defaults(func=_gate)
+
+    rollout = sub.add_parser("rollout", help="send the champion (or --version) to devices")
+    rollout.add_argument("--version", help="registry version (default: the champion)")
+    where = rollout.add_mutually_exclusive_group(required=True)
+    where.add_argument("--device", action="append", help="device id (repeatable); IoT Hub service SDK")
+    where.add_argument("--staged", action="store_true", help="canary devices first, then the fleet")
+    where.add_argument("--deployment-dir", type=Path, help="write layered deployment files here")
+    where.add_argument("--dev-hub", action="store_true", help="the dev hub's inference module")
+    rollout.add_argument("--hub", default="<hub-name>", help="IoT Hub name for the printed az commands")
+    rollout.add_argument(
+        "--state-dir", type=Path, default=Path(".edgeloop/dev"), help="the dev hub's state dir (--dev-hub)"
+    )
+    rollout.add_argument("--wait", type=float, default=0.0, help="seconds to wait for devices to report")
+    rollout.set_defaults(func=_rollout)
+
+
+def _print(doc: Any) -> None:
+    print(json.dumps(doc, indent=2, sort_keys=True, default=str))
+
+
+def _services(args: argparse.Namespace) -> Any:
+    from edgeloop_cloud.factory import services_from_env
+
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return services_from_env(config_path=args.config)
+
+
+def _trigger(args: argparse.Namespace) -> int:
+    from edgeloop_cloud.pipeline import run_trigger_once
+
+    try:
+        svc = _services(args)
+        while True:
+            outcome = run_trigger_once(svc)
+            _print(outcome.as_dict())
+            if not args.watch:
+                return 1 if outcome.status == "failed" else 0
+            time.sleep(max(1.0, args.interval))
+    except EdgeLoopError as exc:
+        print(f"error: {exc}")
+        return 1
+
+
+def _train(args: argparse.Namespace) -> int:
+    from edgeloop_cloud.pipeline import run_trigger_once
+
+    try:
+        outcome = run_trigger_once(_services(args), force=True)
+    except EdgeLoopError as exc:
+        print(f"error: {exc}")
+        return 1
+    _print(outcome.as_dict())
+    return 0 if outcome.status in ("promoted", "rejected", "skipped") else 1
+
+
+def _gate(args: argparse.Namespace) -> int:
+    from edgeloop_cloud.pipeline import gate_version
+
+    try:
+        outcome = gate_version(_services(args), args.version)
+    except EdgeLoopError as exc:
+        print(f"error: {exc}")
+        return 1
+    _print(outcome.as_dict())
+    return 0 if outcome.status in ("promoted", "rejected", "skipped") else 1
+
+
+def _rollout(args: argparse.Namespace) -> int:
+    from edgeloop_cloud import rollout as ro
+
+    try:
+        svc = _services(args)
+        cfg = svc.config.rollout
+        target, previous = _targets(svc, args.version)
+        if args.deployment_dir:
+            _print(_write_deployments(args.deployment_dir, target, cfg, hub=args.hub))
+            return 0
+        service = _twin_service(args)
+        if args.staged or args.dev_hub:
+            controller = ro.RolloutController(service, cfg, record=ro.state_recorder(svc.runs))
+            state = controller.start(target, previous)
+            deadline = time.monotonic() + args.wait
+            while not state.finished and time.monotonic() < deadline:
+                time.sleep(1.0)
+                controller.step(state)
+            _print(state.as_dict())
+            return 0 if state.stage in ("done", "canary", "fleet") else 1
+        for device in args.device:
+            service.set_desired(device, cfg.module_id, {cfg.twin_key: target})
+        _print({"devices": args.device, "version": target["version"], "sha256": target["sha256"]})
+        return 0
+    except EdgeLoopError as exc:
+        print(f"error: {exc}")
+        return 1
+
+
+def _targets(svc: Any, version: str | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    from edgeloop_cloud.errors import RegistryError
+    from edgeloop_cloud.rollout import desired_model
+
+    registry, name = svc.registry, svc.config.model_name
+    champion = registry.champion(name)
+    if champion is None:
+        raise RegistryError(f"model {name!r} has no champion yet; train and promote one first")
+    hours = svc.config.rollout.sas_hours
+    if version and version != champion.version:
+        chosen = registry.release(name, version)
+        return desired_model(registry, chosen, sas_hours=hours), desired_model(
+            registry, champion, sas_hours=hours
+        )
+    previous = champion.doc.get("previous_version")
+    prev_spec = (
+        desired_model(registry, registry.release(name, previous), sas_hours=hours) if previous else None
+    )
+    return desired_model(registry, champion, sas_hours=hours), prev_spec
+
+
+def _write_deployments(directory: Path, target: dict[str, Any], cfg: Any, *, hub: str) -> dict[str, Any]:
+    from edgeloop_cloud.rollout import deployment_command, layered_deployment
+
+    directory.mkdir(parents=True, exist_ok=True)
+    commands = []
+    for canary in (True, False):
+        deployment = layered_deployment(target, cfg, canary=canary)
+        content = directory / f"{deployment['id']}.content.json"
+        metrics = directory / f"{deployment['id']}.metrics.json"
+        content.write_text(json.dumps({"content": deployment["content"]}, indent=2) + "\n", encoding="utf-8")
+        metrics.write_text(json.dumps(deployment["metrics"], indent=2) + "\n", encoding="utf-8")
+        commands.append(
+            deployment_command(deployment, hub=hub, content_file=str(content), metrics_file=str(metrics))
+        )
+    return {
+        "written": str(directory),
+        "commands": commands,
+        "note": "run the canary first; the fleet when ready",
+    }
+
+
+def _twin_service(args: argparse.Namespace) -> Any:
+    if args.dev_hub:
+        from edgeloop_cloud.devhub_twins import DevHubTwinService
+
+        return DevHubTwinService.from_state_dir(args.state_dir)
+    from edgeloop_cloud.iothub import IoTHubTwinService
+
+    conn = os.environ.get("EDGELOOP_IOTHUB_CONNECTION_STRING", "")
+    if not conn:
+        raise EdgeLoopError(
+            "EDGELOOP_IOTHUB_CONNECTION_STRING is not set; it must be an IoT Hub service connection"
+        )
+    return IoTHubTwinService(conn)

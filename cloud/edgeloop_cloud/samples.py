@@ -1,0 +1,133 @@
+"""The uploaded samples in the data container: find them, decrypt them, decode them.
+
+The uploader names each sealed sample blob
+``<model>/<version>/<yyyy>/<mm>/<dd>/<device>/<sample_id>[.ext].elenv`` and writes a JSON sidecar
+beside it (``<sample_id>.json``); prediction logs live under ``predictions/``. Decryption goes through the
+``SampleOpener`` port so that the envelope format stays in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import numpy as np
+
+from edgeloop_cloud.errors import SampleError
+from edgeloop_cloud.storage import BlobContainer, BlobInfo
+
+log = logging.getLogger(__name__)
+
+_SAMPLE_NAME = re.compile(
+    r"^(?P<model>[^/]+)/(?P<version>[^/]+)/(?P<yyyy>\d{4})/(?P<mm>\d{2})/(?P<dd>\d{2})/"
+    r"(?P<device>[^/]+)/(?P<file>[^/]+)$"
+)
+SEALED_SUFFIX = ".elenv"
+_NOT_SAMPLES = ("predictions/", "labels/", "labelling/", "summaries/")
+#: Blob metadata keys the uploader sets (Azure lower-cases metadata names).
+META_PLAINTEXT_SHA256 = "plaintext_sha256"
+META_KEY_ID = "key_id"
+META_STRATEGY = "strategy"
+
+
+class SampleOpener(Protocol):
+    """Turns an uploaded (encrypted) sample blob back into the sample file's bytes."""
+
+    def open(self, blob: bytes, ref: SampleRef) -> bytes:
+        """The plaintext of ``ref``'s blob (its metadata as stored, names lower-cased).
+
+        Raises SampleError when it cannot be decrypted or belongs to another sample.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class SampleRef:
+    """One uploaded sample, as found in the data container."""
+
+    sample_id: str
+    blob_name: str
+    model: str
+    model_version: str
+    device: str
+    day: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, str]:
+        """What a labelling queue entry shows about the sample."""
+        hints = {k: v for k, v in self.metadata.items() if k in (META_STRATEGY, "label", "confidence")}
+        return {
+            "sample_id": self.sample_id,
+            "blob": self.blob_name,
+            "device": self.device,
+            "model_version": self.model_version,
+            "day": self.day,
+            **hints,
+        }
+
+
+def parse_sample_name(info: BlobInfo) -> SampleRef | None:
+    """The sample a blob holds, or None for sidecars, labels and anything else."""
+    match = _SAMPLE_NAME.match(info.name)
+    if match is None or not info.name.endswith(SEALED_SUFFIX) or info.name.startswith(_NOT_SAMPLES):
+        return None
+    file_name = match["file"]
+    return SampleRef(
+        sample_id=file_name.split(".", 1)[0],
+        blob_name=info.name,
+        model=match["model"],
+        model_version=match["version"],
+        device=match["device"],
+        day=f"{match['yyyy']}-{match['mm']}-{match['dd']}",
+        metadata={k.lower(): v for k, v in info.metadata.items()},
+    )
+
+
+def find_samples(container: BlobContainer, *, prefix: str = "") -> Iterator[SampleRef]:
+    """Every sample blob whose name starts with ``prefix``, in name order."""
+    for info in container.list(prefix):
+        ref = parse_sample_name(info)
+        if ref is not None:
+            yield ref
+
+
+def fetch_plaintext(container: BlobContainer, ref: SampleRef, opener: SampleOpener) -> bytes:
+    """Download, decrypt and check one sample against the plaintext hash the uploader recorded.
+
+    Raises:
+        SampleError: undecryptable, tampered (hash mismatch) or unreadable.
+    """
+    try:
+        blob, info = container.read(ref.blob_name)
+    except Exception as exc:
+        raise SampleError(f"sample {ref.sample_id}: cannot read {ref.blob_name}: {exc}") from exc
+    metadata = {k.lower(): v for k, v in info.metadata.items()}
+    plaintext = opener.open(blob, replace(ref, metadata=metadata))
+    expected = metadata.get(META_PLAINTEXT_SHA256)
+    if expected and hashlib.sha256(plaintext).hexdigest() != expected.lower():
+        raise SampleError(f"sample {ref.sample_id}: plaintext sha256 does not match the blob metadata")
+    return plaintext
+
+
+def decode_image(data: bytes, *, sample_id: str = "") -> np.ndarray:
+    """An image array from JPEG/PNG bytes (via OpenCV) or a ``.npy`` array.
+
+    Raises:
+        SampleError: the bytes are not an image.
+    """
+    if data[:6] == b"\x93NUMPY":
+        try:
+            return np.asarray(np.load(io.BytesIO(data), allow_pickle=False))
+        except ValueError as exc:
+            raise SampleError(f"sample {sample_id}: bad .npy payload: {exc}") from exc
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise SampleError(f"sample {sample_id}: not a decodable image ({len(data)} bytes)")
+    return np.asarray(image)

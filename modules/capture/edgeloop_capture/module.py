@@ -1,0 +1,254 @@
+"""The capture module: sources on their own threads, samples onto the shared volume,
+references on ``frames``, a janitor for what nobody claimed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgeloop.contracts import FrameRef
+from edgeloop.errors import MethodError
+from edgeloop.runtime import EdgeModule, MethodRegistry, ModuleContext
+from edgeloop_capture.config import CaptureConfig, ParsedSources, parse_sources
+from edgeloop_capture.ids import SampleIds
+from edgeloop_capture.janitor import Janitor
+from edgeloop_capture.pipeline import FramePipeline
+from edgeloop_capture.sender import FrameSender
+from edgeloop_capture.sources import KINDS, SourceSettings
+from edgeloop_capture.worker import SourceWorker
+from edgeloop_capture.writer import SampleWriter
+
+log = logging.getLogger(__name__)
+
+OUTPUT = "frames"
+
+
+class SourcePayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(description="Source id.")
+
+
+class SnapshotPayload(SourcePayload):
+    timeout_s: float = Field(default=10.0, gt=0, le=60, description="How long to wait for the frame.")
+
+
+class CaptureModule(EdgeModule[CaptureConfig]):
+    name: ClassVar[str] = "capture"
+    config_model: ClassVar[type[BaseModel]] = CaptureConfig
+
+    def __init__(self, samples_dir: Path, *, ids: SampleIds | None = None) -> None:
+        self.samples_dir = samples_dir
+        self.ids = ids or SampleIds()
+        self.writer = SampleWriter(samples_dir)
+        self.pipeline = FramePipeline(self.writer, self.ids)
+        self.config = CaptureConfig()
+        self.workers: dict[str, SourceWorker] = {}
+        self.config_errors: dict[str, str] = {}
+        self.paused = False
+        self.ctx: ModuleContext[CaptureConfig] | None = None
+        self.sender: FrameSender | None = None
+        self.janitor: Janitor | None = None
+        self._janitor_thread: threading.Thread | None = None
+        self._lock = threading.RLock()
+        self._reported_ids: set[str] = set()
+        self._last_report: dict[str, Any] | None = None
+        self._next_report = 0.0
+
+    @classmethod
+    def from_environment(cls) -> CaptureModule:
+        root = os.environ.get("EDGELOOP_SAMPLES_DIR", "/samples")
+        return cls(Path(root))
+
+    # -- EdgeModule ------------------------------------------------------------------------
+    def register_methods(self, methods: MethodRegistry) -> None:
+        methods.add(
+            "snapshot",
+            self._snapshot,
+            payload_model=SnapshotPayload,
+            description="capture one frame now from {source}; returns its reference",
+        )
+        methods.add(
+            "pauseSource",
+            self._pause_source,
+            payload_model=SourcePayload,
+            description="stop capturing {source}",
+        )
+        methods.add(
+            "resumeSource",
+            self._resume_source,
+            payload_model=SourcePayload,
+            description="capture from {source} again",
+        )
+
+    def start(self, ctx: ModuleContext[CaptureConfig]) -> None:
+        self.ctx = ctx
+        c = self.config
+        self.sender = FrameSender(
+            self._send, batch_max=c.batch_max, queue_size=c.queue_size, retry_max_s=c.retry_max_s
+        )
+        self.sender.start()
+        j = c.janitor
+        self.janitor = Janitor(
+            self.samples_dir,
+            clock=ctx.clock,
+            ttl_s=j.ttl_s,
+            max_bytes=j.max_bytes,
+            stale_temp_s=j.stale_temp_s,
+        )
+        self._janitor_thread = threading.Thread(
+            target=self._janitor_loop, name="capture-janitor", daemon=True
+        )
+        self._janitor_thread.start()
+        self._reconcile(parse_sources(c.sources), previous=None)
+        self._report(force=True)
+
+    def apply_config(self, config: CaptureConfig, previous: CaptureConfig | None) -> None:
+        self.config = config
+        self.writer.fsync = config.fsync
+        if self.ctx is None:
+            return  # start() builds everything from this config
+        if self.sender is not None:
+            self.sender.batch_max = config.batch_max
+            self.sender.retry_max_s = config.retry_max_s
+        if self.janitor is not None:
+            j = config.janitor
+            self.janitor.configure(ttl_s=j.ttl_s, max_bytes=j.max_bytes, stale_temp_s=j.stale_temp_s)
+        self._reconcile(parse_sources(config.sources), previous=previous)
+        self._report(force=True)
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+
+    def tick(self) -> None:
+        self._report(force=False)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "sources": self.source_health(),
+            "sender": self.sender.stats() if self.sender else {},
+            "janitor": self.janitor.stats() if self.janitor else {},
+            "paused": self.paused,
+        }
+
+    def stop(self) -> None:
+        with self._lock:
+            workers = list(self.workers.values())
+            self.workers.clear()
+        for worker in workers:
+            worker.stop()
+        if self.sender is not None:
+            self.sender.stop()
+        self._report(force=True)
+
+    # -- sources ---------------------------------------------------------------------------
+    def source_health(self) -> dict[str, Any]:
+        with self._lock:
+            health = {sid: w.health() for sid, w in self.workers.items()}
+            for sid, reason in self.config_errors.items():
+                entry = health.setdefault(sid, {"state": "invalid"})
+                entry["configError"] = reason
+            return health
+
+    def _reconcile(self, parsed: ParsedSources, previous: CaptureConfig | None) -> None:
+        """Start, stop or restart workers so they match the valid definitions; a source whose
+        new definition is invalid keeps running on its last good one."""
+        with self._lock:
+            self.config_errors = dict(parsed.errors)
+            for reason in parsed.errors.values():
+                log.warning("source definition rejected: %s", reason)
+            wanted = dict(parsed.valid)
+            for sid in list(self.workers):
+                if sid in parsed.errors:
+                    continue  # keep the last good definition running
+                if sid not in wanted or wanted[sid] != self.workers[sid].settings:
+                    self.workers.pop(sid).stop()
+            for sid, settings in wanted.items():
+                if sid not in self.workers:
+                    self.workers[sid] = self._worker(settings)
+                    self.workers[sid].start()
+
+    def _worker(self, settings: SourceSettings) -> SourceWorker:
+        assert self.ctx is not None
+        assert self.sender is not None
+        sender, ctx = self.sender, self.ctx
+        return SourceWorker(
+            settings,
+            KINDS[settings.kind].build(settings),
+            pipeline=self.pipeline,
+            emit=lambda ref: sender.put(ref, lambda: ctx.stopping.is_set()),
+            clock=ctx.clock,
+            root=self.samples_dir,
+            module_paused=lambda: self.paused,
+            retry_initial_s=self.config.retry_initial_s,
+            retry_max_s=self.config.retry_max_s,
+        )
+
+    def _get(self, sid: str) -> SourceWorker:
+        with self._lock:
+            worker = self.workers.get(sid)
+            if worker is None:
+                if sid in self.config_errors:
+                    raise MethodError(
+                        409, f"source {sid!r} has an invalid definition: {self.config_errors[sid]}"
+                    )
+                raise MethodError(
+                    404, f"no source {sid!r}; sources: {', '.join(sorted(self.workers)) or '(none)'}"
+                )
+            return worker
+
+    # -- methods ---------------------------------------------------------------------------
+    def _snapshot(self, payload: SnapshotPayload) -> dict[str, Any]:
+        ref = self._get(payload.source).snapshot(payload.timeout_s)
+        return ref.to_wire()
+
+    def _pause_source(self, payload: SourcePayload) -> dict[str, Any]:
+        worker = self._get(payload.source)
+        worker.set_paused(True)
+        self._report(force=True)
+        return {"source": payload.source, "paused": True}
+
+    def _resume_source(self, payload: SourcePayload) -> dict[str, Any]:
+        worker = self._get(payload.source)
+        worker.set_paused(False)
+        self._report(force=True)
+        return {"source": payload.source, "paused": False}
+
+    # -- background ------------------------------------------------------------------------
+    def _send(self, refs: Sequence[FrameRef]) -> None:
+        assert self.ctx is not None
+        self.ctx.send(OUTPUT, list(refs), max_batch=self.config.batch_max)
+
+    def _janitor_loop(self) -> None:
+        assert self.ctx is not None
+        assert self.janitor is not None
+        while not self.ctx.stopping.is_set():
+            try:
+                self.janitor.run_once()
+            except Exception:
+                self.janitor.errors += 1
+                log.exception("janitor run failed")
+            if self.ctx.stopping.wait(self.config.janitor.interval_s):
+                return
+
+    def _report(self, *, force: bool) -> None:
+        """Source health to reported properties: on any state change, else every interval."""
+        if self.ctx is None:
+            return
+        now = self.ctx.clock.monotonic()
+        health = self.source_health()
+        summary = {sid: (h.get("state"), h.get("configError"), h.get("paused")) for sid, h in health.items()}
+        if not force and summary == self._last_report and now < self._next_report:
+            return
+        self._last_report = summary
+        self._next_report = now + self.config.report_interval_s
+        patch: dict[str, Any] = {sid: None for sid in self._reported_ids - set(health)}
+        patch.update(health)
+        self._reported_ids = set(health)
+        janitor = self.janitor.stats() if self.janitor else {}
+        self.ctx.report({"sources": patch, "janitor": janitor})

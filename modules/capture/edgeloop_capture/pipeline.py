@@ -1,0 +1,127 @@
+"""From a captured frame to a sample on the volume and its ``FrameRef``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+
+import cv2
+
+from edgeloop.contracts import FrameRef
+from edgeloop_capture.dhash import dhash
+from edgeloop_capture.ids import SampleIds
+from edgeloop_capture.sources.base import Captured, Image, ImageSettings, SourceSettings
+from edgeloop_capture.writer import SampleWriter
+
+CONTENT_TYPES = {"jpeg": ("jpg", "image/jpeg"), "png": ("png", "image/png")}
+
+
+class EncodeError(Exception):
+    """OpenCV could not encode a frame."""
+
+
+def fit(image: Image, max_width: int | None, max_height: int | None) -> Image:
+    """Downscale to fit the limits, keeping the aspect ratio; never upscales."""
+    height, width = image.shape[:2]
+    scale = min(
+        (max_width / width) if max_width else 1.0,
+        (max_height / height) if max_height else 1.0,
+        1.0,
+    )
+    if scale >= 1.0:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def encode(image: Image, settings: ImageSettings) -> bytes:
+    if settings.format == "jpeg":
+        params = [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality]
+    else:
+        params = [cv2.IMWRITE_PNG_COMPRESSION, settings.png_compression]
+    ok, buf = cv2.imencode("." + CONTENT_TYPES[settings.format][0], image, params)
+    if not ok:
+        raise EncodeError(f"OpenCV could not encode a {image.shape} frame as {settings.format}")
+    return buf.tobytes()
+
+
+def new_traceparent() -> str:
+    """A W3C trace context starting a trace for this sample (capture is where it begins)."""
+    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A frame encoded and hashed, ready to be written (or a sensor vector)."""
+
+    captured: Captured
+    captured_at: datetime
+    data: bytes | None = None
+    width: int | None = None
+    height: int | None = None
+    dhash: str | None = None
+
+
+class FramePipeline:
+    """Resize, hash, encode and write a frame; describe it as a ``FrameRef``.
+
+    ``prepare`` (pixels) and ``store`` (file and reference) can run on different threads.
+    """
+
+    def __init__(self, writer: SampleWriter, ids: SampleIds) -> None:
+        self.writer = writer
+        self.ids = ids
+
+    def process(
+        self, settings: SourceSettings, captured: Captured, *, seq: int, captured_at: datetime
+    ) -> FrameRef:
+        """``prepare`` then ``store``."""
+        return self.store(settings, self.prepare(settings, captured, captured_at=captured_at), seq=seq)
+
+    def prepare(self, settings: SourceSettings, captured: Captured, *, captured_at: datetime) -> Prepared:
+        """Raises ``EncodeError``."""
+        if captured.image is None:
+            return Prepared(captured=captured, captured_at=captured_at)
+        assert isinstance(settings, ImageSettings)
+        image = fit(captured.image, settings.max_width, settings.max_height)
+        if settings.grayscale and image.ndim == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        height, width = image.shape[:2]
+        return Prepared(
+            captured=captured,
+            captured_at=captured_at,
+            data=encode(image, settings),
+            width=width,
+            height=height,
+            dhash=dhash(image),
+        )
+
+    def store(self, settings: SourceSettings, prepared: Prepared, *, seq: int) -> FrameRef:
+        """Write the file (images) and describe the sample. Raises ``OSError``."""
+        captured_at = prepared.captured_at
+        sample_id = self.ids.new(captured_at)
+        common = {
+            "sample_id": sample_id,
+            "source_id": settings.id,
+            "seq": seq,
+            "captured_at": captured_at,
+            "attributes": prepared.captured.attributes,
+            "traceparent": new_traceparent(),
+        }
+        if prepared.data is None:
+            return FrameRef(kind="vector", vector=prepared.captured.vector or [], **common)
+        assert isinstance(settings, ImageSettings)
+        ext, content_type = CONTENT_TYPES[settings.format]
+        written = self.writer.write(prepared.data, sample_id=sample_id, captured_at=captured_at, ext=ext)
+        return FrameRef(
+            kind="image",
+            file_ref=written.file_ref,
+            content_type=content_type,
+            width=prepared.width,
+            height=prepared.height,
+            bytes=written.size,
+            sha256=written.sha256,
+            dhash=prepared.dhash,
+            **common,
+        )

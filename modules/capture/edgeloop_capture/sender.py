@@ -1,0 +1,121 @@
+"""Sends frame references on ``frames`` in batches from one thread.
+
+Sources put references into a bounded queue; the sender takes whatever is ready (up to
+``batch_max``) and sends it in as few messages as the limits allow. When the hub is slow the
+queue fills and sources wait: references are batched, never dropped. A failed send is retried
+with backoff, keeping the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from edgeloop.contracts import FrameRef
+
+log = logging.getLogger(__name__)
+
+SendFn = Callable[[Sequence[FrameRef]], None]
+_POLL_S = 0.05
+
+
+class FrameSender:
+    def __init__(
+        self,
+        send: SendFn,
+        *,
+        batch_max: int = 32,
+        queue_size: int = 512,
+        retry_max_s: float = 30.0,
+    ) -> None:
+        self._send = send
+        self.batch_max = batch_max
+        self.retry_max_s = retry_max_s
+        self._queue: queue.Queue[FrameRef] = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.counters: Counter[str] = Counter()
+        self._pending: list[FrameRef] = []
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="capture-sender", daemon=True)
+        self._thread.start()
+
+    def put(self, ref: FrameRef, stopping: Callable[[], bool]) -> bool:
+        """Queue a reference, waiting while the queue is full; False if stopping first."""
+        try:
+            self._queue.put_nowait(ref)
+            return True
+        except queue.Full:
+            self.counters["backpressure_waits"] += 1
+        while not stopping() and not self._stop.is_set():
+            try:
+                self._queue.put(ref, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        self.counters["unsent_at_stop"] += 1
+        return False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Send what is queued (within ``timeout``), then end the thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        left = self._queue.qsize() + len(self._pending)
+        if left:
+            self.counters["unsent_at_stop"] += left
+            log.warning("%d frame references not sent at shutdown", left)
+
+    def flush_once(self) -> int:
+        """Send one batch of what is ready now; returns how many references went out."""
+        batch = self._pending or self._take(block=False)
+        if not batch:
+            return 0
+        self._pending = batch
+        self._send(batch)
+        self._pending = []
+        self.counters["batches"] += 1
+        self.counters["sent"] += len(batch)
+        return len(batch)
+
+    def stats(self) -> dict[str, Any]:
+        return {**dict(self.counters), "queued": self._queue.qsize() + len(self._pending)}
+
+    def _take(self, *, block: bool) -> list[FrameRef]:
+        batch: list[FrameRef] = []
+        try:
+            batch.append(self._queue.get(timeout=_POLL_S) if block else self._queue.get_nowait())
+            while len(batch) < self.batch_max:
+                batch.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        return batch
+
+    def _run(self) -> None:
+        delay = 0.5
+        while True:
+            if not self._pending:
+                self._pending = self._take(block=True)
+            if not self._pending:
+                if self._stop.is_set():
+                    return
+                continue
+            try:
+                self.flush_once()
+                delay = 0.5
+            except Exception:
+                self.counters["send_errors"] += 1
+                log.warning(
+                    "sending %d frame references failed; retrying in %.1fs",
+                    len(self._pending),
+                    delay,
+                    exc_info=True,
+                )
+                if self._stop.wait(delay):
+                    return
+                delay = min(delay * 2, self.retry_max_s)

@@ -1,0 +1,100 @@
+"""Image folders: the files already there in name order, then new ones as they arrive."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import cv2
+import numpy as np
+from pydantic import Field
+
+from edgeloop_capture.sources.base import Captured, Image, ImageSettings, SourceControl, SourceError
+
+IMAGE_PATTERNS = ("*.jpg", "*.jpeg", "*.png", "*.bmp", "*.tif", "*.tiff", "*.webp")
+
+
+class FolderSettings(ImageSettings):
+    kind: Literal["folder"] = Field(description="A folder of image files.")
+    path: str = Field(
+        min_length=1, description="Folder; a relative path is taken from the samples volume root."
+    )
+    patterns: list[str] = Field(
+        default_factory=lambda: list(IMAGE_PATTERNS),
+        min_length=1,
+        description="File name patterns to take (case-insensitive globs).",
+    )
+    poll_s: float = Field(default=1.0, gt=0, le=3600, description="How often to look for new files.")
+    settle_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=3600,
+        description="A new file is taken once unchanged for this long (still being written before).",
+    )
+
+
+class FolderSource:
+    live: ClassVar[bool] = False
+
+    def __init__(self, settings: FolderSettings) -> None:
+        self.settings = settings
+        #: Names already taken (or skipped); kept across reopenings so nothing is read twice.
+        self.seen: set[str] = set()
+
+    def frames(self, ctl: SourceControl) -> Iterator[Captured]:
+        folder = ctl.resolve(self.settings.path)
+        index = 0
+        while not ctl.stopping:
+            for entry in self._ready(ctl, folder):
+                self.seen.add(entry.name)
+                keep = ctl.keep_nth(index)
+                index += 1
+                if not keep:
+                    continue
+                image = self._read(ctl, Path(entry.path))
+                if image is None:
+                    continue
+                if not ctl.throttle():
+                    return
+                yield Captured(image=image, attributes={"file_name": entry.name})
+            if not ctl.wait(self.settings.poll_s):
+                return
+
+    def _ready(self, ctl: SourceControl, folder: Path) -> list[os.DirEntry[str]]:
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError as exc:
+            raise SourceError(f"folder {str(folder)!r} not found") from exc
+        except OSError as exc:
+            raise SourceError(f"cannot list folder {str(folder)!r}: {exc.strerror}") from exc
+        now = ctl.clock.now().timestamp()
+        ready = []
+        for entry in entries:
+            if entry.name in self.seen or entry.name.startswith(".") or not self._wanted(entry.name):
+                continue
+            try:
+                stat = entry.stat()
+            except OSError:
+                continue
+            if entry.is_file() and now - stat.st_mtime >= self.settings.settle_s:
+                ready.append(entry)
+        return sorted(ready, key=lambda e: e.name)
+
+    def _wanted(self, name: str) -> bool:
+        lower = name.lower()
+        return any(fnmatch.fnmatch(lower, pattern.lower()) for pattern in self.settings.patterns)
+
+    @staticmethod
+    def _read(ctl: SourceControl, path: Path) -> Image | None:
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+        except OSError as exc:
+            ctl.skip("unreadable_file", f"{path.name}: {exc.strerror}")
+            return None
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        if image is None:
+            ctl.skip("unreadable_file", f"{path.name}: not an image OpenCV can decode")
+        return image

@@ -1,0 +1,104 @@
+"""Sensor readings replayed from a log (CSV, JSONL) at their recorded times or a set rate.
+
+The readings travel inline in the message (``kind="vector"``); no file is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from edgeloop_capture.sources.base import Captured, SourceControl, SourceError, SourceSettings
+from edgeloop_capture.sources.readers import READERS, SUFFIXES, Reading
+
+#: Vectors are small by design; more values than this belong in a file.
+MAX_VALUES = 4096
+
+
+class SensorSettings(SourceSettings):
+    kind: Literal["sensor"] = Field(description="Sensor readings from a reader.")
+    path: str = Field(
+        min_length=1,
+        description="Input of the reader; a relative path is taken from the samples volume root.",
+    )
+    format: Literal["auto", "csv", "jsonl"] = Field(
+        default="auto", description="Reader to use; auto picks by file suffix (.csv, .jsonl, .ndjson)."
+    )
+    timestamp_field: str | None = Field(
+        default="timestamp", description="Field with the recorded time (epoch seconds or ISO 8601)."
+    )
+    fields: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_VALUES,
+        description="Fields forming the vector, in order; null takes every numeric field.",
+    )
+    realtime: bool = Field(
+        default=True,
+        description="Replay at the recorded time gaps (divided by speed); else at fps, or as fast as it can.",
+    )
+    speed: float = Field(default=1.0, gt=0, le=10_000, description="Replay speed-up for recorded times.")
+    loop: bool = Field(default=False, description="Start again at the first reading after the last.")
+
+    @model_validator(mode="after")
+    def _reader_known(self) -> SensorSettings:
+        if self.format == "auto" and self.reader_name() is None:
+            raise ValueError(
+                f"format 'auto' cannot tell the reader of {self.path!r}; "
+                f"name the file {', '.join(SUFFIXES)} or set format to one of {', '.join(READERS)}"
+            )
+        return self
+
+    def reader_name(self) -> str | None:
+        if self.format != "auto":
+            return self.format
+        suffix = "." + self.path.rsplit(".", 1)[-1].lower() if "." in self.path else ""
+        return SUFFIXES.get(suffix)
+
+
+class SensorSource:
+    live: ClassVar[bool] = False
+
+    def __init__(self, settings: SensorSettings) -> None:
+        self.settings = settings
+
+    def frames(self, ctl: SourceControl) -> Iterator[Captured]:
+        name = self.settings.reader_name()
+        assert name is not None  # checked by the settings model
+        reader = READERS[name]
+        path = ctl.resolve(self.settings.path)
+        if not path.exists():
+            raise SourceError(f"sensor input {str(path)!r} not found")
+        while not ctl.stopping:
+            ctl.restart_pacing()
+            first: float | None = None
+            index = 0
+            for item in reader.read(path, self.settings):
+                if not isinstance(item, Reading):
+                    ctl.skip("bad_reading", f"{path.name} {item.reason}")
+                    continue
+                if first is None and item.timestamp is not None:
+                    first = item.timestamp
+                keep = ctl.keep_nth(index)
+                index += 1
+                if not keep:
+                    continue
+                if not self._wait_turn(ctl, item, first):
+                    return
+                yield Captured(vector=list(item.values), attributes=self._attributes(item, path.name))
+            if not self.settings.loop:
+                return
+
+    def _wait_turn(self, ctl: SourceControl, item: Reading, first: float | None) -> bool:
+        if self.settings.realtime and item.timestamp is not None and first is not None:
+            return ctl.pace((item.timestamp - first) / self.settings.speed)
+        return ctl.throttle()
+
+    @staticmethod
+    def _attributes(item: Reading, file_name: str) -> dict[str, str]:
+        attributes = {"fields": ",".join(item.names), "line": str(item.line), "file_name": file_name}
+        if item.timestamp is not None:
+            attributes["recorded_at"] = repr(item.timestamp)
+        return attributes

@@ -1,0 +1,437 @@
+"""The inference module: frames in, predictions out, models swapped in from the twin.
+
+``handle_input`` queues each frame for the micro-batcher; the batcher's worker decodes the
+batch, runs the current model once, and sends one prediction per frame (``status: error`` with
+the reason for a frame it could not score). Model loads run on the manager's loader thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeloop import signing
+from edgeloop.clock import Clock, SystemClock
+from edgeloop.contracts import Contract, FrameRef, Prediction
+from edgeloop.errors import ConfigError, MethodError
+from edgeloop.runtime import EdgeModule, InboundMessage, MethodRegistry, ModuleContext
+from edgeloop_inference import scoring
+from edgeloop_inference.batcher import MicroBatcher
+from edgeloop_inference.config import InferenceConfig, ModelSpec
+from edgeloop_inference.latency import LatencyWindow
+from edgeloop_inference.manager import LoadRequest, ModelManager, read_public_key
+from edgeloop_inference.preprocess import SampleError
+from edgeloop_inference.providers import available_providers
+from edgeloop_inference.session import LoadedModel, ModelRejectedError
+from edgeloop_inference.store import Fetcher, ModelStore, UrlFetcher
+
+log = logging.getLogger(__name__)
+
+OUTPUT = "predictions"
+INPUT = "frames"
+#: How often the reported ``model`` section (with latency percentiles) is refreshed.
+REPORT_EVERY_S = 30.0
+#: Settings whose change means the serving model must be loaded again.
+_RELOAD_KEYS = ("providers", "intra_op_threads", "intra_op_spinning", "preprocess", "labels", "output_name")
+
+
+@dataclass
+class Job:
+    """One sample waiting to be scored; ``reply`` set for HTTP requests, else it goes to the hub."""
+
+    frame: FrameRef
+    enqueued: float
+    data: bytes | None = None
+    reply: Future[Prediction] | None = field(default=None, repr=False)
+
+
+@dataclass
+class Scored:
+    """What the batcher thread hands the output thread: one batch's scores and failures."""
+
+    model: LoadedModel | None
+    now: datetime
+    jobs: list[Job] = field(default_factory=list)
+    probs: np.ndarray | None = None
+    run_ms: float = 0.0
+    failed: list[tuple[Job, str]] = field(default_factory=list)
+
+
+class InferenceModule(EdgeModule[InferenceConfig]):
+    name = "inference"
+    config_model = InferenceConfig
+
+    def __init__(
+        self,
+        *,
+        samples_dir: Path,
+        models_dir: Path,
+        fetcher: Fetcher | None = None,
+        clock: Clock | None = None,
+        providers: Callable[[], list[str]] = available_providers,
+        start_timeout_s: float = 120.0,
+    ) -> None:
+        self.samples_dir = Path(samples_dir)
+        self.models_dir = Path(models_dir)
+        self._clock = clock or SystemClock()
+        self._store = ModelStore(self.models_dir, fetcher=fetcher or UrlFetcher(), clock=self._clock)
+        self.models = ModelManager(
+            store=self._store, clock=self._clock, available_providers=providers, on_change=self._report_model
+        )
+        self._start_timeout_s = start_timeout_s
+        self._ctx: ModuleContext[InferenceConfig] | None = None
+        self._config = InferenceConfig()
+        self._public_key: bytes | None = None
+        self._batcher: MicroBatcher[Job] = MicroBatcher(self._process, name="inference-batcher")
+        self._output: MicroBatcher[Scored] = MicroBatcher(
+            self._emit, max_batch=8, max_wait_s=0.0, queue_limit=64, name="inference-output"
+        )
+        self._stopping = threading.Event()
+        self._counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
+        self.run_latency = LatencyWindow()
+        self.sample_latency = LatencyWindow()
+        self._http: Any = None
+        self._seq = 0
+        self._last_report = 0.0
+
+    @classmethod
+    def from_environment(cls) -> InferenceModule:
+        """Directories from ``EDGELOOP_SAMPLES_DIR`` and ``EDGELOOP_MODELS_DIR``."""
+        return cls(
+            samples_dir=Path(os.environ.get("EDGELOOP_SAMPLES_DIR", "/samples")),
+            models_dir=Path(os.environ.get("EDGELOOP_MODELS_DIR", "/models")),
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def register_methods(self, methods: MethodRegistry) -> None:
+        methods.add("getModel", lambda _p: self.model_report(), description="serving model, status, latency")
+        methods.add(
+            "loadModel",
+            self._load_model_method,
+            payload_model=ModelSpec,
+            description="fetch, verify, self-test and serve a model (same object as the twin's model)",
+        )
+        methods.add("rollback", lambda _p: self._rollback(), description="serve the previous model again")
+
+    def apply_config(self, config: InferenceConfig, previous: InferenceConfig | None) -> None:
+        try:
+            public_key = read_public_key(config, self.models_dir)
+        except signing.SignatureError as exc:
+            raise ConfigError(f"key 'publicKey'/'publicKeyFile': {exc}") from exc
+        self._config, self._public_key = config, public_key
+        self._batcher.configure(
+            max_batch=config.batching.max_batch, max_wait_s=config.batching.max_wait_ms / 1000.0
+        )
+        if previous is None or self._ctx is None:
+            return
+        if config.http != previous.http:
+            self._restart_http()
+        if config.model is not None and config.model != previous.model:
+            self.models.submit(LoadRequest(config, public_key, spec=config.model))
+        elif any(getattr(config, k) != getattr(previous, k) for k in _RELOAD_KEYS):
+            self._reload_current(config)
+
+    def start(self, ctx: ModuleContext[InferenceConfig]) -> None:
+        self._ctx = ctx
+        config = self._config
+        self._batcher = MicroBatcher(
+            self._process,
+            max_batch=config.batching.max_batch,
+            max_wait_s=config.batching.max_wait_ms / 1000.0,
+            queue_limit=config.batching.queue_limit,
+            name="inference-batcher",
+        )
+        initial = self._initial_path(config)
+        if initial is not None:
+            self.models.submit(LoadRequest(config, self._public_key, path=initial, reason="initial"))
+        if self._twin_model_rolled_back(config):
+            restore = self.models.restore_request(config, self._public_key)
+            if restore is not None:
+                self.models.submit(restore)
+        elif config.model is not None:
+            self.models.submit(LoadRequest(config, self._public_key, spec=config.model))
+        if initial is None and config.model is None:
+            log.warning(
+                "no model yet: set the twin's 'model' or put a model at %s",
+                self.models_dir / "initial/model.onnx",
+            )
+            self._report_model()
+        self._output.start()
+        self._batcher.start()
+        if config.http.enabled:
+            self._restart_http()
+
+    def handle_input(self, input_name: str, items: list[Contract], message: InboundMessage) -> None:
+        now = time.perf_counter()
+        for item in items:
+            if not isinstance(item, FrameRef):
+                self._count("ignored_items")
+                log.warning("input %s: ignoring a %s item (frames expected)", input_name, item.SCHEMA)
+                continue
+            self._count("samples_in")
+            self._batcher.submit(Job(item, now))
+
+    def tick(self) -> None:
+        """Refresh the reported model section (latency percentiles) every ``REPORT_EVERY_S``."""
+        if self._ctx is None:
+            return
+        now = self._ctx.clock.monotonic()
+        if now - self._last_report >= REPORT_EVERY_S:
+            self._last_report = now
+            self._report_model()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._stop_http()
+        left = self._batcher.stop(timeout=15.0)
+        if left:
+            self._count("unscored", len(left))
+            reason = "not scored: the module stopped before it got to this sample"
+            self._output.submit(Scored(model=None, now=self._clock.now(), failed=[(j, reason) for j in left]))
+        unsent = self._output.stop(timeout=10.0)
+        if unsent:
+            self._emit(unsent)
+        self.models.shutdown()
+        self._report_model()
+
+    # -- scoring ---------------------------------------------------------------------------
+    def _process(self, jobs: list[Job]) -> None:
+        """Batcher thread: decode and run. Records are built and sent on the output thread, so
+        the next batch decodes and runs (both release the GIL) while this one is encoded."""
+        model = self.models.current
+        if model is None and self.models.loading:
+            model = self.models.wait_for_model(self._start_timeout_s, self._stopping)
+        now = self._clock.now()
+        if model is None:
+            status = self.models.report()
+            reason = f"no model loaded (model status {status['status']}: {status['error']})"
+            self._count("unscored", len(jobs))
+            self._output.submit(Scored(model=None, now=now, failed=[(job, reason) for job in jobs]))
+            return
+        decoded: list[np.ndarray] = []
+        result = Scored(model=model, now=now)
+        for job in jobs:
+            try:
+                decoded.append(self._decode(model, job))
+                result.jobs.append(job)
+            except SampleError as exc:
+                self._count("sample_errors")
+                result.failed.append((job, str(exc)))
+        if result.jobs:
+            self._run(model, decoded, result)
+        self._output.submit(result)
+
+    def _decode(self, model: LoadedModel, job: Job) -> np.ndarray:
+        frame, pre = job.frame, model.preprocessor
+        if job.data is not None:
+            return pre.decode_bytes(job.data, display=frame.sample_id)
+        if frame.kind == "vector" and frame.vector is not None:
+            return pre.decode_vector(frame.vector, display=frame.sample_id)
+        if pre.spec.input_kind == "vector" and frame.kind == "image":
+            raise SampleError(f"sample {frame.sample_id!r} is an image but model takes feature vectors")
+        if frame.file_ref is None:
+            raise SampleError(f"sample {frame.sample_id!r} has neither file_ref nor vector")
+        expected = frame.sha256 if self._config.verify_sample_hash else None
+        return pre.decode_file(self.samples_dir / frame.file_ref, display=frame.file_ref, sha256=expected)
+
+    def _run(self, model: LoadedModel, decoded: list[np.ndarray], result: Scored) -> None:
+        try:
+            tensor = model.preprocessor.to_tensor(decoded)
+            started = time.perf_counter()
+            result.probs = model.run(tensor)
+            result.run_ms = (time.perf_counter() - started) * 1000.0
+        except Exception as exc:
+            log.exception("model run failed on a batch of %d", len(result.jobs))
+            self._count("run_errors", len(result.jobs))
+            reason = f"model run failed: {type(exc).__name__}: {exc}"
+            result.failed.extend((job, reason) for job in result.jobs)
+            result.jobs = []
+            return
+        self.run_latency.add(result.run_ms)
+        self._count("scored", len(result.jobs))
+        self._count("batches")
+
+    def _emit(self, results: list[Scored]) -> None:
+        """Output thread: build the prediction records and deliver them, in arrival order."""
+        config = self._config
+        out: list[tuple[Job, Prediction]] = []
+        for result in results:
+            model = result.model
+            if result.jobs and result.probs is not None and model is not None:
+                records = scoring.predictions(
+                    [j.frame for j in result.jobs],
+                    result.probs,
+                    labels=model.labels,
+                    top_k=config.top_k,
+                    include_scores=config.include_scores,
+                    model_name=model.identity.name,
+                    model_version=model.identity.version,
+                    latency_ms=round(result.run_ms, 3),
+                    scored_at=result.now,
+                )
+                out.extend(zip(result.jobs, records, strict=True))
+            out.extend(
+                (job, self._error(job.frame, reason, model, result.now)) for job, reason in result.failed
+            )
+        self._deliver(out)
+
+    def _error(self, frame: FrameRef, reason: str, model: LoadedModel | None, now: Any) -> Prediction:
+        return scoring.error_prediction(
+            frame,
+            reason,
+            model_name=model.identity.name if model else None,
+            model_version=model.identity.version if model else None,
+            scored_at=now,
+        )
+
+    def _deliver(self, results: list[tuple[Job, Prediction]]) -> None:
+        to_hub: list[Prediction] = []
+        done = time.perf_counter()
+        for job, prediction in results:
+            self.sample_latency.add((done - job.enqueued) * 1000.0)
+            if job.reply is not None:
+                if not job.reply.done():
+                    job.reply.set_result(prediction)
+            else:
+                to_hub.append(prediction)
+        if to_hub and self._ctx is not None:
+            try:
+                self._ctx.send(OUTPUT, to_hub)
+                self._count("predictions_out", len(to_hub))
+            except Exception:
+                self._count("send_errors", len(to_hub))
+                log.exception("could not send %d predictions", len(to_hub))
+
+    def score_now(
+        self, *, data: bytes | None = None, vector: list[float] | None = None
+    ) -> Future[Prediction]:
+        """Queue one sample from outside the pipeline (the HTTP endpoint); same model, same batches."""
+        self._seq += 1
+        frame = FrameRef(
+            sample_id=uuid.uuid4().hex,
+            source_id="http",
+            seq=self._seq,
+            captured_at=self._clock.now(),
+            kind="vector" if vector is not None else "image",
+            vector=vector,
+        )
+        future: Future[Prediction] = Future()
+        self._batcher.submit(Job(frame, time.perf_counter(), data=data, reply=future))
+        return future
+
+    # -- models ----------------------------------------------------------------------------
+    def _initial_path(self, config: InferenceConfig) -> Path | None:
+        if config.initial_model is not None:
+            path = Path(config.initial_model)
+            return path if path.is_absolute() else self.models_dir / path
+        default = self.models_dir / "initial" / "model.onnx"
+        return default if default.exists() else None
+
+    def _twin_model_rolled_back(self, config: InferenceConfig) -> bool:
+        """True when the twin still names the model a rollback before the restart moved away
+        from: it stays rolled back until the twin names another model."""
+        recorded = self.models.recorded_rollback()
+        if recorded is None or config.model is None or recorded["from"].get("sha256") != config.model.sha256:
+            return False
+        log.warning(
+            "the twin names model %s %s, which was rolled back: serving %s %s until the twin changes",
+            config.model.name,
+            config.model.version,
+            recorded["to"].get("name"),
+            recorded["to"].get("version"),
+        )
+        self.models.rolled_back = True
+        return True
+
+    def _reload_current(self, config: InferenceConfig) -> None:
+        if self.models.rolled_back:
+            restore = self.models.restore_request(config, self._public_key)
+            initial = self._initial_path(config)
+            if restore is None and initial is not None:
+                restore = LoadRequest(config, self._public_key, path=initial, reason="restore")
+            if restore is not None:
+                self.models.submit(restore)
+                return
+        if config.model is not None:
+            self.models.submit(LoadRequest(config, self._public_key, spec=config.model, reason="reconfigure"))
+            return
+        current = self.models.current
+        initial = self._initial_path(config)
+        if current is not None and initial is not None:
+            self.models.submit(LoadRequest(config, self._public_key, path=initial, reason="reconfigure"))
+
+    def _load_model_method(self, spec: ModelSpec) -> dict[str, Any]:
+        future = self.models.submit(
+            LoadRequest(self._config, self._public_key, spec=spec, reason="loadModel")
+        )
+        config = self._config
+        wait = min(300.0, config.download_timeout_s * config.download_attempts + 30.0)
+        try:
+            future.result(timeout=wait)
+        except ModelRejectedError as exc:
+            raise MethodError(400, f"model {spec.name} {spec.version} refused: {exc.reason}") from exc
+        except FutureTimeout:
+            return {"status": "loading", "model": self.model_report()}
+        return self.model_report()
+
+    def _rollback(self) -> dict[str, Any]:
+        self.models.rollback()
+        return self.model_report()
+
+    def model_report(self) -> dict[str, Any]:
+        return {
+            **self.models.report(),
+            "latencyMs": {"run": self.run_latency.summary(), "sample": self.sample_latency.summary()},
+        }
+
+    def _report_model(self) -> None:
+        if self._ctx is not None:
+            self._ctx.report({"model": self.model_report()})
+
+    # -- HTTP endpoint ---------------------------------------------------------------------
+    def _restart_http(self) -> None:
+        self._stop_http()
+        settings = self._config.http
+        if not settings.enabled or self._stopping.is_set():
+            return
+        from edgeloop_inference.http_api import HttpEndpoint
+
+        self._http = HttpEndpoint(self, settings)
+        self._http.start()
+
+    def _stop_http(self) -> None:
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
+
+    # -- stats -----------------------------------------------------------------------------
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._counts_lock:
+            self._counts[key] += n
+
+    def stats(self) -> dict[str, Any]:
+        with self._counts_lock:
+            counts = dict(self._counts)
+        return {
+            **counts,
+            "queued": self._batcher.pending,
+            "batchSizes": {str(k): v for k, v in sorted(self._batcher.batch_sizes.items())},
+            "modelLoads": self.models.loads,
+            "modelFailures": self.models.failures,
+            "rollbacks": self.models.rollbacks,
+            "latencyMs": {"run": self.run_latency.summary(), "sample": self.sample_latency.summary()},
+        }

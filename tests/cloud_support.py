@@ -1,0 +1,65 @@
+"""Helpers shared by the cloud tests: tiny trained models and held-out sets, built once."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+
+import cv2
+import numpy as np
+from edgeloop_cloud.basedata import load_base_set
+from edgeloop_cloud.gate import EvalItem
+from edgeloop_cloud.storage import BlobContainer
+from edgeloop_cloud.training import Example, TrainingParams, default_preprocess, train
+
+from edgeloop import envelope
+
+
+@lru_cache(maxsize=8)
+def digits_model(max_iter: int = 40, seed: int = 0, limit: int = 600) -> bytes:
+    """ONNX bytes of a digits MLP trained on the first ``limit`` base digits."""
+    base = load_base_set(limit=limit)
+    examples = [
+        Example(image=i, label=lbl) for i, lbl in zip(base.train_images, base.train_labels, strict=True)
+    ]
+    params = TrainingParams(max_iter=max_iter, seed=seed)
+    return train(base=examples, new=[], preprocess=default_preprocess(), params=params).to_bytes()
+
+
+@lru_cache(maxsize=2)
+def holdout(limit: int = 600) -> tuple[EvalItem, ...]:
+    base = load_base_set(limit=limit)
+    return tuple(
+        EvalItem(image=i, label=lbl) for i, lbl in zip(base.holdout_images, base.holdout_labels, strict=True)
+    )
+
+
+def upload_sealed(
+    container: BlobContainer,
+    *,
+    public_key: envelope.PublicKey,
+    sample_id: str,
+    frame: np.ndarray,
+    device_id: str = "cam-1",
+    day: str = "2026/01/05",
+) -> str:
+    """Seal a frame as PNG and upload it the way the uploader does (name, metadata, sidecar)."""
+    ok, png = cv2.imencode(".png", frame)
+    assert ok
+    plain = png.tobytes()
+    context = envelope.EnvelopeContext(sample_id=sample_id, device_id=device_id, content_type="image/png")
+    sealed = envelope.seal_bytes(plain, public_key=public_key, context=context)
+    name = f"digits/v1/{day}/{device_id}/{sample_id}.png.elenv"
+    metadata = {
+        "sample_id": sample_id,
+        "kind": "image",
+        "device_id": device_id,
+        "key_id": public_key.key_id,
+        "content_type": "image/png",
+        "plaintext_sha256": hashlib.sha256(plain).hexdigest(),
+        "blob_sha256": hashlib.sha256(sealed).hexdigest(),
+        "strategy": "margin",
+    }
+    container.write(name, sealed, metadata=metadata, if_none_match="*")
+    container.write(name.removesuffix(".png.elenv") + ".json", b'{"schema": "edgeloop.sidecar/1"}')
+    return name
