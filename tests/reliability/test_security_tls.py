@@ -19,7 +19,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -131,7 +131,7 @@ def https_azurite(tmp_path: Path, private_ca: CertPaths) -> Iterator[str]:
 def test_blob_clients_refuse_a_storage_endpoint_they_do_not_trust(
     https_azurite: str, private_ca: CertPaths, ledger: AreaLedger
 ) -> None:
-    from azure.storage.blob import ContainerClient
+    from azure.storage.blob import BlobServiceClient, ContainerClient
     from edgeloop_cloud.storage import AzureContainer, StorageError
     from edgeloop_uploader.config import UploaderConfig
     from edgeloop_uploader.service import azure_store_factory
@@ -145,15 +145,39 @@ def test_blob_clients_refuse_a_storage_endpoint_they_do_not_trust(
     )
     control.create_container()
     ledger.record(inputs=3)
-    # then: the solution's clients refuse the endpoint
-    shared = AzureBlobStore.from_credential(https_azurite, container="data", retry_total=0)
-    with pytest.raises(BlobStoreError):
-        shared.ensure_container()
-    uploader = azure_store_factory(Credential(https_azurite, "test"), UploaderConfig())
-    with pytest.raises(BlobStoreError):
-        uploader.ensure_container()
-    with pytest.raises(StorageError):
-        AzureContainer.from_connection_string(https_azurite, "cloud")
+    # when: the solution's clients try to create their containers (each in a thread: the cloud
+    # client keeps the SDK's default retries, which take minutes to give up)
+    outcomes: dict[str, BaseException | None] = {}
+
+    def attempt(name: str, action: Callable[[], object]) -> None:
+        try:
+            action()
+            outcomes[name] = None
+        except BaseException as exc:
+            outcomes[name] = exc
+
+    uploader_store = azure_store_factory(Credential(https_azurite, "test"), UploaderConfig())
+    shared = AzureBlobStore.from_credential(https_azurite, container="shared", retry_total=0)
+    actions: dict[str, Callable[[], object]] = {
+        "uploader": uploader_store.ensure_container,  # container "data"
+        "shared": shared.ensure_container,
+        "cloud": lambda: AzureContainer.from_connection_string(https_azurite, "cloud"),
+    }
+    threads = [threading.Thread(target=attempt, args=item, daemon=True) for item in actions.items()]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 15
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    # then: none got through; those that gave up already raised their own storage error
+    service = BlobServiceClient.from_connection_string(
+        https_azurite, connection_verify=str(private_ca.ca_cert), retry_total=0
+    )
+    created = {c.name for c in service.list_containers()}
+    assert created == {"control"}, f"a client without the CA reached the storage: {created}"
+    assert outcomes, "no client gave up within 15 s"
+    for name, error in outcomes.items():
+        assert isinstance(error, BlobStoreError | StorageError), f"{name}: {error!r}"
 
 
 # -- model downloads over HTTPS -------------------------------------------------------------
