@@ -303,6 +303,24 @@ def seal(
     )
 
 
+def sealed_size(
+    plaintext_bytes: int,
+    *,
+    public_key: PublicKey,
+    context: EnvelopeContext,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> int:
+    """The exact size ``seal`` gives ``plaintext_bytes`` bytes: header, then a tag per chunk."""
+    header = _header_bytes(
+        key_id=public_key.key_id,
+        wrapped=bytes(public_key.key.key_size // 8),
+        prefix=bytes(NONCE_PREFIX_BYTES),
+        chunk_size=chunk_size,
+        context=context,
+    )
+    return len(header) + plaintext_bytes + TAG_BYTES * (plaintext_bytes // chunk_size + 1)
+
+
 def seal_bytes(data: bytes, *, public_key: PublicKey, context: EnvelopeContext, **kwargs: int) -> bytes:
     out = io.BytesIO()
     seal(io.BytesIO(data), out, public_key=public_key, context=context, **kwargs)

@@ -168,3 +168,18 @@ def test_hostile_headers_are_refused_as_malformed(case: str, ledger: AreaLedger)
     error = refused(_header(doc), expected=None)
     # then
     assert isinstance(error, EnvelopeFormatError | EnvelopeError)
+
+
+@FUZZ
+@given(data=plaintexts, chunk=chunk_sizes, sample_id=st.text(min_size=1, max_size=30))
+def test_sealed_size_predicts_the_envelope_exactly(
+    data: bytes, chunk: int, sample_id: str, reliability: AreaLedger
+) -> None:
+    # the uploader budgets its disk with this figure before sealing
+    from edgeloop.envelope import sealed_size
+
+    public, _ = keys()
+    context = EnvelopeContext(sample_id=sample_id, device_id="dev-1", content_type="image/jpeg")
+    reliability.record(inputs=1)
+    sealed_bytes = seal_bytes(data, public_key=public, context=context, chunk_size=chunk)
+    assert sealed_size(len(data), public_key=public, context=context, chunk_size=chunk) == len(sealed_bytes)
