@@ -43,6 +43,19 @@ class GateConfig(BaseModel):
         default=5.0, gt=0, description="Budget for model run time per sample (batch of 32, CPU), in ms."
     )
     max_size_bytes: int = Field(default=20_000_000, gt=0, description="Budget for the ONNX file size.")
+    new_slice_weight: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description=(
+            "Share of every metric given to the held-out slice of newly labelled samples (the world "
+            "as devices see it now); the rest goes to the fixed held-out set. Under drift the fixed "
+            "set alone hides what a retrained model gained."
+        ),
+    )
+    min_new_slice: int = Field(
+        default=8, ge=1, description="New held-out samples needed before new_slice_weight applies."
+    )
     latency_repeats: int = Field(default=5, ge=1, le=100, description="Timed runs; the median counts.")
 
 
@@ -154,10 +167,29 @@ def load_check(model: bytes) -> tuple[Any, Preprocess, list[str]]:
     return session, meta.preprocess, list(meta.labels)
 
 
+def slice_weights(items: Sequence[EvalItem], config: GateConfig) -> np.ndarray:
+    """Per-item weights: ``new_slice_weight`` shared by the "new" items and the rest by the
+    fixed ones, once the new slice holds ``min_new_slice`` items; equal weights otherwise."""
+    is_new = np.array([i.origin == "new" for i in items], dtype=bool)
+    n_new, n_fixed = int(is_new.sum()), int((~is_new).sum())
+    if n_new < config.min_new_slice or n_fixed == 0:
+        return np.ones(len(items))
+    share = config.new_slice_weight
+    return np.where(is_new, share / n_new, (1.0 - share) / n_fixed) * len(items)
+
+
 def evaluate(
-    model: bytes, items: Sequence[EvalItem], *, repeats: int = 5, clock: Clock | None = None
+    model: bytes,
+    items: Sequence[EvalItem],
+    *,
+    repeats: int = 5,
+    clock: Clock | None = None,
+    weights: np.ndarray | None = None,
 ) -> Evaluation:
-    """Score ``model`` on ``items`` through its own preprocess; never raises for a bad model."""
+    """Score ``model`` on ``items`` through its own preprocess; never raises for a bad model.
+
+    ``weights`` (one per item, see ``slice_weights``) weight every metric; equal by default.
+    """
     clock = clock or SystemClock()
     try:
         session, preprocess, labels = load_check(model)
@@ -170,7 +202,12 @@ def evaluate(
         return Evaluation(loaded=False, error=str(exc), size_bytes=len(model))
     predicted = [labels[i] for i in probs.argmax(axis=1)]
     truth = [i.label for i in items]
-    per_class = _per_class(truth, predicted)
+    w = np.ones(len(items)) if weights is None else np.asarray(weights, dtype=float)
+    # Per-class figures (the forgetting guard) come from the fixed set alone: a few newly
+    # labelled samples of a class, heavily weighted, would make its recall a coin toss.
+    fixed = np.array([i.origin != "new" for i in items], dtype=bool)
+    per_class = _per_class(truth, predicted, np.where(fixed, 1.0, 0.0) if fixed.any() else w)
+    weighted_classes = _per_class(truth, predicted, w)
     timings = []
     sample = x[: min(32, len(x))]
     for _ in range(repeats):
@@ -179,8 +216,8 @@ def evaluate(
         timings.append((clock.monotonic() - start) * 1000.0 / len(sample))
     return Evaluation(
         loaded=True,
-        accuracy=float(np.mean([t == p for t, p in zip(truth, predicted, strict=True)])),
-        macro_f1=float(np.mean([c["f1"] for c in per_class.values()])) if per_class else 0.0,
+        accuracy=float(np.average([t == p for t, p in zip(truth, predicted, strict=True)], weights=w)),
+        macro_f1=float(np.mean([c["f1"] for c in weighted_classes.values()])) if weighted_classes else 0.0,
         per_class=per_class,
         latency_ms=float(statistics.median(timings)),
         size_bytes=len(model),
@@ -188,16 +225,21 @@ def evaluate(
     )
 
 
-def _per_class(truth: Sequence[str], predicted: Sequence[str]) -> dict[str, dict[str, float]]:
+def _per_class(
+    truth: Sequence[str], predicted: Sequence[str], weights: np.ndarray
+) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
-    for name in sorted(set(truth), key=lambda n: (len(n), n)):
-        tp = sum(1 for t, p in zip(truth, predicted, strict=True) if t == name and p == name)
-        support = sum(1 for t in truth if t == name)
-        predicted_n = sum(1 for p in predicted if p == name)
+    t_arr, p_arr = np.asarray(truth), np.asarray(predicted)
+    counted = weights > 0
+    for name in sorted(set(t_arr[counted].tolist()), key=lambda n: (len(n), n)):
+        tp = float(weights[(t_arr == name) & (p_arr == name)].sum())
+        support = float(weights[t_arr == name].sum())
+        predicted_n = float(weights[p_arr == name].sum())
         recall = tp / support if support else 0.0
         precision = tp / predicted_n if predicted_n else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        out[name] = {"recall": recall, "precision": precision, "f1": f1, "support": float(support)}
+        count = float(((t_arr == name) & counted).sum())
+        out[name] = {"recall": recall, "precision": precision, "f1": f1, "support": count}
     return out
 
 

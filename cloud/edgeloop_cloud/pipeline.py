@@ -21,7 +21,7 @@ from edgeloop_cloud import labels as labels_mod
 from edgeloop_cloud.basedata import load_base_set
 from edgeloop_cloud.config import CloudConfig
 from edgeloop_cloud.errors import CloudError, SampleError
-from edgeloop_cloud.gate import EvalItem, Evaluation, GateDecision, decide, evaluate
+from edgeloop_cloud.gate import EvalItem, Evaluation, GateDecision, decide, evaluate, slice_weights
 from edgeloop_cloud.registry import Champion, Registry
 from edgeloop_cloud.runs import Run, RunLedger, make_run_id
 from edgeloop_cloud.samples import SampleOpener, SampleRef, decode_image, fetch_plaintext, find_samples
@@ -221,7 +221,7 @@ def execute_run(
         EvalItem(i, lbl, "fixed") for i, lbl in zip(base.holdout_images, base.holdout_labels, strict=True)
     ]
     items += [EvalItem(e.image, e.label, "new") for e in new_hold]
-    candidate_eval = evaluate(model, items, repeats=cfg.gate.latency_repeats, clock=svc.clock)
+    candidate_eval = _evaluate(svc, model, items)
     champion_eval = _champion_eval(svc, champion, items) if champion else None
     decision = decide(
         candidate_eval, champion_eval, cfg.gate, champion_version=champion.version if champion else None
@@ -250,7 +250,15 @@ def _champion_eval(svc: CloudServices, champion: Champion, items: list[EvalItem]
         model = svc.registry.read_model(champion.name, champion.version)
     except CloudError as exc:
         return Evaluation(loaded=False, error=str(exc))
-    return evaluate(model, items, repeats=svc.config.gate.latency_repeats, clock=svc.clock)
+    return _evaluate(svc, model, items)
+
+
+def _evaluate(svc: CloudServices, model: bytes, items: list[EvalItem]) -> Evaluation:
+    """Score a model on the gate's held-out set, weighted by the gate's slice shares."""
+    gate = svc.config.gate
+    return evaluate(
+        model, items, repeats=gate.latency_repeats, clock=svc.clock, weights=slice_weights(items, gate)
+    )
 
 
 def _promote(svc: CloudServices, version: str, champion: Champion | None, decision: GateDecision) -> str:
@@ -331,7 +339,7 @@ def gate_version(svc: CloudServices, version: str) -> PassOutcome:
             )
         except CloudError as exc:
             missing.append(f"{held['sample_id']}: {exc}")
-    candidate_eval = evaluate(model, items, repeats=svc.config.gate.latency_repeats, clock=svc.clock)
+    candidate_eval = _evaluate(svc, model, items)
     champion_eval = _champion_eval(svc, champion, items) if champion else None
     champion_version = champion.version if champion else None
     decision = decide(candidate_eval, champion_eval, svc.config.gate, champion_version=champion_version)

@@ -20,7 +20,9 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "edgeloop.manifest",
     "edgeloop.devhub.cli",
     "edgeloop.keycli",
+    "edgeloop.demo.cli",
     "edgeloop_cloud.cli",
+    "edgeloop_filter.cli",
 )
 
 
@@ -47,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (| head): not an error of ours
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

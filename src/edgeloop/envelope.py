@@ -304,13 +304,9 @@ def seal(
 
 
 def sealed_size(
-    plaintext_bytes: int,
-    *,
-    public_key: PublicKey,
-    context: EnvelopeContext,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    plaintext_bytes: int, *, public_key: PublicKey, context: EnvelopeContext, chunk_size: int
 ) -> int:
-    """The exact size ``seal`` gives ``plaintext_bytes`` bytes: header, then a tag per chunk."""
+    """The exact size of the envelope ``seal`` writes for ``plaintext_bytes`` (for disk budgets)."""
     header = _header_bytes(
         key_id=public_key.key_id,
         wrapped=bytes(public_key.key.key_size // 8),

@@ -9,18 +9,22 @@ def test_something(dev_hub, module_process):
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
+import random
+import socket
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edgeloop.devhub.testing import HubProcess, ModuleProcess
+from edgeloop.devhub.testing import MQTT_PORT, HubProcess, ModuleProcess
 from tests.conftest import REPO_ROOT, subprocess_env
 
-_counter = itertools.count()
+# A random start: several pytest processes (other checkouts, other suites) share this machine.
+_counter = itertools.count(random.randrange(250 * 200))
 
 
 def _worker_index() -> int:
@@ -29,14 +33,28 @@ def _worker_index() -> int:
     return int(digits or 0) % 200
 
 
+def _free(address: str) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, MQTT_PORT))
+        except OSError:
+            return False
+    return True
+
+
 def next_loopback_address() -> str:
-    """A loopback address no other test of this run uses: 127.<worker+20>.<n/250>.<n%250+2>.
+    """A loopback address whose port 8883 is free: 127.<worker+20>.<n/250 % 200>.<n%250+2>.
 
     Hubs bind port 8883 (fixed by the SDK), so each hub gets its own address; distinct
     addresses also keep one test's TIME_WAIT sockets out of the next test's way.
     """
-    n = next(_counter) + (os.getpid() % 40) * 250
-    return f"127.{_worker_index() + 20}.{(n // 250) % 250}.{n % 250 + 2}"
+    for _ in range(50):
+        n = next(_counter)
+        address = f"127.{_worker_index() + 20}.{(n // 250) % 200}.{n % 250 + 2}"
+        if _free(address):
+            return address
+    raise RuntimeError("no free loopback address for a dev hub")
 
 
 @pytest.fixture
@@ -60,15 +78,23 @@ def dev_hub(tmp_path: Path) -> Iterator[HubFactory]:
         address: str | None = None,
         extra_args: list[str] | None = None,
     ) -> HubProcess:
-        hub = HubProcess(
-            address=address or next_loopback_address(),
-            manifest=manifest,
-            state_dir=tmp_path / name,
-            env=subprocess_env(),
-            extra_args=extra_args,
-        )
-        hubs.append(hub)
-        return hub.start()
+        for attempt in range(5):
+            hub = HubProcess(
+                address=address or next_loopback_address(),
+                manifest=manifest,
+                state_dir=tmp_path / name,
+                env=subprocess_env(),
+                extra_args=extra_args,
+            )
+            hubs.append(hub)
+            try:
+                return hub.start()
+            except OSError as exc:  # another process took the address since it was picked
+                if address is not None or exc.errno != errno.EADDRINUSE or attempt == 4:
+                    raise
+                hubs.remove(hub)
+                hub.close()
+        raise AssertionError("unreachable")
 
     yield start
     for hub in hubs:

@@ -108,7 +108,7 @@ def test_twin_at_start_desired_patches_and_reported_properties(
         ("send", {"count": "many"}, None, 10.0, 400),
         ("nosuch", None, None, 10.0, 404),
         ("echo", None, b"{not json", 10.0, 400),
-        ("sleep", {"seconds": 5}, None, 1.0, 504),
+        ("sleep", {"seconds": 2.5}, None, 1.0, 504),
     ],
     ids=["ok", "module-400", "unknown-method-404", "hub-400-not-json", "timeout-504"],
 )

@@ -76,5 +76,7 @@ def test_hub_restart_mid_stream_loses_nothing(
         lambda: len(samples_by_message(record)) == 60 and samples_by_message(record), what="all 60"
     )
     assert sorted(seen) == [f"a-{i:06d}" for i in range(60)]
-    assert all(len(ids) == 1 for ids in seen.values()), "a sample arrived in two different messages"
     wait_for(lambda: records(tmp_path / "a.jsonl", "sent"), what="the sender to finish")
+    resent = {r["sample"] for r in records(tmp_path / "a.jsonl", "retry")}
+    twice = {sample for sample, ids in seen.items() if len(ids) > 1}
+    assert twice <= resent, "the hub delivered one sample in two different messages"

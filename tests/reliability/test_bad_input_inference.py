@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import struct
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,7 @@ def test_bad_image_files_get_one_error_record_each_and_good_frames_are_scored(
     ],
     ids=["nan", "inf", "-inf", "huge", "short", "long"],
 )
-def test_vectors_that_are_not_finite_or_of_the_wrong_length_get_an_error_record(
+def test_vectors_that_are_not_finite_or_of_the_wrong_length_never_take_their_batch_mates_down(
     tmp_path: Path, vector: list[float], names: str, ledger: AreaLedger
 ) -> None:
     with Harness(tmp_path, initial=mf.vector_model(features=4)) as h:
@@ -115,11 +116,22 @@ def test_vectors_that_are_not_finite_or_of_the_wrong_length_get_an_error_record(
             [mf.frame_ref(1, vector=[0.1, 0.2, 0.3, 0.4]), mf.frame_ref(2, vector=vector),
              mf.frame_ref(3, vector=[0.4, 0.3, 0.2, 0.1])],
         )  # fmt: skip
-        preds = {p.sample_id: p for p in h.wait_predictions(3)}
-    # then: the good ones are scored; the bad one has an error naming the problem, or (finite
-    # but extreme values) a prediction whose numbers are all finite
+        # then: the good ones are scored
+        h.wait_predictions(2)
+        time.sleep(0.3)
+        preds = {p.sample_id: p for p in h.predictions()}
+        rejected = h.runtime.counters["items_rejected"]
+        alive = h.thread.is_alive()
+    assert alive
     assert preds["s000001"].status == preds["s000003"].status == "ok"
+    # and: the bad one either never passed the contract (NaN and inf travel as null and are
+    # refused on arrival, counted and logged, without its batch mates) or got an error record
+    if "s000002" not in preds:
+        assert rejected == 1
+        assert names in ("NaN", "inf")
+        return
     bad = preds["s000002"]
+    assert rejected == 0
     if bad.status == "ok":
         assert not names
         assert all(math.isfinite(s) for s in bad.scores or [])

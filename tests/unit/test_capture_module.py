@@ -13,7 +13,7 @@ from edgeloop_capture import CaptureModule
 from edgeloop_capture.testing import write_images, write_video
 
 from edgeloop.contracts import FrameRef
-from edgeloop.errors import HubConnectionError
+from edgeloop.errors import HubError
 from edgeloop.runtime import ModuleRuntime, OutboundMessage
 from edgeloop.runtime.fake import FakeHubClient
 
@@ -247,7 +247,8 @@ def test_references_are_batched_not_dropped_when_the_hub_is_slow(root: Path) -> 
 
 
 class FlakyHub(FakeHubClient):
-    """The first sends fail, as when edgeHub restarts."""
+    """The first sends fail with an error the runtime does not retry itself (a connection
+    error it retries for a while; one that outlasts that window reaches the module like this)."""
 
     def __init__(self, failures: int) -> None:
         super().__init__()
@@ -256,7 +257,7 @@ class FlakyHub(FakeHubClient):
     def send(self, message: OutboundMessage) -> None:
         if self.failures > 0:
             self.failures -= 1
-            raise HubConnectionError("hub gone")
+            raise HubError("hub refused the message")
         super().send(message)
 
 

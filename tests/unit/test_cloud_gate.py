@@ -128,3 +128,36 @@ def test_evaluate_scores_a_real_model_on_the_same_set() -> None:
     assert good_eval.accuracy > weak_eval.accuracy
     assert set(good_eval.per_class) == {str(d) for d in range(10)}
     assert decision.promote
+
+
+def test_new_slice_weight_splits_the_metric_between_fixed_and_new_items() -> None:
+    # given: 4 fixed items and 2 new ones
+    from edgeloop_cloud.gate import EvalItem, slice_weights
+
+    items = list(holdout())[:6]
+    tagged = [EvalItem(i.image, i.label, "fixed" if n < 4 else "new") for n, i in enumerate(items)]
+    # when
+    weighted = slice_weights(tagged, GateConfig(new_slice_weight=0.5, min_new_slice=2))
+    too_few_new = slice_weights(tagged, GateConfig(new_slice_weight=0.5, min_new_slice=3))
+    # then: each slice carries half the total weight; too small a new slice counts like any item
+    assert weighted[4:].sum() == pytest.approx(weighted[:4].sum())
+    assert weighted.sum() == pytest.approx(len(tagged))
+    assert list(too_few_new) == [1.0] * 6
+
+
+def test_a_model_right_only_on_the_new_slice_gains_from_its_weight() -> None:
+    # given: a real model, and a held-out set where the "new" items carry labels it gets wrong
+    from edgeloop_cloud.gate import EvalItem, slice_weights
+
+    model = digits_model(max_iter=40)
+    fixed = list(holdout())[:40]
+    wrong = [EvalItem(i.image, "0" if i.label != "0" else "1", "new") for i in list(holdout())[40:50]]
+    items = fixed + wrong
+    # when
+    plain = evaluate(model, items, weights=slice_weights(items, GateConfig(new_slice_weight=0.0)))
+    weighted = evaluate(model, items, weights=slice_weights(items, GateConfig(new_slice_weight=0.5)))
+    # then: the new slice, all wrong, now weighs as much as the whole fixed set, while the
+    # per-class guard still judges classes on the fixed set alone
+    assert weighted.accuracy < plain.accuracy
+    assert weighted.accuracy == pytest.approx(0.5 * evaluate(model, fixed).accuracy, abs=1e-9)
+    assert weighted.per_class == evaluate(model, fixed).per_class

@@ -88,3 +88,15 @@ def test_mixed_contracts_cannot_share_a_batch() -> None:
 def test_decoding_errors_name_what_was_wrong(body: bytes, reason: str) -> None:
     with pytest.raises(ContractError, match=reason):
         decode(body)
+
+
+def test_wire_bodies_are_the_json_of_to_wire() -> None:
+    items = [frame(i, vector=[0.5, float(i)], attributes={"unit": "°C"}) for i in range(3)]
+    [single] = encode("frames", items[:1])
+    [batch] = encode("frames", items)
+    assert json.loads(single.body) == items[0].to_wire()
+    assert json.loads(batch.body) == {
+        "schema": "edgeloop.batch/1",
+        "item_schema": "edgeloop.frame/1",
+        "items": [item.to_wire() for item in items],
+    }

@@ -237,3 +237,9 @@ def test_large_input_is_streamed_in_bounded_chunks() -> None:
     # then
     assert Recorder.biggest == 64 * 1024
     assert env.open_bytes(out.getvalue(), keyring=_ring(), expected=CTX) == data
+
+
+@pytest.mark.parametrize("size", [0, 15, 16, 17, 100])
+def test_sealed_size_is_exact(size: int) -> None:
+    sealed = _seal(b"s" * size, chunk_size=16)
+    assert env.sealed_size(size, public_key=_public(), context=CTX, chunk_size=16) == len(sealed)

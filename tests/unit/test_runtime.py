@@ -298,3 +298,50 @@ def test_the_loop_touches_the_heartbeat_file_the_health_check_reads(tmp_path: An
     finally:
         runtime.request_stop("test over")
         thread.join(10)
+
+
+class FlakyHub(FakeHubClient):
+    """Refuses the first ``failures`` sends as the SDK does while it reconnects."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.attempts: list[str] = []
+
+    def send(self, message: Any) -> None:
+        self.attempts.append(message.message_id)
+        if len(self.attempts) <= self.failures:
+            from edgeloop.errors import HubConnectionError
+
+            raise HubConnectionError("no connection (reconnecting)")
+        super().send(message)
+
+
+def test_a_send_during_a_reconnect_is_retried_as_the_same_message() -> None:
+    # given a hub that refuses two sends, and a clock that does not really sleep
+    from edgeloop.clock import FakeClock
+
+    hub = FlakyHub(failures=2)
+    runtime = ModuleRuntime(EchoModule(), client=hub, clock=FakeClock())
+    # when
+    runtime.send("out", [frame(1)])
+    # then: three attempts of one message id, delivered once
+    assert len(hub.attempts) == 3
+    assert len(set(hub.attempts)) == 1
+    assert [m.message_id for m in hub.sent] == hub.attempts[:1]
+    assert runtime.counters["send_retries"] == 2
+
+
+def test_a_send_gives_up_after_the_retry_window_with_the_hub_error() -> None:
+    from edgeloop.clock import FakeClock
+    from edgeloop.errors import HubConnectionError
+
+    hub = FlakyHub(failures=1000)
+    clock = FakeClock()
+    runtime = ModuleRuntime(EchoModule(), client=hub, clock=clock, send_retry_s=10.0)
+    start = clock.monotonic()
+    with pytest.raises(HubConnectionError):
+        runtime.send("out", [frame(1)])
+    assert clock.monotonic() - start <= 10.0
+    assert runtime.counters["send_failures"] == 1
+    assert hub.sent == []

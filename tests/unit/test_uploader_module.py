@@ -180,6 +180,22 @@ def test_predictions_feed_the_prediction_log(running: Running) -> None:
     running.hub.push_input("predictions", [prediction(f"01P{i}") for i in range(30)])
     running.hub.call_method("flush", {"wait_s": 10})
     # then
-    wait_for(lambda: any(n.startswith("predictions/dev-1/") for n in running.store.blobs))
+    wait_for(lambda: any(n.strategy == "prediction-log" for n in running.notices()))
     notice = next(n for n in running.notices() if n.strategy == "prediction-log")
+    assert notice.blob_name in running.store.blobs
     assert notice.blob_name.startswith("predictions/dev-1/2026/01/05/12/")
+
+
+def test_the_manifest_twin_defaults_validate_and_hold_no_secrets(repo_root: Path) -> None:
+    # given
+    manifest = json.loads((repo_root / "deployment.template.json").read_text())
+    desired = manifest["modulesContent"]["uploader"]["properties.desired"]
+    # when
+    config = UploaderConfig.model_validate(desired)
+    # then
+    assert config.storage.connection_string is None
+    assert config.storage.container_sas_url is None
+    routes = json.dumps(manifest["modulesContent"]["$edgeHub"]["properties.desired"]["routes"])
+    assert "/modules/uploader/inputs/selected" in routes
+    assert "/modules/uploader/inputs/predictions" in routes
+    assert "uploader/outputs/uploaded INTO $upstream" in routes

@@ -204,12 +204,19 @@ def test_a_different_blob_at_the_name_is_never_overwritten(h: Harness) -> None:
     assert "not overwritten" in (entry.last_error or "")
 
 
-def test_a_damaged_sealed_file_is_quarantined(h: Harness) -> None:
-    # given
-    h.uploader.accept_selected(selected(h.samples, "01S1"))
-    sealed = next((h.outbox / "sealed").iterdir())
-    sealed.write_bytes(sealed.read_bytes()[:-1] + b"\x00")
-    # when
+@pytest.mark.parametrize("size", [5_000, 1_200_000], ids=["in-database", "in-file"])
+def test_a_damaged_sealed_entry_is_quarantined(h: Harness, size: int) -> None:
+    # given: small envelopes live in the outbox database, large ones in files
+    h.uploader.accept_selected(selected(h.samples, "01S1", b"q" * size))
+    files = list((h.outbox / "sealed").iterdir())
+    if files:
+        files[0].write_bytes(files[0].read_bytes()[:-1] + b"\x00")
+    else:
+        with h.uploader.db.transaction() as conn:
+            (data,) = conn.execute("SELECT data FROM sealed_data").fetchone()
+            conn.execute("UPDATE sealed_data SET data = ?", (bytes(data[:-1]) + b"\x00",))
+    # when: read back from disk (after a restart nothing is held in memory)
+    h.restart()
     h.pump()
     # then
     entry = h.uploader.db.get("01S1")
@@ -228,7 +235,7 @@ def test_after_a_crash_mid_upload_entries_resume_and_stray_files_go(h: Harness) 
     h.restart()
     # then
     assert h.uploader.db.get("01S1").state == QUEUED  # type: ignore[union-attr]
-    assert [p.name for p in (h.outbox / "sealed").iterdir()] == ["01S1.elenv"]
+    assert list((h.outbox / "sealed").iterdir()) == []
     h.pump()
     assert [n.sample_id for n in h.notices] == ["01S1"]
 
@@ -300,7 +307,8 @@ def test_the_disk_budget_evicts_lowest_priority_then_oldest_and_counts_it(tmp_pa
     assert h.uploader.counters["evicted"] == 2
     assert [e["id"] for e in h.uploader.stats()["recent_evictions"]] == ["01B", "01E"]
     assert h.uploader.db.held_bytes() <= 3 * size + 100
-    assert len(list((h.outbox / "sealed").iterdir())) == 3
+    with h.uploader.db.transaction() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM sealed_data").fetchone()[0] == 3
 
 
 def test_the_prediction_log_is_sampled_batched_per_hour_and_sealed(tmp_path: Path) -> None:
@@ -413,3 +421,15 @@ def test_queue_report_has_depth_age_and_bytes(h: Harness) -> None:
     assert queue["oldest_age_s"] == pytest.approx(42)
     assert queue["bytes"] > 0
     assert queue["states"][UPLOADING] == 0
+
+
+def test_a_batch_is_accepted_in_one_commit_and_a_repeated_id_once(h: Harness) -> None:
+    # given
+    items = [selected(h.samples, "01B1"), selected(h.samples, "01B2")]
+    # when
+    taken = h.uploader.accept_selected_batch([*items, items[0]])
+    h.pump()
+    # then
+    assert taken == 2
+    assert h.uploader.counters["duplicates"] == 1
+    assert sorted(n.sample_id for n in h.notices) == ["01B1", "01B2"]

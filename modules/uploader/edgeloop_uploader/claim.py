@@ -7,6 +7,7 @@ import errno
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,9 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def claim_file(source: Path, target: Path) -> str:
+def claim_file(
+    source: Path, target: Path, *, durable: bool = True, link: Callable[[Path, Path], None] = os.link
+) -> str:
     """Make ``target`` a second name (or a copy) of ``source``; returns ``"link"`` or ``"copy"``.
 
     Capture's janitor deletes its own name after a TTL; the outbox's name keeps the data.
@@ -31,8 +34,9 @@ def claim_file(source: Path, target: Path) -> str:
     """
     target.unlink(missing_ok=True)
     try:
-        os.link(source, target)
-        fsync_dir(target.parent)
+        link(source, target)
+        if durable:
+            fsync_dir(target.parent)
         return "link"
     except OSError as exc:
         # EXDEV: different mounts (two bind mounts of one disk count as two); EPERM/ENOTSUP: the
@@ -44,21 +48,26 @@ def claim_file(source: Path, target: Path) -> str:
         with open(source, "rb") as fin, open(tmp, "wb") as fout:
             shutil.copyfileobj(fin, fout, 1024 * 1024)
             fout.flush()
-            os.fsync(fout.fileno())
+            if durable:
+                os.fsync(fout.fileno())
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-    fsync_dir(target.parent)
+    if durable:
+        fsync_dir(target.parent)
     return "copy"
 
 
-def write_durably(target: Path, data: bytes) -> None:
+def write_durably(target: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write through a temporary name and rename, so a crash never leaves a partial file;
+    with ``durable`` the data also reaches the disk before the rename."""
     tmp = target.with_name(f".{target.name}.tmp")
     try:
         with open(tmp, "wb") as out:
             out.write(data)
             out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                os.fsync(out.fileno())
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -38,6 +38,10 @@ class StorageConfig(_Section):
     create_container: bool = Field(
         default=True, description="Try to create the container once (needs account-level credentials)."
     )
+    sidecar: bool = Field(
+        default=True,
+        description="Also write <sample_id>.json beside each sample (key fields are blob metadata anyway).",
+    )
     timeout_s: float = Field(default=60.0, gt=0, le=3600, description="Socket read timeout of one request.")
 
     @model_validator(mode="after")

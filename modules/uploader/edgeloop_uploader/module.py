@@ -23,8 +23,9 @@ from edgeloop.contracts import Contract, Prediction, SelectedSample, UploadedNot
 from edgeloop.errors import MethodError
 from edgeloop.runtime import EdgeModule, InboundMessage, MethodRegistry, ModuleContext
 from edgeloop_uploader.config import UploaderConfig
-from edgeloop_uploader.service import StoreFactory, Uploader, azure_store_factory
+from edgeloop_uploader.service import Uploader
 from edgeloop_uploader.sources import load_public_key
+from edgeloop_uploader.storage import StoreFactory, azure_store_factory
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +129,9 @@ class UploaderModule(EdgeModule[UploaderConfig]):
         self._stop.set()
         if self.uploader is not None:
             self.uploader.wake.set()
+        deadline = time.monotonic() + 10.0  # an upload in flight finishes or is retried after restart
         for worker in self._workers:
-            worker.join(timeout=30)
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
         if self.uploader is not None:
             self.uploader.send_notices()
             self.uploader.close()
@@ -156,11 +158,10 @@ class UploaderModule(EdgeModule[UploaderConfig]):
     def handle_input(self, input_name: str, items: list[Contract], message: InboundMessage) -> None:
         assert self.uploader is not None
         if input_name == "selected":
-            for item in items:
-                if isinstance(item, SelectedSample):
-                    self.uploader.accept_selected(item)
-                else:
-                    log.warning("input selected: ignoring a %s", item.SCHEMA)
+            samples = [item for item in items if isinstance(item, SelectedSample)]
+            if len(samples) < len(items):
+                log.warning("input selected: ignoring %s items of other contracts", len(items) - len(samples))
+            self.uploader.accept_selected_batch(samples)
         elif input_name == "predictions":
             self.uploader.accept_predictions([p for p in items if isinstance(p, Prediction)])
         else:

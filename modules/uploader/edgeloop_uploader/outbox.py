@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 QUEUED, UPLOADING, DONE, QUARANTINED, EVICTED = "queued", "uploading", "done", "quarantined", "evicted"
+#: ``sealed_path`` of an entry whose envelope is kept in the database (table ``sealed_data``).
+IN_DATABASE = ":outbox.db:"
 STATES = (QUEUED, UPLOADING, DONE, QUARANTINED, EVICTED)
 
 _SCHEMA = """
@@ -49,6 +51,10 @@ CREATE TABLE IF NOT EXISTS entries (
     notified INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS entries_state ON entries (state, priority DESC, created_at);
+CREATE TABLE IF NOT EXISTS sealed_data (
+    id TEXT PRIMARY KEY,
+    data BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS predlog_pending (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     hour TEXT NOT NULL,
@@ -103,27 +109,41 @@ class OutboxDB:
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
         self._conn.executescript(_SCHEMA)
+        self._full = durability == "full"
+        self._synchronous = ""
+        self._set_synchronous("NORMAL")
 
     def set_durability(self, durability: str) -> None:
-        with self._lock:
-            self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+        self._full = durability == "full"
+
+    def _set_synchronous(self, mode: str) -> None:
+        if mode != self._synchronous:
+            self._conn.execute(f"PRAGMA synchronous={mode}")
+            self._synchronous = mode
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One transaction. ``durable`` ones (accepting an entry) reach the disk before COMMIT
+        returns when the outbox is configured ``full``; the others (uploading, done, notified,
+        evicted) need not: losing them to a power loss only repeats an idempotent step, and the
+        next durable commit makes them durable too (WAL order)."""
         with self._lock:
+            self._set_synchronous("FULL" if durable and self._full else "NORMAL")
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
+            finally:
+                self._set_synchronous("NORMAL")
 
     def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:
         with self._lock:
@@ -145,6 +165,13 @@ class OutboxDB:
         marks = ", ".join("?" for _ in fields)
         conn.execute(f"INSERT INTO entries ({columns}) VALUES ({marks})", tuple(fields.values()))
 
+    def update_in(self, conn: sqlite3.Connection, entry_id: str, **fields: Any) -> None:
+        """``update`` inside a transaction the caller holds."""
+        if "info" in fields:
+            fields["info"] = json.dumps(fields["info"], separators=(",", ":"))
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        conn.execute(f"UPDATE entries SET {sets} WHERE id = ?", (*fields.values(), entry_id))
+
     def update(self, entry_id: str, *, expect_state: str | None = None, **fields: Any) -> bool:
         """Set ``fields``; with ``expect_state`` only if the entry is still in that state."""
         if "info" in fields:
@@ -163,7 +190,7 @@ class OutboxDB:
         with self.transaction() as conn:
             row = conn.execute(
                 "SELECT * FROM entries WHERE state = ? AND sealed_path IS NOT NULL AND next_attempt_at <= ? "
-                "ORDER BY priority DESC, created_at LIMIT 1",
+                "ORDER BY priority DESC, created_at, rowid LIMIT 1",
                 (QUEUED, now),
             ).fetchone()
             if row is None:
@@ -177,7 +204,8 @@ class OutboxDB:
     def by_state(self, *states: str) -> list[Entry]:
         marks = ", ".join("?" for _ in states)
         rows = self._all(
-            f"SELECT * FROM entries WHERE state IN ({marks}) ORDER BY priority DESC, created_at", *states
+            f"SELECT * FROM entries WHERE state IN ({marks}) ORDER BY priority DESC, created_at, rowid",
+            *states,
         )
         return [Entry.from_row(r) for r in rows]
 
@@ -190,7 +218,7 @@ class OutboxDB:
     def eviction_candidates(self) -> list[Entry]:
         """Entries the budget may evict: lowest priority first, then oldest."""
         rows = self._all(
-            "SELECT * FROM entries WHERE state IN (?, ?) ORDER BY priority ASC, created_at ASC",
+            "SELECT * FROM entries WHERE state IN (?, ?) ORDER BY priority ASC, created_at ASC, rowid ASC",
             QUEUED,
             QUARANTINED,
         )
@@ -199,6 +227,25 @@ class OutboxDB:
     def unnotified(self) -> list[Entry]:
         rows = self._all("SELECT * FROM entries WHERE state = ? AND notified = 0 ORDER BY updated_at", DONE)
         return [Entry.from_row(r) for r in rows]
+
+    def sealed_bytes(self, entry_id: str) -> bytes | None:
+        row = self._one("SELECT data FROM sealed_data WHERE id = ?", entry_id)
+        return bytes(row[0]) if row else None
+
+    def finish(self, entry_id: str, *, state: str, now: float, reason: str | None = None) -> bool:
+        """Move an entry to ``done`` or ``evicted`` and drop its envelope from the database."""
+        with self.transaction() as conn:
+            changed = conn.execute(
+                "UPDATE entries SET state = ?, updated_at = ?, last_error = ?, "
+                "size = CASE WHEN ? = 'evicted' THEN 0 ELSE size END WHERE id = ? AND state IN (?, ?, ?)",
+                (state, now, reason, state, entry_id, QUEUED, UPLOADING, QUARANTINED),
+            ).rowcount
+            conn.execute("DELETE FROM sealed_data WHERE id = ?", (entry_id,))
+        return changed == 1
+
+    def mark_notified(self, ids: list[str]) -> None:
+        with self.transaction() as conn:
+            conn.executemany("UPDATE entries SET notified = 1 WHERE id = ?", [(i,) for i in ids])
 
     def held_bytes(self) -> int:
         row = self._one(
@@ -265,6 +312,13 @@ class OutboxDB:
                 (DONE, EVICTED, before, DONE),
             ).rowcount
 
+    def drop_orphan_data(self) -> int:
+        with self._lock:
+            return self._conn.execute(
+                "DELETE FROM sealed_data WHERE id NOT IN (SELECT id FROM entries WHERE state IN (?, ?, ?))",
+                (QUEUED, UPLOADING, QUARANTINED),
+            ).rowcount
+
     def referenced_paths(self) -> set[str]:
         rows = self._all("SELECT plain_path, sealed_path FROM entries")
         return {p for r in rows for p in (r[0], r[1]) if p}
@@ -272,7 +326,7 @@ class OutboxDB:
     # -- prediction log ----------------------------------------------------------------------
     def add_predictions(self, rows: list[tuple[str, str, float, str]]) -> None:
         """Rows of (hour, sample_id, added_at, json line)."""
-        with self.transaction() as conn:
+        with self.transaction(durable=True) as conn:
             conn.executemany(
                 "INSERT INTO predlog_pending (hour, sample_id, added_at, line) VALUES (?, ?, ?, ?)", rows
             )

@@ -8,61 +8,77 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import logging
 import mimetypes
 import os
 import random
 import threading
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from edgeloop.blobstore import (
-    AzureBlobStore,
     BlobAuthError,
-    BlobExistsError,
     BlobNotFoundError,
     BlobStore,
-    BlobStoreError,
     BlobUnavailableError,
+    SampleBlobName,
     prediction_log_blob_name,
     sample_blob_name,
 )
 from edgeloop.clock import Clock
 from edgeloop.contracts import Prediction, SelectedSample, UploadedNotice
-from edgeloop.envelope import VERSION as ENVELOPE_VERSION
-from edgeloop.envelope import EnvelopeContext, PublicKey, seal, sealed_size
-from edgeloop_uploader import predlog
+from edgeloop.envelope import EnvelopeContext, PublicKey, SealResult, seal, sealed_size
+from edgeloop_uploader import blobs, predlog
 from edgeloop_uploader.backoff import backoff_delay
 from edgeloop_uploader.claim import claim_file, fsync_dir, write_durably
 from edgeloop_uploader.config import UploaderConfig
-from edgeloop_uploader.outbox import DONE, EVICTED, QUARANTINED, QUEUED, UPLOADING, Entry, OutboxDB
-from edgeloop_uploader.sources import Credential, load_public_key, resolve_credential
+from edgeloop_uploader.outbox import (
+    DONE,
+    EVICTED,
+    IN_DATABASE,
+    QUARANTINED,
+    QUEUED,
+    UPLOADING,
+    Entry,
+    OutboxDB,
+)
+from edgeloop_uploader.sources import load_public_key
+from edgeloop_uploader.storage import StorageLink, StoreFactory, azure_store_factory
 
 log = logging.getLogger(__name__)
 
-SEALED_CONTENT_TYPE = "application/vnd.edgeloop.envelope"
-SIDECAR_SCHEMA = "edgeloop.sample-sidecar/1"
-StoreFactory = Callable[[Credential, UploaderConfig], BlobStore]
+#: Envelopes up to this size are kept in the outbox database (one commit, no file to create);
+#: larger ones go to a file in ``outbox/sealed`` (SQLite would write them twice: WAL, then table).
+_IN_DATABASE_BYTES = 256 * 1024
+#: Up to this size sealing happens in memory and the envelope is kept for the upload (bounded cache).
+_IN_MEMORY_BYTES = 4 * 1024 * 1024
 Notify = Callable[[list[UploadedNotice]], None]
 
 
-def azure_store_factory(credential: Credential, config: UploaderConfig) -> BlobStore:
-    return AzureBlobStore.from_credential(
-        credential.secret, container=config.storage.container, read_timeout=config.storage.timeout_s
-    )
+def _remove_files(entry: Entry) -> None:
+    for path in (entry.plain_path, entry.sealed_path):
+        if path and path != IN_DATABASE:
+            Path(path).unlink(missing_ok=True)
 
 
 class CorruptEntryError(Exception):
     """An outbox entry's own file is missing or damaged: retrying cannot help."""
 
 
-class ConflictError(Exception):
-    """A different blob already sits at the entry's deterministic name."""
+@dataclass(frozen=True)
+class _PendingAccept:
+    """A sealed sample waiting for its batch's durable commit."""
+
+    row: dict[str, Any]
+    data: bytes | None
+    info: dict[str, Any]
+    result: SealResult
 
 
 @dataclass(frozen=True)
@@ -83,8 +99,29 @@ class Paths:
         return self.outbox / "outbox.db"
 
 
-def _ascii(value: Any) -> str:
-    return "".join(ch if 32 <= ord(ch) < 127 else "_" for ch in str(value))[:1024]
+class _SealedCache:
+    """Recently sealed small entries kept in memory, so their upload need not read the file back."""
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+        self._max = max_bytes
+        self._lock = threading.Lock()
+
+    def put(self, key: str, data: bytes) -> None:
+        with self._lock:
+            self._items[key] = data
+            self._bytes += len(data)
+            while self._bytes > self._max and self._items:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= len(dropped)
+
+    def pop(self, key: str) -> bytes | None:
+        with self._lock:
+            data = self._items.pop(key, None)
+            if data is not None:
+                self._bytes -= len(data)
+            return data
 
 
 class Uploader:
@@ -123,20 +160,22 @@ class Uploader:
         self._count_lock = threading.Lock()
         self.recent_evictions: deque[dict[str, Any]] = deque(maxlen=20)
         self.recent_rejections: deque[dict[str, Any]] = deque(maxlen=20)
-        self._store_lock = threading.Lock()
-        self._store: BlobStore | None = None
-        self._credential: Credential | None = None
-        self._override: Credential | None = None
-        self._store_failures = 0
-        self._store_retry_at = 0.0
-        self.store_error: str | None = None
+        self.storage = StorageLink(
+            factory=store_factory, clock=clock, rng=self.rng, env_credential=env_credential
+        )
         self._seal_lock = threading.Lock()
-        # Upload workers and the runtime thread all send notices: one at a time, or two of them
-        # read the same unnotified entries and announce a sample twice.
         self._notice_lock = threading.Lock()
+        self._sealed_cache = _SealedCache()
+        self._pending: list[_PendingAccept] = []
+        self._batching = False
         self.wake = threading.Event()
 
     # -- helpers ---------------------------------------------------------------------------
+    @property
+    def durable(self) -> bool:
+        """Whether files and records must survive a power loss (``outbox.durability: full``)."""
+        return self.config.outbox.durability == "full"
+
     @property
     def device_id(self) -> str:
         return self.config.device_id or self.default_device_id
@@ -184,80 +223,24 @@ class Uploader:
     def configure(self, config: UploaderConfig, previous: UploaderConfig | None) -> None:
         """Apply a new config. Raises ``ConfigError`` (the old config stays) for a bad public key."""
         key = load_public_key(config, env_file=self.env_public_key_file)
-        if previous is not None and previous.storage != config.storage:
-            self._override = None  # a twin change of credentials replaces a setCredentials one
         self.config = config
         self.db.set_durability(config.outbox.durability)
         if key is not None and (self.public_key is None or key.key_id != self.public_key.key_id):
             log.info("envelope public key %s in force", key.key_id)
         self.public_key = key
-        self._refresh_store(force=previous is None or previous.storage != config.storage)
+        self.storage.configure(config, changed=previous is None or previous.storage != config.storage)
         self.wake.set()
 
     def set_credentials(self, secret: str) -> dict[str, str]:
-        """Replace the storage credential now (a new SAS after the old one expired)."""
-        credential = Credential(secret.strip(), "method:setCredentials")
-        store = self.store_factory(credential, self.config)  # raises BlobAuthError for a malformed one
-        with self._store_lock:
-            self._override = credential
-            self._install(store, credential)
+        """Replace the storage credential now (a new SAS after the old one expired).
+
+        Raises:
+            BlobAuthError: neither a SAS URL nor a connection string (the secret is not quoted).
+        """
+        described = self.storage.replace(secret)
         self.db.reset_backoff(self._now())
-        log.info("storage credentials replaced (%s)", credential.kind)
         self.wake.set()
-        return credential.describe()
-
-    def _refresh_store(self, *, force: bool = False) -> None:
-        credential = resolve_credential(self.config, override=self._override, env_value=self.env_credential)
-        with self._store_lock:
-            if credential is None:
-                self._store, self._credential = None, None
-                self.store_error = (
-                    "no storage credentials (twin storage.*, a credentials file or the environment)"
-                )
-                return
-            if not force and self._credential is not None and credential.secret == self._credential.secret:
-                return
-            try:
-                store = self.store_factory(credential, self.config)
-            except BlobStoreError as exc:
-                self._store, self._credential = None, credential
-                self.store_error = f"storage credential from {credential.source} refused: {exc}"
-                log.error("%s", self.store_error)
-                return
-            self._install(store, credential)
-
-    def _install(self, store: BlobStore, credential: Credential) -> None:
-        self._store, self._credential = store, credential
-        self._store_failures, self._store_retry_at, self.store_error = 0, 0.0, None
-        log.info("storage: %s from %s, container %s", credential.kind, credential.source, store.container)
-        if self.config.storage.create_container and credential.kind == "connection_string":
-            try:
-                store.ensure_container()
-            except BlobStoreError as exc:
-                log.warning("could not create container %s: %s", store.container, exc)
-
-    def _store_for_upload(self) -> BlobStore | None:
-        with self._store_lock:
-            if self._store is None or self.clock.monotonic() < self._store_retry_at:
-                return None
-            return self._store
-
-    def _store_failed(self, exc: BlobStoreError) -> None:
-        with self._store_lock:
-            self._store_failures += 1
-            delay = backoff_delay(self._store_failures, self.config.retry, self.rng)
-            self._store_retry_at = self.clock.monotonic() + delay
-            self.store_error = str(exc)
-        self._count("store_errors")
-        log.warning("storage failing (%s); next try in %.1fs", exc, delay)
-        if isinstance(exc, BlobAuthError) and self._override is None:
-            self._refresh_store()  # a rotated secret file or environment is picked up here
-
-    def _store_ok(self) -> None:
-        if self._store_failures:
-            with self._store_lock:
-                self._store_failures, self.store_error = 0, None
-            log.info("storage reachable again")
+        return described
 
     # -- accepting ---------------------------------------------------------------------------
     def _reject(self, sample_id: str, reason: str, category: str) -> None:
@@ -273,10 +256,15 @@ class Uploader:
 
         Returns False when it is not taken (a duplicate, a missing or truncated file, no room).
         """
-        if self.db.get(item.sample_id) is not None:
+        if self.db.get(item.sample_id) is not None or any(
+            p.row["id"] == item.sample_id for p in self._pending
+        ):
             self._count("duplicates")
             return False
         frame = item.prediction.frame
+        key = self.public_key
+        if key is not None and frame.file_ref is not None:
+            return self._accept_sealing(item, frame.file_ref, key)
         try:
             plain, content_type, suffix = self._claim(item)
         except FileNotFoundError:
@@ -302,16 +290,9 @@ class Uploader:
         if not self._make_room(budgeted, item.priority, now, item.sample_id):
             plain.unlink(missing_ok=True)
             return False
-        name = sample_blob_name(
-            model=item.prediction.model_name,
-            version=item.prediction.model_version,
-            captured_at=frame.captured_at,
-            device_id=self.device_id,
-            sample_id=item.sample_id,
-            suffix=suffix,
-        )
+        name = self._blob_name(item, suffix)
         info = {"selected": item.to_wire(), "strategy": item.strategy, "traceparent": item.traceparent}
-        with self.db.transaction() as conn:
+        with self.db.transaction(durable=True) as conn:
             self.db.insert(
                 conn,
                 id=item.sample_id,
@@ -332,17 +313,109 @@ class Uploader:
         self.wake.set()
         return True
 
+    def _blob_name(self, item: SelectedSample, suffix: str) -> SampleBlobName:
+        return sample_blob_name(
+            model=item.prediction.model_name,
+            version=item.prediction.model_version,
+            captured_at=item.prediction.frame.captured_at,
+            device_id=self.device_id,
+            sample_id=item.sample_id,
+            suffix=suffix,
+        )
+
+    def _accept_sealing(self, item: SelectedSample, file_ref: str, key: PublicKey) -> bool:
+        """With the key at hand the claim is the sealed copy itself: the volume's file is opened
+        (an open file outlives the janitor's unlink) and sealed straight into the outbox."""
+        frame = item.prediction.frame
+        content_type = frame.content_type or mimetypes.guess_type(file_ref)[0] or "application/octet-stream"
+        try:
+            fin = open(self.paths.samples / file_ref, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            self._reject(item.sample_id, f"sample file {file_ref!r} is missing from the volume", "missing")
+            return False
+        except OSError as exc:
+            self._reject(item.sample_id, f"cannot open {file_ref!r}: {exc.strerror or exc}", "io")
+            return False
+        with fin:
+            size = os.fstat(fin.fileno()).st_size
+            if frame.bytes is not None and size != frame.bytes:
+                reason = (
+                    f"sample file {file_ref!r} has {size} bytes, capture wrote {frame.bytes} (truncated?)"
+                )
+                self._reject(item.sample_id, reason, "truncated")
+                return False
+            context = EnvelopeContext(item.sample_id, self.device_id, content_type)
+            chunk = self.config.encryption.chunk_size
+            expected_size = sealed_size(size, public_key=key, context=context, chunk_size=chunk)
+            now = self._now()
+            if not self._make_room(expected_size, item.priority, now, item.sample_id):
+                return False
+            try:
+                target, result, data = self._seal_stream(fin, item.sample_id, content_type, key)
+            except OSError as exc:
+                category = "disk_full" if exc.errno == errno.ENOSPC else "io"
+                self._reject(item.sample_id, f"cannot seal {file_ref!r}: {exc.strerror or exc}", category)
+                return False
+        name = self._blob_name(item, Path(file_ref).suffix)
+        info = {"selected": item.to_wire(), "strategy": item.strategy, "traceparent": item.traceparent}
+        row = {
+            "id": item.sample_id,
+            "kind": "sample",
+            "state": QUEUED,
+            "priority": item.priority,
+            "created_at": now,
+            "updated_at": now,
+            "blob_name": name.name,
+            "sidecar_name": name.sidecar,
+            "content_type": content_type,
+            **self._sealed_fields(target, result, info),
+        }
+        self._pending.append(_PendingAccept(row=row, data=data, info=info, result=result))
+        if not self._batching:
+            self._commit_pending()
+        return True
+
+    def accept_selected_batch(self, items: list[SelectedSample]) -> int:
+        """Accept several samples with one durable commit (a message from the filter holds a batch)."""
+        self._batching = True
+        try:
+            taken = sum(1 for item in items if self.accept_selected(item))
+        finally:
+            self._batching = False
+            self._commit_pending()
+        return taken
+
+    def _commit_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        with self.db.transaction(durable=True) as conn:
+            for accept in pending:
+                self._store_sealed(conn, accept.row["id"], accept.data)
+                self.db.insert(conn, **accept.row)
+        for accept in pending:
+            if accept.data is not None:
+                self._sealed_cache.put(accept.row["id"], accept.data)
+            self._count("accepted")
+            self._count("claimed_by_seal")
+            self._count("sealed")
+            self._check_digest(accept.row["id"], accept.info, accept.result)
+        self.wake.set()
+
     def _claim(self, item: SelectedSample) -> tuple[Path, str, str]:
         frame = item.prediction.frame
         if frame.file_ref is None:
             target = self.paths.claims / f"{item.sample_id}.json"
             body = {"sample_id": item.sample_id, "vector": frame.vector, "attributes": frame.attributes}
-            write_durably(target, json.dumps(body, separators=(",", ":")).encode("utf-8"))
-            fsync_dir(target.parent)
+            write_durably(
+                target, json.dumps(body, separators=(",", ":")).encode("utf-8"), durable=self.durable
+            )
+            if self.durable:
+                fsync_dir(target.parent)
             return target, "application/json", ".json"
         suffix = Path(frame.file_ref).suffix
         target = self.paths.claims / f"{item.sample_id}{suffix}"
-        how = claim_file(self.paths.samples / frame.file_ref, target)
+        how = claim_file(self.paths.samples / frame.file_ref, target, durable=self.durable)
         self._count(f"claimed_by_{how}")
         content_type = (
             frame.content_type or mimetypes.guess_type(frame.file_ref)[0] or "application/octet-stream"
@@ -351,7 +424,7 @@ class Uploader:
 
     def _make_room(self, size: int, priority: int, created: float, new_id: str) -> bool:
         budget = self.config.outbox.max_bytes
-        held = self.db.held_bytes()
+        held = self.db.held_bytes() + sum(p.row["size"] for p in self._pending)
         if held + size <= budget:
             return True
         if size <= budget:
@@ -372,12 +445,10 @@ class Uploader:
         return False
 
     def _evict(self, entry: Entry, reason: str) -> None:
-        if not self.db.update(entry.id, expect_state=entry.state, state=EVICTED, last_error=reason, size=0,
-                              updated_at=self._now()):  # fmt: skip
+        if not self.db.finish(entry.id, state=EVICTED, now=self._now(), reason=reason):
             return
-        for path in (entry.plain_path, entry.sealed_path):
-            if path:
-                Path(path).unlink(missing_ok=True)
+        self._sealed_cache.pop(entry.id)
+        _remove_files(entry)
         self._count("evicted")
         self._count("evicted_bytes", entry.size)
         self.recent_evictions.append(
@@ -413,46 +484,72 @@ class Uploader:
                 return False
             return True
 
-    def _seal(self, entry: Entry, key: PublicKey) -> None:
-        plain = Path(entry.plain_path or "")
-        target = self.paths.sealed / f"{entry.id}.elenv"
+    def _seal_stream(
+        self, fin: BinaryIO, entry_id: str, content_type: str, key: PublicKey
+    ) -> tuple[str, SealResult, bytes | None]:
+        """Seal ``fin``: small samples in memory (returned, for the database and the upload cache),
+        large ones streamed to ``outbox/sealed/<id>.elenv``. Returns (sealed_path, facts, bytes)."""
+        context = EnvelopeContext(sample_id=entry_id, device_id=self.device_id, content_type=content_type)
+        chunk_size = self.config.encryption.chunk_size
+        size = os.fstat(fin.fileno()).st_size
+        target = self.paths.sealed / f"{entry_id}.elenv"
+        if size <= _IN_MEMORY_BYTES:
+            buffer = io.BytesIO()
+            result = seal(fin, buffer, public_key=key, context=context, chunk_size=chunk_size)
+            data = buffer.getvalue()
+            if size <= _IN_DATABASE_BYTES:
+                return IN_DATABASE, result, data
+            write_durably(target, data, durable=self.durable)
+            self._sealed_cache.put(entry_id, data)
+            return str(target), result, None
         tmp = target.with_name(f".{target.name}.tmp")
-        context = EnvelopeContext(
-            sample_id=entry.id, device_id=self.device_id, content_type=entry.content_type
-        )
         try:
-            with open(plain, "rb") as fin, open(tmp, "wb") as fout:
-                result = seal(
-                    fin, fout, public_key=key, context=context, chunk_size=self.config.encryption.chunk_size
-                )
+            with open(tmp, "wb") as fout:
+                result = seal(fin, fout, public_key=key, context=context, chunk_size=chunk_size)
                 fout.flush()
-                os.fsync(fout.fileno())
+                if self.durable:
+                    os.fsync(fout.fileno())
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
-        info = dict(entry.info)
-        info["device_id"] = self.device_id
-        info["plaintext_bytes"] = result.plaintext_bytes
+        return str(target), result, None
+
+    def _store_sealed(self, conn: Any, entry_id: str, data: bytes | None) -> None:
+        if data is not None:
+            conn.execute("INSERT OR REPLACE INTO sealed_data (id, data) VALUES (?, ?)", (entry_id, data))
+
+    def _sealed_fields(self, target: str, result: SealResult, info: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "sealed_path": target,
+            "plain_path": None,
+            "size": result.ciphertext_bytes,
+            "key_id": result.key_id,
+            "plaintext_sha256": result.plaintext_sha256,
+            "ciphertext_sha256": result.ciphertext_sha256,
+            "info": {**info, "device_id": self.device_id, "plaintext_bytes": result.plaintext_bytes},
+        }
+
+    def _check_digest(self, entry_id: str, info: dict[str, Any], result: SealResult) -> None:
         expected = (info.get("selected") or {}).get("prediction", {}).get("frame", {}).get("sha256")
-        self.db.update(
-            entry.id,
-            sealed_path=str(target),
-            plain_path=None,
-            size=result.ciphertext_bytes,
-            key_id=result.key_id,
-            plaintext_sha256=result.plaintext_sha256,
-            ciphertext_sha256=result.ciphertext_sha256,
-            info=info,
-            updated_at=self._now(),
-        )
+        if expected and expected != result.plaintext_sha256:
+            entry = self.db.get(entry_id)
+            if entry is not None:
+                reason = f"content sha256 {result.plaintext_sha256} differs from capture's {expected}"
+                self._quarantine(entry, reason)
+
+    def _seal(self, entry: Entry, key: PublicKey) -> None:
+        plain = Path(entry.plain_path or "")
+        with open(plain, "rb") as fin:
+            target, result, data = self._seal_stream(fin, entry.id, entry.content_type, key)
+        fields = self._sealed_fields(target, result, entry.info)
+        with self.db.transaction(durable=True) as conn:
+            self._store_sealed(conn, entry.id, data)
+            self.db.update_in(conn, entry.id, updated_at=self._now(), **fields)
+        if data is not None:
+            self._sealed_cache.put(entry.id, data)
         plain.unlink(missing_ok=True)
         self._count("sealed")
-        if expected and expected != result.plaintext_sha256:
-            sealed = self.db.get(entry.id)
-            if sealed is not None:
-                self._quarantine(
-                    sealed, f"content sha256 {result.plaintext_sha256} differs from capture's {expected}"
-                )
+        self._check_digest(entry.id, entry.info, result)
 
     # -- prediction log --------------------------------------------------------------------
     def accept_predictions(self, items: list[Prediction]) -> int:
@@ -498,7 +595,7 @@ class Uploader:
         hour_start = datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=UTC)
         target = self.paths.claims / f"{batch_id}.jsonl.gz"
         now = self._now()
-        write_durably(target, data)
+        write_durably(target, data, durable=self.durable)
         if not self._make_room(len(data), priority, now, batch_id):
             target.unlink(missing_ok=True)
             self._delete_pending(seqs)
@@ -534,7 +631,7 @@ class Uploader:
     # -- uploading -------------------------------------------------------------------------
     def upload_one(self) -> bool:
         """Upload the most urgent ready entry; False when there was nothing to do (or no store)."""
-        store = self._store_for_upload()
+        store = self.storage.ready()
         if store is None:
             return False
         entry = self.db.claim_next(self._now())
@@ -544,115 +641,58 @@ class Uploader:
             self._ship(store, entry)
         except CorruptEntryError as exc:
             self._quarantine(entry, str(exc))
-        except ConflictError as exc:
+        except blobs.ConflictError as exc:
             self._quarantine(entry, str(exc))
         except (BlobUnavailableError, BlobAuthError) as exc:
             self.db.update(entry.id, expect_state=UPLOADING, state=QUEUED, updated_at=self._now())
-            self._store_failed(exc)
+            self._count("store_errors")
+            self.storage.failed(exc)
         except BlobNotFoundError as exc:  # the container is missing: not this entry's fault
             self.db.update(entry.id, expect_state=UPLOADING, state=QUEUED, updated_at=self._now())
-            self._store_failed(exc)
+            self._count("store_errors")
+            self.storage.failed(exc)
         except Exception as exc:
             self._failed_attempt(entry, exc)
         else:
-            self._store_ok()
+            self.storage.succeeded()
             self._done(entry)
         return True
 
     def _read_sealed(self, entry: Entry) -> bytes:
-        try:
-            data = Path(entry.sealed_path or "").read_bytes()
-        except OSError as exc:
-            raise CorruptEntryError(f"sealed file unreadable: {exc.strerror or exc}") from exc
+        cached = self._sealed_cache.pop(entry.id)
+        if cached is not None:
+            return cached
+        if entry.sealed_path == IN_DATABASE:
+            stored = self.db.sealed_bytes(entry.id)
+            if stored is None:
+                raise CorruptEntryError("sealed envelope missing from the outbox database")
+            data = stored
+        else:
+            try:
+                data = Path(entry.sealed_path or "").read_bytes()
+            except OSError as exc:
+                raise CorruptEntryError(f"sealed file unreadable: {exc.strerror or exc}") from exc
         if hashlib.sha256(data).hexdigest() != entry.ciphertext_sha256:
             raise CorruptEntryError("sealed file damaged on disk (sha256 differs from when it was sealed)")
         return data
 
-    def _metadata(self, entry: Entry) -> dict[str, str]:
-        selected = entry.info.get("selected") or {}
-        prediction = selected.get("prediction") or {}
-        fields = {
-            "sample_id": entry.id,
-            "kind": entry.kind,
-            "device_id": entry.info.get("device_id", self.device_id),
-            "key_id": entry.key_id,
-            "envelope": f"ELENV/{ENVELOPE_VERSION}",
-            "content_type": entry.content_type,
-            "plaintext_sha256": entry.plaintext_sha256,
-            "blob_sha256": entry.ciphertext_sha256,
-            "strategy": entry.info.get("strategy"),
-            "model": prediction.get("model_name"),
-            "model_version": prediction.get("model_version"),
-            "label": prediction.get("label"),
-            "traceparent": entry.info.get("traceparent"),
-        }
-        return {k: _ascii(v) for k, v in fields.items() if v is not None}
-
-    def _sidecar(self, entry: Entry) -> bytes:
-        selected = entry.info.get("selected") or {}
-        doc = {
-            "schema": SIDECAR_SCHEMA,
-            "sample_id": entry.id,
-            "device_id": entry.info.get("device_id", self.device_id),
-            "blob_name": entry.blob_name,
-            "content_type": entry.content_type,
-            "envelope_version": ENVELOPE_VERSION,
-            "key_id": entry.key_id,
-            "plaintext_sha256": entry.plaintext_sha256,
-            "plaintext_bytes": entry.info.get("plaintext_bytes"),
-            "ciphertext_sha256": entry.ciphertext_sha256,
-            "strategy": selected.get("strategy"),
-            "reason": selected.get("reason"),
-            "tags": selected.get("tags", []),
-            "priority": selected.get("priority", entry.priority),
-            "selected_at": selected.get("selected_at"),
-            "traceparent": selected.get("traceparent"),
-            "prediction": selected.get("prediction"),
-        }
-        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-    def _put_once(
-        self, store: BlobStore, name: str, data: bytes, metadata: dict[str, str], content_type: str
-    ) -> None:
-        """Create-only write; an identical blob already there (an earlier try) counts as success."""
-        try:
-            store.put(name, data, length=len(data), metadata=metadata, content_type=content_type)
-            return
-        except BlobExistsError:
-            pass
-        try:
-            existing = store.info(name)
-        except BlobAuthError:
-            # A create-only SAS cannot read: the deterministic name is this entry's own earlier try.
-            self._count("already_present_unverified")
-            log.info("%s already exists (credential cannot read it back); taken as an earlier try", name)
-            return
-        if existing.metadata.get("blob_sha256") == metadata["blob_sha256"] and existing.size == len(data):
-            self._count("already_present")
-            return
-        raise ConflictError(f"a different blob already exists at {name!r}; not overwritten")
-
     def _ship(self, store: BlobStore, entry: Entry) -> None:
         data = self._read_sealed(entry)
-        metadata = self._metadata(entry)
-        self._put_once(store, entry.blob_name, data, metadata, SEALED_CONTENT_TYPE)
-        if entry.sidecar_name:
-            sidecar = self._sidecar(entry)
-            side_meta = {
-                "sample_id": entry.id,
-                "kind": "sidecar",
-                "blob_sha256": hashlib.sha256(sidecar).hexdigest(),
-                "key_id": metadata.get("key_id", ""),
-                "plaintext_sha256": metadata.get("plaintext_sha256", ""),
-            }
-            self._put_once(store, entry.sidecar_name, sidecar, side_meta, "application/json")
+        metadata = blobs.envelope_metadata(entry, self.device_id)
+        self._count_put(blobs.put_once(store, entry.blob_name, data, metadata, blobs.SEALED_CONTENT_TYPE))
+        if entry.sidecar_name and self.config.storage.sidecar:
+            sidecar = blobs.sidecar_bytes(entry, self.device_id)
+            side_meta = blobs.sidecar_metadata(entry, sidecar)
+            self._count_put(blobs.put_once(store, entry.sidecar_name, sidecar, side_meta, "application/json"))
         self._count("uploaded_bytes", len(data))
+
+    def _count_put(self, outcome: str) -> None:
+        self._count("blobs_written" if outcome == "written" else outcome)
 
     def _done(self, entry: Entry) -> None:
         now = self._now()
-        self.db.update(entry.id, expect_state=UPLOADING, state=DONE, updated_at=now, last_error=None)
-        if entry.sealed_path:
-            Path(entry.sealed_path).unlink(missing_ok=True)
+        self.db.finish(entry.id, state=DONE, now=now)
+        _remove_files(entry)
         self._count("uploaded")
         self._count(f"uploaded_{entry.kind}")
         self.send_notices()
@@ -689,22 +729,18 @@ class Uploader:
         """Send ``uploaded`` notices not yet sent (the hub may have been away)."""
         if self.notify is None:
             return 0
-        with self._notice_lock:
-            return self._send_pending_notices(self.notify)
-
-    def _send_pending_notices(self, notify: Notify) -> int:
-        pending = self.db.unnotified()
-        if not pending:
-            return 0
-        notices = [self._notice(entry) for entry in pending]
-        try:
-            notify(notices)
-        except Exception as exc:
-            self._count("notice_errors")
-            log.warning("uploaded notices not sent yet (%s); will retry", exc)
-            return 0
-        for entry in pending:
-            self.db.update(entry.id, notified=1)
+        with self._notice_lock:  # one sender at a time, so no notice goes twice
+            pending = self.db.unnotified()
+            if not pending:
+                return 0
+            notices = [self._notice(entry) for entry in pending]
+            try:
+                self.notify(notices)
+            except Exception as exc:
+                self._count("notice_errors")
+                log.warning("uploaded notices not sent yet (%s); will retry", exc)
+                return 0
+            self.db.mark_notified([entry.id for entry in pending])
         self._count("notices_sent", len(notices))
         return len(notices)
 
@@ -732,8 +768,8 @@ class Uploader:
         for entry in self.db.unsealed():
             if entry.plain_path and not Path(entry.plain_path).exists():
                 self._quarantine(entry, "claimed file lost before sealing")
+        removed = self.db.drop_orphan_data()
         referenced = self.db.referenced_paths()
-        removed = 0
         for folder in (self.paths.claims, self.paths.sealed):
             for path in folder.iterdir():
                 if str(path) not in referenced:
@@ -751,8 +787,8 @@ class Uploader:
                 self.public_key = load_public_key(self.config, env_file=self.env_public_key_file)
             except Exception as exc:
                 log.error("envelope public key unusable: %s", exc)
-        if self._store is None and (self.config.storage.credentials_file or self.env_credential):
-            self._refresh_store()
+        if self.storage.missing and (self.config.storage.credentials_file or self.env_credential):
+            self.storage.refresh()
         self.seal_pending()
         self.flush_prediction_log()
         self.send_notices()
@@ -770,8 +806,7 @@ class Uploader:
         """Cut every pending prediction-log batch and retry every queued entry now."""
         self.flush_prediction_log(force=True)
         self.db.reset_backoff(self._now())
-        with self._store_lock:
-            self._store_retry_at = 0.0
+        self.storage.retry_now()
         self.wake.set()
 
     def queue_info(self) -> dict[str, Any]:
@@ -794,14 +829,7 @@ class Uploader:
         }
 
     def storage_status(self) -> dict[str, Any]:
-        with self._store_lock:
-            credential = self._credential
-            return {
-                "credential": credential.describe() if credential else None,
-                "container": self._store.container if self._store else None,
-                "error": self.store_error,
-                "retry_in_s": round(max(0.0, self._store_retry_at - self.clock.monotonic()), 1),
-            }
+        return self.storage.status()
 
     def stats(self) -> dict[str, Any]:
         with self._count_lock:

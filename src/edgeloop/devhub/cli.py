@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
@@ -69,6 +70,11 @@ def register(subparsers: Any) -> None:
     _hub_options(up)
     _state_dir(up)
     up.add_argument("--no-azurite", action="store_true", help="do not start Azurite")
+    up.add_argument(
+        "--no-demo-assets",
+        action="store_true",
+        help="with the default manifest, do not create the demo stream, keys and initial model when missing",
+    )
     up.set_defaults(func=_run_up)
 
     invoke = sub.add_parser("invoke", help="call a module's direct method (exit 1 for status >= 400)")
@@ -159,6 +165,10 @@ def _run_up(args: argparse.Namespace) -> int:
     try:
         manifest = load_manifest(args.manifest)
         settings = _settings(args)
+        if args.manifest == DEFAULT_MANIFEST and not args.no_demo_assets:
+            from edgeloop.demo.assets import ensure_dev_assets
+
+            os.environ.update(ensure_dev_assets(settings.state_dir))
         asyncio.run(
             _until_signalled(
                 lambda stop: run_up(

@@ -93,10 +93,15 @@ class HubProcess:
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> HubProcess:
         if self._sock is None:
-            self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self._sock.bind((self.address, MQTT_PORT))
-            self._sock.listen(128)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((self.address, MQTT_PORT))
+                sock.listen(128)
+            except OSError:
+                sock.close()
+                raise
+            self._sock = sock
         fd = self._sock.fileno()
         command = [
             self.python, "-m", "edgeloop", "dev", "hub",

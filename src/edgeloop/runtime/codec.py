@@ -66,17 +66,20 @@ def _properties(items: Sequence[Contract]) -> dict[str, str]:
     return props
 
 
+def _wire(item: Contract) -> bytes:
+    """The item's JSON with its ``schema`` tag first; pydantic's own serializer is about three
+    times faster than ``json.dumps`` of ``model_dump`` on the per-sample hot path."""
+    fields = item.model_dump_json(exclude_none=True).encode("utf-8")
+    head = b'{"schema":' + json.dumps(item.SCHEMA).encode("ascii")
+    return head + (b"," + fields[1:] if fields != b"{}" else b"}")
+
+
 def _message(output: str, items: Sequence[Contract]) -> OutboundMessage:
     if len(items) == 1:
-        body = _dumps(items[0].to_wire())
+        body = _wire(items[0])
     else:
-        body = _dumps(
-            {
-                "schema": BatchEnvelope.SCHEMA,
-                "item_schema": items[0].SCHEMA,
-                "items": [item.to_wire() for item in items],
-            }
-        )
+        head = _dumps({"schema": BatchEnvelope.SCHEMA, "item_schema": items[0].SCHEMA})[:-1]
+        body = head + b',"items":[' + b",".join(_wire(item) for item in items) + b"]}"
     return OutboundMessage(output=output, body=body, properties=_properties(items))
 
 
@@ -123,6 +126,19 @@ def decode(body: bytes | str) -> list[Contract]:
     Raises:
         ContractError: the body is not JSON, names no known schema, or fails validation.
     """
+    items, problems = decode_each(body)
+    if problems:
+        raise ContractError(problems[0])
+    return items
+
+
+def decode_each(body: bytes | str) -> tuple[list[Contract], list[str]]:
+    """Like ``decode``, but a batch item that fails validation is left out with its reason
+    instead of failing the whole message: one bad item must not drop its batch mates.
+
+    Raises:
+        ContractError: the body itself is not JSON, not an object, or not a valid envelope.
+    """
     try:
         doc = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -137,10 +153,17 @@ def decode(body: bytes | str) -> list[Contract]:
             envelope = BatchEnvelope.model_validate({k: v for k, v in doc.items() if k != "schema"})
         except ValidationError as exc:
             raise ContractError(f"bad batch envelope: {_first_error(exc)}") from exc
-        return [_item(envelope.item_schema, item) for item in envelope.items]
+        items: list[Contract] = []
+        problems: list[str] = []
+        for raw in envelope.items:
+            try:
+                items.append(_item(envelope.item_schema, raw))
+            except ContractError as exc:
+                problems.append(str(exc))
+        return items, problems
     if not isinstance(schema, str):
         raise ContractError("message body has no 'schema' field naming its contract")
-    return [_item(schema, doc)]
+    return [_item(schema, doc)], []
 
 
 def _item(schema: str, doc: Mapping[str, Any]) -> Contract:

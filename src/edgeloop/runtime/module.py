@@ -28,8 +28,8 @@ from pydantic import BaseModel
 import edgeloop
 from edgeloop.clock import Clock, SystemClock
 from edgeloop.contracts import Contract
-from edgeloop.errors import ConfigError, ContractError, HubError
-from edgeloop.runtime.codec import InboundMessage, decode, encode
+from edgeloop.errors import ConfigError, ContractError, HubConnectionError, HubError
+from edgeloop.runtime.codec import InboundMessage, OutboundMessage, decode_each, encode
 from edgeloop.runtime.config import ConfigState
 from edgeloop.runtime.hub import HubClient, MethodCall
 from edgeloop.runtime.methods import MethodRegistry
@@ -155,6 +155,7 @@ class ModuleRuntime(Generic[C]):
         report_interval: float = 30.0,
         drain_timeout: float = 20.0,
         heartbeat_file: Path | None = None,
+        send_retry_s: float = 30.0,
     ) -> None:
         self.module = module
         self.client = client
@@ -173,6 +174,7 @@ class ModuleRuntime(Generic[C]):
         self._report_interval = report_interval
         self._drain_timeout = drain_timeout
         self._heartbeat_file = heartbeat_file
+        self._send_retry_s = send_retry_s
         self._send_lock = threading.Lock()
         self._started_at = self.clock.now()
         self._running = False
@@ -296,11 +298,18 @@ class ModuleRuntime(Generic[C]):
         message = event.message
         self.counters["messages_in"] += 1
         try:
-            items = decode(message.body)
+            items, problems = decode_each(message.body)
         except ContractError as exc:
             self.counters["messages_rejected"] += 1
             log.warning("dropping message on input %s: %s", message.input_name, exc)
             return
+        if problems:
+            self.counters["items_rejected"] += len(problems)
+            for problem in problems:
+                log.warning("dropping an item on input %s: %s", message.input_name, problem)
+            if not items:
+                self.counters["messages_rejected"] += 1
+                return
         self.counters["items_in"] += len(items)
         self._guarded("handle_input", self.module.handle_input, message.input_name, items, message)
 
@@ -357,10 +366,29 @@ class ModuleRuntime(Generic[C]):
         messages = encode(output, items, max_batch=max_batch)
         with self._send_lock:
             for message in messages:
-                self.client.send(message)
+                self._send_one(message)
                 self.counters["messages_out"] += 1
         self.counters["items_out"] += len(items)
         return len(messages)
+
+    def _send_one(self, message: OutboundMessage) -> None:
+        """Send one message, retrying the same message (same id, so a receiver can drop a
+        duplicate) while the SDK reconnects: it refuses sends meanwhile, and may fail one that
+        did reach the hub. Gives up after ``send_retry_s`` and raises the last error."""
+        deadline = self.clock.monotonic() + self._send_retry_s
+        delay = 0.2
+        while True:
+            try:
+                self.client.send(message)
+                return
+            except HubConnectionError as exc:
+                if self.clock.monotonic() + delay > deadline:
+                    self.counters["send_failures"] += 1
+                    raise
+                self.counters["send_retries"] += 1
+                log.warning("send on %s failed (%s); retrying in %.1fs", message.output, exc, delay)
+                self.clock.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def report(self, patch: dict[str, Any]) -> None:
         try:

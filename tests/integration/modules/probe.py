@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgeloop.contracts import Contract, FrameRef
+from edgeloop.errors import HubConnectionError
 from edgeloop.runtime import EdgeModule, InboundMessage, MethodRegistry, ModuleContext, run_module
 
 
@@ -98,6 +99,22 @@ class Probe(EdgeModule[ProbeConfig]):
         threading.Thread(target=self._send_all, args=(request,), daemon=True).start()
         return {"sending": request.count}
 
+    def _send_one(self, output: str, item: FrameRef) -> None:
+        """Send, retrying while the hub is away: the SDK refuses sends (NoConnectionError)
+        between a dropped connection and its reconnect instead of queueing them, and may fail a
+        send that did reach the hub. A retry is a new message (new id): it is recorded."""
+        assert self._ctx is not None
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self._ctx.send(output, [item])
+                return
+            except HubConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                self._write({"event": "retry", "sample": item.sample_id})
+                time.sleep(0.2)
+
     def _send_all(self, request: SendRequest) -> None:
         assert self._ctx is not None
         for seq in range(request.start, request.start + request.count):
@@ -110,7 +127,7 @@ class Probe(EdgeModule[ProbeConfig]):
                 vector=[float(seq)],
                 attributes={"zone": request.zone, "parity": "even" if seq % 2 == 0 else "odd"},
             )
-            self._ctx.send(request.output, [item])
+            self._send_one(request.output, item)
             self._sent += 1
             if request.interval:
                 time.sleep(request.interval)

@@ -1,0 +1,278 @@
+"""The filter as an EdgeModule: predictions in, ``selected`` and ``summaries`` out."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections import Counter, deque
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgeloop.contracts import Contract, Prediction, SelectedSample, Summary
+from edgeloop.runtime import EdgeModule, InboundMessage, MethodRegistry, ModuleContext, NoPayload
+from edgeloop_filter.config import FilterConfig
+from edgeloop_filter.engine import Engine
+from edgeloop_filter.policy import Policy, parse_policy
+from edgeloop_filter.state import MemoryStateStore, StateStore
+
+log = logging.getLogger(__name__)
+
+SELECTED = "selected"
+SUMMARIES = "summaries"
+
+
+class DryRunPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    policy: dict[str, Any] | None = Field(default=None, description="Policy to try; unset: the current one.")
+    last: int | None = Field(default=None, ge=1, description="How many recent predictions; unset: all kept.")
+    max_samples: int = Field(default=100, ge=0, le=10_000, description="Selected samples listed back.")
+    seed: int = Field(default=0, description="Seed for random rules without their own seed.")
+
+
+class FilterModule(EdgeModule[FilterConfig]):
+    name = "filter"
+    config_model = FilterConfig
+
+    def __init__(
+        self,
+        *,
+        store: StateStore | None = None,
+        rng: random.Random | None = None,
+        scheduler: BackgroundScheduler | None = None,
+    ) -> None:
+        self.store = store or MemoryStateStore()
+        self.rng = rng or random.Random()
+        self.scheduler = scheduler
+        self.ctx: ModuleContext[FilterConfig] | None = None
+        self.engine: Engine | None = None
+        self.policy_source = "twin"
+        self.config = FilterConfig()
+        self.history: deque[tuple[datetime, float, Prediction]] = deque(maxlen=self.config.history_size)
+        self.counters: Counter[str] = Counter()
+        self._dirty = False
+        self._last_save = 0.0
+        self._summary_start: datetime | None = None
+        self._next_summary = 0.0
+        self._summary_seq = 0
+        self._window_base: tuple[int, Counter[str], Counter[str]] = (0, Counter(), Counter())
+        self._gate_state: dict[str, bool] = {}
+        self._transition_due = threading.Event()
+
+    # -- configuration -------------------------------------------------------------------
+    def register_methods(self, methods: MethodRegistry) -> None:
+        methods.add("getPolicy", self._get_policy, NoPayload, "the policy in force, windows, drift")
+        methods.add("setPolicy", self._set_policy, None, "replace the policy now (400 with the path)")
+        methods.add("dryRun", self._dry_run, DryRunPayload, "what a policy would select of recent input")
+
+    def apply_config(self, config: FilterConfig, previous: FilterConfig | None) -> None:
+        self.config = config
+        if self.history.maxlen != config.history_size:
+            self.history = deque(self.history, maxlen=config.history_size)
+        if self.engine is None:
+            self.engine = Engine(config.policy, rng=self.rng)
+        elif previous is None or config.policy != previous.policy:
+            self._use_policy(config.policy, "twin")
+
+    def _use_policy(self, policy: Policy, source: str) -> None:
+        assert self.engine is not None
+        self.engine.set_policy(policy)
+        self.policy_source = source
+        log.info("policy %s in force (from %s)", policy.version, source)
+        self._report_filter()
+        self._schedule_transition()
+
+    def _get_policy(self, _payload: NoPayload) -> dict[str, Any]:
+        engine = self._engine()
+        return {
+            "policy": engine.policy.model_dump(mode="json"),
+            "version": engine.policy.version,
+            "source": self.policy_source,
+            **self._status(),
+        }
+
+    def _set_policy(self, payload: Any) -> dict[str, Any]:
+        policy = parse_policy(payload)
+        self._use_policy(policy, "method")
+        return {"version": policy.version, "source": "method", **self._status()}
+
+    def _dry_run(self, payload: DryRunPayload) -> dict[str, Any]:
+        policy = parse_policy(payload.policy) if payload.policy is not None else self._engine().policy
+        history = list(self.history)
+        if payload.last is not None:
+            history = history[-payload.last :]
+        engine = Engine(policy, rng=random.Random(payload.seed))
+        samples: list[dict[str, str]] = []
+        for now, mono, prediction in history:
+            decision = engine.decide(prediction, now, mono)
+            if decision.selected is not None and len(samples) < payload.max_samples:
+                chosen = decision.selected
+                samples.append(
+                    {"sample_id": chosen.sample_id, "strategy": chosen.strategy, "reason": chosen.reason}
+                )
+        return {
+            "version": policy.version,
+            "evaluated": len(history),
+            "selected": sum(engine.selected.values()),
+            "selected_by_strategy": dict(engine.selected),
+            "dropped_by_reason": dict(engine.dropped),
+            "drift": engine.drift.psi(),
+            "samples": samples,
+        }
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self, ctx: ModuleContext[FilterConfig]) -> None:
+        self.ctx = ctx
+        engine = self._engine()
+        mono = ctx.clock.monotonic()
+        engine.restore(self.store.load(), mono)
+        self._summary_start = ctx.clock.now()
+        self._next_summary = mono + self.config.summary_interval_s
+        self._last_save = mono
+        if self.scheduler is not None and not self.scheduler.running:
+            self.scheduler.start()
+        self._report_filter()
+        self._schedule_transition()
+
+    def stop(self) -> None:
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        if self.ctx is not None:
+            self._send_summary()
+        self._save()
+
+    def handle_input(self, input_name: str, items: list[Contract], message: InboundMessage) -> None:
+        ctx, engine = self._ctx(), self._engine()
+        selected: list[SelectedSample] = []
+        for item in items:
+            if not isinstance(item, Prediction):
+                self.counters["wrong_schema"] += 1
+                log.warning("input %s: expected predictions, got %s", input_name, item.SCHEMA)
+                continue
+            now, mono = ctx.clock.now(), ctx.clock.monotonic()
+            if self.history.maxlen:
+                self.history.append((now, mono, item))
+            decision = engine.decide(item, now, mono)
+            if decision.selected is not None:
+                selected.append(decision.selected)
+            elif decision.dropped in ("error_status", "missing_fields"):
+                log.info("dropped %s: %s (%s)", item.sample_id, decision.dropped, decision.detail)
+        if selected:
+            self._dirty = True
+            ctx.send(SELECTED, selected)
+
+    def tick(self) -> None:
+        ctx = self._ctx()
+        mono = ctx.clock.monotonic()
+        if self._dirty and mono - self._last_save >= self.config.state_save_interval_s:
+            self._save()
+        if mono >= self._next_summary:
+            self._next_summary = mono + self.config.summary_interval_s
+            self._send_summary()
+        if self._transition_due.is_set():
+            self._transition_due.clear()
+            self._report_filter()
+            self._schedule_transition()
+        else:
+            self._report_if_gates_changed()
+
+    # -- summaries and reports -----------------------------------------------------------
+    def _send_summary(self) -> None:
+        ctx, engine = self._ctx(), self._engine()
+        now = ctx.clock.now()
+        seen0, selected0, dropped0 = self._window_base
+        start = self._summary_start or now
+        self._summary_seq += 1
+        summary = Summary(
+            sample_id=f"{ctx.module_id}-{now:%Y%m%dT%H%M%S}-{self._summary_seq}",
+            module=ctx.module_id,
+            window_start=start,
+            window_end=now,
+            seen=engine.seen - seen0,
+            selected_by_strategy=dict(+(engine.selected - selected0)),
+            dropped_by_reason=dict(+(engine.dropped - dropped0)),
+            drift=engine.drift.psi(),
+            model_version=engine.model_version,
+        )
+        self._window_base = (engine.seen, Counter(engine.selected), Counter(engine.dropped))
+        self._summary_start = now
+        try:
+            ctx.send(SUMMARIES, [summary])
+        except Exception:
+            self.counters["summary_errors"] += 1
+            log.warning("could not send summary", exc_info=True)
+        self._report_filter()
+
+    def _status(self) -> dict[str, Any]:
+        engine = self._engine()
+        now = self.ctx.clock.now() if self.ctx is not None else datetime.now(UTC)
+        return {"gates": engine.gates(now), "drift": engine.drift.psi()}
+
+    def _report_filter(self) -> None:
+        if self.ctx is None:
+            return
+        engine = self._engine()
+        status = self._status()
+        self.ctx.report(
+            {"filter": {"policyVersion": engine.policy.version, "policySource": self.policy_source, **status}}
+        )
+        self._gate_state = {name: gate["open"] for name, gate in status["gates"].items()}
+
+    def _report_if_gates_changed(self) -> None:
+        """The injected clock decides: a window that opened or closed (a wall-clock jump
+        included) is reported on the next tick even without a scheduler."""
+        current = self._engine().gate_states(self._ctx().clock.now())
+        if current != self._gate_state:
+            log.info("windows changed: %s", current)
+            self._report_filter()
+
+    def _schedule_transition(self) -> None:
+        """With a scheduler, wake at the windows' next opening or closing; the report itself
+        is made on the runtime thread at the next tick."""
+        if self.scheduler is None or not self.scheduler.running or self.ctx is None:
+            return
+        change = self._engine().next_change(self.ctx.clock.now())
+        if change is None:
+            return
+        self.scheduler.add_job(
+            self._on_transition, DateTrigger(run_date=change), id="gate-transition", replace_existing=True
+        )
+
+    def _on_transition(self) -> None:
+        self._transition_due.set()
+
+    def _save(self) -> None:
+        engine = self._engine()
+        try:
+            self.store.save(engine.snapshot())
+        except OSError:
+            self.counters["state_save_errors"] += 1
+            log.warning("could not save filter state", exc_info=True)
+            return
+        self._dirty = False
+        if self.ctx is not None:
+            self._last_save = self.ctx.clock.monotonic()
+
+    def stats(self) -> dict[str, Any]:
+        engine = self._engine()
+        return {
+            "seen": engine.seen,
+            "selected_by_strategy": dict(engine.selected),
+            "dropped_by_reason": dict(engine.dropped),
+            "policy_version": engine.policy.version,
+            "policy_source": self.policy_source,
+            **dict(self.counters),
+        }
+
+    def _engine(self) -> Engine:
+        if self.engine is None:
+            self.engine = Engine(self.config.policy, rng=self.rng)
+        return self.engine
+
+    def _ctx(self) -> ModuleContext[FilterConfig]:
+        assert self.ctx is not None, "module not started"
+        return self.ctx

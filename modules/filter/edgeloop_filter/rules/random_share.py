@@ -1,0 +1,31 @@
+"""``random``: a fraction ``p`` of samples at random, the baseline that keeps coverage when the
+model is confidently wrong. Seeded for reproducible runs."""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+from pydantic import Field
+
+from edgeloop_filter.rules.base import BuildContext, Features, Predicate, RuleModel, fmt
+
+
+class RandomRule(RuleModel):
+    type: Literal["random"] = Field(description="Rule name.")
+    p: float = Field(ge=0.0, le=1.0, description="Probability that a sample matches.")
+    seed: int | None = Field(
+        default=None, description="Seed of this rule's random stream; unset: drawn from the module's."
+    )
+
+
+def build(config: RandomRule, ctx: BuildContext) -> Predicate:
+    rng = random.Random(config.seed if config.seed is not None else ctx.rng.getrandbits(64))
+    draw = rng.random
+    p = config.p
+    reason = f"random draw under p={fmt(p)}"
+
+    def random_share(_f: Features) -> str | None:
+        return reason if draw() < p else None
+
+    return random_share

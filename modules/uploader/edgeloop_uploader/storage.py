@@ -1,0 +1,139 @@
+"""The uploader's link to Blob Storage: the store built from the credential in force, and one
+backoff shared by every upload while the storage is unreachable or refuses the credential."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from edgeloop.blobstore import AzureBlobStore, BlobAuthError, BlobStore, BlobStoreError
+from edgeloop.clock import Clock
+from edgeloop_uploader.backoff import backoff_delay
+from edgeloop_uploader.config import UploaderConfig
+from edgeloop_uploader.sources import Credential, resolve_credential
+
+log = logging.getLogger(__name__)
+
+StoreFactory = Callable[[Credential, UploaderConfig], BlobStore]
+
+
+def azure_store_factory(credential: Credential, config: UploaderConfig) -> BlobStore:
+    # No SDK-level retries: the outbox owns the retry schedule (the SDK's would wait 15 s and more).
+    return AzureBlobStore.from_credential(
+        credential.secret,
+        container=config.storage.container,
+        read_timeout=config.storage.timeout_s,
+        retry_total=0,
+    )
+
+
+class StorageLink:
+    """Thread-safe: workers ask ``ready()``, report ``failed``/``succeeded``; the runtime thread
+    reconfigures and replaces credentials."""
+
+    def __init__(
+        self, *, factory: StoreFactory, clock: Clock, rng: random.Random, env_credential: str | None
+    ) -> None:
+        self.factory = factory
+        self.clock = clock
+        self.rng = rng
+        self.env_credential = env_credential
+        self.config = UploaderConfig()
+        self._lock = threading.Lock()
+        self._store: BlobStore | None = None
+        self._credential: Credential | None = None
+        self._override: Credential | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self.error: str | None = None
+
+    def configure(self, config: UploaderConfig, *, changed: bool) -> None:
+        """A new config; ``changed`` when its ``storage`` section differs (a twin change of
+        credentials replaces one given by ``setCredentials``)."""
+        self.config = config
+        if changed:
+            self._override = None
+        self.refresh(force=changed)
+
+    def replace(self, secret: str) -> dict[str, str]:
+        """Use ``secret`` from now on. Raises ``BlobAuthError`` when it is malformed."""
+        credential = Credential(secret.strip(), "method:setCredentials")
+        store = self.factory(credential, self.config)
+        with self._lock:
+            self._override = credential
+            self._install(store, credential)
+        log.info("storage credentials replaced (%s)", credential.kind)
+        return credential.describe()
+
+    @property
+    def missing(self) -> bool:
+        return self._store is None
+
+    def refresh(self, *, force: bool = False) -> None:
+        """Build the store again if the credential in force changed (or ``force``)."""
+        credential = resolve_credential(self.config, override=self._override, env_value=self.env_credential)
+        with self._lock:
+            if credential is None:
+                self._store, self._credential = None, None
+                self.error = "no storage credentials (twin storage.*, a credentials file or the environment)"
+                return
+            if not force and self._credential is not None and credential.secret == self._credential.secret:
+                return
+            try:
+                store = self.factory(credential, self.config)
+            except BlobStoreError as exc:
+                self._store, self._credential = None, credential
+                self.error = f"storage credential from {credential.source} refused: {exc}"
+                log.error("%s", self.error)
+                return
+            self._install(store, credential)
+
+    def _install(self, store: BlobStore, credential: Credential) -> None:
+        self._store, self._credential = store, credential
+        self._failures, self._retry_at, self.error = 0, 0.0, None
+        log.info("storage: %s from %s, container %s", credential.kind, credential.source, store.container)
+        if self.config.storage.create_container and credential.kind == "connection_string":
+            try:
+                store.ensure_container()
+            except BlobStoreError as exc:
+                log.warning("could not create container %s: %s", store.container, exc)
+
+    def ready(self) -> BlobStore | None:
+        """The store, unless there is none or the shared backoff is running."""
+        with self._lock:
+            if self._store is None or self.clock.monotonic() < self._retry_at:
+                return None
+            return self._store
+
+    def failed(self, exc: BlobStoreError) -> None:
+        """The storage (not an entry) failed: back off every upload."""
+        with self._lock:
+            self._failures += 1
+            delay = backoff_delay(self._failures, self.config.retry, self.rng)
+            self._retry_at = self.clock.monotonic() + delay
+            self.error = str(exc)
+        log.warning("storage failing (%s); next try in %.1fs", exc, delay)
+        if isinstance(exc, BlobAuthError) and self._override is None:
+            self.refresh()  # a rotated secret file or environment is picked up here
+
+    def succeeded(self) -> None:
+        if self._failures:
+            with self._lock:
+                self._failures, self.error = 0, None
+            log.info("storage reachable again")
+
+    def retry_now(self) -> None:
+        with self._lock:
+            self._retry_at = 0.0
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "credential": self._credential.describe() if self._credential else None,
+                "container": self._store.container if self._store else None,
+                "error": self.error,
+                "retry_in_s": round(max(0.0, self._retry_at - self.clock.monotonic()), 1),
+            }

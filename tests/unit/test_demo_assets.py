@@ -1,0 +1,27 @@
+"""What ``edgeloop dev up`` creates so the repository's manifest runs out of the box."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeloop import signing
+from edgeloop.demo.assets import INITIAL_MODEL, STREAM_FOLDER, ensure_dev_assets
+
+
+def test_missing_assets_are_created_once_and_kept(tmp_path: Path) -> None:
+    # given an empty dev state folder
+    said: list[str] = []
+    # when
+    env = ensure_dev_assets(tmp_path, say=said.append)
+    model = tmp_path / "volumes" / INITIAL_MODEL
+    first = model.stat().st_mtime_ns
+    again = ensure_dev_assets(tmp_path, say=said.append)
+    # then: the stream, keys and a signed initial model exist, and a second call changes nothing
+    frames = sorted((tmp_path / "volumes" / STREAM_FOLDER).glob("frame_*.png"))
+    assert len(frames) == 800
+    public = tmp_path / "keys" / "signing-public.pem"
+    signing.verify(public.read_bytes(), model.read_bytes(), model.with_name("model.onnx.sig").read_text())
+    assert Path(env["EDGELOOP_ENVELOPE_PUBLIC_KEY_FILE"]).read_text().startswith("-----BEGIN PUBLIC KEY")
+    assert again == env
+    assert model.stat().st_mtime_ns == first
+    assert len(said) == 3
