@@ -34,6 +34,7 @@ class AreaTotals:
     tests_passed: int = 0
     tests_failed: int = 0
     tests_skipped: int = 0
+    tests_xfailed: int = 0
     faults_injected: int = 0
     inputs_tried: int = 0
     samples_lost: int = 0
@@ -64,6 +65,7 @@ class Ledger:
             total.tests_passed += area.tests_passed
             total.tests_failed += area.tests_failed
             total.tests_skipped += area.tests_skipped
+            total.tests_xfailed += area.tests_xfailed
             total.faults_injected += area.faults_injected
             total.inputs_tried += area.inputs_tried
             total.samples_lost += area.samples_lost
@@ -105,6 +107,8 @@ def _tests(t: AreaTotals) -> str:
     text = f"{t.tests_passed} passed"
     if t.tests_failed:
         text += f", {t.tests_failed} failed"
+    if t.tests_xfailed:
+        text += f", {t.tests_xfailed} xfailed"
     if t.tests_skipped:
         text += f", {t.tests_skipped} skipped"
     return text
@@ -163,6 +167,8 @@ def pytest_runtest_makereport(
             totals.tests_passed += 1
         elif report.failed:
             totals.tests_failed += 1
+        elif hasattr(report, "wasxfail"):
+            totals.tests_xfailed += 1
         else:
             totals.tests_skipped += 1
     elif report.when == "setup" and report.skipped:
