@@ -116,6 +116,7 @@ def run(minutes: float, interval_s: float, state_dir: Path, fps: float | None) -
     if fps is not None:
         command += ["--fps", str(fps)]
     log_path = state_dir.parent / f"{state_dir.name}-soak.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     series = {m: Series() for m in MODULES}
     print(f"soak: {' '.join(command[1:])} (log {log_path})", flush=True)
     with open(log_path, "wb") as log:
