@@ -70,12 +70,31 @@ class Series:
         }
 
 
-def module_processes() -> dict[str, tuple[int, float]]:
-    """module -> (pid, RSS in MB) of the processes running ``python -m edgeloop_<module>``."""
-    found: dict[str, tuple[int, float]] = {}
+def descendants(root: int) -> set[int]:
+    """``root`` and every process below it (other EdgeLoop processes on the machine are not ours)."""
+    children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, stack = set(), [root]
+    while stack:
+        pid = stack.pop()
+        found.add(pid)
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def module_processes(root: int) -> dict[str, tuple[int, float]]:
+    """module -> (pid, RSS in MB) of the processes under ``root`` running ``python -m edgeloop_<module>``."""
+    found: dict[str, tuple[int, float]] = {}
+    for pid in descendants(root):
+        entry = Path("/proc") / str(pid)
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
             status = (entry / "status").read_text()
@@ -103,6 +122,11 @@ def run(minutes: float, interval_s: float, state_dir: Path, fps: float | None) -
             "cloud",
         )
     )
+    if fps is None:  # spread the demo's finite stream over the whole run
+        from edgeloop.demo.run import DemoOptions
+
+        frames = DemoOptions(state_dir=state_dir, repo_root=ROOT).stream_size
+        fps = round(max(0.2, frames / (minutes * 60)), 3)
     command = [
         sys.executable,
         "-m",
@@ -128,7 +152,7 @@ def run(minutes: float, interval_s: float, state_dir: Path, fps: float | None) -
     try:
         while time.monotonic() < deadline and demo.poll() is None:
             now = time.monotonic() - start
-            seen = module_processes()
+            seen = module_processes(demo.pid)
             for module, (pid, rss) in seen.items():
                 series[module].add(now, pid, rss)
             line = "  ".join(f"{m} {seen[m][1]:6.1f} MB" if m in seen else f"{m}      -" for m in MODULES)
@@ -158,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         "--interval-s", type=float, default=60.0, help="seconds between RSS samples (default 60)"
     )
     parser.add_argument(
-        "--fps", type=float, help="capture rate of the demo stream (demo default when omitted)"
+        "--fps", type=float, help="capture rate (default: the demo's 800 frames spread over the run)"
     )
     parser.add_argument("--state-dir", help="work folder (default: a fresh temporary one)")
     args = parser.parse_args(argv)
