@@ -28,7 +28,9 @@ BUDGET = 90
 ROUNDS = 3
 
 
-def _train(scenario: Scenario, new: list[int], seed: int) -> bytes:
+def train_model(scenario: Scenario, new: list[int], seed: int) -> bytes:
+    """The cloud's training on the scenario's clean base frames plus stream frames ``new``
+    (labelled with their ground truth); the exported ONNX model."""
     names = scenario.class_names
     base = [
         Example(image=f, label=names[int(lbl)])
@@ -47,29 +49,39 @@ def _train(scenario: Scenario, new: list[int], seed: int) -> bytes:
     ).to_bytes()
 
 
-def _margins(model: bytes, scenario: Scenario, pool: list[int]) -> np.ndarray:
+def probabilities(model: bytes, frames: list[np.ndarray]) -> np.ndarray:
+    """Class probabilities of ``frames`` under ``model``, pre-processed as the cloud trains."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-    x = features.batch([scenario.stream.frames[i] for i in pool], default_preprocess())
-    probs = np.sort(session.run(["probabilities"], {"input": x})[0], axis=1)
+    x = features.batch(frames, default_preprocess())
+    return np.asarray(session.run(["probabilities"], {"input": x})[0])
+
+
+def _margins(model: bytes, scenario: Scenario, pool: list[int]) -> np.ndarray:
+    probs = np.sort(probabilities(model, [scenario.stream.frames[i] for i in pool]), axis=1)
     return np.asarray(probs[:, -1] - probs[:, -2])
 
 
-def _accuracy(model: bytes, items: list[EvalItem]) -> float:
+def test_items(scenario: Scenario) -> list[EvalItem]:
+    """The drifted test set as the gate's evaluation items."""
+    names = scenario.class_names
+    return [
+        EvalItem(f, names[int(lbl)])
+        for f, lbl in zip(scenario.test.frames, scenario.test.labels, strict=True)
+    ]
+
+
+def accuracy(model: bytes, items: list[EvalItem]) -> float:
     return evaluate(model, items, repeats=1).accuracy
 
 
 def _one_seed(seed: int) -> dict[str, float]:
     scenario = build(ScenarioConfig(seed=seed))
-    names = scenario.class_names
-    test = [
-        EvalItem(f, names[int(lbl)])
-        for f, lbl in zip(scenario.test.frames, scenario.test.labels, strict=True)
-    ]
+    test = test_items(scenario)
     pool = [i for i in range(len(scenario.stream)) if scenario.stream.drifted[i]]
     rng = np.random.default_rng(seed)
-    initial = _train(scenario, [], seed)
+    initial = train_model(scenario, [], seed)
     one_shot = [pool[i] for i in np.argsort(_margins(initial, scenario, pool))[:BUDGET]]
     random_pick = [int(i) for i in rng.choice(pool, BUDGET, replace=False)]
     chunks = np.array_split(np.asarray(pool), ROUNDS)
@@ -79,13 +91,13 @@ def _one_seed(seed: int) -> dict[str, float]:
         candidates = [int(i) for i in chunk]
         picks = np.argsort(_margins(model, scenario, candidates))[: BUDGET // ROUNDS]
         chosen += [candidates[i] for i in picks]
-        model = _train(scenario, chosen, seed)
+        model = train_model(scenario, chosen, seed)
     return {
-        "before": _accuracy(initial, test),
-        "one_shot_margin": _accuracy(_train(scenario, one_shot, seed), test),
-        "one_shot_random": _accuracy(_train(scenario, random_pick, seed), test),
-        "rounds_margin": _accuracy(model, test),
-        "all_labelled": _accuracy(_train(scenario, pool, seed), test),
+        "before": accuracy(initial, test),
+        "one_shot_margin": accuracy(train_model(scenario, one_shot, seed), test),
+        "one_shot_random": accuracy(train_model(scenario, random_pick, seed), test),
+        "rounds_margin": accuracy(model, test),
+        "all_labelled": accuracy(train_model(scenario, pool, seed), test),
     }
 
 
@@ -99,7 +111,7 @@ def _timings(seed: int) -> dict[str, float]:
     train_s, eval_s = [], []
     for _ in range(3):
         start = time.perf_counter()
-        model = _train(scenario, list(range(BUDGET)), seed)
+        model = train_model(scenario, list(range(BUDGET)), seed)
         train_s.append(time.perf_counter() - start)
         start = time.perf_counter()
         evaluate(model, hold, repeats=5)

@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +40,16 @@ def register(subparsers: Any) -> None:
     mode.add_argument("--once", action="store_true", help="one pass (the default)")
     mode.add_argument("--watch", action="store_true", help="a pass every --interval seconds until Ctrl-C")
     trigger.add_argument("--interval", type=float, default=60.0, help="seconds between passes with --watch")
-    trigger.set_defaults(func=_trigger)
+    trigger.set_defaults(func=_traced(_trigger))
 
     train = sub.add_parser("train", help="train, gate and (if it passes) promote now, ignoring the policy")
-    train.set_defaults(func=_train)
+    train.set_defaults(func=_traced(_train))
 
     gate = sub.add_parser(
         "gate", help="gate a published version against the champion and promote if it passes"
     )
     gate.add_argument("--version", required=True, help="registry version, e.g. v3")
-    gate.set_defaults(func=_gate)
+    gate.set_defaults(func=_traced(_gate))
 
     rollout = sub.add_parser("rollout", help="send the champion (or --version) to devices")
     rollout.add_argument("--version", help="registry version (default: the champion)")
@@ -62,7 +63,7 @@ def register(subparsers: Any) -> None:
         "--state-dir", type=Path, default=Path(".edgeloop/dev"), help="the dev hub's state dir (--dev-hub)"
     )
     rollout.add_argument("--wait", type=float, default=0.0, help="seconds to wait for devices to report")
-    rollout.set_defaults(func=_rollout)
+    rollout.set_defaults(func=_traced(_rollout))
 
 
 def _print(doc: Any) -> None:
@@ -76,6 +77,24 @@ def _services(args: argparse.Namespace) -> Any:
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     return services_from_env(config_path=args.config)
+
+
+def _traced(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Run ``command`` with telemetry from the ``OTEL_*`` variables (spans such as a ``decrypt``
+    per sample continue the sample's trace from the device), shut down when it returns; a
+    one-shot command serves no /metrics unless ``EDGELOOP_METRICS_PORT`` asks."""
+
+    def run(args: argparse.Namespace) -> int:
+        from edgeloop import telemetry
+
+        env = {"EDGELOOP_METRICS_PORT": "0", **os.environ}
+        telemetry.setup_from_env(os.environ.get("OTEL_SERVICE_NAME", "edgeloop-cloud"), env=env)
+        try:
+            return command(args)
+        finally:
+            telemetry.shutdown()
+
+    return run
 
 
 def _trigger(args: argparse.Namespace) -> int:

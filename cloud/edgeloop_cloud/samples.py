@@ -18,6 +18,8 @@ from typing import Protocol
 
 import numpy as np
 
+from edgeloop import telemetry
+from edgeloop.telemetry import names
 from edgeloop_cloud.errors import SampleError
 from edgeloop_cloud.storage import BlobContainer, BlobInfo
 
@@ -107,10 +109,13 @@ def fetch_plaintext(container: BlobContainer, ref: SampleRef, opener: SampleOpen
     except Exception as exc:
         raise SampleError(f"sample {ref.sample_id}: cannot read {ref.blob_name}: {exc}") from exc
     metadata = {k.lower(): v for k, v in info.metadata.items()}
-    plaintext = opener.open(blob, replace(ref, metadata=metadata))
-    expected = metadata.get(META_PLAINTEXT_SHA256)
-    if expected and hashlib.sha256(plaintext).hexdigest() != expected.lower():
-        raise SampleError(f"sample {ref.sample_id}: plaintext sha256 does not match the blob metadata")
+    # The uploader's upload span travels in the metadata: the sample's trace goes on here.
+    attributes = {names.ATTR_SAMPLE_ID: ref.sample_id, names.ATTR_BLOB: ref.blob_name}
+    with telemetry.stage_span(names.SPAN_DECRYPT, metadata.get("traceparent"), attributes):
+        plaintext = opener.open(blob, replace(ref, metadata=metadata))
+        expected = metadata.get(META_PLAINTEXT_SHA256)
+        if expected and hashlib.sha256(plaintext).hexdigest() != expected.lower():
+            raise SampleError(f"sample {ref.sample_id}: plaintext sha256 does not match the blob metadata")
     return plaintext
 
 

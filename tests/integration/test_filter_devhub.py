@@ -88,7 +88,8 @@ def test_filter_under_the_dev_hub(dev_hub: HubFactory, module_process: ModuleFac
     assert [s["sample_id"] for s in selected] == ["s000000", "s000002", "s000004"]
     assert {(s["strategy"], tuple(s["tags"]), s["priority"]) for s in selected} == {("low", ("low",), 4)}
     assert selected[0]["reason"] == "low: confidence 0.5 in [0, 0.9)"
-    assert selected[0]["traceparent"] == f"00-{0:032x}-{1:016x}-01"
+    # the select span continues each prediction's trace (s000002 came with trace id 2)
+    assert selected[1]["traceparent"].split("-")[1] == f"{2:032x}"
     stats = wait_for(lambda: (s := hub.invoke("filter", "getStats")["payload"]["module"])["seen"] == 12 and s)
     assert stats["dropped_by_reason"] == {"over_budget": 2, "no_strategy_matched": 5, "error_status": 2}
     summaries = wait_for(lambda: upstream_items(hub, "edgeloop.summary/1"), what="a summary")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeloop.clock import Clock
+from edgeloop_capture import observe
 from edgeloop_capture.ids import id_time
 from edgeloop_capture.writer import BUCKET_FORMAT, CAPTURE_DIR, INCOMING_DIR
 
@@ -140,6 +141,7 @@ class Janitor:
         self.files = len(kept) - index
         self.bytes = total
         counts = {reason: n for reason, n in dropped.items() if n}
+        observe.record_janitor(counts, self.bytes)
         if counts:
             log.warning("janitor dropped unclaimed samples: %s", counts)
         return JanitorResult(counts, released, stale, self.files, self.bytes)

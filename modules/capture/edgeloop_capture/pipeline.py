@@ -9,6 +9,7 @@ from datetime import datetime
 import cv2
 
 from edgeloop.contracts import FrameRef
+from edgeloop_capture import observe
 from edgeloop_capture.dhash import dhash
 from edgeloop_capture.ids import SampleIds
 from edgeloop_capture.sources.base import Captured, Image, ImageSettings, SourceSettings
@@ -107,14 +108,19 @@ class FramePipeline:
             "seq": seq,
             "captured_at": captured_at,
             "attributes": prepared.captured.attributes,
-            "traceparent": new_traceparent(),
         }
+        span = observe.CaptureSpan(sample_id=sample_id, source_id=settings.id, captured_at=captured_at)
         if prepared.data is None:
-            return FrameRef(kind="vector", vector=prepared.captured.vector or [], **common)
+            traceparent = span.record(file_ref=None, size=None) or new_traceparent()
+            return FrameRef(
+                kind="vector", vector=prepared.captured.vector or [], traceparent=traceparent, **common
+            )
         assert isinstance(settings, ImageSettings)
         ext, content_type = CONTENT_TYPES[settings.format]
         written = self.writer.write(prepared.data, sample_id=sample_id, captured_at=captured_at, ext=ext)
+        traceparent = span.record(file_ref=written.file_ref, size=written.size) or new_traceparent()
         return FrameRef(
+            traceparent=traceparent,
             kind="image",
             file_ref=written.file_ref,
             content_type=content_type,

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edgeloop.contracts import Contract, Prediction, SelectedSample, Summary
 from edgeloop.runtime import EdgeModule, InboundMessage, MethodRegistry, ModuleContext, NoPayload
+from edgeloop_filter import observe
 from edgeloop_filter.config import FilterConfig
 from edgeloop_filter.engine import Engine
 from edgeloop_filter.policy import Policy, parse_policy
@@ -156,9 +157,11 @@ class FilterModule(EdgeModule[FilterConfig]):
             now, mono = ctx.clock.now(), ctx.clock.monotonic()
             if self.history.maxlen:
                 self.history.append((now, mono, item))
-            decision = engine.decide(item, now, mono)
-            if decision.selected is not None:
-                selected.append(decision.selected)
+            with observe.select_span(item) as stage:
+                decision = engine.decide(item, now, mono)
+                chosen = observe.record(stage, item, decision, now)
+            if chosen is not None:
+                selected.append(chosen)
             elif decision.dropped in ("error_status", "missing_fields"):
                 log.info("dropped %s: %s (%s)", item.sample_id, decision.dropped, decision.detail)
         if selected:
@@ -179,6 +182,7 @@ class FilterModule(EdgeModule[FilterConfig]):
             self._schedule_transition()
         else:
             self._report_if_gates_changed()
+        observe.publish_gauges(self._engine(), ctx.clock.now())
 
     # -- summaries and reports -----------------------------------------------------------
     def _send_summary(self) -> None:

@@ -28,7 +28,7 @@ from edgeloop.clock import Clock, SystemClock
 from edgeloop.contracts import Contract, FrameRef, Prediction
 from edgeloop.errors import ConfigError, MethodError
 from edgeloop.runtime import EdgeModule, InboundMessage, MethodRegistry, ModuleContext
-from edgeloop_inference import scoring
+from edgeloop_inference import observe, scoring
 from edgeloop_inference.batcher import MicroBatcher
 from edgeloop_inference.config import InferenceConfig, ModelSpec
 from edgeloop_inference.latency import LatencyWindow
@@ -266,6 +266,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
             result.jobs = []
             return
         self.run_latency.add(result.run_ms)
+        observe.record_batch(model.identity.version, result.run_ms)
         self._count("scored", len(result.jobs))
         self._count("batches")
 
@@ -305,6 +306,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
     def _deliver(self, results: list[tuple[Job, Prediction]]) -> None:
         to_hub: list[Prediction] = []
         done = time.perf_counter()
+        results = observe.record_predictions(results, done)
         for job, prediction in results:
             self.sample_latency.add((done - job.enqueued) * 1000.0)
             if job.reply is not None:

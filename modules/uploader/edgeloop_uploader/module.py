@@ -22,6 +22,7 @@ from edgeloop.clock import Clock
 from edgeloop.contracts import Contract, Prediction, SelectedSample, UploadedNotice
 from edgeloop.errors import MethodError
 from edgeloop.runtime import EdgeModule, InboundMessage, MethodRegistry, ModuleContext
+from edgeloop_uploader import observe
 from edgeloop_uploader.config import UploaderConfig
 from edgeloop_uploader.service import Uploader
 from edgeloop_uploader.sources import load_public_key
@@ -116,6 +117,7 @@ class UploaderModule(EdgeModule[UploaderConfig]):
             env_public_key_file=self.env_public_key_file,
         )
         self.uploader.configure(self._config, None)
+        observe.observe_outbox(self.uploader)
         recovered = self.uploader.recover()
         log.info("uploader started: outbox %s, %s", self.outbox_dir, recovered)
         self._next_upkeep = clock.monotonic() + self.upkeep_interval_s

@@ -15,6 +15,7 @@ import mimetypes
 import os
 import random
 import threading
+import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from edgeloop.blobstore import (
 from edgeloop.clock import Clock
 from edgeloop.contracts import Prediction, SelectedSample, UploadedNotice
 from edgeloop.envelope import EnvelopeContext, PublicKey, SealResult, seal, sealed_size
-from edgeloop_uploader import blobs, predlog
+from edgeloop_uploader import blobs, observe, predlog
 from edgeloop_uploader.backoff import backoff_delay
 from edgeloop_uploader.claim import claim_file, fsync_dir, write_durably
 from edgeloop_uploader.config import UploaderConfig
@@ -214,6 +215,7 @@ class Uploader:
     def _count(self, name: str, amount: int = 1) -> None:
         with self._count_lock:
             self.counters[name] += amount
+        observe.count(name, amount)
 
     def _random(self) -> float:
         with self._rng_lock:
@@ -256,6 +258,12 @@ class Uploader:
 
         Returns False when it is not taken (a duplicate, a missing or truncated file, no room).
         """
+        with observe.claim_span(item) as stage:
+            taken = self._accept_selected(item)
+            stage.set("taken", taken)
+        return taken
+
+    def _accept_selected(self, item: SelectedSample) -> bool:
         if self.db.get(item.sample_id) is not None or any(
             p.row["id"] == item.sample_id for p in self._pending
         ):
@@ -351,7 +359,8 @@ class Uploader:
             if not self._make_room(expected_size, item.priority, now, item.sample_id):
                 return False
             try:
-                target, result, data = self._seal_stream(fin, item.sample_id, content_type, key)
+                with observe.encrypt_span():
+                    target, result, data = self._seal_stream(fin, item.sample_id, content_type, key)
             except OSError as exc:
                 category = "disk_full" if exc.errno == errno.ENOSPC else "io"
                 self._reject(item.sample_id, f"cannot seal {file_ref!r}: {exc.strerror or exc}", category)
@@ -539,7 +548,7 @@ class Uploader:
 
     def _seal(self, entry: Entry, key: PublicKey) -> None:
         plain = Path(entry.plain_path or "")
-        with open(plain, "rb") as fin:
+        with open(plain, "rb") as fin, observe.encrypt_span(entry.info.get("traceparent")):
             target, result, data = self._seal_stream(fin, entry.id, entry.content_type, key)
         fields = self._sealed_fields(target, result, entry.info)
         with self.db.transaction(durable=True) as conn:
@@ -677,8 +686,16 @@ class Uploader:
         return data
 
     def _ship(self, store: BlobStore, entry: Entry) -> None:
+        started = time.perf_counter()
+        with observe.upload_span(entry.id, entry.blob_name, entry.info.get("traceparent")) as stage:
+            self._ship_traced(store, entry, stage.traceparent)
+        observe.record_upload(time.perf_counter() - started)
+
+    def _ship_traced(self, store: BlobStore, entry: Entry, traceparent: str | None) -> None:
         data = self._read_sealed(entry)
         metadata = blobs.envelope_metadata(entry, self.device_id)
+        if traceparent:  # the cloud continues the trace from the upload
+            metadata["traceparent"] = traceparent
         self._count_put(blobs.put_once(store, entry.blob_name, data, metadata, blobs.SEALED_CONTENT_TYPE))
         if entry.sidecar_name and self.config.storage.sidecar:
             sidecar = blobs.sidecar_bytes(entry, self.device_id)

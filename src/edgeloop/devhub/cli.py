@@ -108,6 +108,11 @@ def register(subparsers: Any) -> None:
     _state_dir(logs)
     logs.set_defaults(func=_logs)
 
+    metrics = sub.add_parser("metrics", help="print a module's Prometheus metrics (as run by 'dev up')")
+    metrics.add_argument("module")
+    _state_dir(metrics)
+    metrics.set_defaults(func=_metrics)
+
     dev.set_defaults(func=lambda _args: dev.print_help() or 2)
 
 
@@ -249,4 +254,14 @@ def _logs(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
             else:
                 time.sleep(0.3)
+    return 0
+
+
+def _metrics(args: argparse.Namespace) -> int:
+    from edgeloop.telemetry.dev import read_url, scrape
+
+    try:
+        sys.stdout.write(scrape(read_url(StatePaths.of(args.state_dir).root, args.module)))
+    except EdgeLoopError as exc:
+        return _fail(str(exc))
     return 0

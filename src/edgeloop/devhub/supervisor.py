@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from edgeloop.devhub.app import DevHub, HubSettings
 from edgeloop.devhub.manifest import Manifest, ModuleSpec
 from edgeloop.devhub.paths import StatePaths
+from edgeloop.telemetry.dev import metrics_url, module_metrics_env
 
 if TYPE_CHECKING:
     from edgeloop.devtools.azurite import Azurite
@@ -231,8 +232,9 @@ async def run_up(
     if azurite and any(spec.source_module for spec in manifest.modules.values()):
         storage, extra = await asyncio.get_running_loop().run_in_executor(None, _start_azurite, paths, say)
     runners = []
+    metrics_ports = _metrics_ports(manifest, paths, say)
     for spec in sorted(manifest.modules.values(), key=lambda s: (s.startup_order, s.name)):
-        runner = _runner(spec, hub, folder, extra, paths, say)
+        runner = _runner(spec, hub, folder, extra, paths, say, metrics_ports.get(spec.name))
         if runner is not None:
             runners.append(runner)
     tasks = [asyncio.create_task(r.run()) for r in runners]
@@ -251,8 +253,29 @@ async def run_up(
         say("stopped")
 
 
+def _metrics_ports(manifest: Manifest, paths: StatePaths, say: Printer) -> dict[str, int]:
+    """One /metrics port per module run here (they share one host), recorded for ``dev metrics``."""
+    from edgeloop.telemetry.dev import assign_metrics_ports, write_ports
+    from edgeloop.telemetry.settings import TelemetryConfigError
+
+    names = [s.name for s in manifest.modules.values() if s.status == "running" and s.source_module]
+    try:
+        ports = assign_metrics_ports(names, os.environ)
+    except TelemetryConfigError as exc:
+        say(f"metrics: endpoints off ({exc.reason})")
+        ports = {}
+    write_ports(paths.root, ports)
+    return ports
+
+
 def _runner(
-    spec: ModuleSpec, hub: DevHub, folder: Path, extra: Mapping[str, str], paths: StatePaths, say: Printer
+    spec: ModuleSpec,
+    hub: DevHub,
+    folder: Path,
+    extra: Mapping[str, str],
+    paths: StatePaths,
+    say: Printer,
+    metrics_port: int | None = None,
 ) -> ModuleRunner | None:
     if spec.status != "running":
         say(f"{spec.name}: skipped (status {spec.status!r} in the manifest)")
@@ -264,6 +287,9 @@ def _runner(
         )
         return None
     env = process_env(hub.module_env(spec.name), folder=folder, extra=extra, environ=os.environ)
+    env.update(module_metrics_env(metrics_port))  # over the manifest's: every module shares this host
+    if metrics_port:
+        say(f"{spec.name}: metrics on {metrics_url(metrics_port)}")
     return ModuleRunner(
         spec,
         command=[sys.executable, "-m", f"edgeloop_{source}"],

@@ -451,23 +451,33 @@ class ModuleRuntime(Generic[C]):
 
 
 def run_module(module: EdgeModule[Any], *, client: HubClient | None = None) -> int:
-    """Entry point of a module container: JSON logs, the SDK client from the IoT Edge
-    environment, SIGTERM handling, then ``ModuleRuntime.run``."""
+    """Entry point of a module container: JSON logs, telemetry from the ``OTEL_*`` environment,
+    the SDK client from the IoT Edge environment, SIGTERM handling, then ``ModuleRuntime.run``."""
+    from edgeloop import telemetry
     from edgeloop.logs import configure_logging
     from edgeloop.runtime.hub import SdkHubClient
+    from edgeloop.telemetry.runtime_metrics import forget_runtime, observe_runtime
 
-    configure_logging(os.environ.get("IOTEDGE_MODULEID", module.name))
+    module_id = os.environ.get("IOTEDGE_MODULEID", module.name)
+    device_id = os.environ.get("IOTEDGE_DEVICEID", "local")
+    configure_logging(module_id)
+    telemetry.setup_from_env(module_id, module_id=module_id, device_id=device_id)
     try:
         hub = client or SdkHubClient.from_edge_environment()
+        beat = os.environ.get("EDGELOOP_HEARTBEAT_FILE")
         runtime = ModuleRuntime(
             module,
             client=hub,
-            module_id=os.environ.get("IOTEDGE_MODULEID", module.name),
-            device_id=os.environ.get("IOTEDGE_DEVICEID", "local"),
-            heartbeat_file=Path(beat) if (beat := os.environ.get("EDGELOOP_HEARTBEAT_FILE")) else None,
+            module_id=module_id,
+            device_id=device_id,
+            heartbeat_file=Path(beat) if beat else None,
         )
+        observe_runtime(runtime)
         runtime.install_signal_handlers()
         return runtime.run()
     except HubError as exc:
         log.error("cannot run module %s: %s", module.name, exc)
         return 2
+    finally:
+        forget_runtime()
+        telemetry.shutdown()

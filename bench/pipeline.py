@@ -1,0 +1,480 @@
+"""The four modules under the dev hub next to a bare single-process loop on the same frames.
+
+    python -m bench.pipeline [--frames 2400] [--fps 200] [--address 127.0.0.41]
+
+Both sides take the same PNG frames of the digits drift scenario (the stream cycled to
+``--frames``) and the same initial model:
+
+- pipeline: the repository's manifest with the demo's settings (``demo_manifest``: capture
+  reads the frame folder at ``--fps``, the filter's demo policy with a 15% budget, the
+  uploader sealing to Azurite), the dev hub as a process, the four modules as processes
+  (``python -m edgeloop_<name>``, the real SDK), Azurite. Capture decodes each frame, hashes
+  it, stores it on the samples volume and announces it; inference reads, decodes,
+  pre-processes and scores it; the filter decides; the uploader seals and uploads the
+  selected and logs every prediction.
+- bare loop: one process reads each PNG, decodes it, hashes it (dHash), pre-processes and
+  scores it with the inference module's own loader and scoring code (batches of 8, as the
+  module), decides with the filter's ``Engine`` under the same policy, and seals the selected
+  with ``edgeloop.envelope``. No hub, no files written, no upload.
+
+Reported: frames/s of each and their ratio; for the pipeline, latency from capture's
+``captured_at`` to the filter's decision for the selected frames (``selected_at``), and from
+``captured_at`` to inference's ``scored_at`` for every frame (the filter's decision on a
+frame that is not selected leaves no record; it follows ``scored_at`` by one hub hop). Both
+are read from two extra routes to ``$upstream`` (recorded by the hub itself, so no extra
+module process receives them). RSS of each process at the end of the run (VmRSS). Pipeline
+frames/s = frames / (first ``captured_at`` -> the filter having seen every frame). Writes
+``bench/results/pipeline.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = ("capture", "inference", "filter", "uploader")
+SOURCE_ID = "demo"
+BATCH = 8
+
+
+# -- pure helpers --------------------------------------------------------------------------
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) with linear interpolation between closest ranks."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def rss_kib(pid: int) -> int | None:
+    """Resident set size of a process in KiB (``VmRSS`` of ``/proc/<pid>/status``)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return None
+
+
+def _children() -> dict[int, str]:
+    """Child processes of this one: pid -> command line."""
+    me, out = os.getpid(), {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(stat[1]) != me:
+                continue
+            out[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+# -- the frames ----------------------------------------------------------------------------
+def write_frames(folder: Path, count: int, seed: int) -> list[Path]:
+    """The scenario's stream as PNG files, cycled to ``count`` frames."""
+    from edgeloop.demo.scenario import ScenarioConfig, build, frame_name
+
+    scenario = build(ScenarioConfig(seed=seed, stream_size=800, clean_share=0.2))
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / frame_name(i)
+        cv2.imwrite(str(path), scenario.stream.frames[i % len(scenario.stream)])
+        paths.append(path)
+    past = time.time() - 60  # settled long ago: capture takes them at once
+    for path in paths:
+        os.utime(path, (past, past))
+    return paths
+
+
+# -- the bare loop -------------------------------------------------------------------------
+@dataclass
+class BareResult:
+    frames: int
+    seconds: float
+    selected: int
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.seconds
+
+
+def bare_loop(paths: list[Path], model: bytes, policy_doc: dict[str, Any], public_pem: bytes) -> BareResult:
+    """Read, decode, hash, pre-process, score, decide, seal: one process, no hub."""
+    import random
+
+    from edgeloop_capture.dhash import dhash
+    from edgeloop_filter.engine import Engine
+    from edgeloop_filter.policy import parse_policy
+    from edgeloop_inference.providers import available_providers, choose_providers
+    from edgeloop_inference.scoring import predictions
+    from edgeloop_inference.session import ModelIdentity, load_model
+
+    from edgeloop.clock import SystemClock
+    from edgeloop.contracts import FrameRef
+    from edgeloop.envelope import EnvelopeContext, PublicKey, seal_bytes
+
+    clock = SystemClock()
+    loaded = load_model(
+        model,
+        identity=ModelIdentity(name="digits", version="v0", sha256="-", source="bench"),
+        choice=choose_providers(["cpu"], available_providers()),
+        loaded_at=clock.now(),
+    )
+    engine = Engine(parse_policy(policy_doc), rng=random.Random(0))
+    key = PublicKey.from_pem(public_pem)
+    prep = loaded.preprocessor
+    selected = 0
+    start = time.perf_counter()
+    for first in range(0, len(paths), BATCH):
+        refs, inputs, blobs = [], [], []
+        for seq, path in enumerate(paths[first : first + BATCH], start=first):
+            data = path.read_bytes()
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            assert image is not None, path
+            refs.append(
+                FrameRef(
+                    sample_id=f"bare-{seq:06d}",
+                    source_id=SOURCE_ID,
+                    seq=seq,
+                    kind="image",
+                    captured_at=clock.now(),
+                    file_ref=path.name,
+                    bytes=len(data),
+                    dhash=dhash(image),
+                )
+            )
+            inputs.append(prep.decode_bytes(data, display=path.name))
+            blobs.append(data)
+        probs = loaded.run(prep.to_tensor(inputs))
+        scored = predictions(
+            refs, probs, labels=loaded.labels, top_k=3, include_scores=True, model_name="digits",
+            model_version="v0", latency_ms=0.0, scored_at=clock.now(),
+        )  # fmt: skip
+        for prediction, data in zip(scored, blobs, strict=True):
+            decision = engine.decide(prediction, clock.now(), clock.monotonic())
+            if decision.selected is not None:
+                context = EnvelopeContext(prediction.sample_id, "bench", "image/png")
+                seal_bytes(data, public_key=key, context=context)
+                selected += 1
+    return BareResult(len(paths), time.perf_counter() - start, selected)
+
+
+# -- the pipeline --------------------------------------------------------------------------
+UPSTREAM_ROUTES = {
+    "benchPredictions": "FROM /messages/modules/inference/outputs/predictions INTO $upstream",
+    "benchSelected": "FROM /messages/modules/filter/outputs/selected INTO $upstream",
+}
+
+
+def manifest(state: Path, fps: float, budget: int, envelope_pem: str, signing_pem: str, storage: str) -> Any:
+    """The demo's manifest, with two routes that record predictions and selections upstream."""
+    from edgeloop.demo.run import DemoOptions, demo_manifest
+
+    opts = DemoOptions(state_dir=state, repo_root=ROOT, fps=fps, budget=budget)
+    doc = demo_manifest(
+        ROOT, opts=opts, envelope_public=envelope_pem, signing_public=signing_pem, storage=storage
+    )
+    routes = doc["modulesContent"]["$edgeHub"]["properties.desired"]["routes"]
+    routes.update(UPSTREAM_ROUTES)
+    return doc
+
+
+def demo_policy(frames: int) -> dict[str, Any]:
+    """The filter policy the demo's manifest sets for a stream of ``frames`` (15% budget)."""
+    doc = manifest(ROOT, 1.0, max(1, int(frames * 0.15)), "", "", "")
+    policy: dict[str, Any] = doc["modulesContent"]["filter"]["properties.desired"]["policy"]
+    return policy
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def _stats(hub: Any, module: str) -> dict[str, Any]:
+    answer = hub.invoke(module, "getStats", {}, timeout=10)
+    payload = answer.get("payload") or {}
+    module_stats: dict[str, Any] = payload.get("module", {}) if isinstance(payload, dict) else {}
+    return module_stats
+
+
+def _model_loaded(hub: Any) -> bool:
+    model = hub.twin("inference").get("properties", {}).get("reported", {}).get("model", {})
+    return isinstance(model, dict) and model.get("status") == "loaded"
+
+
+def _when(value: str) -> float:
+    return datetime.fromisoformat(value).astimezone(UTC).timestamp()
+
+
+def read_upstream(path: Path) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]]]:
+    """From the hub's upstream log: sample id -> (captured_at, scored_at) for every prediction
+    and -> (captured_at, selected_at) for every selection, as epoch seconds."""
+    from edgeloop.contracts import Prediction, SelectedSample
+    from edgeloop.runtime.codec import decode
+
+    scored: dict[str, tuple[float, float]] = {}
+    chosen: dict[str, tuple[float, float]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        body = entry["body"]
+        for item in decode(body if isinstance(body, str) else json.dumps(body)):
+            if isinstance(item, Prediction) and item.scored_at is not None:
+                scored[item.sample_id] = (item.frame.captured_at.timestamp(), item.scored_at.timestamp())
+            elif isinstance(item, SelectedSample):
+                captured = item.prediction.frame.captured_at.timestamp()
+                chosen[item.sample_id] = (captured, item.selected_at.timestamp())
+    return scored, chosen
+
+
+def _cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds a process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Assets:
+    """What both loops share: the frames, the initial model, the policy and the keys."""
+
+    frames: list[Path]
+    model: bytes
+    envelope_pem: str
+    signing_pem: str
+    env: dict[str, str]
+
+
+def prepare(state: Path, frames: int, seed: int, reuse: Path | None = None) -> Assets:
+    """Frames on the samples volume; keys and the signed initial model as ``dev up`` makes them
+    (copied from ``reuse``, an earlier state folder, when given)."""
+    import shutil
+
+    from edgeloop.demo.assets import INITIAL_MODEL, ensure_dev_assets
+    from edgeloop.devhub.paths import StatePaths
+    from edgeloop.keys import ENVELOPE_PUBLIC, SIGNING_PUBLIC
+
+    volumes = StatePaths.of(state).volumes
+    paths = write_frames(volumes / "samples" / "input" / "stream", frames, seed)
+    if reuse is not None:
+        shutil.copytree(reuse / "keys", state / "keys")
+        shutil.copytree(StatePaths.of(reuse).volumes / "models", volumes / "models")
+    env = ensure_dev_assets(state, say=lambda _line: None, seed=seed)
+    keys = state / "keys"
+    return Assets(
+        frames=paths,
+        model=(volumes / INITIAL_MODEL).read_bytes(),
+        envelope_pem=(keys / ENVELOPE_PUBLIC).read_text(encoding="utf-8"),
+        signing_pem=(keys / SIGNING_PUBLIC).read_text(encoding="utf-8"),
+        env=env,
+    )
+
+
+def run_pipeline(work: Path, state: Path, assets: Assets, fps: float, address: str) -> dict[str, Any]:
+    """One run of the four modules under the dev hub over ``assets.frames`` at ``fps``."""
+    from edgeloop.devhub.paths import StatePaths
+    from edgeloop.devhub.supervisor import process_env
+    from edgeloop.devhub.testing import HubProcess, ModuleProcess
+    from edgeloop.devtools.azurite import Azurite
+
+    paths = StatePaths.of(state)
+    frames = len(assets.frames)
+    budget = max(1, int(frames * 0.15))
+    result: dict[str, Any] = {"frames": frames, "fps_asked": fps, "budget": budget}
+    with Azurite(work / f"azurite-{state.name}", host=address) as azurite:
+        doc = manifest(state, fps, budget, assets.envelope_pem, assets.signing_pem, azurite.connection_string)
+        result["policy"] = doc["modulesContent"]["filter"]["properties.desired"]["policy"]
+        assert result["policy"] == demo_policy(frames)
+        hub = HubProcess(
+            address=address, manifest=doc, state_dir=state, extra_args=["--log-level", "WARNING"]
+        )
+        hub.start()
+        modules: dict[str, ModuleProcess] = {}
+
+        def start(name: str) -> None:
+            env = process_env(hub.module_env(name), folder=ROOT, extra=assets.env, environ=os.environ)
+            modules[name] = ModuleProcess.python_module(
+                f"edgeloop_{name}", env=env, log_path=paths.log_file(name), cwd=ROOT
+            ).start()
+
+        try:
+            for name in ("uploader", "filter", "inference"):
+                start(name)
+            for name in ("uploader", "filter", "inference"):
+                hub.wait_connected(name, timeout=60, inputs=True)
+            _wait(lambda: _model_loaded(hub), 60, "the inference module to load its model")
+            pids = {
+                name: pid
+                for pid, cmd in _children().items()
+                for name in MODULES
+                if f"-m edgeloop_{name}" in cmd
+            }
+            pids["hub"] = hub.pid
+            cpu0 = {name: _cpu_s(pid) or 0.0 for name, pid in pids.items()}
+            start("capture")
+            deadline = time.monotonic() + max(120.0, 3 * frames / fps)
+            seen, done_at = 0, time.time()
+            while seen < frames and time.monotonic() < deadline:
+                seen = int(_stats(hub, "filter").get("seen", 0))
+                done_at = time.time()
+                time.sleep(0.1)
+            pids.update(
+                {
+                    name: pid
+                    for pid, cmd in _children().items()
+                    for name in MODULES
+                    if f"-m edgeloop_{name}" in cmd
+                }
+            )
+            result["filter_seen"] = seen
+            if seen < frames:
+                tails = {name: m.log()[-1500:] for name, m in modules.items()}
+                raise RuntimeError(
+                    f"the filter saw {seen} of {frames} frames in time; module logs:\n"
+                    + "\n".join(f"--- {name}\n{tail}" for name, tail in tails.items())
+                    + f"\n--- hub\n{hub.log_tail()}"
+                )
+            result["rss_mib"] = {
+                name: round((rss_kib(pid) or 0) / 1024, 1) for name, pid in sorted(pids.items())
+            }
+            result["cpu_ms_per_frame"] = {
+                name: round(((_cpu_s(pid) or 0.0) - cpu0.get(name, 0.0)) * 1000 / max(seen, 1), 2)
+                for name, pid in sorted(pids.items())
+            }
+            result["filter_stats"] = _stats(hub, "filter")
+            result["uploaded_by_then"] = int(_stats(hub, "uploader").get("counters", {}).get("uploaded", 0))
+        finally:
+            for name in MODULES:
+                if name in modules:
+                    modules[name].stop()
+            hub.close()
+    scored, chosen = read_upstream(paths.upstream_log)
+    first = min(c for c, _ in scored.values())
+    result["seconds"] = done_at - first
+    result["frames_per_s"] = seen / result["seconds"]
+    result["selected"] = len(chosen)
+    result["latency_ms"] = {
+        "capture_to_decision_selected": _summary([(s - c) * 1000 for c, s in chosen.values()]),
+        "capture_to_scored_all": _summary([(s - c) * 1000 for c, s in scored.values()]),
+    }
+    return result
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    return {
+        "n": len(values),
+        "p50": round(percentile(values, 50), 1),
+        "p95": round(percentile(values, 95), 1),
+        "max": round(max(values), 1),
+    }
+
+
+def _latency_line(text: str, s: dict[str, float]) -> str:
+    if not s.get("n"):
+        return f"{text:52s} (none)"
+    return f"{text:52s} p50 {s['p50']:6.1f} ms  p95 {s['p95']:6.1f} ms  (n={s['n']:.0f})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.pipeline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--frames", type=int, default=2400, help="frames of the throughput run")
+    parser.add_argument("--fps", type=float, default=1000.0, help="capture's pace in the throughput run")
+    parser.add_argument("--paced-frames", type=int, default=1000, help="frames of the paced run")
+    parser.add_argument(
+        "--paced-fps", type=float, default=100.0, help="capture's pace in the latency run (0: skip it)"
+    )
+    parser.add_argument("--address", default="127.0.0.41", help="loopback address for the bench hub")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "pipeline.json"))
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="edgeloop-bench-pipeline-") as tmp:
+        work = Path(tmp)
+        assets = prepare(work / "full", args.frames, args.seed)
+        bare_runs = [
+            bare_loop(
+                assets.frames, assets.model, demo_policy(len(assets.frames)), assets.envelope_pem.encode()
+            )
+        ]
+        full = run_pipeline(work, work / "full", assets, args.fps, args.address)
+        bare_runs.append(bare_loop(assets.frames, assets.model, full["policy"], assets.envelope_pem.encode()))
+        paced = None
+        if args.paced_fps > 0:
+            paced_assets = prepare(work / "paced", args.paced_frames, args.seed, reuse=work / "full")
+            paced = run_pipeline(work, work / "paced", paced_assets, args.paced_fps, args.address)
+    bare_fps = statistics.mean(r.frames_per_s for r in bare_runs)
+    ratio = full["frames_per_s"] / bare_fps
+    print(f"{args.frames} digits frames (64x64 PNG), the demo's policy (15% budget) on both sides")
+    print(f"bare single-process loop        {bare_fps:7.0f} frames/s  (selected {bare_runs[0].selected})")
+    print(
+        f"four modules + dev hub          {full['frames_per_s']:7.0f} frames/s  (capture asked "
+        f"{args.fps:g}/s; filter saw {full['filter_seen']}, selected {full['selected']})"
+    )
+    print(f"pipeline / bare                 {ratio:7.2f}x")
+    for run, label in ((full, f"at {args.fps:g}/s asked"), (paced, f"paced at {args.paced_fps:g}/s")):
+        if run is None:
+            continue
+        lat = run["latency_ms"]
+        print(
+            _latency_line(
+                f"capture -> filter decision, selected, {label}", lat["capture_to_decision_selected"]
+            )
+        )
+        print(_latency_line(f"capture -> inference scored, all, {label}", lat["capture_to_scored_all"]))
+    print("RSS at the end (MiB):     " + ", ".join(f"{k} {v:.0f}" for k, v in full["rss_mib"].items()))
+    print(
+        "CPU ms per frame:         " + ", ".join(f"{k} {v:.2f}" for k, v in full["cpu_ms_per_frame"].items())
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = {
+        "frames": args.frames,
+        "bare": {
+            "frames_per_s": bare_fps,
+            "runs": [{"frames_per_s": r.frames_per_s, "selected": r.selected} for r in bare_runs],
+        },
+        "pipeline": {k: v for k, v in full.items() if k != "policy"},
+        "paced": None if paced is None else {k: v for k, v in paced.items() if k != "policy"},
+        "ratio_pipeline_to_bare": ratio,
+        "notes": "capture's CPU includes its start-up; latency from the $upstream copies of "
+        "predictions (scored_at) and selections (selected_at)",
+    }
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Capture's traces and metrics: the ``capture`` span that starts each sample's trace,
+samples and bytes captured per source, janitor evictions and volume use
+(docs/observability.md)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from edgeloop import telemetry
+from edgeloop.telemetry import names
+
+_captured = telemetry.metrics.counter(names.M_CAPTURED, description="Samples captured, by source.")
+_bytes = telemetry.metrics.counter(names.M_CAPTURE_BYTES, unit="By", description="Sample bytes written.")
+_evicted = telemetry.metrics.counter(names.M_EVICTIONS, description="Samples deleted unclaimed, by reason.")
+_volume = telemetry.metrics.gauge(
+    names.M_VOLUME_USE, unit="By", description="Bytes of samples on the volume."
+)
+
+
+@dataclass(frozen=True)
+class CaptureSpan:
+    """The ``capture`` span of one sample, the root of its trace."""
+
+    sample_id: str
+    source_id: str
+    captured_at: datetime
+
+    def record(self, *, file_ref: str | None, size: int | None) -> str | None:
+        """Record it from capture time to now; returns its ``traceparent`` (None when off)."""
+        end_ns = time.time_ns()
+        start_ns = min(end_ns, int(self.captured_at.timestamp() * 1e9))
+        attributes: dict[str, str | int] = {
+            names.ATTR_SAMPLE_ID: self.sample_id,
+            names.ATTR_SOURCE_ID: self.source_id,
+        }
+        if file_ref is not None:
+            attributes[names.ATTR_FILE_REF] = file_ref
+        if size is not None:
+            attributes[names.ATTR_BYTES] = size
+            _bytes.add(size, {"source": self.source_id})
+        _captured.add(1, {"source": self.source_id})
+        return telemetry.record_stage(
+            names.SPAN_CAPTURE, None, start_ns=start_ns, end_ns=end_ns, attributes=attributes
+        )
+
+
+def record_janitor(dropped: Mapping[str, int], volume_bytes: int) -> None:
+    for reason, count in dropped.items():
+        _evicted.add(count, {"module": "capture", "reason": reason})
+    _volume.set(volume_bytes, {"volume": "samples"})
