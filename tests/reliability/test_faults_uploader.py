@@ -55,7 +55,7 @@ def assert_delivered(
         assert result.duplicated == 0
         pytest.xfail(
             f"{result.lost_in_flight} of {count} inputs were acknowledged by the SDK but not yet in the "
-            "outbox when the process was killed (at-most-once hand-off; see docs/reliability.md)"
+            "outbox when the process went down (at-most-once hand-off; see docs/reliability.md)"
         )
     assert result.lost == 0, f"lost: {sorted(set(result.fed) - result.opened)[:10]}"
     assert result.duplicated == 0
@@ -87,7 +87,26 @@ def test_uploader_killed_at_random_points_loses_and_duplicates_nothing(
     # then
     assert_no_secret_leaked(rig, [ACCOUNT_KEY])
     assert_delivered(result, count, ledger, faults=rig.kills, note=f"seed {SEED}", in_flight_known=True)
-    assert_no_secret_leaked(rig, [ACCOUNT_KEY])
+
+
+def test_uploader_stopped_gracefully_mid_run_loses_and_duplicates_nothing(
+    rig: UploaderRig, ledger: AreaLedger
+) -> None:
+    # given
+    rng = random.Random(SEED + 1)
+    count, stops = 200, 3
+    # when: samples flow while the uploader is stopped (SIGTERM, as docker stop) and started again
+    rig.feed(count, interval=0.015)
+    for _ in range(stops):
+        time.sleep(rng.uniform(0.3, 1.0))
+        rig.procs["uploader"].stop()
+        rig.kills += 1
+        time.sleep(rng.uniform(0.0, 0.5))
+        rig.restart("uploader")
+    result = rig.settle(count)
+    # then: nothing accepted is lost; inputs acknowledged by the SDK around the stop are the
+    # known gap (see docs/reliability.md), measured and marked xfail when they occur
+    assert_delivered(result, count, ledger, faults=rig.kills, note=f"seed {SEED}", in_flight_known=True)
 
 
 def test_azurite_outage_then_return_loses_nothing(rig: UploaderRig, ledger: AreaLedger) -> None:
