@@ -358,8 +358,9 @@ def read_header(src: BinaryIO) -> EnvelopeHeader:
             context=context,
             raw=preamble + body,
         )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise EnvelopeFormatError(f"malformed envelope header: {exc!r}") from exc
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
+        # OverflowError: a number like 1e999; RecursionError: JSON nested beyond the parser's depth.
+        raise EnvelopeFormatError(f"malformed envelope header: {exc!r:.200}") from exc
     if header.algorithm != ALGORITHM:
         raise EnvelopeFormatError(
             f"envelope algorithm {header.algorithm!r} unsupported (expected {ALGORITHM})"

@@ -29,6 +29,9 @@ from edgeloop_capture.writer import BUCKET_FORMAT, CAPTURE_DIR, INCOMING_DIR
 
 log = logging.getLogger(__name__)
 
+#: A wall clock ahead of the monotonic clock's account by more than this has jumped forward.
+JUMP_SLACK_S = 60.0
+
 
 @dataclass(frozen=True)
 class _File:
@@ -72,6 +75,33 @@ class Janitor:
         self.last_run: datetime | None = None
         self.files = 0
         self.bytes = 0
+        self.clock_jumps = 0
+        self._anchor: tuple[datetime, float] | None = None  # (TTL time, monotonic) at the last run
+        self._jumped_at: float | None = None  # monotonic time a forward jump was seen
+
+    def _ttl_now(self) -> datetime:
+        """The time TTLs are judged by: the wall clock, except after it jumps forward. Then time
+        runs on from the last run at the monotonic rate until every sample has had its TTL in
+        real time, so a jump of a day does not expire every fresh sample at once. (A backward
+        jump only keeps samples longer; the byte budget still bounds them.)"""
+        wall, mono = self.clock.now(), self.clock.monotonic()
+        now = wall
+        if self._anchor is not None:
+            last, last_mono = self._anchor
+            carried = last + timedelta(seconds=max(0.0, mono - last_mono))
+            if (wall - carried).total_seconds() > JUMP_SLACK_S:
+                if self._jumped_at is None:
+                    self._jumped_at = mono
+                    self.clock_jumps += 1
+                    log.warning("wall clock jumped %s ahead; sample ages follow real time", wall - carried)
+                if mono - self._jumped_at < self.ttl_s:
+                    now = carried
+                else:
+                    self._jumped_at = None
+            else:
+                self._jumped_at = None
+        self._anchor = (now, mono)
+        return now
 
     def configure(self, *, ttl_s: float, max_bytes: int, stale_temp_s: float) -> None:
         self.ttl_s, self.max_bytes, self.stale_temp_s = ttl_s, max_bytes, stale_temp_s
@@ -79,7 +109,7 @@ class Janitor:
     def run_once(self) -> JanitorResult:
         """One pass: release claimed, drop expired, then drop oldest while over budget."""
         now = self.clock.now()
-        cutoff = now - timedelta(seconds=self.ttl_s)
+        cutoff = self._ttl_now() - timedelta(seconds=self.ttl_s)
         buckets = self._scan()
         dropped: Counter[str] = Counter()
         released = 0
@@ -126,6 +156,7 @@ class Janitor:
             "bytes": self.bytes,
             "runs": self.runs,
             "errors": self.errors,
+            "clockJumps": self.clock_jumps,
             "lastRun": self.last_run.isoformat() if self.last_run else None,
         }
 

@@ -231,6 +231,10 @@ class InferenceModule(EdgeModule[InferenceConfig]):
             except SampleError as exc:
                 self._count("sample_errors")
                 result.failed.append((job, str(exc)))
+            except Exception as exc:  # one bad sample must not take its batch mates down with it
+                log.exception("decoding sample %s failed", job.frame.sample_id)
+                self._count("sample_errors")
+                result.failed.append((job, f"sample {job.frame.sample_id!r} cannot be decoded: {exc!r:.200}"))
         if result.jobs:
             self._run(model, decoded, result)
         self._output.submit(result)

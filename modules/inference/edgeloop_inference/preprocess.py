@@ -148,7 +148,13 @@ class Preprocessor:
 
         flag = cv2.IMREAD_GRAYSCALE if self.spec.color == "gray" else cv2.IMREAD_COLOR
         buffer = np.frombuffer(data, dtype=np.uint8)
-        image = cv2.imdecode(buffer, flag) if buffer.size else None
+        try:
+            image = cv2.imdecode(buffer, flag) if buffer.size else None
+        except cv2.error as exc:  # e.g. a header claiming more pixels than OpenCV allows
+            message = str(exc).strip().splitlines()[-1][-120:]
+            raise SampleError(
+                f"sample {display!r} ({len(data)} bytes) refused by the decoder: {message}"
+            ) from exc
         if image is None:
             raise SampleError(f"sample {display!r} ({len(data)} bytes) cannot be decoded as an image")
         if self.spec.color == "rgb":
@@ -168,11 +174,12 @@ class Preprocessor:
     def decode_vector(self, values: Sequence[float], *, display: str) -> np.ndarray:
         if self.spec.input_kind != "vector":
             raise SampleError(f"sample {display!r} is a vector but the model takes images")
-        vector = np.asarray(values, dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 becomes inf, refused below
+            vector = np.asarray(values, dtype=np.float32)
         if self.features is not None and vector.shape != (self.features,):
             raise SampleError(f"sample {display!r} has {vector.size} values; the model takes {self.features}")
         if not np.all(np.isfinite(vector)):
-            raise SampleError(f"sample {display!r} holds NaN or infinite values")
+            raise SampleError(f"sample {display!r} holds NaN or infinite values (or values beyond float32)")
         return vector
 
     def _resize(self, image: np.ndarray) -> np.ndarray:

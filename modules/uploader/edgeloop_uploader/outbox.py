@@ -291,6 +291,15 @@ class OutboxDB:
         with self._lock:
             return self._conn.execute(sql, args).rowcount
 
+    def clamp_backoff(self, now: float, latest: float) -> int:
+        """Retries scheduled after ``latest`` (the clock went back while the process was down)
+        are due ``now``; returns how many."""
+        with self._lock:
+            return self._conn.execute(
+                "UPDATE entries SET next_attempt_at = ? WHERE state = ? AND next_attempt_at > ?",
+                (now, QUEUED, latest),
+            ).rowcount
+
     def reset_backoff(self, now: float) -> None:
         with self._lock:
             self._conn.execute("UPDATE entries SET next_attempt_at = ? WHERE state = ?", (now, QUEUED))

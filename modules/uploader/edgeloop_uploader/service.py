@@ -148,6 +148,8 @@ class Uploader:
         self.clock = clock
         self.rng = rng or random.Random()
         self._rng_lock = threading.Lock()
+        self._time_lock = threading.Lock()
+        self._last_time: tuple[float, float] | None = None  # (outbox time, monotonic) of the last reading
         self.store_factory = store_factory
         self.notify = notify
         self.env_credential = env_credential
@@ -180,7 +182,35 @@ class Uploader:
         return self.config.device_id or self.default_device_id
 
     def _now(self) -> float:
-        return self.clock.now().timestamp()
+        """Outbox time: the wall clock, except that it never runs backwards while the process
+        lives. After the wall clock goes back (NTP after a cold boot, a bad RTC) it advances at
+        the monotonic rate from where it was, so retry times and the oldest-first order hold."""
+        with self._time_lock:
+            wall, mono = self.clock.now().timestamp(), self.clock.monotonic()
+            if self._last_time is not None:
+                last, last_mono = self._last_time
+                carried = last + max(0.0, mono - last_mono)
+                if wall < carried:
+                    if carried - wall > 1.0:
+                        self._count("clock_went_back")
+                    wall = carried
+            self._last_time = (wall, mono)
+            return wall
+
+    def _budgeted_size(self, plain_bytes: int, item: SelectedSample, content_type: str) -> int:
+        """What a sample will hold on disk once sealed (the envelope adds a header and a tag per
+        chunk); the plaintext size while no public key is known yet."""
+        if self.public_key is None:
+            return plain_bytes
+        context = EnvelopeContext(
+            sample_id=item.sample_id, device_id=self.device_id, content_type=content_type
+        )
+        return sealed_size(
+            plain_bytes,
+            public_key=self.public_key,
+            context=context,
+            chunk_size=self.config.encryption.chunk_size,
+        )
 
     def _count(self, name: str, amount: int = 1) -> None:
         with self._count_lock:
@@ -264,7 +294,8 @@ class Uploader:
             )
             return False
         now = self._now()
-        if not self._make_room(size, item.priority, now, item.sample_id):
+        budgeted = self._budgeted_size(size, item, content_type)
+        if not self._make_room(budgeted, item.priority, now, item.sample_id):
             plain.unlink(missing_ok=True)
             return False
         name = self._blob_name(item, suffix)
@@ -748,6 +779,9 @@ class Uploader:
         sealed, files no entry refers to (a crash between write and record) are removed."""
         now = self._now()
         requeued = self.db.requeue_interrupted(now)
+        clamped = self.db.clamp_backoff(now, now + self.config.retry.max_backoff_s)
+        if clamped:
+            log.warning("%s retries were scheduled beyond the longest backoff (the clock went back)", clamped)
         for entry in self.db.unsealed():
             if entry.plain_path and not Path(entry.plain_path).exists():
                 self._quarantine(entry, "claimed file lost before sealing")

@@ -49,6 +49,10 @@ SYSTEM_PROPERTIES = {
 }
 
 _JSON_ENCODINGS = {"utf-8", "utf8", "utf-16", "utf-32"}
+#: Bounds that keep parsing and evaluation well inside Python's recursion limit: operators and
+#: function calls in one condition, and parentheses or argument lists nested in each other.
+MAX_OPERATORS = 256
+MAX_NESTING = 32
 
 
 class WhereSyntaxError(EdgeLoopError):
@@ -350,6 +354,8 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.tokens = _tokens(text)
         self.index = 0
+        self.operators = 0
+        self.nesting = 0
 
     @property
     def tok(self) -> _Token:
@@ -364,6 +370,20 @@ class _Parser:
         if self.tok.kind != kind:
             raise WhereSyntaxError(f"expected {what}, found {self._describe(self.tok)}", self.tok.pos)
         return self.advance()
+
+    def count_operator(self, pos: int) -> None:
+        self.operators += 1
+        if self.operators > MAX_OPERATORS:
+            raise WhereSyntaxError(f"condition too complex: more than {MAX_OPERATORS} operators", pos)
+
+    def nested(self, pos: int) -> Evaluator:
+        """``or_expr`` one level deeper (inside parentheses or an argument list)."""
+        self.nesting += 1
+        if self.nesting > MAX_NESTING:
+            raise WhereSyntaxError(f"condition nested more than {MAX_NESTING} levels deep", pos)
+        node = self.or_expr()
+        self.nesting -= 1
+        return node
 
     @staticmethod
     def _describe(token: _Token) -> str:
@@ -380,7 +400,7 @@ class _Parser:
     def or_expr(self) -> Evaluator:
         node = self.and_expr()
         while self.tok.kind == "kw" and self.tok.value == "or":
-            self.advance()
+            self.count_operator(self.advance().pos)
             left, right = node, self.and_expr()
             node = _bind2(_or, left, right)
         return node
@@ -388,14 +408,14 @@ class _Parser:
     def and_expr(self) -> Evaluator:
         node = self.not_expr()
         while self.tok.kind == "kw" and self.tok.value == "and":
-            self.advance()
+            self.count_operator(self.advance().pos)
             left, right = node, self.not_expr()
             node = _bind2(_and, left, right)
         return node
 
     def not_expr(self) -> Evaluator:
         if self.tok.kind == "kw" and self.tok.value == "not":
-            self.advance()
+            self.count_operator(self.advance().pos)
             inner = self.not_expr()
             return lambda msg: _not(inner(msg))
         return self.comparison()
@@ -403,6 +423,7 @@ class _Parser:
     def comparison(self) -> Evaluator:
         node = self.additive()
         if self.tok.kind == "op" and self.tok.value in ("=", "!=", "<>", "<", "<=", ">", ">="):
+            self.count_operator(self.tok.pos)
             op = self.advance().value
             left, right = node, self.additive()
             node = _bind2(lambda a, b: _compare(op, a, b), left, right)
@@ -413,6 +434,7 @@ class _Parser:
     def additive(self) -> Evaluator:
         node = self.multiplicative()
         while self.tok.kind == "op" and self.tok.value in ("+", "-"):
+            self.count_operator(self.tok.pos)
             op = self.advance().value
             left, right = node, self.multiplicative()
             node = _bind2(_arith_op(op), left, right)
@@ -421,6 +443,7 @@ class _Parser:
     def multiplicative(self) -> Evaluator:
         node = self.unary()
         while self.tok.kind == "op" and self.tok.value in ("*", "/", "%"):
+            self.count_operator(self.tok.pos)
             op = self.advance().value
             left, right = node, self.unary()
             node = _bind2(_arith_op(op), left, right)
@@ -428,6 +451,7 @@ class _Parser:
 
     def unary(self) -> Evaluator:
         if self.tok.kind == "op" and self.tok.value in ("-", "+"):
+            self.count_operator(self.tok.pos)
             op = self.advance().value
             inner = self.unary()
             if op == "+":
@@ -447,7 +471,7 @@ class _Parser:
             return lambda _msg: literal
         if tok.kind == "lparen":
             self.advance()
-            node = self.or_expr()
+            node = self.nested(tok.pos)
             self.expect("rparen", "')'")
             return node
         if tok.kind == "body":
@@ -478,13 +502,14 @@ class _Parser:
                 name.pos,
             )
         arity, fn = entry
+        self.count_operator(name.pos)
         self.expect("lparen", "'('")
         args: list[Evaluator] = []
         if self.tok.kind != "rparen":
-            args.append(self.or_expr())
+            args.append(self.nested(name.pos))
             while self.tok.kind == "comma":
                 self.advance()
-                args.append(self.or_expr())
+                args.append(self.nested(name.pos))
         if len(args) != arity:
             raise WhereSyntaxError(
                 f"{name.value.upper()} takes {arity} argument{'s' if arity > 1 else ''}, got {len(args)}",

@@ -126,10 +126,25 @@ def decode(body: bytes | str) -> list[Contract]:
     Raises:
         ContractError: the body is not JSON, names no known schema, or fails validation.
     """
+    items, problems = decode_each(body)
+    if problems:
+        raise ContractError(problems[0])
+    return items
+
+
+def decode_each(body: bytes | str) -> tuple[list[Contract], list[str]]:
+    """Like ``decode``, but a batch item that fails validation is left out with its reason
+    instead of failing the whole message: one bad item must not drop its batch mates.
+
+    Raises:
+        ContractError: the body itself is not JSON, not an object, or not a valid envelope.
+    """
     try:
         doc = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ContractError(f"message body is not JSON: {exc}") from exc
+    except RecursionError as exc:  # a hostile body nested beyond the parser's depth
+        raise ContractError("message body is JSON nested too deeply to decode") from exc
     if not isinstance(doc, Mapping):
         raise ContractError(f"message body must be a JSON object, got {type(doc).__name__}")
     schema = doc.get("schema")
@@ -138,10 +153,17 @@ def decode(body: bytes | str) -> list[Contract]:
             envelope = BatchEnvelope.model_validate({k: v for k, v in doc.items() if k != "schema"})
         except ValidationError as exc:
             raise ContractError(f"bad batch envelope: {_first_error(exc)}") from exc
-        return [_item(envelope.item_schema, item) for item in envelope.items]
+        items: list[Contract] = []
+        problems: list[str] = []
+        for raw in envelope.items:
+            try:
+                items.append(_item(envelope.item_schema, raw))
+            except ContractError as exc:
+                problems.append(str(exc))
+        return items, problems
     if not isinstance(schema, str):
         raise ContractError("message body has no 'schema' field naming its contract")
-    return [_item(schema, doc)]
+    return [_item(schema, doc)], []
 
 
 def _item(schema: str, doc: Mapping[str, Any]) -> Contract:

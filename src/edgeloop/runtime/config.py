@@ -10,6 +10,7 @@ already applied (the SDK hands a full desired patch on every reconnect) changes 
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -21,6 +22,9 @@ C = TypeVar("C", bound=BaseModel)
 
 #: Twin metadata keys that are not configuration.
 _META_PREFIX = "$"
+#: IoT Hub caps a twin's desired properties at 32 KB; a larger document (possible through
+#: ``setConfig`` or a hub that does not enforce the cap) is refused before validation.
+MAX_DESIRED_BYTES = 32 * 1024
 
 
 def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> None:
@@ -66,6 +70,12 @@ def validate_config(model: type[C], doc: dict[str, Any]) -> C:
     Raises:
         ConfigError: with every problem, each naming its key, value and what is accepted.
     """
+    size = len(json.dumps(doc, separators=(",", ":"), default=str).encode("utf-8"))
+    if size > MAX_DESIRED_BYTES:
+        raise ConfigError(
+            f"desired document of {size} bytes is over the {MAX_DESIRED_BYTES}-byte limit of a twin's "
+            "desired properties; nothing of it was applied"
+        )
     try:
         return model.model_validate(strip_metadata(doc))
     except ValidationError as exc:

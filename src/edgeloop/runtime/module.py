@@ -29,7 +29,7 @@ import edgeloop
 from edgeloop.clock import Clock, SystemClock
 from edgeloop.contracts import Contract
 from edgeloop.errors import ConfigError, ContractError, HubConnectionError, HubError
-from edgeloop.runtime.codec import InboundMessage, OutboundMessage, decode, encode
+from edgeloop.runtime.codec import InboundMessage, OutboundMessage, decode_each, encode
 from edgeloop.runtime.config import ConfigState
 from edgeloop.runtime.hub import HubClient, MethodCall
 from edgeloop.runtime.methods import MethodRegistry
@@ -298,11 +298,18 @@ class ModuleRuntime(Generic[C]):
         message = event.message
         self.counters["messages_in"] += 1
         try:
-            items = decode(message.body)
+            items, problems = decode_each(message.body)
         except ContractError as exc:
             self.counters["messages_rejected"] += 1
             log.warning("dropping message on input %s: %s", message.input_name, exc)
             return
+        if problems:
+            self.counters["items_rejected"] += len(problems)
+            for problem in problems:
+                log.warning("dropping an item on input %s: %s", message.input_name, problem)
+            if not items:
+                self.counters["messages_rejected"] += 1
+                return
         self.counters["items_in"] += len(items)
         self._guarded("handle_input", self.module.handle_input, message.input_name, items, message)
 

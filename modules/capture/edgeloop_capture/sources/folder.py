@@ -94,7 +94,11 @@ class FolderSource:
         except OSError as exc:
             ctl.skip("unreadable_file", f"{path.name}: {exc.strerror}")
             return None
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        try:
+            image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        except cv2.error as exc:  # e.g. a header claiming more pixels than OpenCV allows
+            ctl.skip("unreadable_file", f"{path.name}: OpenCV refused it: {str(exc).strip()[-120:]}")
+            return None
         if image is None:
             ctl.skip("unreadable_file", f"{path.name}: not an image OpenCV can decode")
         return image
