@@ -12,7 +12,7 @@ from edgeloop_uploader.config import UploaderConfig
 from edgeloop_uploader.module import UploaderModule
 from edgeloop_uploader.sources import Credential
 
-from edgeloop.blobstore import BlobStore, MemoryBlobStore
+from edgeloop.blobstore import BlobContainer, MemoryContainer
 from edgeloop.clock import Clock
 from edgeloop.contracts import UploadedNotice
 from edgeloop.runtime import EdgeModule, ModuleRuntime
@@ -62,7 +62,7 @@ class UploaderInProcess(InProcess):
     def __init__(self, tmp_path: Path, desired: dict[str, Any], *, clock: Clock | None = None) -> None:
         self.samples = tmp_path / "samples"
         self.samples.mkdir(parents=True, exist_ok=True)
-        self.store = MemoryBlobStore()
+        self.store = MemoryContainer()
         self.credentials: list[Credential] = []
         module = UploaderModule(
             samples_dir=self.samples,
@@ -73,7 +73,7 @@ class UploaderInProcess(InProcess):
         )
         super().__init__(module, desired)
 
-    def _factory(self, credential: Credential, _config: UploaderConfig) -> BlobStore:
+    def _factory(self, credential: Credential, _config: UploaderConfig) -> BlobContainer:
         self.credentials.append(credential)
         return self.store
 

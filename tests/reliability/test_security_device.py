@@ -264,13 +264,13 @@ def test_a_running_uploader_seals_with_the_public_key_alone(
     # given: the key pair made before the tripwire; the device gets only the public PEM
     from edgeloop_uploader.module import UploaderModule
 
-    from edgeloop.blobstore import MemoryBlobStore
+    from edgeloop.blobstore import MemoryContainer
     from edgeloop.runtime import ModuleRuntime
     from edgeloop.runtime.fake import FakeHubClient
     from tests.unit.uploader_support import selected
 
     pem = device_public_pem
-    store = MemoryBlobStore()
+    store = MemoryContainer()
     samples = tmp_path / "samples"
     samples.mkdir()
     hub = FakeHubClient({"encryption": {"public_key_pem": pem}})
