@@ -365,8 +365,9 @@ def test_live_fps_keeps_frames_by_wall_time(tmp_path: Path) -> None:
 def test_a_paused_file_source_keeps_its_place(tmp_path: Path, video: Path) -> None:
     # given
     clock = FakeClock()
-    with Run(tmp_path, video_source(realtime=True, fps=5), clock=clock) as run:
-        run.worker.set_paused(True)
+    run = Run(tmp_path, video_source(realtime=True, fps=5), clock=clock)
+    run.worker.set_paused(True)  # before it starts: on a fake clock it could finish at once
+    with run:
         time.sleep(0.2)
         before = len(run.refs)
         assert run.state in ("paused", "starting")
