@@ -504,6 +504,8 @@ def test_a_newer_twin_model_supersedes_one_still_waiting(tmp_path: Path, keys: t
         wait_for(lambda: h.module.models.loading, what="v2 loading")
         h.hub.patch_desired({"model": v3})
         h.hub.patch_desired({"model": v4})
+        # the runtime thread applies patches in turn: let it take in v4 before v2 finishes
+        wait_for(lambda: h.hub.reported.get("configVersion") == h.hub.desired["$version"], what="v4 applied")
         fetcher.release.set()
         model = h.wait_model(status="loaded", version="4")
     # then: v3 was never fetched; v2 was (it was under way) but never served
