@@ -240,6 +240,19 @@ def test_after_a_crash_mid_upload_entries_resume_and_stray_files_go(h: Harness) 
     assert [n.sample_id for n in h.notices] == ["01S1"]
 
 
+def test_a_done_entrys_file_left_by_a_crash_is_removed_at_restart(h: Harness) -> None:
+    # given: a large sample (sealed to a file) recorded as done, but killed before its file went
+    h.uploader.accept_selected(selected(h.samples, "01S1", b"q" * 1_200_000))
+    [sealed_file] = list((h.outbox / "sealed").iterdir())
+    with h.uploader.db.transaction() as conn:
+        conn.execute("UPDATE entries SET state = ? WHERE id = ?", (DONE, "01S1"))
+    # when
+    h.restart()
+    # then
+    assert not sealed_file.exists()
+    assert list((h.outbox / "sealed").iterdir()) == []
+
+
 def test_samples_wait_unsealed_until_a_key_arrives(tmp_path: Path) -> None:
     # given
     h = Harness(tmp_path, key=None)

@@ -320,7 +320,14 @@ class OutboxDB:
             ).rowcount
 
     def referenced_paths(self) -> set[str]:
-        rows = self._all("SELECT plain_path, sealed_path FROM entries")
+        """Files still needed: those of entries waiting, uploading or quarantined. A done or
+        evicted entry's files are leftovers (a crash between recording and deleting)."""
+        rows = self._all(
+            "SELECT plain_path, sealed_path FROM entries WHERE state IN (?, ?, ?)",
+            QUEUED,
+            UPLOADING,
+            QUARANTINED,
+        )
         return {p for r in rows for p in (r[0], r[1]) if p}
 
     # -- prediction log ----------------------------------------------------------------------
