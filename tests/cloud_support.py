@@ -63,3 +63,12 @@ def upload_sealed(
     container.write(name, sealed, metadata=metadata, if_none_match="*")
     container.write(name.removesuffix(".png.elenv") + ".json", b'{"schema": "edgeloop.sidecar/1"}')
     return name
+
+
+#: Cloud settings for the integration tests: a quick training and a lenient gate, so a run
+#: over a few dozen samples finishes in seconds and promotes.
+CLOUD_TEST_CONFIG = {
+    "trigger": {"min_new_labels": 20, "cooldown_minutes": 0},
+    "training": {"max_iter": 40},
+    "gate": {"floor": 0.5, "max_latency_ms": 1000.0},
+}

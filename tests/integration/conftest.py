@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from edgeloop.devhub.testing import MQTT_PORT, HubProcess, ModuleProcess
+from edgeloop.keys import KeySet, init_keys
 from tests.conftest import REPO_ROOT, subprocess_env
 
 # A random start: several pytest processes (other checkouts, other suites) share this machine.
@@ -126,3 +127,9 @@ def module_process(tmp_path: Path) -> Iterator[ModuleFactory]:
     yield start
     for proc in procs:
         proc.stop()
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> KeySet:
+    """Envelope and model-signing key pairs made for this test."""
+    return init_keys(tmp_path / "keys")

@@ -28,29 +28,18 @@ from edgeloop import envelope, signing
 from edgeloop.blobstore import AzureContainer
 from edgeloop.demo.scenario import ScenarioConfig, build
 from edgeloop.devtools.azurite import Azurite
-from edgeloop.keys import KeySet, init_keys
-from tests.cloud_support import upload_sealed
+from edgeloop.keys import KeySet
+from tests.cloud_support import CLOUD_TEST_CONFIG, upload_sealed
 from tests.conftest import subprocess_env
 from tests.integration.azurite_fixtures import azurite  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
-CONFIG = {
-    "trigger": {"min_new_labels": 20, "cooldown_minutes": 0},
-    "training": {"max_iter": 40},
-    "gate": {"floor": 0.5, "max_latency_ms": 1000.0},
-}
-
-
-@pytest.fixture
-def keys(tmp_path: Path) -> KeySet:
-    return init_keys(tmp_path / "keys")
-
 
 @pytest.fixture
 def env(azurite: Azurite, keys: KeySet, tmp_path: Path) -> dict[str, str]:  # noqa: F811
     config = tmp_path / "cloud.json"
-    config.write_text(json.dumps(CONFIG), encoding="utf-8")
+    config.write_text(json.dumps(CLOUD_TEST_CONFIG), encoding="utf-8")
     return {
         "EDGELOOP_STORAGE_CONNECTION_STRING": azurite.connection_string,
         "EDGELOOP_SAMPLE_KEYS": str(keys.envelope_private),

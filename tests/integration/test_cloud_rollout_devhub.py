@@ -18,30 +18,19 @@ from edgeloop_cloud.rollout import RolloutConfig, RolloutController, RolloutStat
 from edgeloop import envelope
 from edgeloop.demo.scenario import ScenarioConfig, build
 from edgeloop.devtools.azurite import Azurite
-from edgeloop.keys import KeySet, init_keys
-from tests.cloud_support import upload_sealed
+from edgeloop.keys import KeySet
+from tests.cloud_support import CLOUD_TEST_CONFIG, upload_sealed
 from tests.integration.azurite_fixtures import azurite  # noqa: F401
 from tests.integration.conftest import HubFactory, ModuleFactory
 from tests.integration.modules.manifests import manifest
 
 pytestmark = pytest.mark.integration
 
-CONFIG = {
-    "trigger": {"min_new_labels": 20, "cooldown_minutes": 0},
-    "training": {"max_iter": 40},
-    "gate": {"floor": 0.5, "max_latency_ms": 1000.0},
-}
-
-
-@pytest.fixture
-def keys(tmp_path: Path) -> KeySet:
-    return init_keys(tmp_path / "keys")
-
 
 @pytest.fixture
 def svc(azurite: Azurite, keys: KeySet, tmp_path: Path) -> Iterator[CloudServices]:  # noqa: F811
     config = tmp_path / "cloud.json"
-    config.write_text(json.dumps(CONFIG), encoding="utf-8")
+    config.write_text(json.dumps(CLOUD_TEST_CONFIG), encoding="utf-8")
     services = services_from_env(
         {
             "EDGELOOP_STORAGE_CONNECTION_STRING": azurite.connection_string,
