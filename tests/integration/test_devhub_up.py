@@ -60,6 +60,14 @@ def checkout(tmp_path: Path) -> Path:
     return root
 
 
+def module_connected(client: ControlClient, module: str) -> bool:
+    """Whether the running hub sees ``module`` connected (False while the hub is not up yet)."""
+    try:
+        return bool(client.status()["modules"][module]["connected"])
+    except ControlError:
+        return False
+
+
 def test_dev_up_runs_restarts_and_stops_modules(tmp_path: Path, loopback_address: str) -> None:
     # given
     root = checkout(tmp_path)
@@ -84,10 +92,7 @@ def test_dev_up_runs_restarts_and_stops_modules(tmp_path: Path, loopback_address
     client = ControlClient(StatePaths.of(state).control_socket)
 
     def connected() -> bool:
-        try:
-            return bool(client.status()["modules"]["echo"]["connected"])
-        except ControlError:
-            return False
+        return module_connected(client, "echo")
 
     try:
         # when: it starts, then the module crashes

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from edgeloop.devhub.control import ControlClient, ControlError
+from edgeloop.devhub.control import ControlClient
 from edgeloop.devhub.paths import StatePaths
 from edgeloop.telemetry.dev import PORTS_FILE
 from tests.conftest import subprocess_env
-from tests.integration.test_devhub import wait_for
-from tests.integration.test_devhub_up import checkout
+from tests.integration.test_devhub_up import checkout, module_connected
+from tests.support import wait_for
 from tests.unit.test_telemetry import free_port
 
 pytestmark = pytest.mark.integration
@@ -53,10 +53,7 @@ def test_dev_up_gives_each_module_a_metrics_port_and_dev_metrics_scrapes_it(
     client = ControlClient(StatePaths.of(state).control_socket)
 
     def connected() -> bool:
-        try:
-            return bool(client.status()["modules"]["echo"]["connected"])
-        except ControlError:
-            return False
+        return module_connected(client, "echo")
 
     try:
         wait_for(connected, 60, "echo to connect")
