@@ -16,7 +16,7 @@ from edgeloop.devhub.control import ControlClient, ControlError
 from edgeloop.devhub.paths import StatePaths
 from tests.conftest import REPO_ROOT, subprocess_env
 from tests.integration.modules.manifests import manifest
-from tests.integration.test_devhub import wait_for
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
