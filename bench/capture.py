@@ -33,25 +33,12 @@ from edgeloop.runtime.fake import FakeHubClient
 QUALITY = 90
 
 
-def bare_loop(video: Path) -> tuple[int, float]:
-    """Frames decoded and JPEG-encoded by a plain OpenCV loop, and the seconds it took."""
-    start = time.perf_counter()
-    cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
-    frames = 0
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        ok, _buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, QUALITY])
-        frames += ok
-    cap.release()
-    return frames, time.perf_counter() - start
-
-
-def bare_loop_with_files(video: Path, folder: Path) -> tuple[int, float]:
-    """The bare loop plus what any capture must do on this volume: one file per frame,
-    written to a temp name and renamed (the file system's share of the cost, for reference)."""
-    folder.mkdir(parents=True, exist_ok=True)
+def bare_loop(video: Path, folder: Path | None = None) -> tuple[int, float]:
+    """Frames decoded and JPEG-encoded by a plain OpenCV loop, and the seconds it took. With
+    ``folder``, also what any capture must do on a volume: one file per frame, written to a temp
+    name and renamed (the file system's share of the cost, for reference)."""
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
     frames = 0
@@ -60,10 +47,11 @@ def bare_loop_with_files(video: Path, folder: Path) -> tuple[int, float]:
         if not ok:
             break
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, QUALITY])
-        temp = folder / f"{frames:06d}.jpg.tmp"
-        with open(temp, "xb") as fh:
-            fh.write(buf.tobytes())
-        os.replace(temp, folder / f"{frames:06d}.jpg")
+        if folder is not None:
+            temp = folder / f"{frames:06d}.jpg.tmp"
+            with open(temp, "xb") as fh:
+                fh.write(buf.tobytes())
+            os.replace(temp, folder / f"{frames:06d}.jpg")
         frames += ok
     cap.release()
     return frames, time.perf_counter() - start
@@ -133,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             cpu_ms["bare"].append((time.process_time() - cpu) / n * 1000)
             bare_fps.append(n / seconds)
             cpu = time.process_time()
-            n, seconds = bare_loop_with_files(video, Path(tmp) / f"files{round_}")
+            n, seconds = bare_loop(video, Path(tmp) / f"files{round_}")
             cpu_ms["bare_files"].append((time.process_time() - cpu) / n * 1000)
             files_fps.append(n / seconds)
             volume = Path(tmp) / f"volume{round_}"
