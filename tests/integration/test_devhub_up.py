@@ -60,6 +60,14 @@ def checkout(tmp_path: Path) -> Path:
     return root
 
 
+def start_dev_up(root: Path, state: Path, address: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``edgeloop dev up`` as a user runs it in the checkout ``root``, output captured."""
+    command = [sys.executable, "-m", "edgeloop", "dev", "up", "--state-dir", str(state), "--bind", address]
+    return subprocess.Popen(
+        command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
 def module_connected(client: ControlClient, module: str) -> bool:
     """Whether the running hub sees ``module`` connected (False while the hub is not up yet)."""
     try:
@@ -75,20 +83,7 @@ def test_dev_up_runs_restarts_and_stops_modules(tmp_path: Path, loopback_address
     (state / "volumes" / "data" / "echo").mkdir(parents=True)
     starts = state / "volumes" / "data" / "echo" / "starts.jsonl"
     env = subprocess_env({"OTEL_SERVICE_NAME": "edgeloop-test", "UNRELATED_SECRET": "x"})
-    command = [
-        sys.executable,
-        "-m",
-        "edgeloop",
-        "dev",
-        "up",
-        "--state-dir",
-        str(state),
-        "--bind",
-        loopback_address,
-    ]
-    up = subprocess.Popen(
-        command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    up = start_dev_up(root, state, loopback_address, env)
     client = ControlClient(StatePaths.of(state).control_socket)
 
     def connected() -> bool:

@@ -16,7 +16,7 @@ from edgeloop.devhub.control import ControlClient
 from edgeloop.devhub.paths import StatePaths
 from edgeloop.telemetry.dev import PORTS_FILE
 from tests.conftest import subprocess_env
-from tests.integration.test_devhub_up import checkout, module_connected
+from tests.integration.test_devhub_up import checkout, module_connected, start_dev_up
 from tests.support import wait_for
 from tests.unit.test_telemetry import free_port
 
@@ -32,24 +32,7 @@ def test_dev_up_gives_each_module_a_metrics_port_and_dev_metrics_scrapes_it(
     (state / "volumes" / "data" / "echo").mkdir(parents=True)
     base = free_port()
     env = subprocess_env({"EDGELOOP_METRICS_PORT": str(base)})
-    up = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edgeloop",
-            "dev",
-            "up",
-            "--state-dir",
-            str(state),
-            "--bind",
-            loopback_address,
-        ],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    up = start_dev_up(root, state, loopback_address, env)
     client = ControlClient(StatePaths.of(state).control_socket)
 
     def connected() -> bool:
