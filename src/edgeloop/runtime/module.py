@@ -45,6 +45,11 @@ class EdgeModule(Generic[C]):
 
     name: ClassVar[str] = "module"
     config_model: ClassVar[type[BaseModel]]
+    #: False: an input message is acknowledged to the hub when ``handle_input`` returns. True:
+    #: the module's work on it goes on after that (a batch, a queue), and the module calls
+    #: ``ModuleContext.acknowledge(message)`` once what it derived is sent or stored. Until a
+    #: message is acknowledged, a restart of the module gets it again.
+    acknowledges_inputs: ClassVar[bool] = False
 
     def register_methods(self, methods: MethodRegistry) -> None:
         """Add the module's own direct methods."""
@@ -138,6 +143,10 @@ class ModuleContext(Generic[C]):
     def report(self, patch: dict[str, Any]) -> None:
         """Patch reported properties; failures are logged and counted, never raised."""
         self._runtime.report(patch)
+
+    def acknowledge(self, message: InboundMessage) -> None:
+        """Tell the hub an input message is handled (modules with ``acknowledges_inputs``)."""
+        self._runtime.acknowledge(message)
 
 
 class ModuleRuntime(Generic[C]):
@@ -264,7 +273,8 @@ class ModuleRuntime(Generic[C]):
             log.warning("cannot touch heartbeat file %s: %s", self._heartbeat_file, exc)
 
     def _shutdown(self) -> None:
-        """Process what was already received (the SDK acknowledged it), then stop."""
+        """Handle what was already received, then stop; anything not handled and acknowledged
+        by then is delivered again after the restart."""
         deadline = self.clock.monotonic() + self._drain_timeout
         self.paused = False
         while self._held:
@@ -296,22 +306,34 @@ class ModuleRuntime(Generic[C]):
             self._held.append(event)
             return
         message = event.message
+        if self._take_input(message) and self.module.acknowledges_inputs:
+            return  # the module acknowledges it when its work on it is done
+        self.acknowledge(message)
+
+    def _take_input(self, message: InboundMessage) -> bool:
+        """Decode and hand the items to the module; False when nothing reached it intact."""
         self.counters["messages_in"] += 1
         try:
             items, problems = decode_each(message.body)
         except ContractError as exc:
             self.counters["messages_rejected"] += 1
             log.warning("dropping message on input %s: %s", message.input_name, exc)
-            return
+            return False
         if problems:
             self.counters["items_rejected"] += len(problems)
             for problem in problems:
                 log.warning("dropping an item on input %s: %s", message.input_name, problem)
             if not items:
                 self.counters["messages_rejected"] += 1
-                return
+                return False
         self.counters["items_in"] += len(items)
-        self._guarded("handle_input", self.module.handle_input, message.input_name, items, message)
+        try:
+            self.module.handle_input(message.input_name, items, message)
+        except Exception:
+            self.counters["handle_input_errors"] += 1
+            log.exception("module %s failed in handle_input", self.module_id)
+            return False
+        return True
 
     def _on_patch(self, patch: dict[str, Any]) -> None:
         version = patch.get("$version")
@@ -389,6 +411,16 @@ class ModuleRuntime(Generic[C]):
                 log.warning("send on %s failed (%s); retrying in %.1fs", message.output, exc, delay)
                 self.clock.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    def acknowledge(self, message: InboundMessage) -> None:
+        """Let the hub forget an input message (thread-safe); failures are logged and counted."""
+        try:
+            self.client.acknowledge(message)
+        except Exception:
+            self.counters["ack_errors"] += 1
+            log.warning("could not acknowledge a message on input %s", message.input_name, exc_info=True)
+        else:
+            self.counters["messages_acknowledged"] += 1
 
     def report(self, patch: dict[str, Any]) -> None:
         try:
