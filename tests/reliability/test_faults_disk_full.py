@@ -117,7 +117,8 @@ def rig(
     desired = {"outbox": {"max_bytes": 512 << 20}}
     rig = FullDiskRig(tmp_path, dev_hub, module_process, azurite, cloud_private_key, desired=desired)
     try:
-        yield rig.start()
+        rig.start()
+        yield rig
     finally:
         uploader = rig.procs.get("uploader")
         if uploader is not None:
@@ -209,3 +210,86 @@ def test_the_probe_mount_really_runs_out_of_space(tmp_path: Path) -> None:
     done = subprocess.run(["unshare", "-Urm", "sh", "-c", command], capture_output=True, timeout=30)
     assert done.returncode != 0
     assert b"No space left on device" in done.stderr
+
+
+def upstream_frames(hub: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    for message in hub.upstream():
+        body = message["body"]
+        items.extend(body["items"] if body.get("schema") == "edgeloop.batch/1" else [body])
+    return items
+
+
+def test_capture_on_a_full_volume_skips_frames_naming_it_and_resumes_when_space_returns(
+    tmp_path: Path, dev_hub: HubFactory, ledger: AreaLedger
+) -> None:
+    # given: capture writes its frames to a 4 MB tmpfs (the samples volume's capture/ folder);
+    # images arrive in a folder outside it
+    from edgeloop_capture.testing import write_images
+
+    from tests.integration.modules.manifests import manifest
+
+    volume = tmp_path / "samples"
+    drop = volume / "input" / "drop"
+    drop.mkdir(parents=True)
+    (volume / "capture").mkdir()
+    desired = {
+        "sources": [{"id": "drop", "kind": "folder", "path": "input/drop", "poll_s": 0.1, "settle_s": 0}]
+    }
+    doc = manifest(
+        ["capture"],
+        {"framesUp": "FROM /messages/modules/capture/outputs/frames INTO $upstream"},
+        desired={"capture": desired},
+        env={"capture": {"EDGELOOP_SAMPLES_DIR": str(volume)}},
+    )
+    hub = dev_hub(doc)
+    env = subprocess_env(hub.module_env("capture"))
+    script = (
+        f'mount -t tmpfs -o size={4 << 20} tmpfs "$EDGELOOP_SAMPLES_DIR/capture" '
+        f'&& exec "{sys.executable}" -m edgeloop_capture'
+    )
+    proc = ModuleProcess(
+        ["unshare", "-Urm", "sh", "-c", script],
+        env=env,
+        log_path=tmp_path / "logs" / "capture.log",
+        cwd=REPO_ROOT,
+    ).start()
+    try:
+        hub.wait_connected("capture", timeout=60)
+        inside = Path(f"/proc/{proc.pid}/root") / str(volume).lstrip("/")
+        write_images(drop, 3)
+        wait_for(lambda: len(upstream_frames(hub)) == 3, 30, "three frames before the disk fills")
+        # when: another writer fills the volume, and five more images arrive
+        filler = inside / "capture" / "filler.bin"
+        fill_up(filler)
+        write_images(drop, 5, start=3)
+
+        def drop_health() -> dict[str, Any]:
+            answer = hub.invoke("capture", "getStats", timeout=20)
+            assert answer["status"] == 200, answer
+            health: dict[str, Any] = answer["payload"]["module"]["sources"]["drop"]
+            return health
+
+        health = wait_for(
+            lambda: (h := drop_health())["skipped"].get("write_failed", 0) >= 5 and h,
+            30,
+            "five frames skipped on the full volume",
+        )
+        # then: each is counted, the last reason names the full disk, the source keeps running
+        assert "No space left on device" in (health["lastSkip"] or ""), health
+        assert health["state"] == "running"
+        assert len(upstream_frames(hub)) == 3
+        # when: the space comes back and more images arrive
+        filler.unlink()
+        write_images(drop, 4, start=8)
+        frames = wait_for(
+            lambda: len(upstream_frames(hub)) == 7 and upstream_frames(hub), 30, "four more frames"
+        )
+        # then: every frame announced has its file, none for the skipped ones
+        assert all((inside / f["file_ref"]).is_file() for f in frames)
+        names = sorted(f["attributes"]["file_name"] for f in frames)
+        assert names == [f"img_{i:04d}.png" for i in (0, 1, 2, 8, 9, 10, 11)]
+        ledger.record(faults=1, inputs=12, lost=0, note="5 frames skipped and counted: volume full")
+        assert proc.running
+    finally:
+        proc.stop()
