@@ -51,6 +51,22 @@ pytestmark = [
 ]
 
 
+def on_tmpfs(module: str, env: dict[str, str], mount_point: str, size: int, logs: Path) -> ModuleProcess:
+    """Start ``edgeloop_<module>`` in its own mount namespace with a ``size``-byte tmpfs on
+    ``mount_point`` (a path or a ``$VARIABLE`` of ``env``). The process's pid stays that of the
+    module, so ``/proc/<pid>/root`` shows the tmpfs from outside."""
+    script = (
+        f'mount -t tmpfs -o size={size} tmpfs "{mount_point}" && exec "{sys.executable}" -m edgeloop_{module}'
+    )
+    proc = ModuleProcess(
+        ["unshare", "-Urm", "sh", "-c", script],
+        env=subprocess_env(env),
+        log_path=logs / f"{module}-tmpfs.log",
+        cwd=REPO_ROOT,
+    )
+    return proc.start()
+
+
 class FullDiskRig(UploaderRig):
     """The uploader rig with the uploader's outbox on a tmpfs of ``TMPFS_BYTES``."""
 
@@ -59,18 +75,9 @@ class FullDiskRig(UploaderRig):
             super().start_module(name)
             return
         self.outbox.mkdir(parents=True, exist_ok=True)
-        env = subprocess_env({**self.hub.module_env("uploader"), **self.env})
-        script = (
-            f'mount -t tmpfs -o size={TMPFS_BYTES} tmpfs "$EDGELOOP_OUTBOX_DIR" '
-            f'&& exec "{sys.executable}" -m edgeloop_uploader'
-        )
-        proc = ModuleProcess(
-            ["unshare", "-Urm", "sh", "-c", script],
-            env=env,
-            log_path=self.tmp / "logs" / "uploader-tmpfs.log",
-            cwd=REPO_ROOT,
-        )
-        self.procs["uploader"] = proc.start()
+        env = {**self.hub.module_env("uploader"), **self.env}
+        proc = on_tmpfs("uploader", env, "$EDGELOOP_OUTBOX_DIR", TMPFS_BYTES, self.tmp / "logs")
+        self.procs["uploader"] = proc
 
     def container_exists(self) -> bool:
         from azure.storage.blob import BlobServiceClient
@@ -243,17 +250,7 @@ def test_capture_on_a_full_volume_skips_frames_naming_it_and_resumes_when_space_
         env={"capture": {"EDGELOOP_SAMPLES_DIR": str(volume)}},
     )
     hub = dev_hub(doc)
-    env = subprocess_env(hub.module_env("capture"))
-    script = (
-        f'mount -t tmpfs -o size={4 << 20} tmpfs "$EDGELOOP_SAMPLES_DIR/capture" '
-        f'&& exec "{sys.executable}" -m edgeloop_capture'
-    )
-    proc = ModuleProcess(
-        ["unshare", "-Urm", "sh", "-c", script],
-        env=env,
-        log_path=tmp_path / "logs" / "capture.log",
-        cwd=REPO_ROOT,
-    ).start()
+    proc = on_tmpfs("capture", hub.module_env("capture"), "$EDGELOOP_SAMPLES_DIR/capture", 4 << 20, tmp_path)
     try:
         hub.wait_connected("capture", timeout=60)
         inside = Path(f"/proc/{proc.pid}/root") / str(volume).lstrip("/")
