@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from edgeloop.contracts import Contract, FrameRef
 from edgeloop.errors import ConfigError, MethodError
 from edgeloop.runtime import EdgeModule, InboundMessage, MethodRegistry, ModuleContext, ModuleRuntime
+from edgeloop.runtime.codec import encode
 from edgeloop.runtime.fake import FakeHubClient
 from tests.support import wait_for
 
@@ -452,3 +453,17 @@ def test_a_module_that_acknowledges_itself_decides_when() -> None:
     finally:
         runtime.request_stop("test over")
         thread.join(10)
+
+
+def test_a_message_sent_again_with_the_same_id_is_handled_once(running: Running) -> None:
+    # given: the hub delivers one message twice (an acknowledgement lost with a connection)
+    message = InboundMessage(input_name="in", body=encode("in", [frame(7)])[0].body, message_id="m-7")
+    assert running.hub._on_input is not None
+    # when
+    running.hub._on_input(message)
+    running.hub._on_input(message)
+    running.hub.push_input("in", [frame(8)])
+    # then
+    wait_for(lambda: running.module.received == ["s00007", "s00008"])
+    wait_for(lambda: len(running.hub.acknowledged) == 3, what="every copy acknowledged")
+    assert running.runtime.counters["duplicate_messages"] == 1

@@ -93,6 +93,14 @@ class OutboxConfig(_Section):
         description="SQLite synchronous mode: 'full' survives power loss, 'normal' only crashes.",
     )
     workers: int = Field(default=2, ge=1, le=16, description="Concurrent uploads.")
+    min_free_bytes: int = Field(
+        default=64 * 1024**2,
+        ge=0,
+        description=(
+            "Free space kept on the outbox's volume (at most a tenth of it): new samples are refused "
+            "below it, so the outbox can still record its uploads when the disk fills up."
+        ),
+    )
 
 
 class PredictionLogConfig(_Section):

@@ -16,7 +16,7 @@ import os
 import queue
 import signal
 import threading
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +37,9 @@ from edgeloop.runtime.methods import MethodRegistry
 log = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=BaseModel)
+
+#: How many input message ids a module remembers to drop a message the hub sends twice.
+_RECENT_IDS = 4096
 
 
 class EdgeModule(Generic[C]):
@@ -179,6 +182,7 @@ class ModuleRuntime(Generic[C]):
         self.ctx: ModuleContext[C] = ModuleContext(self)
         self._events: queue.Queue[_Event] = queue.Queue()
         self._held: deque[_Input] = deque()
+        self._recent_ids: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._tick_interval = tick_interval
         self._report_interval = report_interval
         self._drain_timeout = drain_timeout
@@ -306,9 +310,27 @@ class ModuleRuntime(Generic[C]):
             self._held.append(event)
             return
         message = event.message
+        if self._seen_before(message):
+            self.counters["duplicate_messages"] += 1
+            log.info("input %s: message %s handled already; dropped", message.input_name, message.message_id)
+            self.acknowledge(message)
+            return
         if self._take_input(message) and self.module.acknowledges_inputs:
             return  # the module acknowledges it when its work on it is done
         self.acknowledge(message)
+
+    def _seen_before(self, message: InboundMessage) -> bool:
+        """True for a message id this process has handled: the hub sent it again (its
+        acknowledgement was lost with a connection, or came too late) or a sender retried it."""
+        if not message.message_id:
+            return False
+        key = (message.input_name, message.message_id)
+        if key in self._recent_ids:
+            return True
+        self._recent_ids[key] = None
+        if len(self._recent_ids) > _RECENT_IDS:
+            self._recent_ids.popitem(last=False)
+        return False
 
     def _take_input(self, message: InboundMessage) -> bool:
         """Decode and hand the items to the module; False when nothing reached it intact."""
