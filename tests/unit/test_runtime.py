@@ -467,3 +467,34 @@ def test_a_message_sent_again_with_the_same_id_is_handled_once(running: Running)
     wait_for(lambda: running.module.received == ["s00007", "s00008"])
     wait_for(lambda: len(running.hub.acknowledged) == 3, what="every copy acknowledged")
     assert running.runtime.counters["duplicate_messages"] == 1
+
+
+def test_a_copy_of_a_message_the_module_still_holds_is_acknowledged_only_with_it() -> None:
+    # given: a module that acknowledges itself holds a message; the hub sends it again (its
+    # acknowledgement was lost with a connection)
+    hub = FakeHubClient()
+    module = SelfAcking()
+    runtime, thread = run_with(module, hub)
+    message = InboundMessage(input_name="in", body=encode("in", [frame(7)])[0].body, message_id="m-7")
+    try:
+        assert hub._on_input is not None
+        hub._on_input(message)
+        wait_for(lambda: len(module.kept) == 1)
+        # when
+        hub._on_input(message)
+        hub.call_method("getStats")  # a round trip through the runtime thread
+        # then: a kill now must get the message again, so the copy is not acknowledged yet
+        assert hub.acknowledged == []
+        assert len(module.kept) == 1
+        assert runtime.counters["duplicate_messages"] == 1
+        # when: the module is done with the original
+        assert module.ctx is not None
+        module.ctx.acknowledge(module.kept[0])
+        # then: both copies are acknowledged
+        assert hub.acknowledged == [message, message]
+        # and a copy arriving after that is acknowledged at once
+        hub._on_input(message)
+        wait_for(lambda: len(hub.acknowledged) == 3)
+    finally:
+        runtime.request_stop("test over")
+        thread.join(10)

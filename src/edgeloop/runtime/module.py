@@ -183,6 +183,10 @@ class ModuleRuntime(Generic[C]):
         self._events: queue.Queue[_Event] = queue.Queue()
         self._held: deque[_Input] = deque()
         self._recent_ids: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # Messages a module that acknowledges itself has not acknowledged yet, and how many
+        # copies of each came meanwhile (acknowledged with the original, not before).
+        self._in_hand: dict[tuple[str, str], int] = {}
+        self._in_hand_lock = threading.Lock()
         self._tick_interval = tick_interval
         self._report_interval = report_interval
         self._drain_timeout = drain_timeout
@@ -313,11 +317,26 @@ class ModuleRuntime(Generic[C]):
         if self._seen_before(message):
             self.counters["duplicate_messages"] += 1
             log.info("input %s: message %s handled already; dropped", message.input_name, message.message_id)
-            self.acknowledge(message)
+            if not self._copy_in_hand(message):
+                self.acknowledge(message)
             return
+        key = (message.input_name, message.message_id) if message.message_id else None
+        if key is not None and self.module.acknowledges_inputs:
+            with self._in_hand_lock:
+                self._in_hand[key] = 0
         if self._take_input(message) and self.module.acknowledges_inputs:
             return  # the module acknowledges it when its work on it is done
         self.acknowledge(message)
+
+    def _copy_in_hand(self, message: InboundMessage) -> bool:
+        """True when the module still works on the original of this copy: acknowledging the
+        copy now would let a kill lose the message, so it is acknowledged with the original."""
+        key = (message.input_name, message.message_id or "")
+        with self._in_hand_lock:
+            if key not in self._in_hand:
+                return False
+            self._in_hand[key] += 1
+            return True
 
     def _seen_before(self, message: InboundMessage) -> bool:
         """True for a message id this process has handled: the hub sent it again (its
@@ -435,7 +454,16 @@ class ModuleRuntime(Generic[C]):
                 delay = min(delay * 2, 5.0)
 
     def acknowledge(self, message: InboundMessage) -> None:
-        """Let the hub forget an input message (thread-safe); failures are logged and counted."""
+        """Let the hub forget an input message, and the copies of it that came while the module
+        held it (thread-safe); failures are logged and counted."""
+        copies = 0
+        if message.message_id:
+            with self._in_hand_lock:
+                copies = self._in_hand.pop((message.input_name, message.message_id), 0)
+        for _ in range(1 + copies):
+            self._acknowledge_one(message)
+
+    def _acknowledge_one(self, message: InboundMessage) -> None:
         try:
             self.client.acknowledge(message)
         except Exception:
