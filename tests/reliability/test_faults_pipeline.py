@@ -123,4 +123,6 @@ def test_every_module_killed_mid_stream_loses_nothing_and_the_counters_add_up(
     assert totals["seen"] == sum(totals["selected_by_strategy"].values()) + sum(
         totals["dropped_by_reason"].values()
     )
+    # a prediction repeated under the same id (a frame scored again) was recognised, not decided again
+    assert totals["redelivered"] >= sum(seen.prediction_copies.values()) - len(seen.predictions), note
     assert result.lost == 0
