@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from edgeloop_capture import CaptureModule
+from edgeloop_capture.config import parse_source
 from edgeloop_capture.testing import write_images, write_video
 
 from edgeloop.contracts import FrameRef
@@ -135,16 +136,38 @@ def test_a_bad_patch_of_a_running_source_keeps_its_last_good_definition(capture:
     assert capture.reported_source("dir")["state"] == "running"
 
 
-def test_a_changed_definition_restarts_the_source_and_a_removed_one_stops(capture: Capture) -> None:
+def test_a_source_on_another_input_starts_afresh_and_a_removed_one_stops(capture: Capture) -> None:
     # given
     wait_for(lambda: len(capture.by_source("cam")) == 12)
+    write_video(capture.root / "input" / "other.avi", 12)
     # when
-    capture.hub.patch_desired({"sources": [video(every_n=6)]})
+    capture.hub.patch_desired({"sources": [video(path="input/other.avi", every_n=6)]})
     wait_for(lambda: len(capture.by_source("cam")) == 14)
     wait_for(lambda: "dir" not in capture.hub.reported["sources"])
     # then
     assert [f.attributes["frame_index"] for f in capture.by_source("cam")[12:]] == ["0", "6"]
+    assert {f.attributes["file_name"] for f in capture.by_source("cam")[12:]} == {"other.avi"}
     assert set(capture.module.workers) == {"cam"}
+
+
+def folder_settings(**extra: Any) -> Any:
+    return parse_source(folder(**extra), 0)
+
+
+def test_a_changed_setting_on_the_same_input_goes_on_where_it_was(capture: Capture) -> None:
+    # given: the video read to its end, the folder's three files taken
+    wait_for(lambda: len(capture.frames()) == 15)
+    # when: both get new settings but keep their input
+    capture.hub.patch_desired({"sources": [video(every_n=6), folder(fps=50)]})
+    wait_for(lambda: getattr(capture.module.workers.get("dir"), "settings", None) == folder_settings(fps=50))
+    write_images(capture.root / "in", 1, start=3)
+    wait_for(lambda: len(capture.by_source("dir")) == 4)
+    wait_for(lambda: capture.reported_source("cam").get("state") == "finished")
+    time.sleep(0.3)
+    # then: nothing was taken again
+    taken = [f.attributes["file_name"] for f in capture.by_source("dir")]
+    assert taken == [f"img_{i:04d}.png" for i in range(4)]
+    assert len(capture.by_source("cam")) == 12
 
 
 def test_pause_stops_capturing_until_resume(root: Path) -> None:

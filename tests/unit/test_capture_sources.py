@@ -56,7 +56,7 @@ class Run:
             retry_max_s=0.2,
         )
 
-    def _emit(self, ref: FrameRef) -> bool:
+    def _emit(self, ref: FrameRef, receipt: Any) -> bool:
         self.refs.append(ref)
         return True
 
@@ -441,6 +441,7 @@ class FlakySource:
     """An in-memory source: fails on the attempts listed, yields one vector otherwise."""
 
     live = False
+    position = None
 
     def __init__(self, clock: FakeClock, fail_on: set[int], attempts: int) -> None:
         self.clock = clock
@@ -467,7 +468,7 @@ def test_backoff_doubles_while_failing_and_starts_afresh_after_frames(tmp_path: 
         settings,
         source,
         pipeline=FramePipeline(SampleWriter(tmp_path), SampleIds()),
-        emit=lambda ref: True,
+        emit=lambda ref, receipt: True,
         clock=clock,
         root=tmp_path,
         module_paused=lambda: False,

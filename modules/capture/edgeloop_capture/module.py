@@ -1,11 +1,13 @@
 """The capture module: sources on their own threads, samples onto the shared volume,
-references on ``frames``, a janitor for what nobody claimed."""
+references on ``frames``, a janitor for what nobody claimed, and where each file source got to
+kept in the state folder (``progress_book``)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,6 +21,8 @@ from edgeloop_capture.config import CaptureConfig, ParsedSources, parse_sources
 from edgeloop_capture.ids import SampleIds
 from edgeloop_capture.janitor import Janitor
 from edgeloop_capture.pipeline import FramePipeline
+from edgeloop_capture.progress import Ledger, Receipt
+from edgeloop_capture.progress_book import ProgressBook
 from edgeloop_capture.sender import FrameSender
 from edgeloop_capture.sources import KINDS, SourceSettings
 from edgeloop_capture.worker import SourceWorker
@@ -27,6 +31,14 @@ from edgeloop_capture.writer import SampleWriter
 log = logging.getLogger(__name__)
 
 OUTPUT = "frames"
+#: How long a changed definition waits for the references its old source still has on their
+#: way before the new one starts from what was sent.
+SETTLE_S = 5.0
+
+
+def progress_key(settings: SourceSettings) -> dict[str, str]:
+    """What a file source's position is about: another kind or path starts afresh."""
+    return {"kind": settings.kind, "path": str(getattr(settings, "path", ""))}
 
 
 class SourcePayload(BaseModel):
@@ -42,9 +54,12 @@ class CaptureModule(EdgeModule[CaptureConfig]):
     name: ClassVar[str] = "capture"
     config_model: ClassVar[type[BaseModel]] = CaptureConfig
 
-    def __init__(self, samples_dir: Path, *, ids: SampleIds | None = None) -> None:
+    def __init__(
+        self, samples_dir: Path, *, ids: SampleIds | None = None, progress: ProgressBook | None = None
+    ) -> None:
         self.samples_dir = samples_dir
         self.ids = ids or SampleIds()
+        self.progress = progress or ProgressBook()
         self.writer = SampleWriter(samples_dir)
         self.pipeline = FramePipeline(self.writer, self.ids)
         self.config = CaptureConfig()
@@ -63,7 +78,8 @@ class CaptureModule(EdgeModule[CaptureConfig]):
     @classmethod
     def from_environment(cls) -> CaptureModule:
         root = os.environ.get("EDGELOOP_SAMPLES_DIR", "/samples")
-        return cls(Path(root))
+        state = os.environ.get("EDGELOOP_STATE_DIR")
+        return cls(Path(root), progress=ProgressBook.in_folder(Path(state) if state else None))
 
     # -- EdgeModule ------------------------------------------------------------------------
     def register_methods(self, methods: MethodRegistry) -> None:
@@ -89,8 +105,13 @@ class CaptureModule(EdgeModule[CaptureConfig]):
     def start(self, ctx: ModuleContext[CaptureConfig]) -> None:
         self.ctx = ctx
         c = self.config
+        self.progress.load()
         self.sender = FrameSender(
-            self._send, batch_max=c.batch_max, queue_size=c.queue_size, retry_max_s=c.retry_max_s
+            self._send,
+            on_sent=self._sent,
+            batch_max=c.batch_max,
+            queue_size=c.queue_size,
+            retry_max_s=c.retry_max_s,
         )
         self.sender.start()
         j = c.janitor
@@ -133,6 +154,7 @@ class CaptureModule(EdgeModule[CaptureConfig]):
             "sources": self.source_health(),
             "sender": self.sender.stats() if self.sender else {},
             "janitor": self.janitor.stats() if self.janitor else {},
+            "progress": self.progress.stats(),
             "paused": self.paused,
         }
 
@@ -144,6 +166,7 @@ class CaptureModule(EdgeModule[CaptureConfig]):
             worker.stop()
         if self.sender is not None:
             self.sender.stop()
+        self.progress.save_if_dirty()
         self._report(force=True)
 
     # -- sources ---------------------------------------------------------------------------
@@ -163,25 +186,56 @@ class CaptureModule(EdgeModule[CaptureConfig]):
             for reason in parsed.errors.values():
                 log.warning("source definition rejected: %s", reason)
             wanted = dict(parsed.valid)
+            stopped = []
             for sid in list(self.workers):
                 if sid in parsed.errors:
                     continue  # keep the last good definition running
                 if sid not in wanted or wanted[sid] != self.workers[sid].settings:
-                    self.workers.pop(sid).stop()
+                    worker = self.workers.pop(sid)
+                    worker.stop()
+                    stopped.append(worker)
+            self._let_sent_settle(stopped, wanted)
+            self.progress.retain([*wanted, *parsed.errors])
             for sid, settings in wanted.items():
                 if sid not in self.workers:
                     self.workers[sid] = self._worker(settings)
                     self.workers[sid].start()
 
+    def _let_sent_settle(self, stopped: list[SourceWorker], wanted: dict[str, SourceSettings]) -> None:
+        """A source restarted on the same input goes on from what was sent: first let the
+        references its old worker still has on their way be sent (a while at most)."""
+        deadline = time.monotonic() + SETTLE_S
+        for worker in stopped:
+            sid = worker.settings.id
+            if worker.progress is None or sid not in wanted:
+                continue
+            if progress_key(wanted[sid]) != progress_key(worker.settings):
+                continue
+            if not worker.progress.wait_settled(max(0.0, deadline - time.monotonic())):
+                log.warning(
+                    "source %s restarts with %d references of its input not sent yet; "
+                    "they may be taken again",
+                    sid,
+                    worker.progress.in_flight,
+                )
+
     def _worker(self, settings: SourceSettings) -> SourceWorker:
         assert self.ctx is not None
         assert self.sender is not None
         sender, ctx = self.sender, self.ctx
+        source = KINDS[settings.kind].build(settings)
+        ledger = None
+        if source.position is None:
+            self.progress.detach(settings.id)
+        else:
+            source.position = self.progress.attach(settings.id, progress_key(settings), source.position)
+            ledger = Ledger(source.position, self.progress)
         return SourceWorker(
             settings,
-            KINDS[settings.kind].build(settings),
+            source,
+            progress=ledger,
             pipeline=self.pipeline,
-            emit=lambda ref: sender.put(ref, lambda: ctx.stopping.is_set()),
+            emit=lambda ref, receipt: sender.put(ref, lambda: ctx.stopping.is_set(), receipt),
             clock=ctx.clock,
             root=self.samples_dir,
             module_paused=lambda: self.paused,
@@ -223,6 +277,12 @@ class CaptureModule(EdgeModule[CaptureConfig]):
     def _send(self, refs: Sequence[FrameRef]) -> None:
         assert self.ctx is not None
         self.ctx.send(OUTPUT, list(refs), max_batch=self.config.batch_max)
+
+    def _sent(self, receipts: Sequence[Receipt]) -> None:
+        """A batch is sent: move the positions on, and write them (once for the batch)."""
+        for receipt in receipts:
+            receipt.settle()
+        self.progress.save_if_dirty()
 
     def _janitor_loop(self) -> None:
         assert self.ctx is not None

@@ -3,7 +3,8 @@
 Sources put references into a bounded queue; the sender takes whatever is ready (up to
 ``batch_max``) and sends it in as few messages as the limits allow. When the hub is slow the
 queue fills and sources wait: references are batched, never dropped. A failed send is retried
-with backoff, keeping the batch.
+with backoff, keeping the batch. Once a batch is sent (``send`` returned: the hub has it), the
+receipts that came with its references go to ``on_sent``, which moves the sources' positions on.
 """
 
 from __future__ import annotations
@@ -13,14 +14,27 @@ import queue
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from edgeloop.contracts import FrameRef
+from edgeloop_capture.progress import Receipt
 
 log = logging.getLogger(__name__)
 
 SendFn = Callable[[Sequence[FrameRef]], None]
+SentFn = Callable[[Sequence[Receipt]], None]
 _POLL_S = 0.05
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    ref: FrameRef
+    receipt: Receipt | None
+
+
+def _nothing(receipts: Sequence[Receipt]) -> None:
+    pass
 
 
 class FrameSender:
@@ -28,33 +42,37 @@ class FrameSender:
         self,
         send: SendFn,
         *,
+        on_sent: SentFn = _nothing,
         batch_max: int = 32,
         queue_size: int = 512,
         retry_max_s: float = 30.0,
     ) -> None:
         self._send = send
+        self._on_sent = on_sent
         self.batch_max = batch_max
         self.retry_max_s = retry_max_s
-        self._queue: queue.Queue[FrameRef] = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[_Outgoing] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.counters: Counter[str] = Counter()
-        self._pending: list[FrameRef] = []
+        self._pending: list[_Outgoing] = []
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="capture-sender", daemon=True)
         self._thread.start()
 
-    def put(self, ref: FrameRef, stopping: Callable[[], bool]) -> bool:
-        """Queue a reference, waiting while the queue is full; False if stopping first."""
+    def put(self, ref: FrameRef, stopping: Callable[[], bool], receipt: Receipt | None = None) -> bool:
+        """Queue a reference (and the receipt to settle once it is sent), waiting while the
+        queue is full; False if stopping first."""
+        item = _Outgoing(ref, receipt)
         try:
-            self._queue.put_nowait(ref)
+            self._queue.put_nowait(item)
             return True
         except queue.Full:
             self.counters["backpressure_waits"] += 1
         while not stopping() and not self._stop.is_set():
             try:
-                self._queue.put(ref, timeout=_POLL_S)
+                self._queue.put(item, timeout=_POLL_S)
                 return True
             except queue.Full:
                 continue
@@ -77,17 +95,24 @@ class FrameSender:
         if not batch:
             return 0
         self._pending = batch
-        self._send(batch)
+        self._send([item.ref for item in batch])
         self._pending = []
         self.counters["batches"] += 1
         self.counters["sent"] += len(batch)
+        receipts = [item.receipt for item in batch if item.receipt is not None]
+        if receipts:
+            try:
+                self._on_sent(receipts)
+            except Exception:  # the batch is sent: never send it again for this
+                self.counters["progress_errors"] += 1
+                log.exception("recording %d sent frame references failed", len(receipts))
         return len(batch)
 
     def stats(self) -> dict[str, Any]:
         return {**dict(self.counters), "queued": self._queue.qsize() + len(self._pending)}
 
-    def _take(self, *, block: bool) -> list[FrameRef]:
-        batch: list[FrameRef] = []
+    def _take(self, *, block: bool) -> list[_Outgoing]:
+        batch: list[_Outgoing] = []
         try:
             batch.append(self._queue.get(timeout=_POLL_S) if block else self._queue.get_nowait())
             while len(batch) < self.batch_max:

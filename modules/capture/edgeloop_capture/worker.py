@@ -19,6 +19,7 @@ from edgeloop.clock import Clock
 from edgeloop.contracts import FrameRef
 from edgeloop.errors import MethodError
 from edgeloop_capture.pipeline import EncodeError, FramePipeline, Prepared
+from edgeloop_capture.progress import Ledger, Receipt
 from edgeloop_capture.sources.base import Captured, Source, SourceError, SourceSettings
 from edgeloop_capture.stage import Stage
 
@@ -29,7 +30,9 @@ _SLICE_S = 0.05
 #: Real-time replay that falls this far behind starts pacing afresh instead of bursting.
 _MAX_LAG_S = 1.0
 
-Emit = Callable[[FrameRef], bool]
+#: Hands a reference to the sender with the receipt that moves the source's position on once
+#: it is sent; False when it will not be sent (stopping).
+Emit = Callable[[FrameRef, Receipt | None], bool]
 
 
 @dataclass
@@ -50,7 +53,18 @@ class _Job:
     captured: Captured
     captured_at: datetime
     snapshot: _Snapshot | None
+    receipt: Receipt | None = None
     prepared: Prepared | None = None
+
+    def settle(self) -> None:
+        """Handled without a reference (skipped): the position may move past it."""
+        if self.receipt is not None:
+            self.receipt.settle()
+
+    def abandon(self) -> None:
+        """Dropped at a stop: it is read again after the restart."""
+        if self.receipt is not None:
+            self.receipt.abandon()
 
 
 class SourceWorker:
@@ -68,8 +82,10 @@ class SourceWorker:
         module_paused: Callable[[], bool],
         retry_initial_s: float = 1.0,
         retry_max_s: float = 30.0,
+        progress: Ledger | None = None,
     ) -> None:
         self.settings = settings
+        self.progress = progress
         self.source = source
         self.pipeline = pipeline
         self.emit = emit
@@ -221,6 +237,10 @@ class SourceWorker:
     def wait(self, seconds: float) -> bool:
         return self._sleep_until(self.clock.monotonic() + seconds)
 
+    def passed(self, mark: Any) -> None:
+        if self.progress is not None:
+            self.progress.passed(mark)
+
     def skip(self, reason: str, detail: str) -> None:
         with self._skip_lock:
             self.skipped[reason] += 1
@@ -247,6 +267,8 @@ class SourceWorker:
                 if self.source.live:
                     raise SourceError("the source ended")
                 self._drain()
+                if self.progress is not None:
+                    self.progress.save()
                 self._set_state("finished")
                 self._finished()
                 return
@@ -320,10 +342,15 @@ class SourceWorker:
             captured.attributes["trigger"] = "snapshot"
         if self.state != "running":
             self._set_state("running")
-        job = _Job(captured=captured, captured_at=self.clock.now(), snapshot=snapshot)
+        receipt = None
+        if self.progress is not None and captured.mark is not None:
+            receipt = self.progress.expect(captured.mark)
+        job = _Job(captured=captured, captured_at=self.clock.now(), snapshot=snapshot, receipt=receipt)
         assert self._encode_stage is not None
-        if not self._encode_stage.put(job, lambda: self.stopping) and snapshot is not None:
-            snapshot.finish(error=MethodError(409, f"source {self.settings.id!r} stopped"))
+        if not self._encode_stage.put(job, lambda: self.stopping):
+            job.abandon()
+            if snapshot is not None:
+                snapshot.finish(error=MethodError(409, f"source {self.settings.id!r} stopped"))
 
     def _prepare_job(self, job: _Job) -> None:
         """Encode stage: resize, encode, hash."""
@@ -333,7 +360,8 @@ class SourceWorker:
             self._job_failed(job, "encode_failed", exc)
             return
         assert self._write_stage is not None
-        self._write_stage.put(job, lambda: False)
+        if not self._write_stage.put(job, lambda: False):
+            job.abandon()
 
     def _store_job(self, job: _Job) -> None:
         """Write stage: the file, the reference, the health, then out to the sender."""
@@ -348,10 +376,12 @@ class SourceWorker:
         self.last_frame_at = job.captured_at
         if job.snapshot is not None:
             job.snapshot.finish(ref=ref)
-        self.emit(ref)
+        if not self.emit(ref, job.receipt):
+            job.abandon()
 
     def _job_failed(self, job: _Job, reason: str, exc: Exception) -> None:
         self.skip(reason, str(exc))
+        job.settle()
         if job.snapshot is not None:
             job.snapshot.finish(error=MethodError(500, f"snapshot of {self.settings.id!r} failed: {exc}"))
 

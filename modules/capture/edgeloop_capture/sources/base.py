@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edgeloop.clock import Clock
 from edgeloop.errors import EdgeLoopError
+from edgeloop_capture.progress import Position
 
 #: An OpenCV image: BGR (height x width x 3) or grey (height x width), 8-bit.
 Image = NDArray[Any]
@@ -73,6 +74,8 @@ class Captured:
     image: Image | None = None
     vector: list[float] | None = None
     attributes: dict[str, str] = field(default_factory=dict)
+    #: Where the source is once this item is sent (file sources; see ``progress``).
+    mark: Any = None
 
 
 class SourceControl(Protocol):
@@ -108,6 +111,11 @@ class SourceControl(Protocol):
         """Count a bad item (corrupt frame, unreadable file, bad row) and go on."""
         ...
 
+    def passed(self, mark: Any) -> None:
+        """A file source read an item and yields nothing for it (not kept, unreadable): its
+        position may move past it once the items read before it are sent."""
+        ...
+
     def resolve(self, path: str) -> Path:
         """A configured path; relative paths are taken from the samples volume root."""
         ...
@@ -125,6 +133,8 @@ class Source(Protocol):
     #: Live sources (cameras, streams) are closed while paused and reopened on resume;
     #: file sources keep their position.
     live: ClassVar[bool]
+    #: Where a file source got to (``progress``), kept across restarts; None for live sources.
+    position: Position | None
 
     def frames(self, ctl: SourceControl) -> Iterator[Captured]:
         """Open, yield frames until the end (files) or forever (live), close on exit.

@@ -1,4 +1,8 @@
-"""Image folders: the files already there in name order, then new ones as they arrive."""
+"""Image folders: the files already there in name order, then new ones as they arrive.
+
+The names whose references were sent are the source's position: after a restart those files
+are skipped, so each file is taken once (a file whose reference was not sent yet when the
+module stopped is taken again)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import cv2
 import numpy as np
 from pydantic import Field
 
+from edgeloop_capture.progress import Position, TakenNames
 from edgeloop_capture.sources.base import Captured, Image, ImageSettings, SourceControl, SourceError
 
 IMAGE_PATTERNS = ("*.jpg", "*.jpeg", "*.png", "*.bmp", "*.tif", "*.tiff", "*.webp")
@@ -41,7 +46,11 @@ class FolderSource:
 
     def __init__(self, settings: FolderSettings) -> None:
         self.settings = settings
-        #: Names already taken (or skipped); kept across reopenings so nothing is read twice.
+        #: The files whose references were sent (or that were passed over), kept across
+        #: restarts by the module; skipped from the start.
+        self.position: Position | None = TakenNames()
+        #: Names read by this process (sent or on their way), kept across reopenings so
+        #: nothing is read twice.
         self.seen: set[str] = set()
 
     def frames(self, ctl: SourceControl) -> Iterator[Captured]:
@@ -53,15 +62,21 @@ class FolderSource:
                 keep = ctl.keep_nth(index)
                 index += 1
                 if not keep:
+                    ctl.passed(entry.name)
                     continue
                 image = self._read(ctl, Path(entry.path))
                 if image is None:
+                    ctl.passed(entry.name)
                     continue
                 if not ctl.throttle():
                     return
-                yield Captured(image=image, attributes={"file_name": entry.name})
+                yield Captured(image=image, attributes={"file_name": entry.name}, mark=entry.name)
             if not ctl.wait(self.settings.poll_s):
                 return
+
+    def _taken(self) -> TakenNames:
+        assert isinstance(self.position, TakenNames)
+        return self.position
 
     def _ready(self, ctl: SourceControl, folder: Path) -> list[os.DirEntry[str]]:
         try:
@@ -70,10 +85,16 @@ class FolderSource:
             raise SourceError(f"folder {str(folder)!r} not found") from exc
         except OSError as exc:
             raise SourceError(f"cannot list folder {str(folder)!r}: {exc.strerror}") from exc
+        present = {entry.name for entry in entries}
+        self.seen.intersection_update(present)  # a name that comes back is a new file
+        taken = self._taken()
+        taken.prune(present)
+        sent = taken.names()
         now = ctl.clock.now().timestamp()
         ready = []
         for entry in entries:
-            if entry.name in self.seen or entry.name.startswith(".") or not self._wanted(entry.name):
+            name = entry.name
+            if name in self.seen or name in sent or name.startswith(".") or not self._wanted(name):
                 continue
             try:
                 stat = entry.stat()

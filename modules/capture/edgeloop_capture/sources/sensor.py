@@ -1,6 +1,8 @@
 """Sensor readings replayed from a log (CSV, JSONL) at their recorded times or a set rate.
 
-The readings travel inline in the message (``kind="vector"``); no file is written.
+The readings travel inline in the message (``kind="vector"``); no file is written. The last line
+sent is the source's position: after a restart the lines up to it are read and dropped, and a
+file replaced since (another size or modification time) starts over.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from edgeloop_capture.progress import CursorMark, FileCursor, FileIdentity, Position
 from edgeloop_capture.sources.base import Captured, SourceControl, SourceError, SourceSettings
 from edgeloop_capture.sources.readers import READERS, SUFFIXES, Reading
 
@@ -63,6 +66,11 @@ class SensorSource:
 
     def __init__(self, settings: SensorSettings) -> None:
         self.settings = settings
+        #: The last line sent (or passed over) in which file, kept across restarts by the
+        #: module: lines up to it are read and dropped, a replaced file starts over.
+        self.position: Position | None = FileCursor()
+        #: The last line this process read, so a reopening goes on after it.
+        self._read: CursorMark | None = None
 
     def frames(self, ctl: SourceControl) -> Iterator[Captured]:
         name = self.settings.reader_name()
@@ -71,25 +79,52 @@ class SensorSource:
         path = ctl.resolve(self.settings.path)
         if not path.exists():
             raise SourceError(f"sensor input {str(path)!r} not found")
+        try:
+            file = FileIdentity.of(path)
+        except OSError as exc:
+            raise SourceError(f"cannot look at sensor input {str(path)!r}: {exc.strerror}") from exc
+        assert isinstance(self.position, FileCursor)
+        resume = self.position.resume_point(file, self._read)
+        loop_pass = resume.loop_pass if resume is not None else 0
+        after = resume.index if resume is not None else 0
+        if resume is not None and resume.ended:
+            if not self.settings.loop:
+                return  # this log was read to its end
+            loop_pass, after = loop_pass + 1, 0
         while not ctl.stopping:
             ctl.restart_pacing()
             first: float | None = None
-            index = 0
+            index, line = 0, 0
             for item in reader.read(path, self.settings):
+                line = item.line
+                if isinstance(item, Reading):
+                    if first is None and item.timestamp is not None:
+                        first = item.timestamp
+                    number, index = index, index + 1  # also for lines dropped: every_n keeps its rhythm
+                if line <= after:
+                    continue  # sent before a restart: read and dropped
+                mark = CursorMark(file, loop_pass, line)
                 if not isinstance(item, Reading):
                     ctl.skip("bad_reading", f"{path.name} {item.reason}")
+                    self._pass_over(ctl, mark)
                     continue
-                if first is None and item.timestamp is not None:
-                    first = item.timestamp
-                keep = ctl.keep_nth(index)
-                index += 1
-                if not keep:
+                if not ctl.keep_nth(number):
+                    self._pass_over(ctl, mark)
                     continue
                 if not self._wait_turn(ctl, item, first):
                     return
-                yield Captured(vector=list(item.values), attributes=self._attributes(item, path.name))
+                self._read = mark
+                yield Captured(
+                    vector=list(item.values), attributes=self._attributes(item, path.name), mark=mark
+                )
+            self._pass_over(ctl, CursorMark(file, loop_pass, line, ended=True))
+            loop_pass, after = loop_pass + 1, 0
             if not self.settings.loop:
                 return
+
+    def _pass_over(self, ctl: SourceControl, mark: CursorMark) -> None:
+        self._read = mark
+        ctl.passed(mark)
 
     def _wait_turn(self, ctl: SourceControl, item: Reading, first: float | None) -> bool:
         if self.settings.realtime and item.timestamp is not None and first is not None:

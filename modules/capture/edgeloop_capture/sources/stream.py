@@ -9,6 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 import cv2
 from pydantic import Field, field_validator
 
+from edgeloop_capture.progress import Position
 from edgeloop_capture.sources._opencv_live import open_timeouts_ms, read_live
 from edgeloop_capture.sources.base import Captured, ImageSettings, SourceControl
 
@@ -41,6 +42,7 @@ def redact(url: str) -> str:
 
 class StreamSource:
     live: ClassVar[bool] = True
+    position: Position | None = None
 
     def __init__(self, settings: StreamSettings) -> None:
         self.settings = settings

@@ -8,6 +8,7 @@ from typing import ClassVar, Literal
 import cv2
 from pydantic import Field, field_validator
 
+from edgeloop_capture.progress import Position
 from edgeloop_capture.sources._opencv_live import read_live, set_properties
 from edgeloop_capture.sources.base import Captured, ImageSettings, SourceControl, SourceError
 
@@ -31,6 +32,7 @@ class UsbSettings(ImageSettings):
 
 class UsbSource:
     live: ClassVar[bool] = True
+    position: Position | None = None
 
     def __init__(self, settings: UsbSettings) -> None:
         self.settings = settings
