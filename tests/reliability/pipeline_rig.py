@@ -83,6 +83,7 @@ class Observed:
 
     frames: dict[str, dict[str, Any]] = field(default_factory=dict)
     frame_copies: Counter[str] = field(default_factory=Counter)
+    frame_message: dict[str, int] = field(default_factory=dict)
     predictions: dict[str, dict[str, Any]] = field(default_factory=dict)
     prediction_copies: Counter[str] = field(default_factory=Counter)
     label_conflicts: set[str] = field(default_factory=set)
@@ -102,6 +103,7 @@ class Observed:
             if schema == "edgeloop.frame/1":
                 self.frames.setdefault(sample_id, item)
                 self.frame_copies[sample_id] += 1
+                self.frame_message.setdefault(sample_id, int(message["id"]))
             elif schema == "edgeloop.prediction/1":
                 first = self.predictions.setdefault(sample_id, item)
                 if (first.get("status"), first.get("label")) != (item.get("status"), item.get("label")):
@@ -115,8 +117,19 @@ class Observed:
                 self.summaries.append(item)
 
     def files(self) -> Counter[str]:
-        """Announcements per input file (a capture restart takes the folder again)."""
-        return Counter(f.get("attributes", {}).get("file_name", "?") for f in self.frames.values())
+        """Announcements per input file, under any sample id."""
+        return Counter(_file_name(f) for f in self.frames.values())
+
+    def repeated_batches(self) -> list[list[str]]:
+        """The files announced more than once, grouped by the message of their first
+        announcement: each group is a batch announced again after a capture restart."""
+        counts = self.files()
+        groups: dict[int, list[str]] = {}
+        for sample_id, frame in sorted(self.frames.items(), key=lambda kv: self.frame_message[kv[0]]):
+            name = _file_name(frame)
+            if counts[name] > 1 and not any(name in g for g in groups.values()):
+                groups.setdefault(self.frame_message[sample_id], []).append(name)
+        return list(groups.values())
 
     def owed(self) -> dict[str, str]:
         return {sample_id: owed(p) for sample_id, p in self.predictions.items()}
@@ -224,13 +237,17 @@ class PipelineRig:
             "EDGELOOP_STATE_DIR": str(tmp_path / "filter-state"),
             "EDGELOOP_OUTBOX_DIR": str(self.outbox),
         }
+        self.state = {"capture": tmp_path / "capture-state", "filter": tmp_path / "filter-state"}
         self.procs: dict[str, ModuleProcess] = {}
         self.kills: Counter[str] = Counter()
         self.observed = Observed()
 
     # -- processes -------------------------------------------------------------------------
     def start_module(self, name: str) -> None:
-        self.procs[name] = self.module_factory(self.hub, name, env=self.env)
+        env = dict(self.env)
+        if name in self.state:
+            env["EDGELOOP_STATE_DIR"] = str(self.state[name])
+        self.procs[name] = self.module_factory(self.hub, name, env=env)
 
     def start(self) -> PipelineRig:
         """Every module but capture, connected and ready for input."""
@@ -288,7 +305,7 @@ class PipelineRig:
         return [n for n in names if _is_sample_blob(n)]
 
     def settle(self, timeout: float = 150.0, stall_s: float = 30.0) -> Settled:
-        """Wait until capture has taken every file, every frame announced is scored, every
+        """Wait until capture has announced every file, every frame announced is scored, every
         sample owed a selection is stored and announced, and the filter's totals account for
         every scored sample; then check."""
         deadline = time.monotonic() + timeout
@@ -296,14 +313,12 @@ class PipelineRig:
         last_change = time.monotonic()
         while time.monotonic() < deadline:
             seen = self.observe()
-            capture = self.stats("capture") or {}
             filtered = self.stats("filter") or {}
-            sent = int(capture.get("sender", {}).get("sent", 0))
             decided = int(filtered.get("totals", {}).get("seen", -1))
             selected = {s for s, d in seen.owed().items() if d.startswith("selected:")}
             stored = {parse_sample_blob_name(n).sample_id for n in self.blob_names()}
             if (
-                sent >= self.count
+                set(self.files) <= set(seen.files())
                 and set(seen.frames) <= set(seen.predictions)
                 and decided == len(seen.predictions)
                 and selected <= stored
@@ -369,6 +384,10 @@ class PipelineRig:
             return Counter()
         finally:
             conn.close()
+
+
+def _file_name(frame: dict[str, Any]) -> str:
+    return str(frame.get("attributes", {}).get("file_name", "?"))
 
 
 def _is_sample_blob(name: str) -> bool:
