@@ -5,7 +5,9 @@ alternating rounds in one run. The capture side is the whole module (source work
 check, dHash, encode, SHA-256, atomic write, references batched and sent) under the runtime
 with the in-memory hub client; the bare side is ``read`` + ``imencode`` and nothing else. A
 third loop adds one file per frame (temp + rename) to the bare loop, to show how much of the
-difference is the file system's.
+difference is the file system's. A fourth runs the module again with a state folder, so that it
+writes where the source got to after each sent batch (temp, fsync, rename): the cost of keeping
+progress across restarts.
 
     python -m bench.capture [--frames 300] [--rounds 3]
 """
@@ -24,6 +26,7 @@ from typing import Any
 
 import cv2
 from edgeloop_capture import CaptureModule
+from edgeloop_capture.progress_book import ProgressBook
 from edgeloop_capture.testing import write_video
 
 from edgeloop.contracts import FrameRef
@@ -73,8 +76,11 @@ class CountingHub(FakeHubClient):
             self.done.set()
 
 
-def capture_module(video: Path, volume: Path, expected: int) -> tuple[int, float]:
-    """Frames written and references sent by the capture module, and the seconds it took."""
+def capture_module(
+    video: Path, volume: Path, expected: int, state: Path | None = None
+) -> tuple[int, float, int]:
+    """Frames written and references sent by the capture module, the seconds it took, and the
+    progress writes (with ``state``)."""
     hub = CountingHub(
         {
             "sources": [
@@ -90,7 +96,8 @@ def capture_module(video: Path, volume: Path, expected: int) -> tuple[int, float
         },
         expected,
     )
-    runtime = ModuleRuntime(CaptureModule(volume), client=hub, tick_interval=0.5)
+    module = CaptureModule(volume, progress=ProgressBook.in_folder(state))
+    runtime = ModuleRuntime(module, client=hub, tick_interval=0.5)
     start = time.perf_counter()
     thread = threading.Thread(target=runtime.run)
     thread.start()
@@ -101,7 +108,7 @@ def capture_module(video: Path, volume: Path, expected: int) -> tuple[int, float
     thread.join(30)
     refs = [item for item in hub.sent_items("frames") if isinstance(item, FrameRef)]
     files = sum(1 for ref in refs if ref.file_ref and (volume / ref.file_ref).is_file())
-    return min(files, sent), elapsed
+    return min(files, sent), elapsed, module.progress.writes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     bare_fps: list[float] = []
     files_fps: list[float] = []
     capture_fps: list[float] = []
-    cpu_ms: dict[str, list[float]] = {"bare": [], "bare_files": [], "capture": []}
+    kept_fps: list[float] = []
+    writes: list[int] = []
+    cpu_ms: dict[str, list[float]] = {"bare": [], "bare_files": [], "capture": [], "capture_kept": []}
     with tempfile.TemporaryDirectory(prefix="edgeloop-bench-") as tmp:
         video = write_video(Path(tmp) / "bench.avi", args.frames, width=640, height=480)
         for round_ in range(args.rounds):
@@ -126,14 +135,24 @@ def main(argv: list[str] | None = None) -> int:
             files_fps.append(n / seconds)
             volume = Path(tmp) / f"volume{round_}"
             cpu = time.process_time()
-            n, seconds = capture_module(video, volume, args.frames)
+            n, seconds, _ = capture_module(video, volume, args.frames)
             cpu_ms["capture"].append((time.process_time() - cpu) / max(n, 1) * 1000)
             if n != args.frames:
                 raise SystemExit(f"capture delivered {n} of {args.frames} frames")
             capture_fps.append(n / seconds)
+            cpu = time.process_time()
+            n, seconds, written = capture_module(
+                video, Path(tmp) / f"kept{round_}", args.frames, state=Path(tmp) / f"state{round_}"
+            )
+            cpu_ms["capture_kept"].append((time.process_time() - cpu) / max(n, 1) * 1000)
+            if n != args.frames:
+                raise SystemExit(f"capture with progress kept delivered {n} of {args.frames} frames")
+            kept_fps.append(n / seconds)
+            writes.append(written)
             print(
                 f"round {round_ + 1}: bare {bare_fps[-1]:6.1f} frames/s, bare+files {files_fps[-1]:6.1f}, "
-                f"capture {capture_fps[-1]:6.1f}"
+                f"capture {capture_fps[-1]:6.1f}, capture keeping progress {kept_fps[-1]:6.1f} "
+                f"({written} progress writes)"
             )
     result: dict[str, Any] = {
         "frames": args.frames,
@@ -144,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         "ratio": statistics.median(capture_fps) / statistics.median(bare_fps),
         "bare_files_fps_median": statistics.median(files_fps),
         "ratio_to_bare_files": statistics.median(capture_fps) / statistics.median(files_fps),
+        "capture_kept_fps_median": statistics.median(kept_fps),
+        "ratio_kept_to_capture": statistics.median(kept_fps) / statistics.median(capture_fps),
+        "progress_writes": writes,
+        "capture_kept_fps": kept_fps,
         "bare_files_fps": files_fps,
         "bare_fps": bare_fps,
         "capture_fps": capture_fps,
@@ -156,10 +179,16 @@ def main(argv: list[str] | None = None) -> int:
         f"frames/s, ratio {result['ratio']:.2f} (target >= 0.9); "
         f"ratio to bare+files ({result['bare_files_fps_median']:.1f}) {result['ratio_to_bare_files']:.2f}"
     )
+    print(
+        f"keeping progress: {result['capture_kept_fps_median']:.1f} frames/s, "
+        f"ratio to capture without it {result['ratio_kept_to_capture']:.2f} "
+        f"({statistics.median(writes):.0f} writes for {args.frames} frames)"
+    )
     cpu = result["cpu_ms_per_frame_median"]
     print(
         f"CPU per frame: bare {cpu['bare']:.2f} ms, bare+files {cpu['bare_files']:.2f} ms, "
-        f"capture {cpu['capture']:.2f} ms (all threads; the module's stages spread it over cores); "
+        f"capture {cpu['capture']:.2f} ms, keeping progress {cpu['capture_kept']:.2f} ms "
+        f"(all threads; the module's stages spread it over cores); "
         f"load average {result['load_average'][0]:.1f} on {result['cpu_count']} cores"
     )
     out = Path(__file__).parent / "results" / "capture.json"
