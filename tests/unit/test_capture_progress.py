@@ -79,6 +79,10 @@ class Capture:
     def state(self, sid: str) -> str:
         return str(self.module.source_health().get(sid, {}).get("state"))
 
+    def at_end(self, sid: str) -> bool:
+        """The file source reached the end of its file and everything it read is sent."""
+        return self.state(sid) == "finished" and "the end" in self.progress()["positions"].get(sid, "")
+
     def progress(self) -> dict[str, Any]:
         stats: dict[str, Any] = self.module.stats()["progress"]
         return stats
@@ -209,7 +213,7 @@ def test_a_video_goes_on_after_the_last_frame_sent(tmp_path: Path) -> None:
     before = [int(i) for i in first.attr("frame_index")]
     # when
     with Capture(tmp_path, frozen, desired) as second:
-        wait_for(lambda: second.state("cam") == "finished")
+        wait_for(lambda: second.at_end("cam"))
         after = [int(i) for i in second.attr("frame_index")]
         stats = second.module.stats()
     # then: frames 0..19 announced once in all, the second life starting after the first's last
@@ -224,14 +228,14 @@ def test_a_finished_video_stays_finished_and_a_replaced_one_starts_over(tmp_path
     state = tmp_path / "state"
     clip = write_video(tmp_path / "input" / "clip.avi", 8)
     with Capture(tmp_path, state, {"sources": [video(fps=10)]}) as first:
-        wait_for(lambda: first.state("cam") == "finished")
+        wait_for(lambda: first.at_end("cam"))
     # when: the module starts again on the same file, then on a replaced one
     with Capture(tmp_path, state, {"sources": [video(fps=10)]}) as same:
-        wait_for(lambda: same.state("cam") == "finished")
+        wait_for(lambda: same.at_end("cam"))
     write_video(clip, 5, width=80)
     os.utime(clip, ns=(1_000_000_000, 1_000_000_000))
     with Capture(tmp_path, state, {"sources": [video(fps=10)]}) as replaced:
-        wait_for(lambda: replaced.state("cam") == "finished")
+        wait_for(lambda: replaced.at_end("cam"))
     # then: 10 of the file's 25 frames a second kept, the frames after the last kept one passed
     # over and recorded too, so nothing is left to take
     assert first.attr("frame_index") == ["0", "3", "5"]
@@ -250,7 +254,7 @@ def test_a_sensor_log_goes_on_after_the_last_line_sent(tmp_path: Path) -> None:
         wait_for(hub.down.is_set)
     # when
     with Capture(tmp_path, frozen, desired) as second:
-        wait_for(lambda: second.state("vib") == "finished")
+        wait_for(lambda: second.at_end("vib"))
     # then: every reading announced once in all
     values = [f.vector[0] for f in first.frames() + second.frames() if f.vector]
     assert values == [i * 1.5 for i in range(30)]
