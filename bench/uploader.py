@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{figures['cpu_ms_per_file']:5.2f} / {figures['azurite_cpu_ms_per_file']:5.2f} ms"
         )
     print(
-        f"ratio uploader / plain x{workers} (same number of samples and files in flight) = {ratio:.2f} "
+        f"ratio uploader / plain x{workers} (as many envelopes in flight as plain files) = {ratio:.2f} "
         f"(target >= 0.9)"
     )
     print(f"ratio uploader / plain x{in_flight} (same number of requests in flight) = {ratio_wide:.2f}")

@@ -682,7 +682,7 @@ class Uploader:
         done in one transaction. Returns how many were taken; 0 when nothing was ready (or
         there is no usable store)."""
         store = self.storage.ready()
-        if store is None:
+        if store is None or self._stopping.is_set():
             return 0
         entries = self.db.claim_ready(self._now(), limit=_UPLOAD_BATCH, share=self.config.outbox.workers)
         if entries:
