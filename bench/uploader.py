@@ -24,9 +24,10 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +55,41 @@ def make_files(folder: Path, count: int, size: int) -> list[Path]:
     return paths
 
 
-def plain_round(server: Azurite, paths: list[Path], container: str, workers: int) -> float:
-    """Seconds to upload every file with plain azure-storage-blob."""
+def _process_cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (0 when it is not known)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+@dataclass
+class Meter:
+    """Wall seconds, and CPU seconds of this process and of Azurite, of the blocks it times."""
+
+    azurite_pid: int | None
+    seconds: list[float] = field(default_factory=list)
+    own_cpu: list[float] = field(default_factory=list)
+    azurite_cpu: list[float] = field(default_factory=list)
+
+    @contextmanager
+    def timing(self) -> Iterator[None]:
+        wall, own, server = time.perf_counter(), time.process_time(), _process_cpu_s(self.azurite_pid)
+        yield
+        self.seconds.append(time.perf_counter() - wall)
+        self.own_cpu.append(time.process_time() - own)
+        self.azurite_cpu.append(_process_cpu_s(self.azurite_pid) - server)
+
+    def summary(self, files: int) -> dict[str, float]:
+        return {
+            "files_per_s": round(files / statistics.median(self.seconds), 2),
+            "cpu_ms_per_file": round(1000 * statistics.median(self.own_cpu) / files, 3),
+            "azurite_cpu_ms_per_file": round(1000 * statistics.median(self.azurite_cpu) / files, 3),
+        }
+
+
+def plain_round(server: Azurite, paths: list[Path], container: str, workers: int, meter: Meter) -> None:
+    """Upload every file with plain azure-storage-blob, timed by ``meter``."""
     client = BlobServiceClient.from_connection_string(server.connection_string, retry_total=0)
     box = client.create_container(container)
 
@@ -63,12 +97,9 @@ def plain_round(server: Azurite, paths: list[Path], container: str, workers: int
         with open(path, "rb") as fin:
             box.upload_blob(f"frames/{path.name}", fin.read(), overwrite=False)
 
-    start = time.perf_counter()
-    with ThreadPoolExecutor(workers) as pool:
+    with meter.timing(), ThreadPoolExecutor(workers) as pool:
         list(pool.map(one, paths))
-    elapsed = time.perf_counter() - start
     client.close()
-    return elapsed
 
 
 def uploader_round(
@@ -80,9 +111,10 @@ def uploader_round(
     container: str,
     workers: int,
     options: dict[str, Any],
-) -> float:
-    """Seconds from the first accepted sample to the last ``uploaded`` notice (sent once its
-    upload is recorded done)."""
+    meter: Meter,
+) -> None:
+    """Accept and upload every file through the uploader, timed by ``meter`` from the first
+    accepted sample to the last ``uploaded`` notice (sent once its upload is recorded done)."""
     noticed: list[int] = [0]
     all_noticed = threading.Event()
 
@@ -117,14 +149,13 @@ def uploader_round(
                 uploader.wake.clear()
 
     threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for start_at in range(0, len(items), 16):  # as messages from the filter arrive: batches
-        uploader.accept_selected_batch(items[start_at : start_at + 16])
-    if not all_noticed.wait(timeout=600):  # not polling the outbox: that would slow what is measured
-        raise RuntimeError(f"uploader round incomplete after 600 s: {uploader.db.counts()}")
-    elapsed = time.perf_counter() - start
+    with meter.timing():
+        for thread in threads:
+            thread.start()
+        for start_at in range(0, len(items), 16):  # as messages from the filter arrive: batches
+            uploader.accept_selected_batch(items[start_at : start_at + 16])
+        if not all_noticed.wait(timeout=600):  # not polling the outbox: that would slow what is timed
+            raise RuntimeError(f"uploader round incomplete after 600 s: {uploader.db.counts()}")
     stop.set()
     uploader.stop_uploads()
     for thread in threads:
@@ -133,40 +164,6 @@ def uploader_round(
     uploader.close()
     if counts["done"] != len(items) or counts["quarantined"]:
         raise RuntimeError(f"uploader round incomplete: {counts}")
-    return elapsed
-
-
-def _process_cpu_s(pid: int | None) -> float:
-    """User + system CPU seconds of a process so far (0 when it is not known)."""
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-@dataclass
-class Side:
-    """One side of the comparison: seconds, and CPU seconds of this process and of Azurite, per round."""
-
-    label: str
-    run: Callable[[int], float]
-    seconds: list[float]
-    own_cpu: list[float]
-    azurite_cpu: list[float]
-
-    def measure(self, round_number: int, azurite_pid: int | None) -> float:
-        own, server = time.process_time(), _process_cpu_s(azurite_pid)
-        self.seconds.append(self.run(round_number))
-        self.own_cpu.append(time.process_time() - own)
-        self.azurite_cpu.append(_process_cpu_s(azurite_pid) - server)
-        return self.seconds[-1]
-
-    def summary(self, files: int) -> dict[str, float]:
-        return {
-            "files_per_s": round(files / statistics.median(self.seconds), 2),
-            "cpu_ms_per_file": round(1000 * statistics.median(self.own_cpu) / files, 3),
-            "azurite_cpu_ms_per_file": round(1000 * statistics.median(self.azurite_cpu) / files, 3),
-        }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,21 +183,22 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         samples = root / "samples"
         paths = make_files(samples, args.files, args.size)
-        plain = Side(
-            f"plain x{workers}", lambda n: plain_round(server, paths, f"plain{n}", workers), [], [], []
-        )
-        wider = Side(
-            f"plain x{in_flight}", lambda n: plain_round(server, paths, f"wide{n}", in_flight), [], [], []
-        )
-        ours = Side(
-            "uploader",
-            lambda n: uploader_round(
-                server, samples, paths, root / f"outbox{n}", pem, f"sealed{n}", workers, options
+        plain, wider, ours = Meter(server.pid), Meter(server.pid), Meter(server.pid)
+        sides: list[tuple[str, Meter, Callable[[int], None]]] = [
+            (f"plain x{workers}", plain, lambda n: plain_round(server, paths, f"plain{n}", workers, plain)),
+            (
+                f"plain x{in_flight}",
+                wider,
+                lambda n: plain_round(server, paths, f"wide{n}", in_flight, wider),
             ),
-            [],
-            [],
-            [],
-        )
+            (
+                "uploader",
+                ours,
+                lambda n: uploader_round(
+                    server, samples, paths, root / f"outbox{n}", pem, f"sealed{n}", workers, options, ours
+                ),
+            ),
+        ]
         blobs = "2 blobs (envelope, then sidecar)" if args.sidecar else "1 blob"
         print(
             f"{args.files} files of {args.size} bytes; plain: {workers} concurrent uploads (and "
@@ -208,9 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             f"requests in flight; durability {args.durability}"
         )
         for n in range(args.rounds):
-            order = [plain, wider, ours] if n % 2 == 0 else [ours, wider, plain]  # drift cancels out
-            for side in order:
-                side.measure(n, server.pid)
+            for _label, _meter, run in sides if n % 2 == 0 else sides[::-1]:  # so drift cancels out
+                run(n)
             print(
                 f"round {n + 1}: plain x{workers} {args.files / plain.seconds[-1]:6.1f} files/s   "
                 f"plain x{in_flight} {args.files / wider.seconds[-1]:6.1f} files/s   "
@@ -231,14 +228,20 @@ def main(argv: list[str] | None = None) -> int:
         "plain_same_requests_in_flight_s": wider.seconds,
         "uploader_s": ours.seconds,
     }
-    rate = {side.label: args.files / statistics.median(side.seconds) for side in (plain, wider, ours)}
-    ratio, ratio_wide = rate["uploader"] / rate[plain.label], rate["uploader"] / rate[wider.label]
+    rate = {label: args.files / statistics.median(meter.seconds) for label, meter, _run in sides}
+    ratio, ratio_wide = (
+        rate["uploader"] / rate[f"plain x{workers}"],
+        rate["uploader"] / rate[f"plain x{in_flight}"],
+    )
     result.update(ratio=round(ratio, 3), ratio_same_requests_in_flight=round(ratio_wide, 3))
-    print("median files/s, and CPU ms per file of this process / of Azurite:")
-    for side in (plain, wider, ours):
-        figures = side.summary(args.files)
+    print(
+        "median files/s, and CPU ms per file of this process / of Azurite "
+        f"(on the same {os.cpu_count()} cores):"
+    )
+    for label, meter, _run in sides:
+        figures = meter.summary(args.files)
         print(
-            f"  {side.label:10s} {figures['files_per_s']:7.1f} files/s   "
+            f"  {label:10s} {figures['files_per_s']:7.1f} files/s   "
             f"{figures['cpu_ms_per_file']:5.2f} / {figures['azurite_cpu_ms_per_file']:5.2f} ms"
         )
     print(
