@@ -797,7 +797,7 @@ class Uploader:
             envelope_written()
         if entry.sidecar_name and self.config.storage.sidecar:  # after the envelope: a sidecar
             sidecar = blobs.sidecar_bytes(entry, self.device_id)  # present means its sample is complete
-            side_meta = blobs.sidecar_metadata(entry, sidecar)
+            side_meta = blobs.sidecar_metadata(sidecar)
             self._count_put(blobs.put_once(store, entry.sidecar_name, sidecar, side_meta, "application/json"))
         self._count("uploaded_bytes", len(data))
 
