@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from edgeloop_uploader.lanes import Lanes
 from edgeloop_uploader.outbox import DONE, EVICTED, QUEUED, UPLOADING
 
 from edgeloop.blobstore import BlobUnavailableError
@@ -238,3 +239,20 @@ def test_a_repeated_id_in_one_batch_is_taken_once_while_no_key_is_known(tmp_path
     assert taken == 1
     assert h.uploader.counters["duplicates"] == 1
     assert h.uploader.db.counts()[QUEUED] == 1
+
+
+def test_lanes_run_jobs_hand_back_failures_and_reuse_an_idle_lane() -> None:
+    # given
+    lanes = Lanes("test-lane")
+    # when: jobs one after another, each waited for
+    results = [lanes.submit(lambda n=n: n * n).result(timeout=10) for n in range(20)]
+    failed = lanes.submit(lambda: 1 / 0)
+    # then
+    assert results == [n * n for n in range(20)]
+    assert isinstance(failed.exception(timeout=10), ZeroDivisionError)
+    assert lanes.size == 1  # one lane serves jobs that come one at a time
+    # when: closed
+    lanes.close()
+    # then
+    with pytest.raises(RuntimeError, match="closed"):
+        lanes.submit(lambda: None)

@@ -53,12 +53,17 @@ class Lanes:
             if item is None:
                 return
             future, job = item
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(job())
-                except BaseException as exc:  # handed to the worker that waits on it
-                    future.set_exception(exc)
-            self._idle.release()
+            if not future.set_running_or_notify_cancel():
+                self._idle.release()
+                continue
+            try:
+                result = job()
+            except BaseException as exc:  # handed to the worker that waits on it
+                self._idle.release()  # idle before the worker wakes, so its next job finds this lane
+                future.set_exception(exc)
+            else:
+                self._idle.release()
+                future.set_result(result)
 
     @property
     def size(self) -> int:
