@@ -283,3 +283,126 @@ def test_an_unwritable_state_dir_is_counted_not_fatal(tmp_path: Path) -> None:
         # then
         wait_for(lambda: r.stats().get("state_save_errors", 0) >= 1)
         assert len(r.selected()) == 1
+
+
+# -- at-least-once input: decisions saved before acknowledgement, redeliveries recognised ----------
+SELECT_CATS = {"strategies": [{"name": "cats", "rules": [{"type": "classes", "labels": ["cat"]}]}]}
+
+
+def test_a_prediction_delivered_again_is_counted_as_redelivered_not_decided_twice() -> None:
+    # given
+    with Running({"policy": SELECT_CATS}) as r:
+        r.hub.push_input("predictions", [prediction(1), prediction(2, label="dog")])
+        wait_for(lambda: r.stats()["seen"] == 2)
+        # when: the same predictions come again (the hub redelivers; inference scored twice)
+        r.hub.push_input("predictions", [prediction(1), prediction(2, label="dog"), prediction(3)])
+        wait_for(lambda: r.stats()["seen"] == 3)
+        stats = r.stats()
+    # then
+    assert [s.sample_id for s in r.selected()] == ["s000001", "s000003"]
+    assert stats["redelivered"] == 2
+    assert stats["totals"] == {
+        "seen": 3,
+        "selected_by_strategy": {"cats": 2},
+        "dropped_by_reason": {"no_strategy_matched": 1},
+        "redelivered": 2,
+    }
+
+
+def test_totals_and_decided_ids_survive_a_restart(tmp_path: Path) -> None:
+    # given: a first run decided two samples and stopped
+    path = tmp_path / "filter-state.json"
+    with Running({"policy": SELECT_CATS}, store=JsonFileStateStore(path)) as first:
+        first.hub.push_input("predictions", [prediction(1), prediction(2, label="dog")])
+        wait_for(lambda: first.stats()["seen"] == 2)
+    # when: the next run gets one of them again and a new one
+    with Running({"policy": SELECT_CATS}, store=JsonFileStateStore(path)) as second:
+        second.hub.push_input("predictions", [prediction(1), prediction(3)])
+        wait_for(lambda: second.stats()["seen"] + second.stats()["redelivered"] == 2)
+        stats = second.stats()
+    # then: this run's counters are its own, the totals span both runs
+    assert [s.sample_id for s in second.selected()] == ["s000003"]
+    assert (stats["seen"], stats["redelivered"]) == (1, 1)
+    assert stats["totals"] == {
+        "seen": 3,
+        "selected_by_strategy": {"cats": 2},
+        "dropped_by_reason": {"no_strategy_matched": 1},
+        "redelivered": 1,
+    }
+
+
+def test_inputs_are_acknowledged_only_once_their_decisions_are_saved() -> None:
+    # given
+    store = MemoryStateStore()
+    with Running({"policy": SELECT_CATS, "state_save_interval_s": 5}, store=store) as r:
+        r.clock.advance(1)  # the save at start is behind us; the next is due in 5 s
+        # when
+        r.hub.push_input("predictions", [prediction(1)])
+        r.hub.push_input("predictions", [prediction(2)])
+        wait_for(lambda: r.stats()["seen"] == 2)
+        # then: decided and sent, but not acknowledged: a kill now gets them again
+        assert len(r.selected()) == 2
+        assert r.hub.acknowledged == []
+        assert store.doc.get("totals", {}).get("seen", 0) == 0
+        # when: the save interval passes
+        r.clock.advance(5)
+        wait_for(lambda: len(r.hub.acknowledged) == 2)
+        # then: the saved state holds both decisions
+        assert store.doc["totals"]["seen"] == 2
+        assert sorted(store.doc["decided"]) == ["s000001", "s000002"]
+
+
+def test_a_run_of_unsaved_inputs_is_saved_and_acknowledged_without_waiting() -> None:
+    # given
+    from edgeloop_filter.module import UNSAVED_MESSAGES_MAX
+
+    store = MemoryStateStore()
+    with Running({"policy": SELECT_CATS, "state_save_interval_s": 3600}, store=store) as r:
+        # when
+        for i in range(UNSAVED_MESSAGES_MAX):
+            r.hub.push_input("predictions", [prediction(i)])
+        # then
+        wait_for(lambda: len(r.hub.acknowledged) == UNSAVED_MESSAGES_MAX)
+        assert store.doc["totals"]["seen"] == UNSAVED_MESSAGES_MAX
+
+
+def test_inputs_are_acknowledged_at_stop() -> None:
+    # given
+    store = MemoryStateStore()
+    with Running({"policy": SELECT_CATS, "state_save_interval_s": 3600}, store=store) as r:
+        r.hub.push_input("predictions", [prediction(1)])
+        wait_for(lambda: r.stats()["seen"] == 1)
+        assert r.hub.acknowledged == []
+    # then
+    assert len(r.hub.acknowledged) == 1
+    assert store.doc["totals"]["seen"] == 1
+
+
+def test_an_unwritable_state_dir_does_not_hold_inputs_back(tmp_path: Path) -> None:
+    # given
+    blocker = tmp_path / "blocker"
+    blocker.write_text("", encoding="utf-8")
+    with Running({"policy": SELECT_CATS}, store=JsonFileStateStore(blocker / "filter-state.json")) as r:
+        # when
+        r.hub.push_input("predictions", [prediction(1)])
+        r.clock.advance(5)
+        # then
+        wait_for(lambda: len(r.hub.acknowledged) == 1)
+        assert r.stats()["state_save_errors"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("doc", "seen", "decided"),
+    [
+        ({"totals": {"seen": 4, "selected_by_strategy": {"cats": 1}}, "decided": ["s000001"]}, 4, 1),
+        ({"totals": {"seen": -3, "selected_by_strategy": "x"}, "decided": [1, None, "s000001"]}, 0, 1),
+        ({"totals": [], "decided": {}}, 0, 0),
+    ],
+)
+def test_saved_totals_and_ids_are_read_defensively(doc: dict[str, Any], seen: int, decided: int) -> None:
+    # when
+    with Running({"policy": SELECT_CATS}, store=MemoryStateStore(doc)) as r:
+        stats = r.stats()
+    # then
+    assert stats["totals"]["seen"] == seen
+    assert len(r.module.decided) == decided

@@ -17,7 +17,8 @@ from edgeloop_inference.module import InferenceModule
 from edgeloop import signing
 from edgeloop.clock import FakeClock
 from edgeloop.contracts import FrameRef, Prediction
-from edgeloop.runtime import ModuleRuntime
+from edgeloop.runtime import InboundMessage, ModuleRuntime
+from edgeloop.runtime.codec import decode
 from edgeloop.runtime.fake import FakeHubClient
 from tests import model_factory as mf
 from tests.support import wait_for
@@ -259,6 +260,31 @@ def test_stop_scores_everything_already_received(tmp_path: Path) -> None:
     ids = [p.sample_id for p in h.predictions()]
     assert sorted(ids) == sorted(f.sample_id for f in frames)
     assert all(p.status == "ok" for p in h.predictions())
+
+
+def test_a_frames_message_is_acknowledged_once_every_prediction_from_it_is_sent(tmp_path: Path) -> None:
+    # given: batches of 4 that cut across messages of 6 and 3 frames
+    desired = {"batching": {"maxBatch": 4, "maxWaitMs": 200}}
+    with Harness(tmp_path, desired, initial=mf.digits_model()) as h:
+        h.wait_model(status="loaded")
+        sent_at_ack: list[set[str]] = []
+        record = h.hub.acknowledge
+
+        def acknowledge(message: InboundMessage) -> None:
+            sent_at_ack.append({p.sample_id for p in h.predictions()})
+            record(message)
+
+        h.hub.acknowledge = acknowledge  # type: ignore[method-assign]
+        first, second = h.digit_frames(list(range(6))), h.digit_frames([1, 2, 3])
+        # when
+        h.hub.push_input("frames", first)
+        h.hub.push_input("frames", second)
+        h.wait_predictions(9)
+        wait_for(lambda: len(h.hub.acknowledged) == 2, what="two acknowledgements")
+    # then: each message was acknowledged in order, after all of its own predictions were sent
+    assert [len(decode(m.body)) for m in h.hub.acknowledged] == [6, 3]
+    assert {f.sample_id for f in first} <= sent_at_ack[0]
+    assert {f.sample_id for f in second} <= sent_at_ack[1]
 
 
 # -- model swaps ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from edgeloop.contracts import Contract, FrameRef
 from edgeloop.errors import ConfigError, MethodError
 from edgeloop.runtime import EdgeModule, InboundMessage, MethodRegistry, ModuleContext, ModuleRuntime
+from edgeloop.runtime.codec import encode
 from edgeloop.runtime.fake import FakeHubClient
 from tests.support import wait_for
 
@@ -336,3 +337,164 @@ def test_a_send_gives_up_after_the_retry_window_with_the_hub_error() -> None:
     assert clock.monotonic() - start <= 10.0
     assert runtime.counters["send_failures"] == 1
     assert hub.sent == []
+
+
+class AckProbe(EchoModule):
+    """Echo that records, while handling, how many messages the hub had been told were handled."""
+
+    def __init__(self, hub: FakeHubClient, *, fail_on: str | None = None) -> None:
+        super().__init__()
+        self.hub = hub
+        self.fail_on = fail_on
+        self.acked_while_handling: list[int] = []
+
+    def handle_input(self, input_name: str, items: list[Contract], message: InboundMessage) -> None:
+        self.acked_while_handling.append(len(self.hub.acknowledged))
+        if self.fail_on in [item.key for item in items]:
+            raise RuntimeError("module bug")
+        super().handle_input(input_name, items, message)
+
+
+class SelfAcking(EchoModule):
+    """Keeps the messages it was given; acknowledges them only when told to."""
+
+    acknowledges_inputs = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept: list[InboundMessage] = []
+
+    def handle_input(self, input_name: str, items: list[Contract], message: InboundMessage) -> None:
+        self.kept.append(message)
+
+
+def run_with(module: EchoModule, hub: FakeHubClient) -> tuple[ModuleRuntime[Any], threading.Thread]:
+    runtime = ModuleRuntime(module, client=hub, tick_interval=0.05)
+    thread = threading.Thread(target=runtime.run)
+    thread.start()
+    wait_for(lambda: module.ctx is not None)
+    return runtime, thread
+
+
+def test_an_input_is_acknowledged_to_the_hub_only_after_the_module_handled_it() -> None:
+    # given
+    hub = FakeHubClient()
+    module = AckProbe(hub)
+    runtime, thread = run_with(module, hub)
+    try:
+        # when
+        hub.push_input("in", [frame(i) for i in range(6)], max_batch=2)
+        wait_for(lambda: len(hub.acknowledged) == 3)
+        # then: each message was still unacknowledged while handled, and acknowledged in order
+        assert module.acked_while_handling == [0, 1, 2]
+        expected = [["s00000", "s00001"], ["s00002", "s00003"], ["s00004", "s00005"]]
+        assert [decode_keys(m) for m in hub.acknowledged] == expected
+        assert runtime.counters["messages_acknowledged"] == 3
+    finally:
+        runtime.request_stop("test over")
+        thread.join(10)
+
+
+def decode_keys(message: InboundMessage) -> list[str]:
+    from edgeloop.runtime.codec import decode
+
+    return [item.key for item in decode(message.body)]
+
+
+def test_rejected_and_failed_inputs_are_acknowledged_so_they_do_not_come_back_forever() -> None:
+    # given
+    hub = FakeHubClient()
+    module = AckProbe(hub, fail_on="s00002")
+    runtime, thread = run_with(module, hub)
+    try:
+        # when: garbage, a message the module fails on, then a good one
+        hub.push_raw_input("in", b"\xff\x00not json")
+        hub.push_input("in", [frame(2)])
+        hub.push_input("in", [frame(3)])
+        wait_for(lambda: len(hub.acknowledged) == 3)
+        # then
+        assert runtime.counters["messages_rejected"] == 1
+        assert runtime.counters["handle_input_errors"] == 1
+        assert module.received == ["s00003"]
+    finally:
+        runtime.request_stop("test over")
+        thread.join(10)
+
+
+def test_held_inputs_stay_unacknowledged_until_resumed(running: Running) -> None:
+    # given
+    running.hub.call_method("pause")
+    # when
+    running.hub.push_input("in", [frame(1)])
+    running.hub.push_input("in", [frame(2)])
+    running.hub.call_method("getStats")  # a round trip through the runtime thread
+    # then
+    assert running.hub.acknowledged == []
+    running.hub.call_method("resume")
+    assert len(running.hub.acknowledged) == 2
+
+
+def test_a_module_that_acknowledges_itself_decides_when() -> None:
+    # given
+    hub = FakeHubClient()
+    module = SelfAcking()
+    runtime, thread = run_with(module, hub)
+    try:
+        hub.push_input("in", [frame(1)])
+        hub.push_input("in", [frame(2)])
+        wait_for(lambda: len(module.kept) == 2)
+        hub.call_method("getStats")
+        assert hub.acknowledged == []
+        # when
+        assert module.ctx is not None
+        module.ctx.acknowledge(module.kept[1])
+        # then
+        assert hub.acknowledged == [module.kept[1]]
+    finally:
+        runtime.request_stop("test over")
+        thread.join(10)
+
+
+def test_a_message_sent_again_with_the_same_id_is_handled_once(running: Running) -> None:
+    # given: the hub delivers one message twice (an acknowledgement lost with a connection)
+    message = InboundMessage(input_name="in", body=encode("in", [frame(7)])[0].body, message_id="m-7")
+    assert running.hub._on_input is not None
+    # when
+    running.hub._on_input(message)
+    running.hub._on_input(message)
+    running.hub.push_input("in", [frame(8)])
+    # then
+    wait_for(lambda: running.module.received == ["s00007", "s00008"])
+    wait_for(lambda: len(running.hub.acknowledged) == 3, what="every copy acknowledged")
+    assert running.runtime.counters["duplicate_messages"] == 1
+
+
+def test_a_copy_of_a_message_the_module_still_holds_is_acknowledged_only_with_it() -> None:
+    # given: a module that acknowledges itself holds a message; the hub sends it again (its
+    # acknowledgement was lost with a connection)
+    hub = FakeHubClient()
+    module = SelfAcking()
+    runtime, thread = run_with(module, hub)
+    message = InboundMessage(input_name="in", body=encode("in", [frame(7)])[0].body, message_id="m-7")
+    try:
+        assert hub._on_input is not None
+        hub._on_input(message)
+        wait_for(lambda: len(module.kept) == 1)
+        # when
+        hub._on_input(message)
+        hub.call_method("getStats")  # a round trip through the runtime thread
+        # then: a kill now must get the message again, so the copy is not acknowledged yet
+        assert hub.acknowledged == []
+        assert len(module.kept) == 1
+        assert runtime.counters["duplicate_messages"] == 1
+        # when: the module is done with the original
+        assert module.ctx is not None
+        module.ctx.acknowledge(module.kept[0])
+        # then: both copies are acknowledged
+        assert hub.acknowledged == [message, message]
+        # and a copy arriving after that is acknowledged at once
+        hub._on_input(message)
+        wait_for(lambda: len(hub.acknowledged) == 3)
+    finally:
+        runtime.request_stop("test over")
+        thread.join(10)

@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from edgeloop_uploader.backoff import backoff_delay
@@ -446,3 +449,31 @@ def test_a_batch_is_accepted_in_one_commit_and_a_repeated_id_once(h: Harness) ->
     assert taken == 2
     assert h.uploader.counters["duplicates"] == 1
     assert sorted(n.sample_id for n in h.notices) == ["01B1", "01B2"]
+
+
+def test_a_batch_the_database_cannot_record_is_refused_whole_naming_the_full_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: the disk fills between sealing a message's samples and their commit
+    h = Harness(tmp_path)
+    real = h.uploader.db.transaction
+
+    @contextmanager
+    def full(*, durable: bool = False) -> Iterator[Any]:
+        with real(durable=durable) as conn:
+            yield conn
+            raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(h.uploader.db, "transaction", full)
+    items = [selected(h.samples, f"01F{i:03d}", b"y" * 300_000) for i in range(3)]
+    # when
+    h.uploader.accept_selected_batch(items)
+    monkeypatch.undo()
+    # then: none is recorded or left on disk, each refusal names the full disk
+    assert sum(h.uploader.db.counts().values()) == 0
+    assert list((h.outbox / "sealed").iterdir()) == []
+    stats = h.uploader.stats()
+    assert stats["counters"]["rejected_disk_full"] == 3
+    assert all("disk is full" in r["reason"] for r in stats["recent_rejections"])
+    # and the next message, with room again, is accepted
+    assert h.uploader.accept_selected(selected(h.samples, "01F999", b"z" * 1000))

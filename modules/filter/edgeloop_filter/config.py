@@ -21,5 +21,16 @@ class FilterConfig(BaseModel):
         default=1000, ge=0, le=100_000, description="Recent predictions kept for dryRun."
     )
     state_save_interval_s: float = Field(
-        default=2.0, ge=0.1, le=3600.0, description="Longest delay before budget changes are saved."
+        default=2.0,
+        ge=0.1,
+        le=3600.0,
+        description="Longest delay before decisions (budgets, totals) are saved; inputs are "
+        "acknowledged to the hub once their decisions are saved.",
+    )
+    redelivery_memory: int = Field(
+        default=4096,
+        ge=0,
+        le=100_000,
+        description="Sample ids of the latest decisions kept (and saved) so that a prediction "
+        "delivered again is counted as redelivered instead of decided twice; 0 = off.",
     )

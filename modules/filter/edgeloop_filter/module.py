@@ -1,4 +1,12 @@
-"""The filter as an EdgeModule: predictions in, ``selected`` and ``summaries`` out."""
+"""The filter as an EdgeModule: predictions in, ``selected`` and ``summaries`` out.
+
+Decisions count once they are saved: an input message is acknowledged to the hub only after
+the state holding its decisions (budgets, totals, the ids decided) is written, at most
+``state_save_interval_s`` seconds or ``UNSAVED_MESSAGES_MAX`` messages later. A filter killed
+before that gets the messages again and decides them again against the saved state; a
+prediction for a sample id decided recently (delivered again after the save, or scored twice
+by an inference module that was restarted) is counted as ``redelivered`` and not decided again.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ import logging
 import random
 import threading
 from collections import Counter, deque
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +26,7 @@ from edgeloop.contracts import Contract, Prediction, SelectedSample, Summary
 from edgeloop.runtime import EdgeModule, InboundMessage, MethodRegistry, ModuleContext, NoPayload
 from edgeloop_filter import observe
 from edgeloop_filter.config import FilterConfig
+from edgeloop_filter.decided import RecentIds
 from edgeloop_filter.engine import Engine
 from edgeloop_filter.policy import Policy, parse_policy
 from edgeloop_filter.state import MemoryStateStore, StateStore
@@ -25,6 +35,10 @@ log = logging.getLogger(__name__)
 
 SELECTED = "selected"
 SUMMARIES = "summaries"
+#: Input messages held unacknowledged before the state is saved anyway: edgeHub keeps at most
+#: 50 unacknowledged messages in flight per client (the dev hub 64), so waiting for the
+#: interval alone would stall a fast input; saving every few messages keeps it flowing.
+UNSAVED_MESSAGES_MAX = 8
 
 
 class DryRunPayload(BaseModel):
@@ -38,6 +52,7 @@ class DryRunPayload(BaseModel):
 class FilterModule(EdgeModule[FilterConfig]):
     name = "filter"
     config_model = FilterConfig
+    acknowledges_inputs = True
 
     def __init__(
         self,
@@ -63,6 +78,9 @@ class FilterModule(EdgeModule[FilterConfig]):
         self._window_base: tuple[int, Counter[str], Counter[str]] = (0, Counter(), Counter())
         self._gate_state: dict[str, bool] = {}
         self._transition_due = threading.Event()
+        self.decided = RecentIds(self.config.redelivery_memory)
+        self._unsaved: list[InboundMessage] = []
+        self._saved_totals = _Totals()
 
     # -- configuration -------------------------------------------------------------------
     def register_methods(self, methods: MethodRegistry) -> None:
@@ -74,6 +92,7 @@ class FilterModule(EdgeModule[FilterConfig]):
         self.config = config
         if self.history.maxlen != config.history_size:
             self.history = deque(self.history, maxlen=config.history_size)
+        self.decided.resize(config.redelivery_memory)
         if self.engine is None:
             self.engine = Engine(config.policy, rng=self.rng)
         elif previous is None or config.policy != previous.policy:
@@ -130,7 +149,13 @@ class FilterModule(EdgeModule[FilterConfig]):
         self.ctx = ctx
         engine = self._engine()
         mono = ctx.clock.monotonic()
-        engine.restore(self.store.load(), mono)
+        state = self.store.load()
+        engine.restore(state, mono)
+        self._saved_totals = _Totals.restore(state.get("totals"))
+        decided = state.get("decided")
+        if isinstance(decided, list):
+            ids = [i for i in decided if isinstance(i, str)]
+            self.decided = RecentIds(self.config.redelivery_memory, ids)
         self._summary_start = ctx.clock.now()
         self._next_summary = mono + self.config.summary_interval_s
         self._last_save = mono
@@ -154,6 +179,11 @@ class FilterModule(EdgeModule[FilterConfig]):
                 self.counters["wrong_schema"] += 1
                 log.warning("input %s: expected predictions, got %s", input_name, item.SCHEMA)
                 continue
+            if item.sample_id in self.decided:
+                self.counters["redelivered"] += 1
+                log.debug("prediction for %s delivered again; already decided", item.sample_id)
+                continue
+            self.decided.add(item.sample_id)
             now, mono = ctx.clock.now(), ctx.clock.monotonic()
             if self.history.maxlen:
                 self.history.append((now, mono, item))
@@ -165,8 +195,15 @@ class FilterModule(EdgeModule[FilterConfig]):
             elif decision.dropped in ("error_status", "missing_fields"):
                 log.info("dropped %s: %s (%s)", item.sample_id, decision.dropped, decision.detail)
         if selected:
-            self._dirty = True
             ctx.send(SELECTED, selected)
+        self._unsaved.append(message)
+        self._dirty = True
+        mono = ctx.clock.monotonic()
+        if (
+            len(self._unsaved) >= UNSAVED_MESSAGES_MAX
+            or mono - self._last_save >= self.config.state_save_interval_s
+        ):
+            self._save()
 
     def tick(self) -> None:
         ctx = self._ctx()
@@ -250,16 +287,37 @@ class FilterModule(EdgeModule[FilterConfig]):
         self._transition_due.set()
 
     def _save(self) -> None:
+        """Save the state, then acknowledge the inputs decided since the last save. When the
+        state cannot be written they are acknowledged all the same: holding them would stop the
+        input, and their decisions are made and sent."""
         engine = self._engine()
+        doc = {**engine.snapshot(), "totals": self._totals().as_json(), "decided": self.decided.snapshot()}
         try:
-            self.store.save(engine.snapshot())
+            self.store.save(doc)
         except OSError:
             self.counters["state_save_errors"] += 1
             log.warning("could not save filter state", exc_info=True)
-            return
-        self._dirty = False
+        else:
+            self._dirty = False
         if self.ctx is not None:
             self._last_save = self.ctx.clock.monotonic()
+        self._acknowledge_unsaved()
+
+    def _acknowledge_unsaved(self) -> None:
+        unsaved, self._unsaved = self._unsaved, []
+        if self.ctx is not None:
+            for message in unsaved:
+                self.ctx.acknowledge(message)
+
+    def _totals(self) -> _Totals:
+        """Decisions since the state began: what was saved before this start plus this run's."""
+        engine, saved = self._engine(), self._saved_totals
+        return _Totals(
+            seen=saved.seen + engine.seen,
+            selected=saved.selected + engine.selected,
+            dropped=saved.dropped + engine.dropped,
+            redelivered=saved.redelivered + self.counters["redelivered"],
+        )
 
     def stats(self) -> dict[str, Any]:
         engine = self._engine()
@@ -269,6 +327,8 @@ class FilterModule(EdgeModule[FilterConfig]):
             "dropped_by_reason": dict(engine.dropped),
             "policy_version": engine.policy.version,
             "policy_source": self.policy_source,
+            "totals": self._totals().as_json(),
+            "unsaved_inputs": len(self._unsaved),
             **dict(self.counters),
         }
 
@@ -280,3 +340,42 @@ class FilterModule(EdgeModule[FilterConfig]):
     def _ctx(self) -> ModuleContext[FilterConfig]:
         assert self.ctx is not None, "module not started"
         return self.ctx
+
+
+@dataclass
+class _Totals:
+    """Counts of decisions that survive restarts (saved with the state as ``totals``)."""
+
+    seen: int = 0
+    selected: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+    redelivered: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "seen": self.seen,
+            "selected_by_strategy": dict(self.selected),
+            "dropped_by_reason": dict(self.dropped),
+            "redelivered": self.redelivered,
+        }
+
+    @classmethod
+    def restore(cls, doc: Any) -> _Totals:
+        """From a saved ``totals`` document; anything malformed counts from zero."""
+        if not isinstance(doc, dict):
+            return cls()
+
+        def count(value: Any) -> int:
+            return value if isinstance(value, int) and value >= 0 else 0
+
+        def counts(value: Any) -> Counter[str]:
+            if not isinstance(value, dict):
+                return Counter()
+            return Counter({str(k): count(v) for k, v in value.items() if count(v)})
+
+        return cls(
+            seen=count(doc.get("seen")),
+            selected=counts(doc.get("selected_by_strategy")),
+            dropped=counts(doc.get("dropped_by_reason")),
+            redelivered=count(doc.get("redelivered")),
+        )

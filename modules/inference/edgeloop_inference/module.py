@@ -26,7 +26,7 @@ import numpy as np
 from edgeloop import signing
 from edgeloop.clock import Clock, SystemClock
 from edgeloop.contracts import Contract, FrameRef, Prediction
-from edgeloop.errors import ConfigError, MethodError
+from edgeloop.errors import ConfigError, HubConnectionError, MethodError
 from edgeloop.runtime import EdgeModule, InboundMessage, MethodRegistry, ModuleContext
 from edgeloop_inference import observe, scoring
 from edgeloop_inference.batcher import MicroBatcher
@@ -56,6 +56,25 @@ class Job:
     enqueued: float
     data: bytes | None = None
     reply: Future[Prediction] | None = field(default=None, repr=False)
+    origin: InputMessage | None = field(default=None, repr=False)
+
+
+class InputMessage:
+    """The frames of one input message still on their way out; when the last one's prediction
+    is sent, the message is acknowledged to the hub (until then a restart gets it again)."""
+
+    def __init__(self, message: InboundMessage, frames: int, acknowledge: Callable[[InboundMessage], None]):
+        self.message = message
+        self._remaining = frames
+        self._acknowledge = acknowledge
+        self._lock = threading.Lock()
+
+    def done(self) -> None:
+        with self._lock:
+            self._remaining -= 1
+            last = self._remaining == 0
+        if last:
+            self._acknowledge(self.message)
 
 
 @dataclass
@@ -73,6 +92,7 @@ class Scored:
 class InferenceModule(EdgeModule[InferenceConfig]):
     name = "inference"
     config_model = InferenceConfig
+    acknowledges_inputs = True
 
     def __init__(
         self,
@@ -177,13 +197,22 @@ class InferenceModule(EdgeModule[InferenceConfig]):
 
     def handle_input(self, input_name: str, items: list[Contract], message: InboundMessage) -> None:
         now = time.perf_counter()
+        frames: list[FrameRef] = []
         for item in items:
             if not isinstance(item, FrameRef):
                 self._count("ignored_items")
                 log.warning("input %s: ignoring a %s item (frames expected)", input_name, item.SCHEMA)
                 continue
+            frames.append(item)
+        ctx = self._ctx
+        assert ctx is not None, "handle_input before start"
+        if not frames:
+            ctx.acknowledge(message)
+            return
+        origin = InputMessage(message, len(frames), ctx.acknowledge)
+        for frame in frames:
             self._count("samples_in")
-            self._batcher.submit(Job(item, now))
+            self._batcher.submit(Job(frame, now, origin=origin))
 
     def tick(self) -> None:
         """Refresh the reported model section (latency percentiles) every ``REPORT_EVERY_S``."""
@@ -199,9 +228,14 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         self._stop_http()
         left = self._batcher.stop(timeout=15.0)
         if left:
-            self._count("unscored", len(left))
-            reason = "not scored: the module stopped before it got to this sample"
-            self._output.submit(Scored(model=None, now=self._clock.now(), failed=[(j, reason) for j in left]))
+            # Frames from the hub stay unacknowledged: the next start gets them again.
+            self._count("left_for_restart", sum(1 for j in left if j.origin is not None))
+            callers = [j for j in left if j.origin is None]
+            if callers:
+                self._count("unscored", len(callers))
+                reason = "not scored: the module stopped before it got to this sample"
+                now = self._clock.now()
+                self._output.submit(Scored(model=None, now=now, failed=[(j, reason) for j in callers]))
         unsent = self._output.stop(timeout=10.0)
         if unsent:
             self._emit(unsent)
@@ -318,9 +352,17 @@ class InferenceModule(EdgeModule[InferenceConfig]):
             try:
                 self._ctx.send(OUTPUT, to_hub)
                 self._count("predictions_out", len(to_hub))
+            except HubConnectionError:
+                # Not acknowledged: the hub delivers these frames again after reconnecting.
+                self._count("send_errors", len(to_hub))
+                log.exception("could not send %d predictions; their frames come again", len(to_hub))
+                return
             except Exception:
                 self._count("send_errors", len(to_hub))
                 log.exception("could not send %d predictions", len(to_hub))
+        for job, _prediction in results:
+            if job.origin is not None:
+                job.origin.done()
 
     def score_now(
         self, *, data: bytes | None = None, vector: list[float] | None = None

@@ -99,6 +99,14 @@ class OutboxConfig(_Section):
         description="Upload workers; each keeps up to two samples in flight (a sample's sidecar "
         "beside the next sample's envelope).",
     )
+    min_free_bytes: int = Field(
+        default=64 * 1024**2,
+        ge=0,
+        description=(
+            "Free space kept on the outbox's volume (at most a tenth of it): new samples are refused "
+            "below it, so the outbox can still record its uploads when the disk fills up."
+        ),
+    )
 
 
 class PredictionLogConfig(_Section):

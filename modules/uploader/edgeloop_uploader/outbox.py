@@ -111,6 +111,10 @@ class OutboxDB:
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
+        # Checkpoint at about 1 MB and cut the WAL back to 4 MB after, so the log's size is
+        # bounded on a small volume (samples up to 256 KB are stored in the database).
+        self._conn.execute("PRAGMA wal_autocheckpoint=256")
+        self._conn.execute("PRAGMA journal_size_limit=4194304")
         self._conn.executescript(_SCHEMA)
         self._full = durability == "full"
         self._synchronous = ""
@@ -287,6 +291,13 @@ class OutboxDB:
             QUARANTINED,
         )
         return int(row[0]) if row else 0
+
+    def reusable_bytes(self) -> int:
+        """Space inside the database file freed by deleted rows: new rows reuse it, though the
+        volume does not count it as free."""
+        free = self._one("PRAGMA freelist_count")
+        size = self._one("PRAGMA page_size")
+        return int(free[0]) * int(size[0]) if free and size else 0
 
     def counts(self) -> dict[str, int]:
         rows = self._all("SELECT state, COUNT(*) FROM entries GROUP BY state")

@@ -15,6 +15,7 @@ import logging
 import mimetypes
 import os
 import random
+import sqlite3
 import threading
 import time
 from collections import Counter, OrderedDict, deque
@@ -319,6 +320,30 @@ class Uploader:
             return False
         name = self._blob_name(item, suffix)
         info = {"selected": item.to_wire(), "strategy": item.strategy, "traceparent": item.traceparent}
+        try:
+            self._insert_claimed(item, now, name, content_type, plain, size, info)
+        except (sqlite3.OperationalError, OSError) as exc:
+            plain.unlink(missing_ok=True)
+            self._reject(item.sample_id, *_recording_failure(exc))
+            return False
+        self._held_base = None  # this thread added to the outbox: read it again
+        if self._batching:
+            self._known_ids.add(item.sample_id)
+        self._count("accepted")
+        self._seal_if_possible(item.sample_id)
+        self.wake.set()
+        return True
+
+    def _insert_claimed(
+        self,
+        item: SelectedSample,
+        now: float,
+        name: SampleBlobName,
+        content_type: str,
+        plain: Path,
+        size: int,
+        info: dict[str, Any],
+    ) -> None:
         with self.db.transaction(durable=True) as conn:
             self.db.insert(
                 conn,
@@ -335,13 +360,6 @@ class Uploader:
                 size=size,
                 info=info,
             )
-        self._held_base = None  # this thread added to the outbox: read it again
-        if self._batching:
-            self._known_ids.add(item.sample_id)
-        self._count("accepted")
-        self._seal_if_possible(item.sample_id)
-        self.wake.set()
-        return True
 
     def _blob_name(self, item: SelectedSample, suffix: str) -> SampleBlobName:
         return sample_blob_name(
@@ -425,10 +443,20 @@ class Uploader:
         self._pending_ids = set()
         if not pending:
             return
-        with self.db.transaction(durable=True) as conn:
-            for accept in pending:
-                self._store_sealed(conn, accept.row["id"], accept.data)
-                self.db.insert(conn, **accept.row)
+        try:
+            with self.db.transaction(durable=True) as conn:
+                for accept in pending:
+                    self._store_sealed(conn, accept.row["id"], accept.data)
+                    self.db.insert(conn, **accept.row)
+        except (sqlite3.OperationalError, OSError) as exc:
+            reason, category = _recording_failure(exc)
+            for accept in pending:  # nothing of the batch is recorded: none of it was accepted
+                entry_id = accept.row["id"]
+                self._sealed_cache.pop(entry_id)
+                if accept.row.get("sealed_path") not in (None, IN_DATABASE):
+                    Path(accept.row["sealed_path"]).unlink(missing_ok=True)
+                self._reject(entry_id, reason, category)
+            return
         for accept in pending:
             if accept.data is not None:
                 self._sealed_cache.put(accept.row["id"], accept.data)
@@ -467,6 +495,9 @@ class Uploader:
         return self._held_base + sum(p.row["size"] for p in self._pending)
 
     def _make_room(self, size: int, priority: int, created: float, new_id: str) -> bool:
+        pending = sum(p.row["size"] for p in self._pending)
+        if not self._room_on_disk(size + pending, new_id):
+            return False
         budget = self.config.outbox.max_bytes
         held = self._held(exact=False)
         if held + size <= budget:
@@ -489,6 +520,25 @@ class Uploader:
             {"id": new_id, "reason": reason, "bytes": size, "at": self.clock.now().isoformat()}
         )
         log.warning("evicted %s on arrival: %s", new_id, reason)
+        return False
+
+    def _room_on_disk(self, size: int, new_id: str) -> bool:
+        """Refuse a sample the outbox's volume cannot hold while keeping its reserve free: the
+        database needs room to record uploads, or a disk filled by the outbox would never drain.
+        The reserve is ``outbox.min_free_bytes``, at most a tenth of the volume."""
+        try:
+            volume = os.statvfs(self.paths.outbox)
+        except OSError:
+            return True  # nothing to go by: the writes themselves will tell
+        free = volume.f_bavail * volume.f_frsize + self.db.reusable_bytes()
+        reserve = min(self.config.outbox.min_free_bytes, volume.f_blocks * volume.f_frsize // 10)
+        if free - size >= reserve:
+            return True
+        reason = (
+            f"the outbox disk is full: {free} bytes free (with the database's free pages), "
+            f"{size} needed, and outbox.min_free_bytes keeps {reserve} free for the outbox's own records"
+        )
+        self._reject(new_id, reason, "disk_full")
         return False
 
     def _evict(self, entry: Entry, reason: str) -> None:
@@ -976,3 +1026,11 @@ class Uploader:
         self._stopping.set()
         self._lanes.close()
         self.db.close()
+
+
+def _recording_failure(exc: Exception) -> tuple[str, str]:
+    """(reason, category) for a failure to record samples in the outbox's database."""
+    full = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "full" in str(exc)
+    if full:
+        return f"the outbox disk is full, the sample cannot be recorded ({exc})", "disk_full"
+    return f"the outbox cannot record the sample: {exc}", "io"

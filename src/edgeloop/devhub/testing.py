@@ -284,6 +284,11 @@ class ModuleProcess:
     def returncode(self) -> int | None:
         return None if self._proc is None else self._proc.poll()
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "not started"
+        return self._proc.pid
+
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM (a graceful stop), then SIGKILL after ``timeout``."""
         return terminate(self._proc, timeout)

@@ -30,6 +30,7 @@ class FakeHubClient:
         self.reported: dict[str, Any] = {}
         self.reported_patches: list[dict[str, Any]] = []
         self.sent: list[OutboundMessage] = []
+        self.acknowledged: list[InboundMessage] = []
         self.responses: dict[str, MethodResponse] = {}
         self.connected = False
         self.handlers_set_before_connect = False
@@ -58,6 +59,9 @@ class FakeHubClient:
 
     def send(self, message: OutboundMessage) -> None:
         self.sent.append(message)
+
+    def acknowledge(self, message: InboundMessage) -> None:
+        self.acknowledged.append(message)
 
     def respond(self, call: MethodCall, response: MethodResponse) -> None:
         with self._responded:

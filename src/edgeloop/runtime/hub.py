@@ -9,11 +9,13 @@ that unit tests pass in instead.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from edgeloop.errors import HubConnectionError, HubCredentialError, HubError, HubTimeoutError
+from edgeloop.runtime.acks import DeferredPubacks
 from edgeloop.runtime.codec import InboundMessage, OutboundMessage
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,11 @@ class HubClient(Protocol):
 
     def send(self, message: OutboundMessage) -> None: ...
 
+    def acknowledge(self, message: InboundMessage) -> None:
+        """The module has handled ``message`` (taken it in durably or passed on what it
+        derived): the hub may forget it. Until then a restart gets it again."""
+        ...
+
     def respond(self, call: MethodCall, response: MethodResponse) -> None: ...
 
     def shutdown(self) -> None: ...
@@ -79,8 +86,11 @@ def _translate(exc: Exception) -> HubError:
 class SdkHubClient:
     """``HubClient`` over the real ``azure-iot-device`` module client."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, defer_acks: bool = True) -> None:
         self._client = client
+        self._acks = DeferredPubacks.attach(client) if defer_acks else None
+        self._sweeper: threading.Thread | None = None
+        self._closed = threading.Event()
 
     @classmethod
     def from_edge_environment(cls) -> SdkHubClient:
@@ -106,6 +116,8 @@ class SdkHubClient:
             data = message.data
             body = data if isinstance(data, bytes) else str(data).encode("utf-8")
             props = {str(k): str(v) for k, v in (message.custom_properties or {}).items()}
+            if self._acks is not None and message.message_id:
+                self._acks.delivered((message.input_name or "", str(message.message_id)))
             on_input(
                 InboundMessage(
                     input_name=message.input_name or "",
@@ -129,6 +141,18 @@ class SdkHubClient:
 
     def connect(self) -> None:
         self._call(self._client.connect)
+        if self._acks is not None and self._sweeper is None:
+            self._sweeper = threading.Thread(target=self._sweep, name="ack-sweeper", daemon=True)
+            self._sweeper.start()
+
+    def acknowledge(self, message: InboundMessage) -> None:
+        if self._acks is not None and message.message_id:
+            self._acks.release((message.input_name, message.message_id))
+
+    def _sweep(self) -> None:
+        acks = self._acks
+        while acks is not None and not self._closed.wait(5.0):
+            acks.sweep()
 
     def get_twin(self) -> dict[str, Any]:
         twin: dict[str, Any] = self._call(self._client.get_twin)
@@ -158,6 +182,7 @@ class SdkHubClient:
         self._call(self._client.send_method_response, sdk_response)
 
     def shutdown(self) -> None:
+        self._closed.set()
         try:
             self._client.shutdown()
         except Exception:

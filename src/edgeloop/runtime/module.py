@@ -16,7 +16,7 @@ import os
 import queue
 import signal
 import threading
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=BaseModel)
 
+#: How many input message ids a module remembers to drop a message the hub sends twice.
+_RECENT_IDS = 4096
+
 
 class EdgeModule(Generic[C]):
     """Base of a module's logic. Override what the module needs; every hook runs on the
@@ -45,6 +48,11 @@ class EdgeModule(Generic[C]):
 
     name: ClassVar[str] = "module"
     config_model: ClassVar[type[BaseModel]]
+    #: False: an input message is acknowledged to the hub when ``handle_input`` returns. True:
+    #: the module's work on it goes on after that (a batch, a queue), and the module calls
+    #: ``ModuleContext.acknowledge(message)`` once what it derived is sent or stored. Until a
+    #: message is acknowledged, a restart of the module gets it again.
+    acknowledges_inputs: ClassVar[bool] = False
 
     def register_methods(self, methods: MethodRegistry) -> None:
         """Add the module's own direct methods."""
@@ -139,6 +147,10 @@ class ModuleContext(Generic[C]):
         """Patch reported properties; failures are logged and counted, never raised."""
         self._runtime.report(patch)
 
+    def acknowledge(self, message: InboundMessage) -> None:
+        """Tell the hub an input message is handled (modules with ``acknowledges_inputs``)."""
+        self._runtime.acknowledge(message)
+
 
 class ModuleRuntime(Generic[C]):
     """Runs one ``EdgeModule`` against one ``HubClient`` until stopped."""
@@ -170,6 +182,11 @@ class ModuleRuntime(Generic[C]):
         self.ctx: ModuleContext[C] = ModuleContext(self)
         self._events: queue.Queue[_Event] = queue.Queue()
         self._held: deque[_Input] = deque()
+        self._recent_ids: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # Messages a module that acknowledges itself has not acknowledged yet, and how many
+        # copies of each came meanwhile (acknowledged with the original, not before).
+        self._in_hand: dict[tuple[str, str], int] = {}
+        self._in_hand_lock = threading.Lock()
         self._tick_interval = tick_interval
         self._report_interval = report_interval
         self._drain_timeout = drain_timeout
@@ -264,7 +281,8 @@ class ModuleRuntime(Generic[C]):
             log.warning("cannot touch heartbeat file %s: %s", self._heartbeat_file, exc)
 
     def _shutdown(self) -> None:
-        """Process what was already received (the SDK acknowledged it), then stop."""
+        """Handle what was already received, then stop; anything not handled and acknowledged
+        by then is delivered again after the restart."""
         deadline = self.clock.monotonic() + self._drain_timeout
         self.paused = False
         while self._held:
@@ -296,22 +314,67 @@ class ModuleRuntime(Generic[C]):
             self._held.append(event)
             return
         message = event.message
+        if self._seen_before(message):
+            self.counters["duplicate_messages"] += 1
+            log.info("input %s: message %s handled already; dropped", message.input_name, message.message_id)
+            if not self._copy_in_hand(message):
+                self.acknowledge(message)
+            return
+        key = (message.input_name, message.message_id) if message.message_id else None
+        if key is not None and self.module.acknowledges_inputs:
+            with self._in_hand_lock:
+                self._in_hand[key] = 0
+        if self._take_input(message) and self.module.acknowledges_inputs:
+            return  # the module acknowledges it when its work on it is done
+        self.acknowledge(message)
+
+    def _copy_in_hand(self, message: InboundMessage) -> bool:
+        """True when the module still works on the original of this copy: acknowledging the
+        copy now would let a kill lose the message, so it is acknowledged with the original."""
+        key = (message.input_name, message.message_id or "")
+        with self._in_hand_lock:
+            if key not in self._in_hand:
+                return False
+            self._in_hand[key] += 1
+            return True
+
+    def _seen_before(self, message: InboundMessage) -> bool:
+        """True for a message id this process has handled: the hub sent it again (its
+        acknowledgement was lost with a connection, or came too late) or a sender retried it."""
+        if not message.message_id:
+            return False
+        key = (message.input_name, message.message_id)
+        if key in self._recent_ids:
+            return True
+        self._recent_ids[key] = None
+        if len(self._recent_ids) > _RECENT_IDS:
+            self._recent_ids.popitem(last=False)
+        return False
+
+    def _take_input(self, message: InboundMessage) -> bool:
+        """Decode and hand the items to the module; False when nothing reached it intact."""
         self.counters["messages_in"] += 1
         try:
             items, problems = decode_each(message.body)
         except ContractError as exc:
             self.counters["messages_rejected"] += 1
             log.warning("dropping message on input %s: %s", message.input_name, exc)
-            return
+            return False
         if problems:
             self.counters["items_rejected"] += len(problems)
             for problem in problems:
                 log.warning("dropping an item on input %s: %s", message.input_name, problem)
             if not items:
                 self.counters["messages_rejected"] += 1
-                return
+                return False
         self.counters["items_in"] += len(items)
-        self._guarded("handle_input", self.module.handle_input, message.input_name, items, message)
+        try:
+            self.module.handle_input(message.input_name, items, message)
+        except Exception:
+            self.counters["handle_input_errors"] += 1
+            log.exception("module %s failed in handle_input", self.module_id)
+            return False
+        return True
 
     def _on_patch(self, patch: dict[str, Any]) -> None:
         version = patch.get("$version")
@@ -389,6 +452,25 @@ class ModuleRuntime(Generic[C]):
                 log.warning("send on %s failed (%s); retrying in %.1fs", message.output, exc, delay)
                 self.clock.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    def acknowledge(self, message: InboundMessage) -> None:
+        """Let the hub forget an input message, and the copies of it that came while the module
+        held it (thread-safe); failures are logged and counted."""
+        copies = 0
+        if message.message_id:
+            with self._in_hand_lock:
+                copies = self._in_hand.pop((message.input_name, message.message_id), 0)
+        for _ in range(1 + copies):
+            self._acknowledge_one(message)
+
+    def _acknowledge_one(self, message: InboundMessage) -> None:
+        try:
+            self.client.acknowledge(message)
+        except Exception:
+            self.counters["ack_errors"] += 1
+            log.warning("could not acknowledge a message on input %s", message.input_name, exc_info=True)
+        else:
+            self.counters["messages_acknowledged"] += 1
 
     def report(self, patch: dict[str, Any]) -> None:
         try:
