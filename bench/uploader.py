@@ -233,7 +233,12 @@ def main(argv: list[str] | None = None) -> int:
         rate["uploader"] / rate[f"plain x{workers}"],
         rate["uploader"] / rate[f"plain x{in_flight}"],
     )
-    result.update(ratio=round(ratio, 3), ratio_same_requests_in_flight=round(ratio_wide, 3))
+    result.update(
+        ratio=round(ratio, 3),
+        ratio_same_requests_in_flight=round(ratio_wide, 3),
+        plain_files_per_s=round(rate[f"plain x{workers}"], 2),  # the keys `python -m bench` reads
+        uploader_files_per_s=round(rate["uploader"], 2),
+    )
     print(
         "median files/s, and CPU ms per file of this process / of Azurite "
         f"(on the same {os.cpu_count()} cores):"
