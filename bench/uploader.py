@@ -2,9 +2,15 @@
 to the same Azurite, in alternating rounds of one run.
 
 The plain side reads each file and ``upload_blob``s it, nothing else. The uploader side is the
-whole path: claim (hard link), seal (RSA-OAEP wrap + AES-256-GCM), fsync, SQLite WAL records,
-create-only upload of the sealed blob with metadata and of its JSON sidecar, the done record and
-the notice. Both use the same number of concurrent uploads.
+whole path: seal (RSA-OAEP wrap + AES-256-GCM) straight from the sample volume, the batch's
+durable commit (SQLite WAL, fsync with ``durability: full``), create-only upload of the sealed
+blob with metadata and then of its JSON sidecar, the done record and the ``uploaded`` notice.
+
+Concurrency: ``--workers N`` gives the plain side N concurrent uploads and the uploader N upload
+workers. Each worker keeps up to two samples in flight (a sample's sidecar goes out beside the
+next sample's envelope), so the uploader has up to 2N requests in flight: the plain side is
+measured with N and with 2N concurrent uploads, and both ratios are printed. CPU seconds per
+file of this process and of Azurite show where the time goes (both share the machine).
 
     python -m bench.uploader [--files 150] [--size 72000] [--workers 2] [--rounds 2]
 """
@@ -18,7 +24,10 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +41,7 @@ from edgeloop.envelope import PublicKey, generate_private_key
 from tests.unit.uploader_support import selected
 
 RESULTS = Path(__file__).resolve().parent / "results" / "uploader.json"
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def make_files(folder: Path, count: int, size: int) -> list[Path]:
@@ -45,8 +55,41 @@ def make_files(folder: Path, count: int, size: int) -> list[Path]:
     return paths
 
 
-def plain_round(server: Azurite, paths: list[Path], container: str, workers: int) -> float:
-    """Seconds to upload every file with plain azure-storage-blob."""
+def _process_cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (0 when it is not known)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+@dataclass
+class Meter:
+    """Wall seconds, and CPU seconds of this process and of Azurite, of the blocks it times."""
+
+    azurite_pid: int | None
+    seconds: list[float] = field(default_factory=list)
+    own_cpu: list[float] = field(default_factory=list)
+    azurite_cpu: list[float] = field(default_factory=list)
+
+    @contextmanager
+    def timing(self) -> Iterator[None]:
+        wall, own, server = time.perf_counter(), time.process_time(), _process_cpu_s(self.azurite_pid)
+        yield
+        self.seconds.append(time.perf_counter() - wall)
+        self.own_cpu.append(time.process_time() - own)
+        self.azurite_cpu.append(_process_cpu_s(self.azurite_pid) - server)
+
+    def summary(self, files: int) -> dict[str, float]:
+        return {
+            "files_per_s": round(files / statistics.median(self.seconds), 2),
+            "cpu_ms_per_file": round(1000 * statistics.median(self.own_cpu) / files, 3),
+            "azurite_cpu_ms_per_file": round(1000 * statistics.median(self.azurite_cpu) / files, 3),
+        }
+
+
+def plain_round(server: Azurite, paths: list[Path], container: str, workers: int, meter: Meter) -> None:
+    """Upload every file with plain azure-storage-blob, timed by ``meter``."""
     client = BlobServiceClient.from_connection_string(server.connection_string, retry_total=0)
     box = client.create_container(container)
 
@@ -54,12 +97,9 @@ def plain_round(server: Azurite, paths: list[Path], container: str, workers: int
         with open(path, "rb") as fin:
             box.upload_blob(f"frames/{path.name}", fin.read(), overwrite=False)
 
-    start = time.perf_counter()
-    with ThreadPoolExecutor(workers) as pool:
+    with meter.timing(), ThreadPoolExecutor(workers) as pool:
         list(pool.map(one, paths))
-    elapsed = time.perf_counter() - start
     client.close()
-    return elapsed
 
 
 def uploader_round(
@@ -71,15 +111,25 @@ def uploader_round(
     container: str,
     workers: int,
     options: dict[str, Any],
-) -> float:
-    """Seconds from the first accepted sample to the last one recorded done."""
+    meter: Meter,
+) -> None:
+    """Accept and upload every file through the uploader, timed by ``meter`` from the first
+    accepted sample to the last ``uploaded`` notice (sent once its upload is recorded done)."""
+    noticed: list[int] = [0]
+    all_noticed = threading.Event()
+
+    def notify(notices: list[Any]) -> None:  # the module sends these to the hub; here they are counted
+        noticed[0] += len(notices)
+        if noticed[0] >= len(paths):
+            all_noticed.set()
+
     uploader = Uploader(
         samples_dir=samples,
         outbox_dir=outbox,
         device_id="bench",
         clock=SystemClock(),
         env_credential=server.connection_string,
-        notify=lambda _notices: None,
+        notify=notify,
     )
     config = UploaderConfig.model_validate(
         {
@@ -92,80 +142,118 @@ def uploader_round(
     uploader.configure(config, None)
     stop = threading.Event()
 
-    def work() -> None:
+    def work() -> None:  # as the module's upload workers do
         while not stop.is_set():
-            if not uploader.upload_one():
+            if not uploader.upload_ready():
                 uploader.wake.wait(0.01)
                 uploader.wake.clear()
 
     threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for start_at in range(0, len(items), 16):  # as messages from the filter arrive: batches
-        uploader.accept_selected_batch(items[start_at : start_at + 16])
-    while uploader.db.counts()["done"] < len(items):
-        time.sleep(0.002)
-    elapsed = time.perf_counter() - start
+    with meter.timing():
+        for thread in threads:
+            thread.start()
+        for start_at in range(0, len(items), 16):  # as messages from the filter arrive: batches
+            uploader.accept_selected_batch(items[start_at : start_at + 16])
+        if not all_noticed.wait(timeout=600):  # not polling the outbox: that would slow what is timed
+            raise RuntimeError(f"uploader round incomplete after 600 s: {uploader.db.counts()}")
     stop.set()
-    uploader.wake.set()
+    uploader.stop_uploads()
     for thread in threads:
         thread.join()
     counts = uploader.db.counts()
     uploader.close()
     if counts["done"] != len(items) or counts["quarantined"]:
         raise RuntimeError(f"uploader round incomplete: {counts}")
-    return elapsed
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--files", type=int, default=150)
     parser.add_argument("--size", type=int, default=72_000, help="bytes per file (a 640x480 JPEG is ~72 KB)")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="plain concurrent uploads = uploader workers")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--durability", choices=["full", "normal"], default="full")
     parser.add_argument("--no-sidecar", dest="sidecar", action="store_false")
     args = parser.parse_args(argv)
     key = generate_private_key()
     pem = PublicKey(key.public_key(), "").pem().decode("ascii")
-    plain_s: list[float] = []
-    ours_s: list[float] = []
+    workers, in_flight = args.workers, 2 * args.workers
+    options = {"durability": args.durability, "sidecar": args.sidecar}
     with tempfile.TemporaryDirectory() as tmp, Azurite(Path(tmp) / "azurite") as server:
         root = Path(tmp)
         samples = root / "samples"
         paths = make_files(samples, args.files, args.size)
-        print(f"{args.files} files of {args.size} bytes, {args.workers} concurrent uploads")
+        plain, wider, ours = Meter(server.pid), Meter(server.pid), Meter(server.pid)
+        sides: list[tuple[str, Meter, Callable[[int], None]]] = [
+            (f"plain x{workers}", plain, lambda n: plain_round(server, paths, f"plain{n}", workers, plain)),
+            (
+                f"plain x{in_flight}",
+                wider,
+                lambda n: plain_round(server, paths, f"wide{n}", in_flight, wider),
+            ),
+            (
+                "uploader",
+                ours,
+                lambda n: uploader_round(
+                    server, samples, paths, root / f"outbox{n}", pem, f"sealed{n}", workers, options, ours
+                ),
+            ),
+        ]
+        blobs = "2 blobs (envelope, then sidecar)" if args.sidecar else "1 blob"
+        print(
+            f"{args.files} files of {args.size} bytes; plain: {workers} concurrent uploads (and "
+            f"{in_flight}); uploader: {workers} workers, {blobs} per sample, up to {in_flight} "
+            f"requests in flight; durability {args.durability}"
+        )
         for n in range(args.rounds):
-            plain_s.append(plain_round(server, paths, f"plain{n}", args.workers))
-            options = {"durability": args.durability, "sidecar": args.sidecar}
-            outbox = root / f"outbox{n}"
-            ours_s.append(
-                uploader_round(server, samples, paths, outbox, pem, f"sealed{n}", args.workers, options)
-            )
+            for _label, _meter, run in sides if n % 2 == 0 else sides[::-1]:  # so drift cancels out
+                run(n)
             print(
-                f"round {n + 1}: plain {args.files / plain_s[-1]:7.1f} files/s   "
-                f"uploader {args.files / ours_s[-1]:7.1f} files/s"
+                f"round {n + 1}: plain x{workers} {args.files / plain.seconds[-1]:6.1f} files/s   "
+                f"plain x{in_flight} {args.files / wider.seconds[-1]:6.1f} files/s   "
+                f"uploader {args.files / ours.seconds[-1]:6.1f} files/s"
             )
-    plain_rate = args.files / statistics.median(plain_s)
-    ours_rate = args.files / statistics.median(ours_s)
-    ratio = ours_rate / plain_rate
-    print(f"median: plain {plain_rate:.1f} files/s, encrypted durable {ours_rate:.1f} files/s")
-    blobs = "2 blobs (envelope + sidecar)" if args.sidecar else "1 blob"
-    print(f"ratio uploader/plain = {ratio:.2f} (target >= 0.9); the uploader writes {blobs} per sample")
     result: dict[str, Any] = {
         "files": args.files,
         "size": args.size,
-        "workers": args.workers,
+        "workers": workers,
+        "uploader_requests_in_flight_max": in_flight,
         "durability": args.durability,
         "sidecar": args.sidecar,
         "rounds": args.rounds,
-        "plain_files_per_s": round(plain_rate, 2),
-        "uploader_files_per_s": round(ours_rate, 2),
-        "ratio": round(ratio, 3),
-        "plain_s": plain_s,
-        "uploader_s": ours_s,
+        "plain": plain.summary(args.files),
+        "plain_same_requests_in_flight": wider.summary(args.files),
+        "uploader": ours.summary(args.files),
+        "plain_s": plain.seconds,
+        "plain_same_requests_in_flight_s": wider.seconds,
+        "uploader_s": ours.seconds,
     }
+    rate = {label: args.files / statistics.median(meter.seconds) for label, meter, _run in sides}
+    ratio, ratio_wide = (
+        rate["uploader"] / rate[f"plain x{workers}"],
+        rate["uploader"] / rate[f"plain x{in_flight}"],
+    )
+    result.update(
+        ratio=round(ratio, 3),
+        ratio_same_requests_in_flight=round(ratio_wide, 3),
+        plain_files_per_s=round(rate[f"plain x{workers}"], 2),  # the keys `python -m bench` reads
+        uploader_files_per_s=round(rate["uploader"], 2),
+    )
+    print(
+        "median files/s, and CPU ms per file of this process / of Azurite "
+        f"(on the same {os.cpu_count()} cores):"
+    )
+    for label, meter, _run in sides:
+        figures = meter.summary(args.files)
+        print(
+            f"  {label:10s} {figures['files_per_s']:7.1f} files/s   "
+            f"{figures['cpu_ms_per_file']:5.2f} / {figures['azurite_cpu_ms_per_file']:5.2f} ms"
+        )
+    print(
+        f"ratio uploader / plain x{workers} (as many envelopes in flight as plain files) = {ratio:.2f} "
+        f"(target >= 0.9)"
+    )
+    print(f"ratio uploader / plain x{in_flight} (same number of requests in flight) = {ratio_wide:.2f}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     return 0

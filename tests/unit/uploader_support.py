@@ -150,9 +150,9 @@ class Harness:
         self.uploader.configure(self.config, previous)
 
     def pump(self, limit: int = 1000) -> int:
-        """Upload until nothing is ready; returns how many attempts were made."""
+        """Upload until nothing is ready; returns how many batches were tried."""
         done = 0
-        while done < limit and self.uploader.upload_one():
+        while done < limit and self.uploader.upload_ready():
             done += 1
         return done
 

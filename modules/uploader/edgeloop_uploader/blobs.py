@@ -76,14 +76,10 @@ def sidecar_bytes(entry: Entry, device_id: str) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def sidecar_metadata(entry: Entry, sidecar: bytes) -> dict[str, str]:
-    return {
-        "sample_id": _ascii(entry.id),
-        "kind": "sidecar",
-        "blob_sha256": hashlib.sha256(sidecar).hexdigest(),
-        "key_id": entry.key_id or "",
-        "plaintext_sha256": entry.plaintext_sha256 or "",
-    }
+def sidecar_metadata(sidecar: bytes) -> dict[str, str]:
+    """Only what a retry compares (``put_once``): the rest is in the sidecar itself, and every
+    metadata item costs the storage and the client work on each write."""
+    return {"blob_sha256": hashlib.sha256(sidecar).hexdigest()}
 
 
 def put_once(

@@ -92,7 +92,13 @@ class OutboxConfig(_Section):
         default="full",
         description="SQLite synchronous mode: 'full' survives power loss, 'normal' only crashes.",
     )
-    workers: int = Field(default=2, ge=1, le=16, description="Concurrent uploads.")
+    workers: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Upload workers; each keeps up to two samples in flight (a sample's sidecar "
+        "beside the next sample's envelope).",
+    )
     min_free_bytes: int = Field(
         default=64 * 1024**2,
         ge=0,

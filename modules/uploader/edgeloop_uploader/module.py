@@ -2,7 +2,7 @@
 methods ``getQueue``, ``flush``, ``retryQuarantined`` and ``setCredentials``.
 
 Inputs are accepted on the runtime thread (claim, budget, seal: a few milliseconds a sample);
-uploads run on ``outbox.workers`` background threads.
+uploads run on ``outbox.workers`` background threads, each with up to two samples in flight.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class UploaderModule(EdgeModule[UploaderConfig]):
     def stop(self) -> None:
         self._stop.set()
         if self.uploader is not None:
-            self.uploader.wake.set()
+            self.uploader.stop_uploads()
         deadline = time.monotonic() + 10.0  # an upload in flight finishes or is retried after restart
         for worker in self._workers:
             worker.join(timeout=max(0.0, deadline - time.monotonic()))
@@ -149,7 +149,7 @@ class UploaderModule(EdgeModule[UploaderConfig]):
             did = False
             if not self._paused:
                 try:
-                    did = uploader.upload_one()
+                    did = uploader.upload_ready() > 0
                 except Exception:
                     log.exception("upload worker failed; continuing")
             if not did:

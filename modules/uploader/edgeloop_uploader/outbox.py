@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS entries (
     notified INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS entries_state ON entries (state, priority DESC, created_at);
+-- Uploaded entries whose notice is not sent yet: a handful, among a week of done records.
+CREATE INDEX IF NOT EXISTS entries_unnotified ON entries (updated_at) WHERE state = 'done' AND notified = 0;
 CREATE TABLE IF NOT EXISTS sealed_data (
     id TEXT PRIMARY KEY,
     data BLOB NOT NULL
@@ -163,6 +165,15 @@ class OutboxDB:
         row = self._one("SELECT * FROM entries WHERE id = ?", entry_id)
         return Entry.from_row(row) if row else None
 
+    def existing_ids(self, ids: list[str]) -> set[str]:
+        """Those of ``ids`` that the outbox holds an entry for, in any state."""
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ", ".join("?" for _ in part)
+            found.update(str(r[0]) for r in self._all(f"SELECT id FROM entries WHERE id IN ({marks})", *part))
+        return found
+
     def insert(self, conn: sqlite3.Connection, **fields: Any) -> None:
         fields["info"] = json.dumps(fields.get("info", {}), separators=(",", ":"))
         columns = ", ".join(fields)
@@ -191,19 +202,25 @@ class OutboxDB:
 
     def claim_next(self, now: float) -> Entry | None:
         """Move the most urgent ready entry (highest priority, then oldest) to ``uploading``."""
+        claimed = self.claim_ready(now, limit=1)
+        return claimed[0] if claimed else None
+
+    def claim_ready(self, now: float, *, limit: int, share: int = 1) -> list[Entry]:
+        """Move up to ``limit`` of the most urgent ready entries to ``uploading``, in one
+        transaction. ``share`` workers take from the queue: while fewer than ``limit * share``
+        entries are ready, each takes its share of them, so no worker idles beside a full one."""
         with self.transaction() as conn:
-            row = conn.execute(
+            rows = conn.execute(
                 "SELECT * FROM entries WHERE state = ? AND sealed_path IS NOT NULL AND next_attempt_at <= ? "
-                "ORDER BY priority DESC, created_at, rowid LIMIT 1",
-                (QUEUED, now),
-            ).fetchone()
-            if row is None:
-                return None
-            conn.execute(
-                "UPDATE entries SET state = ?, updated_at = ? WHERE id = ?", (UPLOADING, now, row["id"])
+                "ORDER BY priority DESC, created_at, rowid LIMIT ?",
+                (QUEUED, now, limit * max(1, share)),
+            ).fetchall()
+            rows = rows[: min(limit, -(-len(rows) // max(1, share)))]
+            conn.executemany(
+                "UPDATE entries SET state = ?, updated_at = ? WHERE id = ?",
+                [(UPLOADING, now, row["id"]) for row in rows],
             )
-        entry = Entry.from_row(row)
-        return Entry(**{**entry.__dict__, "state": UPLOADING})
+        return [Entry(**{**Entry.from_row(row).__dict__, "state": UPLOADING}) for row in rows]
 
     def by_state(self, *states: str) -> list[Entry]:
         marks = ", ".join("?" for _ in states)
@@ -229,7 +246,12 @@ class OutboxDB:
         return [Entry.from_row(r) for r in rows]
 
     def unnotified(self) -> list[Entry]:
-        rows = self._all("SELECT * FROM entries WHERE state = ? AND notified = 0 ORDER BY updated_at", DONE)
+        # The partial index holds only these rows; without table statistics SQLite would pick
+        # entries_state and walk every done record of the last keep_done_s.
+        rows = self._all(
+            "SELECT * FROM entries INDEXED BY entries_unnotified "
+            "WHERE state = 'done' AND notified = 0 ORDER BY updated_at, priority DESC, created_at, rowid"
+        )
         return [Entry.from_row(r) for r in rows]
 
     def sealed_bytes(self, entry_id: str) -> bytes | None:
@@ -238,14 +260,24 @@ class OutboxDB:
 
     def finish(self, entry_id: str, *, state: str, now: float, reason: str | None = None) -> bool:
         """Move an entry to ``done`` or ``evicted`` and drop its envelope from the database."""
+        return self.finish_all([entry_id], state=state, now=now, reason=reason) == 1
+
+    def finish_all(self, ids: list[str], *, state: str, now: float, reason: str | None = None) -> int:
+        """``finish`` several entries in one transaction (all of them, or after a crash none);
+        returns how many changed state."""
         with self.transaction() as conn:
-            changed = conn.execute(
-                "UPDATE entries SET state = ?, updated_at = ?, last_error = ?, "
-                "size = CASE WHEN ? = 'evicted' THEN 0 ELSE size END WHERE id = ? AND state IN (?, ?, ?)",
-                (state, now, reason, state, entry_id, QUEUED, UPLOADING, QUARANTINED),
-            ).rowcount
-            conn.execute("DELETE FROM sealed_data WHERE id = ?", (entry_id,))
-        return changed == 1
+            changed = 0
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                marks = ", ".join("?" for _ in part)
+                changed += conn.execute(
+                    "UPDATE entries SET state = ?, updated_at = ?, last_error = ?, "
+                    "size = CASE WHEN ? = 'evicted' THEN 0 ELSE size END "
+                    f"WHERE id IN ({marks}) AND state IN (?, ?, ?)",
+                    (state, now, reason, state, *part, QUEUED, UPLOADING, QUARANTINED),
+                ).rowcount
+                conn.execute(f"DELETE FROM sealed_data WHERE id IN ({marks})", part)
+        return changed
 
     def mark_notified(self, ids: list[str]) -> None:
         with self.transaction() as conn:

@@ -7,6 +7,7 @@ worker threads) and by tests directly with a ``FakeClock`` and a ``MemoryContain
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import io
 import json
@@ -19,6 +20,7 @@ import threading
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +30,7 @@ from edgeloop.blobstore import (
     BlobAuthError,
     BlobContainer,
     BlobNotFoundError,
+    BlobStoreError,
     BlobUnavailableError,
     SampleBlobName,
     prediction_log_blob_name,
@@ -40,6 +43,7 @@ from edgeloop_uploader import blobs, observe, predlog
 from edgeloop_uploader.backoff import backoff_delay
 from edgeloop_uploader.claim import claim_file, fsync_dir, write_durably
 from edgeloop_uploader.config import UploaderConfig
+from edgeloop_uploader.lanes import Lanes
 from edgeloop_uploader.outbox import (
     DONE,
     EVICTED,
@@ -60,6 +64,15 @@ log = logging.getLogger(__name__)
 _IN_DATABASE_BYTES = 256 * 1024
 #: Up to this size sealing happens in memory and the envelope is kept for the upload (bounded cache).
 _IN_MEMORY_BYTES = 4 * 1024 * 1024
+#: Entries an upload worker takes at a time: claimed in one transaction, recorded done in one.
+_UPLOAD_BATCH = 8
+#: Samples of a worker's batch in flight at once: one's sidecar goes out beside the next one's
+#: envelope, so a worker has at most two requests in flight.
+_IN_FLIGHT = 2
+#: The storage (not an entry) failed: every upload backs off, no attempt is counted.
+_STORE_ERRORS = (BlobUnavailableError, BlobAuthError, BlobNotFoundError)
+#: The outcome of a batch's entry that was not started (the storage failed first, or a stop).
+_NOT_TRIED = object()
 Notify = Callable[[list[UploadedNotice]], None]
 
 
@@ -169,7 +182,13 @@ class Uploader:
         self._notice_lock = threading.Lock()
         self._sealed_cache = _SealedCache()
         self._pending: list[_PendingAccept] = []
+        self._pending_ids: set[str] = set()
         self._batching = False
+        self._known_ids: set[str] = set()  # of the batch being accepted, already in the outbox
+        self._held_base: int | None = None  # outbox bytes held, read once per batch (see _held)
+        self._notices_due = threading.Event()
+        self._lanes = Lanes()
+        self._stopping = threading.Event()
         self.wake = threading.Event()
 
     # -- helpers ---------------------------------------------------------------------------
@@ -265,8 +284,8 @@ class Uploader:
         return taken
 
     def _accept_selected(self, item: SelectedSample) -> bool:
-        if self.db.get(item.sample_id) is not None or any(
-            p.row["id"] == item.sample_id for p in self._pending
+        if item.sample_id in self._pending_ids or (
+            item.sample_id in self._known_ids if self._batching else self.db.get(item.sample_id) is not None
         ):
             self._count("duplicates")
             return False
@@ -307,6 +326,9 @@ class Uploader:
             plain.unlink(missing_ok=True)
             self._reject(item.sample_id, *_recording_failure(exc))
             return False
+        self._held_base = None  # this thread added to the outbox: read it again
+        if self._batching:
+            self._known_ids.add(item.sample_id)
         self._count("accepted")
         self._seal_if_possible(item.sample_id)
         self.wake.set()
@@ -398,22 +420,27 @@ class Uploader:
             **self._sealed_fields(target, result, info),
         }
         self._pending.append(_PendingAccept(row=row, data=data, info=info, result=result))
+        self._pending_ids.add(item.sample_id)
         if not self._batching:
             self._commit_pending()
         return True
 
     def accept_selected_batch(self, items: list[SelectedSample]) -> int:
-        """Accept several samples with one durable commit (a message from the filter holds a batch)."""
+        """Accept several samples with one durable commit (a message from the filter holds a batch).
+        When this returns, every sample it counts is on disk, sealed and recorded."""
         self._batching = True
+        self._known_ids = self.db.existing_ids([item.sample_id for item in items])
         try:
             taken = sum(1 for item in items if self.accept_selected(item))
         finally:
             self._batching = False
+            self._known_ids, self._held_base = set(), None
             self._commit_pending()
         return taken
 
     def _commit_pending(self) -> None:
         pending, self._pending = self._pending, []
+        self._pending_ids = set()
         if not pending:
             return
         try:
@@ -459,12 +486,23 @@ class Uploader:
         )
         return target, content_type, suffix
 
+    def _held(self, *, exact: bool) -> int:
+        """Bytes the outbox holds, with the samples waiting for their batch's commit. Within a
+        batch the database is read once: only uploads (which shrink it) run beside the runtime
+        thread that accepts, so that reading stays an upper bound until this thread inserts."""
+        if exact or not self._batching or self._held_base is None:
+            self._held_base = self.db.held_bytes()
+        return self._held_base + sum(p.row["size"] for p in self._pending)
+
     def _make_room(self, size: int, priority: int, created: float, new_id: str) -> bool:
         pending = sum(p.row["size"] for p in self._pending)
         if not self._room_on_disk(size + pending, new_id):
             return False
         budget = self.config.outbox.max_bytes
-        held = self.db.held_bytes() + pending
+        held = self._held(exact=False)
+        if held + size <= budget:
+            return True
+        held = self._held(exact=True)  # uploads may have made room since the batch began
         if held + size <= budget:
             return True
         if size <= budget:
@@ -688,34 +726,83 @@ class Uploader:
             conn.executemany("DELETE FROM predlog_pending WHERE seq = ?", [(s,) for s in seqs])
 
     # -- uploading -------------------------------------------------------------------------
-    def upload_one(self) -> bool:
-        """Upload the most urgent ready entry; False when there was nothing to do (or no store)."""
+    def upload_ready(self) -> int:
+        """Upload a few of the most urgent ready entries: claimed in one transaction, two
+        samples in flight at a time (one's sidecar beside the next one's envelope), recorded
+        done in one transaction. Returns how many were taken; 0 when nothing was ready (or
+        there is no usable store)."""
         store = self.storage.ready()
-        if store is None:
-            return False
-        entry = self.db.claim_next(self._now())
-        if entry is None:
-            return False
+        if store is None or self._stopping.is_set():
+            return 0
+        entries = self.db.claim_ready(self._now(), limit=_UPLOAD_BATCH, share=self.config.outbox.workers)
+        if entries:
+            self._settle(self._ship_batch(store, entries))
+        return len(entries)
+
+    def stop_uploads(self) -> None:
+        """Start no more uploads (a stop is under way): batches end after what is in flight."""
+        self._stopping.set()
+        self.wake.set()
+
+    def _ship_batch(self, store: BlobContainer, entries: list[Entry]) -> list[tuple[Entry, object]]:
+        """Each entry with its outcome: None (uploaded), the exception, or ``_NOT_TRIED``."""
+        jobs: list[tuple[Entry, Future[None]]] = []
+        store_failed = threading.Event()
+        envelope_sent: threading.Event | None = None
+        for entry in entries:
+            if envelope_sent is not None:
+                envelope_sent.wait()  # a sample's envelope is out before the next one's starts
+            if len(jobs) >= _IN_FLIGHT:
+                wait([jobs[-_IN_FLIGHT][1]])
+            if store_failed.is_set() or self._stopping.is_set():
+                break
+            envelope_sent = threading.Event()
+            job = functools.partial(self._ship_job, store, entry, envelope_sent, store_failed)
+            jobs.append((entry, self._lanes.submit(job)))
+        outcomes: list[tuple[Entry, object]] = [(entry, future.exception()) for entry, future in jobs]
+        return outcomes + [(entry, _NOT_TRIED) for entry in entries[len(jobs) :]]
+
+    def _ship_job(
+        self,
+        store: BlobContainer,
+        entry: Entry,
+        envelope_sent: threading.Event,
+        store_failed: threading.Event,
+    ) -> None:
         try:
-            self._ship(store, entry)
-        except CorruptEntryError as exc:
-            self._quarantine(entry, str(exc))
-        except blobs.ConflictError as exc:
-            self._quarantine(entry, str(exc))
-        except (BlobUnavailableError, BlobAuthError) as exc:
-            self.db.update(entry.id, expect_state=UPLOADING, state=QUEUED, updated_at=self._now())
-            self._count("store_errors")
-            self.storage.failed(exc)
-        except BlobNotFoundError as exc:  # the container is missing: not this entry's fault
-            self.db.update(entry.id, expect_state=UPLOADING, state=QUEUED, updated_at=self._now())
-            self._count("store_errors")
-            self.storage.failed(exc)
-        except Exception as exc:
-            self._failed_attempt(entry, exc)
-        else:
+            self._ship(store, entry, envelope_sent.set)
+        except _STORE_ERRORS:
+            store_failed.set()
+            raise
+        finally:
+            envelope_sent.set()
+
+    def _settle(self, outcomes: list[tuple[Entry, object]]) -> None:
+        """Record what a batch came to. A crash-like exception (not an ``Exception``) is raised
+        before anything is recorded: the whole batch is then redelivered after a restart."""
+        for _entry, outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome
+        uploaded = [entry for entry, outcome in outcomes if outcome is None]
+        if uploaded:
             self.storage.succeeded()
-            self._done(entry)
-        return True
+            self._done(uploaded)
+        store_error: BlobStoreError | None = None
+        for entry, outcome in outcomes:
+            if outcome is None:
+                continue
+            if outcome is _NOT_TRIED:
+                self.db.update(entry.id, expect_state=UPLOADING, state=QUEUED, updated_at=self._now())
+            elif isinstance(outcome, (CorruptEntryError, blobs.ConflictError)):
+                self._quarantine(entry, str(outcome))
+            elif isinstance(outcome, _STORE_ERRORS):  # the storage failed, not this entry
+                self.db.update(entry.id, expect_state=UPLOADING, state=QUEUED, updated_at=self._now())
+                self._count("store_errors")
+                store_error = store_error or outcome
+            elif isinstance(outcome, Exception):
+                self._failed_attempt(entry, outcome)
+        if store_error is not None:
+            self.storage.failed(store_error)
 
     def _read_sealed(self, entry: Entry) -> bytes:
         cached = self._sealed_cache.pop(entry.id)
@@ -735,33 +822,46 @@ class Uploader:
             raise CorruptEntryError("sealed file damaged on disk (sha256 differs from when it was sealed)")
         return data
 
-    def _ship(self, store: BlobContainer, entry: Entry) -> None:
+    def _ship(
+        self, store: BlobContainer, entry: Entry, envelope_written: Callable[[], None] | None = None
+    ) -> None:
+        """Write an entry's envelope, then its sidecar (``envelope_written`` is called between)."""
         started = time.perf_counter()
         with observe.upload_span(entry.id, entry.blob_name, entry.info.get("traceparent")) as stage:
-            self._ship_traced(store, entry, stage.traceparent)
+            self._ship_traced(store, entry, stage.traceparent, envelope_written)
         observe.record_upload(time.perf_counter() - started)
 
-    def _ship_traced(self, store: BlobContainer, entry: Entry, traceparent: str | None) -> None:
+    def _ship_traced(
+        self,
+        store: BlobContainer,
+        entry: Entry,
+        traceparent: str | None,
+        envelope_written: Callable[[], None] | None,
+    ) -> None:
         data = self._read_sealed(entry)
         metadata = blobs.envelope_metadata(entry, self.device_id)
         if traceparent:  # the cloud continues the trace from the upload
             metadata["traceparent"] = traceparent
         self._count_put(blobs.put_once(store, entry.blob_name, data, metadata, blobs.SEALED_CONTENT_TYPE))
-        if entry.sidecar_name and self.config.storage.sidecar:
-            sidecar = blobs.sidecar_bytes(entry, self.device_id)
-            side_meta = blobs.sidecar_metadata(entry, sidecar)
+        if envelope_written is not None:
+            envelope_written()
+        if entry.sidecar_name and self.config.storage.sidecar:  # after the envelope: a sidecar
+            sidecar = blobs.sidecar_bytes(entry, self.device_id)  # present means its sample is complete
+            side_meta = blobs.sidecar_metadata(sidecar)
             self._count_put(blobs.put_once(store, entry.sidecar_name, sidecar, side_meta, "application/json"))
         self._count("uploaded_bytes", len(data))
 
     def _count_put(self, outcome: str) -> None:
         self._count("blobs_written" if outcome == "written" else outcome)
 
-    def _done(self, entry: Entry) -> None:
-        now = self._now()
-        self.db.finish(entry.id, state=DONE, now=now)
-        _remove_files(entry)
-        self._count("uploaded")
-        self._count(f"uploaded_{entry.kind}")
+    def _done(self, entries: list[Entry]) -> None:
+        """Record a batch's uploads in one commit, then remove their files and send the notices."""
+        self.db.finish_all([entry.id for entry in entries], state=DONE, now=self._now())
+        for entry in entries:
+            _remove_files(entry)
+        self._count("uploaded", len(entries))
+        for kind, count in Counter(entry.kind for entry in entries).items():
+            self._count(f"uploaded_{kind}", count)
         self.send_notices()
 
     def _failed_attempt(self, entry: Entry, exc: Exception) -> None:
@@ -793,21 +893,34 @@ class Uploader:
         log.error("quarantined %s: %s", entry.id, reason)
 
     def send_notices(self) -> int:
-        """Send ``uploaded`` notices not yet sent (the hub may have been away)."""
+        """Send ``uploaded`` notices not yet sent (the hub may have been away); returns how many
+        this call sent. One sender at a time, so no notice goes twice; a caller that finds
+        another one sending leaves its notices to it (the sender looks again before it stops)."""
         if self.notify is None:
             return 0
-        with self._notice_lock:  # one sender at a time, so no notice goes twice
-            pending = self.db.unnotified()
-            if not pending:
-                return 0
-            notices = [self._notice(entry) for entry in pending]
+        self._notices_due.set()
+        sent = 0
+        while self._notices_due.is_set() and self._notice_lock.acquire(blocking=False):
             try:
-                self.notify(notices)
-            except Exception as exc:
-                self._count("notice_errors")
-                log.warning("uploaded notices not sent yet (%s); will retry", exc)
-                return 0
-            self.db.mark_notified([entry.id for entry in pending])
+                while self._notices_due.is_set():
+                    self._notices_due.clear()
+                    sent += self._send_unnotified(self.notify)
+            finally:
+                self._notice_lock.release()
+        return sent
+
+    def _send_unnotified(self, notify: Notify) -> int:
+        pending = self.db.unnotified()
+        if not pending:
+            return 0
+        notices = [self._notice(entry) for entry in pending]
+        try:
+            notify(notices)
+        except Exception as exc:
+            self._count("notice_errors")
+            log.warning("uploaded notices not sent yet (%s); will retry", exc)
+            return 0
+        self.db.mark_notified([entry.id for entry in pending])
         self._count("notices_sent", len(notices))
         return len(notices)
 
@@ -910,6 +1023,8 @@ class Uploader:
         }
 
     def close(self) -> None:
+        self._stopping.set()
+        self._lanes.close()
         self.db.close()
 
 

@@ -88,6 +88,11 @@ class Azurite:
         return f"http://{self.host}:{self.port}/{ACCOUNT_NAME}"
 
     @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (benchmarks read its CPU time)."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
