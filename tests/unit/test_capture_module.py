@@ -2,54 +2,21 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from edgeloop_capture import CaptureModule
 from edgeloop_capture.config import parse_source
 from edgeloop_capture.testing import write_images, write_video
 
 from edgeloop.contracts import FrameRef
 from edgeloop.errors import HubError
-from edgeloop.runtime import ModuleRuntime, OutboundMessage
+from edgeloop.runtime import OutboundMessage
 from edgeloop.runtime.fake import FakeHubClient
 from tests.support import wait_for
-
-
-class Capture:
-    def __init__(self, root: Path, desired: dict[str, Any], hub: FakeHubClient | None = None) -> None:
-        self.root = root
-        self.hub = hub or FakeHubClient(desired)
-        self.hub.desired.update(desired)
-        self.module = CaptureModule(root)
-        self.runtime = ModuleRuntime(self.module, client=self.hub, tick_interval=0.05)
-        self.thread = threading.Thread(target=self.runtime.run)
-
-    def __enter__(self) -> Capture:
-        self.thread.start()
-        wait_for(lambda: self.module.ctx is not None)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.runtime.request_stop("test over")
-        self.thread.join(15)
-
-    def frames(self) -> list[FrameRef]:
-        return [item for item in self.hub.sent_items("frames") if isinstance(item, FrameRef)]
-
-    def by_source(self, sid: str) -> list[FrameRef]:
-        return [f for f in self.frames() if f.source_id == sid]
-
-    def reported_source(self, sid: str) -> dict[str, Any]:
-        return dict(self.hub.reported.get("sources", {}).get(sid, {}))
-
-    def call(self, name: str, payload: Any = None) -> tuple[int, Any]:
-        response = self.hub.call_method(name, payload)
-        return response.status, response.payload
+from tests.unit.capture_support import Capture
 
 
 def video(sid: str = "cam", **extra: Any) -> dict[str, Any]:

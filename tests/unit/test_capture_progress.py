@@ -21,11 +21,11 @@ from edgeloop_capture.progress import CursorMark, FileCursor, FileIdentity, Ledg
 from edgeloop_capture.progress_book import FILE_NAME, ProgressBook
 from edgeloop_capture.testing import write_images, write_sensor_csv, write_video
 
-from edgeloop.contracts import FrameRef
 from edgeloop.errors import HubError
-from edgeloop.runtime import ModuleRuntime, OutboundMessage
+from edgeloop.runtime import OutboundMessage
 from edgeloop.runtime.fake import FakeHubClient
 from tests.support import wait_for
+from tests.unit import capture_support
 
 
 class KilledHub(FakeHubClient):
@@ -48,36 +48,13 @@ class KilledHub(FakeHubClient):
         super().send(message)
 
 
-class Capture:
+class Capture(capture_support.Capture):
     """One life of the capture module on ``state``."""
 
     def __init__(
         self, root: Path, state: Path | None, desired: dict[str, Any], hub: FakeHubClient | None = None
     ) -> None:
-        self.root = root
-        self.hub = hub or FakeHubClient()
-        self.hub.desired.update(desired)
-        self.module = CaptureModule(root, progress=ProgressBook.in_folder(state))
-        self.runtime = ModuleRuntime(self.module, client=self.hub, tick_interval=0.05)
-        self.thread = threading.Thread(target=self.runtime.run)
-
-    def __enter__(self) -> Capture:
-        self.thread.start()
-        wait_for(lambda: self.module.ctx is not None)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.runtime.request_stop("test over")
-        self.thread.join(15)
-
-    def frames(self) -> list[FrameRef]:
-        return [item for item in self.hub.sent_items("frames") if isinstance(item, FrameRef)]
-
-    def attr(self, name: str) -> list[str]:
-        return [f.attributes[name] for f in self.frames()]
-
-    def state(self, sid: str) -> str:
-        return str(self.module.source_health().get(sid, {}).get("state"))
+        super().__init__(root, desired, hub, progress=ProgressBook.in_folder(state))
 
     def at_end(self, sid: str) -> bool:
         """The file source reached the end of its file and everything it read is sent."""
