@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +15,7 @@ from edgeloop.clock import Clock
 from edgeloop.contracts import UploadedNotice
 from edgeloop.runtime import EdgeModule, ModuleRuntime
 from edgeloop.runtime.fake import FakeHubClient
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.02)
+from tests.support import wait_for
 
 
 class InProcess:
@@ -41,7 +29,7 @@ class InProcess:
 
     def start(self) -> InProcess:
         self.thread.start()
-        wait_for(lambda: self.runtime._running, what=f"{self.module.name} to start")
+        wait_for(lambda: self.runtime._running, 20.0, what=f"{self.module.name} to start")
         return self
 
     def stop(self) -> None:

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from tests.reliability.conftest import AreaLedger
-from tests.reliability.harness import UploaderInProcess, wait_for
+from tests.reliability.harness import UploaderInProcess
+from tests.support import wait_for
 from tests.unit.uploader_support import public_pem, selected
 
 DESIRED: dict[str, Any] = {
@@ -110,7 +111,9 @@ def _feed(running: UploaderInProcess, prefix: str, count: int) -> list[str]:
 
 
 def _all_uploaded_once(running: UploaderInProcess, expected: list[str], ledger: AreaLedger) -> None:
-    wait_for(lambda: set(running.uploaded_ids()) >= set(expected), what="every accepted sample uploaded")
+    wait_for(
+        lambda: set(running.uploaded_ids()) >= set(expected), 20.0, what="every accepted sample uploaded"
+    )
     uploaded = running.uploaded_ids()
     lost = len(set(expected) - set(uploaded))
     ledger.record(lost=lost)
@@ -159,20 +162,20 @@ def test_bad_twin_patches_are_rejected_with_the_reason_and_the_last_good_config_
 ) -> None:
     # given
     accepted = _feed(uploader, "01BEFORE", 5)
-    wait_for(lambda: uploader.reported().get("configVersion") == 1, what="the first config reported")
+    wait_for(lambda: uploader.reported().get("configVersion") == 1, 20.0, what="the first config reported")
     good = uploader.reported()["config"]
     # when / then: one bad patch at a time
     for patch, names in PATCH_CORPUS:
         uploader.hub.patch_desired(patch)
         version = uploader.hub.desired["$version"]
-        error = wait_for(partial(_rejection, uploader, version), what=f"the rejection of {patch!r:.60}")
+        error = wait_for(partial(_rejection, uploader, version), 20.0, what=f"the rejection of {patch!r:.60}")
         assert names in error["reason"], f"{patch!r:.80} rejected with {error['reason']:.200}"
         assert uploader.reported()["config"] == good
         assert uploader.reported()["configVersion"] == 1
     ledger.record(inputs=len(PATCH_CORPUS))
     # then: a good patch is still applied, and nothing accepted was lost
     uploader.hub.patch_desired({**DESIRED, "retry": {**DESIRED["retry"], "max_attempts": 3}})
-    wait_for(lambda: uploader.reported()["config"]["retry"]["max_attempts"] == 3, what="a good patch")
+    wait_for(lambda: uploader.reported()["config"]["retry"]["max_attempts"] == 3, 20.0, what="a good patch")
     assert uploader.reported().get("configError") is None
     accepted += _feed(uploader, "01AFTER", 5)
     _all_uploaded_once(uploader, accepted, ledger)
@@ -189,7 +192,9 @@ def test_bodies_that_are_not_contracts_are_dropped_and_counted(
     ledger.record(inputs=len(BODY_CORPUS))
     # then
     wait_for(
-        lambda: uploader.runtime.counters["messages_rejected"] == len(BODY_CORPUS), what="every body rejected"
+        lambda: uploader.runtime.counters["messages_rejected"] == len(BODY_CORPUS),
+        20.0,
+        what="every body rejected",
     )
     assert uploader.alive
     assert uploader.runtime.counters["handle_input_errors"] == 0
@@ -211,7 +216,7 @@ def test_sample_paths_outside_the_volume_never_pass_the_contract(
     # when
     uploader.hub.push_raw_input("selected", json.dumps(wire).encode())
     # then
-    wait_for(lambda: uploader.runtime.counters["messages_rejected"] == 1, what="the body rejected")
+    wait_for(lambda: uploader.runtime.counters["messages_rejected"] == 1, 20.0, what="the body rejected")
     assert uploader.uploaded_ids() == []
     assert uploader.alive
 
