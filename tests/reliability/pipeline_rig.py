@@ -31,13 +31,13 @@ from edgeloop.blobstore import parse_sample_blob_name
 from edgeloop.devhub.control import ControlError
 from edgeloop.devhub.testing import HubProcess, ModuleProcess
 from edgeloop.devtools.azurite import Azurite
-from edgeloop.envelope import EnvelopeContext, EnvelopeError, PrivateKeyring, PublicKey, open_bytes
+from edgeloop.envelope import EnvelopeContext, EnvelopeError
 from tests import model_factory as mf
 from tests.conftest import REPO_ROOT
 from tests.integration.modules.manifests import manifest
+from tests.reliability.rig import CloudSide
 
 MODULES = ("capture", "inference", "filter", "uploader")
-CONTAINER = "data"
 SOURCE = "stream"
 #: Selected: predicted 0, 1 or 2 (about 30 %). Predicted 3: its strategy's budget is spent
 #: (over_budget). Anything else: no_strategy_matched.
@@ -200,9 +200,7 @@ class PipelineRig:
         self.module_factory = module_factory
         self.count = frames
         self.fps = fps
-        self.keyring = PrivateKeyring()
-        self.keyring.add(private_key)
-        pem = PublicKey(private_key.public_key(), "").pem().decode("ascii")
+        self.cloud = CloudSide(azurite, private_key)
         self.samples = tmp_path / "samples"
         self.outbox = tmp_path / "outbox"
         models = tmp_path / "models"
@@ -220,14 +218,7 @@ class PipelineRig:
             },
             "inference": {"providers": ["cpu"], "batching": {"maxBatch": 8, "maxWaitMs": 10}},
             "filter": {"policy": POLICY},
-            "uploader": {
-                "encryption": {"public_key_pem": pem},
-                "storage": {"connection_string": azurite.connection_string, "container": CONTAINER,
-                            "timeout_s": 5},
-                "retry": {"initial_backoff_s": 0.2, "max_backoff_s": 1.0, "max_attempts": 1000},
-                "outbox": {"durability": "full"},
-                "prediction_log": {"enabled": True},
-            },
+            "uploader": {**self.cloud.uploader_desired(), "prediction_log": {"enabled": True}},
         }  # fmt: skip
         doc = manifest(list(MODULES), {**template_routes(), **OBSERVED}, desired=desired)
         self.hub = hub_factory(doc)
@@ -295,14 +286,7 @@ class PipelineRig:
         return module
 
     def blob_names(self) -> list[str]:
-        from azure.storage.blob import BlobServiceClient
-
-        try:
-            service = BlobServiceClient.from_connection_string(self.azurite.connection_string)
-            names = [b.name for b in service.get_container_client(CONTAINER).list_blobs()]
-        except Exception:  # the container does not exist yet
-            return []
-        return [n for n in names if _is_sample_blob(n)]
+        return [n for n in self.cloud.blob_names() if _is_sample_blob(n)]
 
     def settle(self, timeout: float = 150.0, stall_s: float = 30.0) -> Settled:
         """Wait until capture has announced every file, every frame announced is scored, every
@@ -334,13 +318,8 @@ class PipelineRig:
         return self.check()
 
     def check(self) -> Settled:
-        from azure.storage.blob import BlobServiceClient
-
         seen = self.observe()
         names = self.blob_names()
-        container = BlobServiceClient.from_connection_string(
-            self.azurite.connection_string
-        ).get_container_client(CONTAINER)
         opened: set[str] = set()
         problems: list[str] = []
         for name in names:
@@ -351,9 +330,7 @@ class PipelineRig:
                 continue
             expected = EnvelopeContext(parts.sample_id, parts.device_id, frame.get("content_type") or "")
             try:
-                plain = open_bytes(
-                    container.download_blob(name).readall(), keyring=self.keyring, expected=expected
-                )
+                plain = self.cloud.open(name, expected)
             except EnvelopeError as exc:
                 problems.append(f"{name}: {exc}")
                 continue

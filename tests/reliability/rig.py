@@ -71,6 +71,49 @@ class Settled:
         return sum(n - 1 for n in self.announced.values() if n > 1)
 
 
+class CloudSide:
+    """What the rigs check against: the uploader's storage and key settings for this Azurite and
+    cloud key pair, the container's blobs, and opening them with the cloud's private key."""
+
+    def __init__(self, azurite: Azurite, private_key: rsa.RSAPrivateKey) -> None:
+        self.azurite = azurite
+        self.keyring = PrivateKeyring()
+        self.keyring.add(private_key)
+        self.public_pem = PublicKey(private_key.public_key(), "").pem().decode("ascii")
+
+    def uploader_desired(self) -> dict[str, Any]:
+        """The uploader's twin sections: this key, this Azurite, quick retries, full durability."""
+        return {
+            "encryption": {"public_key_pem": self.public_pem},
+            "storage": {
+                "connection_string": self.azurite.connection_string,
+                "container": CONTAINER,
+                "timeout_s": 5,
+            },
+            "retry": {"initial_backoff_s": 0.2, "max_backoff_s": 1.0, "max_attempts": 1000},
+            "outbox": {"durability": "full"},
+        }
+
+    def container(self) -> Any:
+        from azure.storage.blob import BlobServiceClient
+
+        service = BlobServiceClient.from_connection_string(self.azurite.connection_string)
+        return service.get_container_client(CONTAINER)
+
+    def blob_names(self) -> list[str]:
+        """Every blob's name; none while the container does not exist yet or Azurite is down."""
+        try:
+            return [b.name for b in self.container().list_blobs()]
+        except Exception:
+            return []
+
+    def open(self, name: str, expected: EnvelopeContext) -> bytes:
+        """The plaintext of blob ``name``. Raises ``EnvelopeError``."""
+        return open_bytes(
+            self.container().download_blob(name).readall(), keyring=self.keyring, expected=expected
+        )
+
+
 class UploaderRig:
     def __init__(
         self,
@@ -85,19 +128,8 @@ class UploaderRig:
         self.tmp = tmp_path
         self.azurite = azurite
         self.module_factory = module_factory
-        self.keyring = PrivateKeyring()
-        self.keyring.add(private_key)
-        pem = PublicKey(private_key.public_key(), "").pem().decode("ascii")
-        uploader_desired: dict[str, Any] = {
-            "encryption": {"public_key_pem": pem},
-            "storage": {
-                "connection_string": azurite.connection_string,
-                "container": CONTAINER,
-                "timeout_s": 5,
-            },
-            "retry": {"initial_backoff_s": 0.2, "max_backoff_s": 1.0, "max_attempts": 1000},
-            "outbox": {"durability": "full"},
-        }
+        self.cloud = CloudSide(azurite, private_key)
+        uploader_desired = self.cloud.uploader_desired()
         for section, values in (desired or {}).items():
             uploader_desired.setdefault(section, {}).update(values)
         doc = manifest(
@@ -160,13 +192,7 @@ class UploaderRig:
         return [json.loads(line)["sample_id"] for line in lines if line.strip()]
 
     def blob_names(self) -> list[str]:
-        from azure.storage.blob import BlobServiceClient
-
-        try:
-            service = BlobServiceClient.from_connection_string(self.azurite.connection_string)
-            return [b.name for b in service.get_container_client(CONTAINER).list_blobs()]
-        except Exception:  # the container does not exist yet, or Azurite is down
-            return []
+        return self.cloud.blob_names()
 
     def announced(self) -> Counter[str]:
         seen: Counter[str] = Counter()
@@ -217,24 +243,18 @@ class UploaderRig:
             conn.close()
 
     def check(self) -> Settled:
-        from azure.storage.blob import BlobServiceClient
-
         fed = self.fed()
         names = [n for n in self.blob_names() if n.endswith(".elenv")]
         blobs = Counter(_sample_of(n) for n in names)
-        container = BlobServiceClient.from_connection_string(
-            self.azurite.connection_string
-        ).get_container_client(CONTAINER)
         opened: set[str] = set()
         problems: list[str] = []
         for name in names:
             sample_id = _sample_of(name)
-            data = container.download_blob(name).readall()
             expected = EnvelopeContext(
                 sample_id=sample_id, device_id=_device_of(name), content_type="image/jpeg"
             )
             try:
-                plain = open_bytes(data, keyring=self.keyring, expected=expected)
+                plain = self.cloud.open(name, expected)
             except EnvelopeError as exc:
                 problems.append(f"{name}: {exc}")
                 continue

@@ -27,7 +27,7 @@ from edgeloop.devtools.azurite import Azurite
 from tests.conftest import REPO_ROOT, subprocess_env
 from tests.integration.conftest import HubFactory, ModuleFactory
 from tests.reliability.conftest import AreaLedger
-from tests.reliability.rig import CONTAINER, UploaderRig
+from tests.reliability.rig import UploaderRig
 from tests.support import wait_for
 
 TMPFS_BYTES = 16 << 20  # the outbox's whole disk
@@ -80,10 +80,7 @@ class FullDiskRig(UploaderRig):
         self.procs["uploader"] = proc
 
     def container_exists(self) -> bool:
-        from azure.storage.blob import BlobServiceClient
-
-        service = BlobServiceClient.from_connection_string(self.azurite.connection_string)
-        return bool(service.get_container_client(CONTAINER).exists())
+        return bool(self.cloud.container().exists())
 
     @property
     def outbox_seen_from_outside(self) -> Path:
