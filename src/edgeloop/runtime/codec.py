@@ -52,6 +52,12 @@ class InboundMessage:
     message_id: str | None = None
     content_type: str | None = None
 
+    @property
+    def key(self) -> tuple[str, str] | None:
+        """(input name, message id): what tells one delivery of a message from another one's,
+        to acknowledge it or drop a copy; None for a message without an id."""
+        return (self.input_name, self.message_id) if self.message_id else None
+
 
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

@@ -116,17 +116,16 @@ class SdkHubClient:
             data = message.data
             body = data if isinstance(data, bytes) else str(data).encode("utf-8")
             props = {str(k): str(v) for k, v in (message.custom_properties or {}).items()}
-            if self._acks is not None and message.message_id:
-                self._acks.delivered((message.input_name or "", str(message.message_id)))
-            on_input(
-                InboundMessage(
-                    input_name=message.input_name or "",
-                    body=body,
-                    properties=props,
-                    message_id=message.message_id,
-                    content_type=message.content_type,
-                )
+            inbound = InboundMessage(
+                input_name=message.input_name or "",
+                body=body,
+                properties=props,
+                message_id=message.message_id,
+                content_type=message.content_type,
             )
+            if self._acks is not None and inbound.key is not None:
+                self._acks.delivered(inbound.key)
+            on_input(inbound)
 
         def _method(request: Any) -> None:
             on_method(
@@ -146,8 +145,8 @@ class SdkHubClient:
             self._sweeper.start()
 
     def acknowledge(self, message: InboundMessage) -> None:
-        if self._acks is not None and message.message_id:
-            self._acks.release((message.input_name, message.message_id))
+        if self._acks is not None and message.key is not None:
+            self._acks.release(message.key)
 
     def _sweep(self) -> None:
         acks = self._acks

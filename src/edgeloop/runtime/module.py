@@ -320,10 +320,9 @@ class ModuleRuntime(Generic[C]):
             if not self._copy_in_hand(message):
                 self.acknowledge(message)
             return
-        key = (message.input_name, message.message_id) if message.message_id else None
-        if key is not None and self.module.acknowledges_inputs:
+        if message.key is not None and self.module.acknowledges_inputs:
             with self._in_hand_lock:
-                self._in_hand[key] = 0
+                self._in_hand[message.key] = 0
         if self._take_input(message) and self.module.acknowledges_inputs:
             return  # the module acknowledges it when its work on it is done
         self.acknowledge(message)
@@ -331,19 +330,18 @@ class ModuleRuntime(Generic[C]):
     def _copy_in_hand(self, message: InboundMessage) -> bool:
         """True when the module still works on the original of this copy: acknowledging the
         copy now would let a kill lose the message, so it is acknowledged with the original."""
-        key = (message.input_name, message.message_id or "")
         with self._in_hand_lock:
-            if key not in self._in_hand:
+            if message.key not in self._in_hand:
                 return False
-            self._in_hand[key] += 1
+            self._in_hand[message.key] += 1
             return True
 
     def _seen_before(self, message: InboundMessage) -> bool:
         """True for a message id this process has handled: the hub sent it again (its
         acknowledgement was lost with a connection, or came too late) or a sender retried it."""
-        if not message.message_id:
+        key = message.key
+        if key is None:
             return False
-        key = (message.input_name, message.message_id)
         if key in self._recent_ids:
             return True
         self._recent_ids[key] = None
@@ -368,13 +366,7 @@ class ModuleRuntime(Generic[C]):
                 self.counters["messages_rejected"] += 1
                 return False
         self.counters["items_in"] += len(items)
-        try:
-            self.module.handle_input(message.input_name, items, message)
-        except Exception:
-            self.counters["handle_input_errors"] += 1
-            log.exception("module %s failed in handle_input", self.module_id)
-            return False
-        return True
+        return self._guarded("handle_input", self.module.handle_input, message.input_name, items, message)
 
     def _on_patch(self, patch: dict[str, Any]) -> None:
         version = patch.get("$version")
@@ -417,12 +409,16 @@ class ModuleRuntime(Generic[C]):
         except HubError:
             log.warning("could not answer method %s", call.name, exc_info=True)
 
-    def _guarded(self, what: str, fn: Any, *args: Any) -> None:
+    def _guarded(self, what: str, fn: Any, *args: Any) -> bool:
+        """Call a module hook; an exception is logged and counted as ``<what>_errors``.
+        Returns whether the hook returned normally."""
         try:
             fn(*args)
         except Exception:
             self.counters[f"{what}_errors"] += 1
             log.exception("module %s failed in %s", self.module_id, what)
+            return False
+        return True
 
     # -- services for the module -----------------------------------------------------------
     def send(self, output: str, items: Sequence[Contract], *, max_batch: int = 64) -> int:
@@ -457,9 +453,9 @@ class ModuleRuntime(Generic[C]):
         """Let the hub forget an input message, and the copies of it that came while the module
         held it (thread-safe); failures are logged and counted."""
         copies = 0
-        if message.message_id:
+        if message.key is not None:
             with self._in_hand_lock:
-                copies = self._in_hand.pop((message.input_name, message.message_id), 0)
+                copies = self._in_hand.pop(message.key, 0)
         for _ in range(1 + copies):
             self._acknowledge_one(message)
 
