@@ -23,10 +23,10 @@ from apscheduler.triggers.date import DateTrigger
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgeloop.contracts import Contract, Prediction, SelectedSample, Summary
+from edgeloop.recent import RecentIds
 from edgeloop.runtime import EdgeModule, InboundMessage, MethodRegistry, ModuleContext, NoPayload
 from edgeloop_filter import observe
 from edgeloop_filter.config import FilterConfig
-from edgeloop_filter.decided import RecentIds
 from edgeloop_filter.engine import Engine
 from edgeloop_filter.policy import Policy, parse_policy
 from edgeloop_filter.state import MemoryStateStore, StateStore
@@ -78,7 +78,7 @@ class FilterModule(EdgeModule[FilterConfig]):
         self._window_base: tuple[int, Counter[str], Counter[str]] = (0, Counter(), Counter())
         self._gate_state: dict[str, bool] = {}
         self._transition_due = threading.Event()
-        self.decided = RecentIds(self.config.redelivery_memory)
+        self.decided: RecentIds[str] = RecentIds(self.config.redelivery_memory)
         self._unsaved: list[InboundMessage] = []
         self._saved_totals = _Totals()
 

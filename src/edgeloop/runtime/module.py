@@ -16,7 +16,7 @@ import os
 import queue
 import signal
 import threading
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ import edgeloop
 from edgeloop.clock import Clock, SystemClock
 from edgeloop.contracts import Contract
 from edgeloop.errors import ConfigError, ContractError, HubConnectionError, HubError
+from edgeloop.recent import RecentIds
 from edgeloop.runtime.codec import InboundMessage, OutboundMessage, decode_each, encode
 from edgeloop.runtime.config import ConfigState
 from edgeloop.runtime.hub import HubClient, MethodCall
@@ -182,7 +183,7 @@ class ModuleRuntime(Generic[C]):
         self.ctx: ModuleContext[C] = ModuleContext(self)
         self._events: queue.Queue[_Event] = queue.Queue()
         self._held: deque[_Input] = deque()
-        self._recent_ids: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._recent_ids: RecentIds[tuple[str, str]] = RecentIds(_RECENT_IDS)
         # Messages a module that acknowledges itself has not acknowledged yet, and how many
         # copies of each came meanwhile (acknowledged with the original, not before).
         self._in_hand: dict[tuple[str, str], int] = {}
@@ -344,9 +345,7 @@ class ModuleRuntime(Generic[C]):
             return False
         if key in self._recent_ids:
             return True
-        self._recent_ids[key] = None
-        if len(self._recent_ids) > _RECENT_IDS:
-            self._recent_ids.popitem(last=False)
+        self._recent_ids.add(key)
         return False
 
     def _take_input(self, message: InboundMessage) -> bool:

@@ -1,8 +1,8 @@
-"""The filter's memory of recently decided sample ids."""
+"""The bounded memory of recent ids (the filter's decided sample ids, the runtime's message ids)."""
 
 from __future__ import annotations
 
-from edgeloop_filter.decided import RecentIds
+from edgeloop.recent import RecentIds
 
 
 def test_the_oldest_ids_are_forgotten_first() -> None:
