@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from edgeloop.statefile import write_json_atomically
 from edgeloop_capture.progress import Position, ProgressFormatError
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class ProgressBook:
                 return False
             doc = self._document()
             try:
-                _write_atomic(self.path, doc)
+                write_json_atomically(self.path, doc)
             except OSError as exc:
                 self._dirty = True
                 self.write_errors += 1
@@ -187,17 +187,3 @@ class ProgressBook:
                 os.replace(self.path, self.path.with_name(self.path.name + ".corrupt"))
             except OSError:
                 log.warning("cannot set %s aside", self.path, exc_info=True)
-
-
-def _write_atomic(path: Path, doc: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, separators=(",", ":"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
