@@ -119,7 +119,7 @@ def _timings(seed: int) -> dict[str, float]:
     return {
         "train_and_export_s": statistics.median(train_s),
         "gate_evaluate_s": statistics.median(eval_s),
-        "train_examples": len(scenario.base) + BUDGET * TrainingParams().new_sample_repeat,
+        "train_examples": len(scenario.base) + BUDGET,
         "holdout_items": len(hold),
     }
 

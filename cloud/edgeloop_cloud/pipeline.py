@@ -26,7 +26,7 @@ from edgeloop_cloud.gate import EvalItem, Evaluation, GateDecision, decide, eval
 from edgeloop_cloud.registry import Champion, Registry
 from edgeloop_cloud.runs import Run, RunLedger, make_run_id
 from edgeloop_cloud.samples import SampleOpener, SampleRef, decode_image, fetch_plaintext, find_samples
-from edgeloop_cloud.training import Example, default_preprocess, in_holdout, train
+from edgeloop_cloud.training import Example, default_preprocess, train
 from edgeloop_cloud.trigger import TriggerDecision, TriggerFacts, evaluate_policy
 
 log = logging.getLogger(__name__)
@@ -203,15 +203,20 @@ def execute_run(
         unknown_label_ids=inventory.unknown_label_ids,
         label_problems=inventory.labels.problems,
     )
-    new_train = [e for e in examples if not in_holdout(e.sample_id, cfg.training.holdout_fraction)]
-    new_hold = [e for e in examples if in_holdout(e.sample_id, cfg.training.holdout_fraction)]
+    new_train, new_hold = examples, list[Example]()  # every new label trains
     base = load_base_set(seed=cfg.training.base_seed)
     base_examples = [
         Example(image=i, label=lbl) for i, lbl in zip(base.train_images, base.train_labels, strict=True)
     ]
     log.info("run %s: training on %d base + %d new samples (%d held out, %d skipped)",
              run.run_id, len(base_examples), len(new_train), len(new_hold), len(skipped))  # fmt: skip
-    trained = train(base=base_examples, new=new_train, preprocess=default_preprocess(), params=cfg.training)
+    trained = train(
+        base=base_examples,
+        new=new_train,
+        preprocess=default_preprocess(),
+        params=cfg.training,
+        init=_champion_model(svc, champion),
+    )
     version = svc.registry.claim_version(name)
     outcome.version = version
     model = trained.to_bytes(name=name, version=version)
@@ -243,6 +248,17 @@ def execute_run(
     consumed = [e.sample_id for e in examples] + [s["sample_id"] for s in skipped]
     run.finish(status, consumed=consumed, gate=gate_doc["decision"], reasons=decision.reasons)
     return outcome
+
+
+def _champion_model(svc: CloudServices, champion: Champion | None) -> bytes | None:
+    """The champion's ONNX, for training to continue from; None when there is none or it is unreadable."""
+    if champion is None:
+        return None
+    try:
+        return svc.registry.read_model(champion.name, champion.version)
+    except (CloudError, BlobStoreError) as exc:
+        log.warning("champion %s unreadable, training from scratch: %s", champion.version, exc)
+        return None
 
 
 def _champion_eval(svc: CloudServices, champion: Champion, items: list[EvalItem]) -> Evaluation:

@@ -116,7 +116,7 @@ def test_candidate_without_metadata_fails_the_load_check() -> None:
 
 def test_evaluate_scores_a_real_model_on_the_same_set() -> None:
     # given
-    good, weak = digits_model(max_iter=40), digits_model(max_iter=1)
+    good, weak = digits_model(steps=150), digits_model(steps=1)
     items = list(holdout())
     # when
     good_eval = evaluate(good, items, clock=FakeClock())
@@ -149,7 +149,7 @@ def test_a_model_right_only_on_the_new_slice_gains_from_its_weight() -> None:
     # given: a real model, and a held-out set where the "new" items carry labels it gets wrong
     from edgeloop_cloud.gate import EvalItem, slice_weights
 
-    model = digits_model(max_iter=40)
+    model = digits_model(steps=150)
     fixed = list(holdout())[:40]
     wrong = [EvalItem(i.image, "0" if i.label != "0" else "1", "new") for i in list(holdout())[40:50]]
     items = fixed + wrong

@@ -48,7 +48,7 @@ def _upload(data: BlobContainer, sample_id: str, frame: np.ndarray, *, sealed: b
 def _services(clock: FakeClock, **gate: float) -> CloudServices:
     config = CloudConfig(
         trigger=TriggerPolicy(min_new_labels=20, cooldown_minutes=0),
-        training=TrainingParams(max_iter=30),
+        training=TrainingParams(scratch_steps=100, finetune_steps=40),
         gate=GateConfig(**{"floor": 0.5, "max_latency_ms": 1000.0, **gate}),
     )
     return CloudServices(
