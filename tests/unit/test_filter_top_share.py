@@ -64,7 +64,7 @@ def test_it_picks_the_highest_scored_frames(share: float) -> None:
     ],
 )
 def test_each_uncertainty_score_ranks_the_uncertain_frames_first(
-    score: str, kw: dict[str, float], higher: dict[str, float]
+    score: str, kw: dict[str, Any], higher: dict[str, Any]
 ) -> None:
     # given: a stream in which 1 frame in 10 is uncertain
     engine = policy_engine(top_share_policy(0.1, score=score, window=100))

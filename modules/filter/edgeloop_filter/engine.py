@@ -81,11 +81,11 @@ class _Compiled:
         self.labels: deque[str] = deque(maxlen=balance.window if balance else 1)
 
     def capped(self, label: str) -> bool:
-        """Whether selecting one more of ``label`` would take it over its class share."""
+        """Whether ``label`` already holds more than its share of the recent selections."""
         balance = self.strategy.class_balance
         if balance is None or len(self.labels) < balance.min_selections:
             return False
-        return (self.labels.count(label) + 1) / (len(self.labels) + 1) > balance.max_share
+        return self.labels.count(label) / len(self.labels) > balance.max_share
 
     def match(self, f: Features) -> str | None:
         reasons = []
