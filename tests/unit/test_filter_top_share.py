@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -178,3 +180,18 @@ def test_an_impossible_target_is_refused_with_the_path_and_the_reason(
         parse_policy(doc)
     assert "policy.strategies.0.rules.0.top_share" in raised.value.reason
     assert says in raised.value.reason
+
+
+def test_the_adaptive_policy_in_the_docs_is_valid_and_selects_with_audit(repo_root: Path) -> None:
+    # given: the example policy of docs/filter.md, five classes in turn
+    text = (repo_root / "docs" / "filter.md").read_text(encoding="utf-8")
+    block = text.split("## An adaptive policy", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    engine = policy_engine(json.loads(block))
+    # when
+    stream = [prediction(i, margin=m, label=str(i % 5)) for i, m in enumerate(uniform_margins(2000, 1))]
+    picked = chosen(decide(engine, stream))
+    # then
+    by = {name: sum(s.strategy == name for s in picked) for name in ("uncertain", "random", "audit")}
+    assert by["uncertain"] == 120  # its hourly limit: every frame here is in one hour
+    assert by["audit"] == pytest.approx(40, abs=15)
+    assert by["random"] > 0
