@@ -51,6 +51,7 @@ POLICY = {
          "limits": {"per_day": 0}},
     ],
     "dedup": {"enabled": False},
+    "audit": {"share": 0},  # a random draw would make what the policy owes a sample unpredictable
 }  # fmt: skip
 OBSERVED = {
     "framesObserved": "FROM /messages/modules/capture/outputs/frames INTO $upstream",
