@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ class Running:
     def __init__(self, desired: dict[str, Any] | None = None, store: StateStore | None = None) -> None:
         self.clock = FakeClock(T0)
         self.hub = FakeHubClient(desired)
-        self.module = FilterModule(store=store or MemoryStateStore())
+        self.module = FilterModule(store=store or MemoryStateStore(), rng=random.Random(0))
         self.runtime = ModuleRuntime(self.module, client=self.hub, clock=self.clock, tick_interval=0.01)
         self.thread = threading.Thread(target=self.runtime.run)
 
@@ -206,7 +207,10 @@ def test_summaries_are_sent_every_interval_with_counts_by_window(fixed: Running)
 
 def test_budgets_survive_a_module_restart(tmp_path: Path) -> None:
     # given
-    policy = {"strategies": [{"name": "s", "rules": [{"type": "random", "p": 1}], "limits": {"per_day": 3}}]}
+    policy = {
+        "strategies": [{"name": "s", "rules": [{"type": "random", "p": 1}], "limits": {"per_day": 3}}],
+        "audit": {"share": 0},  # audit picks are outside budgets
+    }
     store = JsonFileStateStore(tmp_path / "filter-state.json")
     with Running({"policy": policy}, store=store) as first:
         first.hub.push_input("predictions", [prediction(i) for i in range(2)])
