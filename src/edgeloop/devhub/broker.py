@@ -79,6 +79,8 @@ class ModuleTopics:
 class MethodResult:
     status: int
     payload: Any
+    #: True when the hub itself answered (bad payload, module not connected, timeout).
+    by_hub: bool = False
 
 
 #: The same keys as the SDK writes them on the topic ("$" percent-encoded).
@@ -542,12 +544,12 @@ class Broker:
             json.loads(text or "null")
         except ValueError:
             return MethodResult(
-                400, {"message": "the method payload must be JSON (IoT Hub refuses other payloads)"}
+                400, {"message": "the method payload must be JSON (IoT Hub refuses other payloads)"}, True
             )
         conn = self.connections.get(module)
         if conn is None or METHODS not in conn.subscriptions:
             return MethodResult(
-                404, {"message": f"module {module!r} is not connected or has no method handler"}
+                404, {"message": f"module {module!r} is not connected or has no method handler"}, True
             )
         self._next_rid += 1
         rid = f"{self._next_rid:x}"
@@ -560,7 +562,7 @@ class Broker:
         except TimeoutError:
             self.stats["method_timeouts"] += 1
             return MethodResult(
-                504, {"message": f"module {module!r} did not answer {method!r} in {timeout:g}s"}
+                504, {"message": f"module {module!r} did not answer {method!r} in {timeout:g}s"}, True
             )
         finally:
             self._methods.pop(rid, None)

@@ -47,6 +47,13 @@ def _hub_options(parser: argparse.ArgumentParser) -> None:
         "--hub-name", default=None, help="IoT Hub host name (default edgeloop-dev.azure-devices.net)"
     )
     parser.add_argument(
+        "--https-port",
+        type=int,
+        default=443,
+        help="port for direct methods between modules and MQTT over WebSockets (default 443, "
+        "fixed by the SDK; 0 turns it off)",
+    )
+    parser.add_argument(
         "--listen-fd",
         type=int,
         default=None,
@@ -140,6 +147,7 @@ def _settings(args: argparse.Namespace) -> Any:
         hub_host=args.hub_name or DEFAULT_HUB_HOST,
         device_id=args.device_id or DEFAULT_DEVICE_ID,
         listen_fd=args.listen_fd,
+        https_port=args.https_port,
     )
 
 
