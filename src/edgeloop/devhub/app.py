@@ -80,6 +80,8 @@ class DevHub:
         self._mqtt: TlsServer | None = None
         self._gateway: TlsServer | None = None
         self._gateway_problem = ""
+        #: Services run next to the hub (Azurite), shown by ``dev status``.
+        self.services: dict[str, dict[str, Any]] = {}
         self._upstream: IO[str] | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._started = 0.0
@@ -113,7 +115,7 @@ class DevHub:
         self._servers.append(await serve_unix(self.paths.control_socket, control))
         self._maintenance = asyncio.create_task(self._maintain())
         self._started = time.time()
-        self.paths.info.write_text(json.dumps(self.info(), indent=2) + "\n", encoding="utf-8")
+        self._write_info()
         log.info(
             "dev hub listening on %s:%s (gateway %s, %d modules, %d routes); state in %s",
             self.settings.bind, self.settings.port, self.settings.gateway,
@@ -166,6 +168,14 @@ class DevHub:
         sock.listen(128)
         sock.setblocking(False)
         return sock
+
+    def add_service(self, name: str, details: dict[str, Any]) -> None:
+        """Record a service run next to the hub (its endpoint, the env var modules get)."""
+        self.services[name] = details
+        self._write_info()
+
+    def _write_info(self) -> None:
+        self.paths.info.write_text(json.dumps(self.info(), indent=2) + "\n", encoding="utf-8")
 
     async def stop(self) -> None:
         """Stop accepting first (a shared listening socket keeps queuing reconnects for the
@@ -239,6 +249,7 @@ class DevHub:
             "workloadSocket": str(self.paths.workload_socket),
             "caCertificate": str(self.paths.certs / "ca.pem"),
             "startedAt": self._started,
+            "services": self.services,
         }
 
     def module_env(self, module: str) -> dict[str, str]:

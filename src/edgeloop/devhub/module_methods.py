@@ -67,7 +67,7 @@ class ModuleMethodsApi:
         self._broker.stats["module_method_calls"] += 1
         result = await self._broker.invoke(module, name, json.dumps(payload).encode(), timeout)
         if result.by_hub:
-            return _error(result.status, str(result.payload.get("message")))
+            return _error(result.status, str(result.payload.get("error")))
         log.info("module %s called %s.%s: status %d", caller, module, name, result.status)
         return HttpResponse(200, {"status": result.status, "payload": result.payload})
 
