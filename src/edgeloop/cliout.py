@@ -100,7 +100,7 @@ def emit(
     """Print ``doc`` as indented JSON, or as a table (``table(doc)`` or a flat key/value list)."""
     out = stream or sys.stdout
     if output != "table":  # json, or None: the default
-        out.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        out.write(json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
         return
     headers, rows = table(doc) if table is not None else (("KEY", "VALUE"), list(flatten(doc)))
     out.write(render_table(headers, rows))
