@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgeloop.cliout import add_output_option, emit, fail, progress
+from edgeloop.cliout import add_output_option, emit, error_lines, fail, progress
 from edgeloop.errors import EdgeLoopError
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def _trigger(args: argparse.Namespace) -> int:
                 return 1 if outcome.status == "failed" else 0
             time.sleep(max(1.0, args.interval))
     except EdgeLoopError as exc:
-        return fail(args, str(exc))
+        return fail(args, *error_lines(exc))
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -166,7 +166,7 @@ def _train(args: argparse.Namespace) -> int:
         with progress("training, gating and promoting"):
             outcome = run_trigger_once(svc, force=True)
     except EdgeLoopError as exc:
-        return fail(args, str(exc))
+        return fail(args, *error_lines(exc))
     _print(args, outcome.as_dict())
     return 0 if outcome.status in ("promoted", "rejected", "skipped") else 1
 
@@ -179,7 +179,7 @@ def _gate(args: argparse.Namespace) -> int:
         with progress(f"gating {args.version}"):
             outcome = gate_version(svc, args.version)
     except EdgeLoopError as exc:
-        return fail(args, str(exc))
+        return fail(args, *error_lines(exc))
     _print(args, outcome.as_dict())
     return 0 if outcome.status in ("promoted", "rejected", "skipped") else 1
 
@@ -210,7 +210,7 @@ def _rollout(args: argparse.Namespace) -> int:
         _print(args, {"devices": args.device, "version": target["version"], "sha256": target["sha256"]})
         return 0
     except EdgeLoopError as exc:
-        return fail(args, str(exc))
+        return fail(args, *error_lines(exc))
 
 
 def _targets(svc: Any, version: str | None) -> tuple[dict[str, Any], dict[str, Any] | None]:

@@ -74,6 +74,17 @@ def validation_lines(exc: Any) -> list[str]:
     return lines
 
 
+def error_lines(exc: BaseException) -> list[str]:
+    """An error's message; when a pydantic ``ValidationError`` caused it, one line per field."""
+    cause = exc.__cause__
+    if cause is None or not callable(getattr(cause, "errors", None)):
+        return [str(exc)]
+    head = str(exc).split("\n")[0]
+    if "validation error" in head and ": " in head:
+        head = head[: head.rfind(": ")] + ":"
+    return [head, *validation_lines(cause)]
+
+
 def json_argument(value: str, option: str) -> Any:
     """The JSON in ``value``, or in the file it names as ``@path`` (az's habit).
 

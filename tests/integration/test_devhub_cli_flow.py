@@ -95,16 +95,19 @@ def test_twin_wait_and_payload_files(
     )
     invoked = run_cli(capsys, "dev", "invoke", "a", "echo", "--payload", f"@{tmp_path / 'payload.json'}",
                       "-o", "table", "--state-dir", state)  # fmt: skip
+    unknown_method = run_cli(capsys, "dev", "invoke", "a", "nosuch", "--state-dir", state)
 
     # then
     assert applied[0] == 0
     assert json.loads(applied[1])["properties"]["reported"]["config"]["label"] == "from-file"
     assert refused[0] == 1
     assert "edgeloop dev twin: error: module 'a' refused desired version 3" in refused[2]
-    assert "threshold" in refused[2]
+    assert "edgeloop dev twin: error: key 'threshold' = -1: " in refused[2]
     assert invoked[0] == 0
     assert invoked[1].splitlines()[0].split() == ["KEY", "VALUE"]
     assert "payload.echo.x" in invoked[1]
+    assert unknown_method[0] == 1
+    assert "edgeloop dev invoke: error: a.nosuch answered 404:" in unknown_method[2]
 
 
 def test_up_detach_and_down_from_a_subfolder_of_the_solution(tmp_path: Path, loopback_address: str) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from edgeloop_cloud.storage_reach import blob_endpoint
@@ -98,3 +100,24 @@ def test_every_step_offers_table_output_with_an_example(capsys: pytest.CaptureFi
         out = capsys.readouterr().out
         assert "-o {json,table}" in out
         assert "example:\n  edgeloop cloud" in out
+
+
+def test_an_invalid_cloud_config_is_one_line_per_field(tmp_path: Path) -> None:
+    # given
+    from edgeloop_cloud.config import CloudConfig
+
+    from edgeloop.cliout import error_lines
+    from edgeloop.errors import ConfigError
+
+    path = tmp_path / "cloud.json"
+    path.write_text(json.dumps({"model_name": 3, "nope": True}))
+
+    # when
+    with pytest.raises(ConfigError) as raised:
+        CloudConfig.load(path)
+    lines = error_lines(raised.value)
+
+    # then
+    assert lines[0] == f"cloud config {str(path)!r} is invalid:"
+    assert lines[1].startswith("model_name: Input should be a valid string (got 3)")
+    assert lines[2].startswith("nope: Extra inputs are not permitted")

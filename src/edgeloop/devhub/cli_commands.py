@@ -34,7 +34,12 @@ def _invoke(args: argparse.Namespace) -> int:
     except EdgeLoopError as exc:
         return fail(args, str(exc))
     emit(result, args.output)
-    return 1 if int(result["status"]) >= 400 else 0
+    status = int(result["status"])
+    if status < 400:
+        return 0
+    payload = result.get("payload")
+    reason = payload.get("error") if isinstance(payload, dict) else None
+    return fail(args, f"{args.module}.{args.method} answered {status}:", *str(reason or payload).split("; "))
 
 
 def _twin(args: argparse.Namespace) -> int:
@@ -66,9 +71,8 @@ def _wait_applied(args: argparse.Namespace, version: int) -> int:
         error = reported.get("configError") or {}
         if isinstance(error, dict) and int(error.get("version") or 0) >= version:
             emit(doc, args.output, _twin_table)
-            return fail(
-                args, f"module {args.module!r} refused desired version {version}: {error.get('reason')}"
-            )
+            reasons = str(error.get("reason")).split("; ")
+            return fail(args, f"module {args.module!r} refused desired version {version}:", *reasons)
         if int(reported.get("configVersion") or 0) >= version:
             emit(doc, args.output, _twin_table)
             return 0
