@@ -9,8 +9,10 @@
     edgeloop cloud rollout --dev-hub                          the local dev hub's inference module
 
 Settings and secrets come from the environment (see ``edgeloop_cloud.factory``); each command
-logs its progress on stderr, prints its outcome as JSON on stdout and exits 0 when it did what
-was asked, 1 otherwise.
+logs its progress on stderr (a live line while long work runs; the storage SDK's HTTP logs only
+with ``--log-level DEBUG``), checks first that the storage endpoint answers, prints its outcome
+on stdout (``-o json``, the default, or ``-o table``) and exits 0 when it did what was asked,
+1 otherwise, with ``edgeloop cloud STEP: error: ...`` on stderr.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgeloop.cliout import add_output_option, emit, error_lines, fail, progress
 from edgeloop.errors import EdgeLoopError
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,13 @@ log = logging.getLogger(__name__)
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("cloud", help="retrain trigger, training, gate, registry and rollout")
     parser.add_argument("--config", type=Path, help="CloudConfig JSON file (default: $EDGELOOP_CLOUD_CONFIG)")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="log level on stderr (default INFO); DEBUG adds the storage SDK's HTTP requests",
+    )
     sub = parser.add_subparsers(dest="cloud_command", metavar="STEP", required=True)
 
     trigger = sub.add_parser("trigger", help="ask the retrain policy and run when it fires")
@@ -60,22 +70,57 @@ def register(subparsers: Any) -> None:
     where.add_argument("--dev-hub", action="store_true", help="the dev hub's inference module")
     rollout.add_argument("--hub", default="<hub-name>", help="IoT Hub name for the printed az commands")
     rollout.add_argument(
-        "--state-dir", type=Path, default=Path(".edgeloop/dev"), help="the dev hub's state dir (--dev-hub)"
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="the dev hub's state dir (--dev-hub; default: the solution's, found from the current folder up)",
     )
     rollout.add_argument("--wait", type=float, default=0.0, help="seconds to wait for devices to report")
     rollout.set_defaults(func=_traced(_rollout))
+    _finish(
+        sub,
+        {
+            "trigger": "edgeloop cloud trigger --once -o table",
+            "train": "edgeloop cloud --log-level DEBUG train",
+            "gate": "edgeloop cloud gate --version v3 -o table",
+            "rollout": "edgeloop cloud rollout --dev-hub --wait 60",
+        },
+    )
 
 
-def _print(doc: Any) -> None:
-    print(json.dumps(doc, indent=2, sort_keys=True, default=str))
+def _finish(sub: Any, examples: dict[str, str]) -> None:
+    """Give every step ``-o json|table``, an example under --help and its name in errors."""
+    for name, example in examples.items():
+        step = sub.choices[name]
+        add_output_option(step)
+        step.epilog = f"example:\n  {example}"
+        step.formatter_class = argparse.RawDescriptionHelpFormatter
+        step.set_defaults(prog=step.prog)
+
+
+def _print(args: argparse.Namespace, doc: Any) -> None:
+    emit(doc, args.output)
+
+
+def _configure_logging(level: str) -> None:
+    """``level`` on stderr; the Azure SDKs' per-request HTTP logs only at DEBUG."""
+    logging.basicConfig(
+        level=getattr(logging, level),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger().setLevel(getattr(logging, level))
+    logging.getLogger("azure").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
 
 
 def _services(args: argparse.Namespace) -> Any:
     from edgeloop_cloud.factory import services_from_env
+    from edgeloop_cloud.storage_reach import check_reachable
 
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging(getattr(args, "log_level", "INFO"))
+    conn = os.environ.get("EDGELOOP_STORAGE_CONNECTION_STRING", "")
+    if conn:
+        check_reachable(conn)
     return services_from_env(config_path=args.config)
 
 
@@ -103,25 +148,26 @@ def _trigger(args: argparse.Namespace) -> int:
     try:
         svc = _services(args)
         while True:
-            outcome = run_trigger_once(svc)
-            _print(outcome.as_dict())
+            with progress("trigger pass (training when the policy fires)"):
+                outcome = run_trigger_once(svc)
+            _print(args, outcome.as_dict())
             if not args.watch:
                 return 1 if outcome.status == "failed" else 0
             time.sleep(max(1.0, args.interval))
     except EdgeLoopError as exc:
-        print(f"error: {exc}")
-        return 1
+        return fail(args, *error_lines(exc))
 
 
 def _train(args: argparse.Namespace) -> int:
     from edgeloop_cloud.pipeline import run_trigger_once
 
     try:
-        outcome = run_trigger_once(_services(args), force=True)
+        svc = _services(args)
+        with progress("training, gating and promoting"):
+            outcome = run_trigger_once(svc, force=True)
     except EdgeLoopError as exc:
-        print(f"error: {exc}")
-        return 1
-    _print(outcome.as_dict())
+        return fail(args, *error_lines(exc))
+    _print(args, outcome.as_dict())
     return 0 if outcome.status in ("promoted", "rejected", "skipped") else 1
 
 
@@ -129,11 +175,12 @@ def _gate(args: argparse.Namespace) -> int:
     from edgeloop_cloud.pipeline import gate_version
 
     try:
-        outcome = gate_version(_services(args), args.version)
+        svc = _services(args)
+        with progress(f"gating {args.version}"):
+            outcome = gate_version(svc, args.version)
     except EdgeLoopError as exc:
-        print(f"error: {exc}")
-        return 1
-    _print(outcome.as_dict())
+        return fail(args, *error_lines(exc))
+    _print(args, outcome.as_dict())
     return 0 if outcome.status in ("promoted", "rejected", "skipped") else 1
 
 
@@ -145,25 +192,25 @@ def _rollout(args: argparse.Namespace) -> int:
         cfg = svc.config.rollout
         target, previous = _targets(svc, args.version)
         if args.deployment_dir:
-            _print(_write_deployments(args.deployment_dir, target, cfg, hub=args.hub))
+            _print(args, _write_deployments(args.deployment_dir, target, cfg, hub=args.hub))
             return 0
         service = _twin_service(args)
         if args.staged or args.dev_hub:
             controller = ro.RolloutController(service, cfg, record=ro.state_recorder(svc.runs))
             state = controller.start(target, previous)
             deadline = time.monotonic() + args.wait
-            while not state.finished and time.monotonic() < deadline:
-                time.sleep(1.0)
-                controller.step(state)
-            _print(state.as_dict())
+            with progress("waiting for devices to report the model"):
+                while not state.finished and time.monotonic() < deadline:
+                    time.sleep(1.0)
+                    controller.step(state)
+            _print(args, state.as_dict())
             return 0 if state.stage in ("done", "canary", "fleet") else 1
         for device in args.device:
             service.set_desired(device, cfg.module_id, {cfg.twin_key: target})
-        _print({"devices": args.device, "version": target["version"], "sha256": target["sha256"]})
+        _print(args, {"devices": args.device, "version": target["version"], "sha256": target["sha256"]})
         return 0
     except EdgeLoopError as exc:
-        print(f"error: {exc}")
-        return 1
+        return fail(args, *error_lines(exc))
 
 
 def _targets(svc: Any, version: str | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -210,9 +257,10 @@ def _write_deployments(directory: Path, target: dict[str, Any], cfg: Any, *, hub
 
 def _twin_service(args: argparse.Namespace) -> Any:
     if args.dev_hub:
+        from edgeloop.devhub.paths import find_state_dir
         from edgeloop_cloud.devhub_twins import DevHubTwinService
 
-        return DevHubTwinService.from_state_dir(args.state_dir)
+        return DevHubTwinService.from_state_dir(args.state_dir or find_state_dir())
     from edgeloop_cloud.iothub import IoTHubTwinService
 
     conn = os.environ.get("EDGELOOP_IOTHUB_CONNECTION_STRING", "")

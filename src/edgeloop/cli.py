@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import edgeloop
 
@@ -46,12 +46,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0 if args.command is None else 2
     try:
-        return int(func(args) or 0)
+        return _run(func, args)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # the reader went away (| head): not an error of ours
         sys.stderr.close()
         return 0
+
+
+def _run(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    """Run a command; a ``CliError`` it raises is printed in the one error shape (exit 1)."""
+    from edgeloop.cliout import CliError, fail
+
+    try:
+        return int(func(args) or 0)
+    except CliError as exc:
+        return fail(args, *exc.lines)
 
 
 if __name__ == "__main__":

@@ -135,7 +135,7 @@ def test_method_to_a_module_that_is_not_connected_is_404(dev_hub: HubFactory) ->
 
     # then
     assert result["status"] == 404
-    assert "not connected" in result["payload"]["message"]
+    assert "not connected" in result["payload"]["error"]
 
 
 def run_connect_check(env: dict[str, str]) -> dict[str, Any]:

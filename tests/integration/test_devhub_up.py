@@ -98,6 +98,7 @@ def test_dev_up_runs_restarts_and_stops_modules(tmp_path: Path, loopback_address
         crashed = client.invoke("echo", "crash", b"null", timeout=2)
         wait_for(lambda: len(starts.read_text().splitlines()) == 2, 30, "echo to be restarted")
         wait_for(connected, 30, "echo to reconnect")
+        azurite = client.status()["hub"]["services"]["azurite"]
     finally:
         up.send_signal(signal.SIGINT)
         output, _ = up.communicate(timeout=60)
@@ -110,6 +111,9 @@ def test_dev_up_runs_restarts_and_stops_modules(tmp_path: Path, loopback_address
     assert env_seen["OTEL_SERVICE_NAME"] == "edgeloop-test"
     assert "UNRELATED_SECRET" not in env_seen
     assert env_seen["EDGELOOP_STORAGE_CONNECTION_STRING"].startswith("DefaultEndpointsProtocol=http;")
+    # and dev status says where Azurite listens and in which variable modules got it
+    assert azurite["moduleEnv"] == "EDGELOOP_STORAGE_CONNECTION_STRING"
+    assert f"BlobEndpoint={azurite['blobEndpoint']}" in env_seen["EDGELOOP_STORAGE_CONNECTION_STRING"]
     assert "external: skipped" in output
     assert re.search(r"echo: exited with 3 .*; restarting in 1s", output), output
     assert up.returncode == 0, output

@@ -44,7 +44,9 @@ def test_missing_storage_setting_is_named(
     code = main(["cloud", "trigger", "--once"])
     # then
     assert code == 1
-    assert "EDGELOOP_STORAGE_CONNECTION_STRING" in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert err.startswith("edgeloop cloud trigger: error: ")
+    assert "EDGELOOP_STORAGE_CONNECTION_STRING" in err
 
 
 def test_functions_app_registers_blob_and_timer_triggers() -> None:

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import socket
 import ssl
 import struct
 import time
@@ -109,11 +110,15 @@ def events(module: str, props: str = "%24.on=out&%24.mid=m1") -> str:
 
 
 def run_hub(
-    tmp_path: Path, doc: dict[str, Any], body: Callable[[DevHub], Awaitable[None]], clock: Clock | None = None
+    tmp_path: Path,
+    doc: dict[str, Any],
+    body: Callable[[DevHub], Awaitable[None]],
+    clock: Clock | None = None,
+    https_port: int = 0,
 ) -> None:
     async def main() -> None:
         hub = DevHub(
-            HubSettings(state_dir=tmp_path / "state", bind="127.0.0.1", port=0),
+            HubSettings(state_dir=tmp_path / "state", bind="127.0.0.1", port=0, https_port=https_port),
             load_manifest(doc),
             clock=clock or time.time,
         )
@@ -414,3 +419,23 @@ def test_unacknowledged_inputs_are_redelivered_with_dup_on_reconnect(tmp_path: P
         assert mqtt.decode_publish(second.flags, second.body).payload == b'{"x":1}'
 
     run_hub(tmp_path, DOC, body)
+
+
+def test_a_taken_https_port_leaves_mqtt_working_and_says_why(tmp_path: Path) -> None:
+    # given: something else listens on the port the hub wants for HTTPS
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+
+        async def body(hub: DevHub) -> None:
+            # when
+            client = await login(hub, "a")
+
+            # then
+            assert await connack(client) == 0
+            info = hub.info()
+            assert info["httpsPort"] is None
+            assert f"cannot listen on 127.0.0.1:{port}: the address is in use" in info["httpsProblem"]
+
+        run_hub(tmp_path, DOC, body, https_port=port)

@@ -1,10 +1,12 @@
-"""The dev hub put together: MQTT over TLS on ``bind:8883``, the workload and control APIs on
-unix sockets, env files for every module, state in the state dir."""
+"""The dev hub put together: MQTT over TLS on ``bind:8883``, direct methods and MQTT over
+WebSockets on ``bind:443`` (same certificate), the workload and control APIs on unix sockets,
+env files for every module, state in the state dir."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -20,8 +22,10 @@ from edgeloop.devhub.certs import ensure_certificates, server_context
 from edgeloop.devhub.connection import MqttConnection
 from edgeloop.devhub.control import ControlApi
 from edgeloop.devhub.envfiles import module_env, volume_folders, write_env_file
+from edgeloop.devhub.gateway import GatewayConnection
 from edgeloop.devhub.httpunix import serve_unix
 from edgeloop.devhub.manifest import Manifest
+from edgeloop.devhub.module_methods import ModuleMethodsApi
 from edgeloop.devhub.paths import StatePaths
 from edgeloop.devhub.store import Store
 from edgeloop.devhub.tls import TlsServer
@@ -31,6 +35,8 @@ from edgeloop.errors import EdgeLoopError
 log = logging.getLogger(__name__)
 
 MQTT_PORT = 8883
+#: Direct methods between modules and MQTT over WebSockets: the SDK always uses 443.
+HTTPS_PORT = 443
 DEFAULT_HUB_HOST = "edgeloop-dev.azure-devices.net"
 DEFAULT_DEVICE_ID = "edgeloop-dev"
 #: The SDK refuses messages over 256 KB; a packet also carries its topic and properties.
@@ -51,6 +57,7 @@ class HubSettings:
     device_id: str = DEFAULT_DEVICE_ID
     port: int = MQTT_PORT
     listen_fd: int | None = None
+    https_port: int = HTTPS_PORT  # 0: no HTTPS/WebSocket listener
 
     @property
     def gateway(self) -> str:
@@ -71,6 +78,10 @@ class DevHub:
         self._store: Store | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._mqtt: TlsServer | None = None
+        self._gateway: TlsServer | None = None
+        self._gateway_problem = ""
+        #: Services run next to the hub (Azurite), shown by ``dev status``.
+        self.services: dict[str, dict[str, Any]] = {}
         self._upstream: IO[str] | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._started = 0.0
@@ -97,18 +108,47 @@ class DevHub:
             loop, sock, server_context(certs), lambda: MqttConnection(broker, MAX_PACKET_BYTES)
         )
         self._mqtt.start()
+        self._start_gateway(loop, server_context(certs), broker)
         trust = certs.ca_cert.read_text(encoding="ascii")
         self._servers.append(await serve_unix(self.paths.workload_socket, WorkloadApi(trust, broker.sign)))
         control = ControlApi(broker, self.info, self.module_env)
         self._servers.append(await serve_unix(self.paths.control_socket, control))
         self._maintenance = asyncio.create_task(self._maintain())
         self._started = time.time()
-        self.paths.info.write_text(json.dumps(self.info(), indent=2) + "\n", encoding="utf-8")
+        self._write_info()
         log.info(
             "dev hub listening on %s:%s (gateway %s, %d modules, %d routes); state in %s",
             self.settings.bind, self.settings.port, self.settings.gateway,
             len(self.manifest.modules), len(self.manifest.routes), self.paths.root,
         )  # fmt: skip
+
+    def _start_gateway(self, loop: asyncio.AbstractEventLoop, context: Any, broker: Broker) -> None:
+        """Listen on the HTTPS port when allowed; otherwise say why and how to allow it."""
+        if not self.settings.https_port:
+            self._gateway_problem = "turned off (--https-port 0)"
+            return
+        address = (self.settings.bind, self.settings.https_port)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            sock.close()
+            self._gateway_problem = _bind_advice(address, exc)
+            log.warning(
+                "no direct methods between modules and no MQTT over WebSockets: %s; "
+                "MQTT on port %s works as before",
+                self._gateway_problem,
+                self.settings.port,
+            )
+            return
+        sock.listen(128)
+        sock.setblocking(False)
+        methods = ModuleMethodsApi(broker)
+        self._gateway = TlsServer(
+            loop, sock, context, lambda: GatewayConnection(broker, methods, MAX_PACKET_BYTES)
+        )
+        self._gateway.start()
 
     def _listening_socket(self) -> socket.socket:
         if self.settings.listen_fd is not None:
@@ -129,11 +169,21 @@ class DevHub:
         sock.setblocking(False)
         return sock
 
+    def add_service(self, name: str, details: dict[str, Any]) -> None:
+        """Record a service run next to the hub (its endpoint, the env var modules get)."""
+        self.services[name] = details
+        self._write_info()
+
+    def _write_info(self) -> None:
+        self.paths.info.write_text(json.dumps(self.info(), indent=2) + "\n", encoding="utf-8")
+
     async def stop(self) -> None:
         """Stop accepting first (a shared listening socket keeps queuing reconnects for the
         next hub), then close connections and persist everything."""
         if self._mqtt is not None:
             self._mqtt.close()
+        if self._gateway is not None:
+            self._gateway.close()
         for server in self._servers:
             server.close()
         if self._maintenance is not None:
@@ -146,6 +196,8 @@ class DevHub:
             self.broker.close()
         if self._mqtt is not None:
             self._mqtt.close_all()
+        if self._gateway is not None:
+            self._gateway.close_all()
         await asyncio.sleep(0)
         for path in (self.paths.workload_socket, self.paths.control_socket):
             path.unlink(missing_ok=True)
@@ -174,11 +226,20 @@ class DevHub:
             return self.settings.port
         return int(self._mqtt.sockets[0].getsockname()[1])
 
+    @property
+    def https_port(self) -> int | None:
+        """The HTTPS/WebSocket port bound, or None (see ``info()["httpsProblem"]``)."""
+        if self._gateway is None or not self._gateway.sockets:
+            return None
+        return int(self._gateway.sockets[0].getsockname()[1])
+
     def info(self) -> dict[str, Any]:
         return {
             "pid": os.getpid(),
             "bind": self.settings.bind,
             "port": self.port,
+            "httpsPort": self.https_port,
+            "httpsProblem": self._gateway_problem or None,
             "gatewayHostName": self.settings.gateway,
             "iotHubHostName": self.settings.hub_host,
             "deviceId": self.settings.device_id,
@@ -188,6 +249,7 @@ class DevHub:
             "workloadSocket": str(self.paths.workload_socket),
             "caCertificate": str(self.paths.certs / "ca.pem"),
             "startedAt": self._started,
+            "services": self.services,
         }
 
     def module_env(self, module: str) -> dict[str, str]:
@@ -217,3 +279,17 @@ async def run_hub(settings: HubSettings, manifest: Manifest, stop: asyncio.Event
         await stop.wait()
     finally:
         await hub.stop()
+
+
+def _bind_advice(address: tuple[str, int], exc: OSError) -> str:
+    """Why ``address`` could not be bound, and what to do about it."""
+    where = f"{address[0]}:{address[1]}"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return (
+            f"cannot listen on {where}: ports below 1024 need privileges; allow them with "
+            f"'sudo sysctl net.ipv4.ip_unprivileged_port_start={address[1]}' or "
+            "'sudo setcap cap_net_bind_service=+ep $(readlink -f $(which python3))'"
+        )
+    if exc.errno == errno.EADDRINUSE:
+        return f"cannot listen on {where}: the address is in use (another hub on this address?)"
+    return f"cannot listen on {where}: {exc.strerror or exc}"

@@ -19,14 +19,14 @@ import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from edgeloop.devhub import sas
 from edgeloop.devhub.manifest import Manifest
 from edgeloop.devhub.mqtt import SUBACK_FAILURE, Connect, Publish
 from edgeloop.devhub.routes import Sink
-from edgeloop.devhub.store import QueuedMessage, Store, TwinRow
+from edgeloop.devhub.store import QueuedMessage, Store, TwinRow, UpstreamEntry
 from edgeloop.devhub.where import RoutedMessage
 from edgeloop.runtime.config import merge_patch
 
@@ -79,6 +79,8 @@ class ModuleTopics:
 class MethodResult:
     status: int
     payload: Any
+    #: True when the hub itself answered (bad payload, module not connected, timeout).
+    by_hub: bool = False
 
 
 #: The same keys as the SDK writes them on the topic ("$" percent-encoded).
@@ -374,12 +376,12 @@ class Broker:
         app: dict[str, str],
         body: bytes,
     ) -> None:
-        row_id = self.store.add_upstream(now, module, output, {**app}, body)
+        entry = UpstreamEntry(now, module, output, {**app}, {**system}, body)
+        row_id = self.store.add_upstream(entry)
         self.stats["upstream"] += 1
         if self._upstream_log is not None:
-            entry = {"id": row_id, "ts": now, "module": module, "output": output,
-                     "properties": app, "system": system, "body": decode_body(body)}  # fmt: skip
-            self._upstream_log.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            line = upstream_view(replace(entry, id=row_id))
+            self._upstream_log.write(json.dumps(line, ensure_ascii=False) + "\n")
             self._upstream_dirty = True
 
     def _schedule_flush(self, commit: bool = True) -> None:
@@ -536,18 +538,19 @@ class Broker:
 
     # -- methods --------------------------------------------------------------------------
     async def invoke(self, module: str, method: str, payload: bytes, timeout: float) -> MethodResult:
-        """Call a direct method; 404 when the module is not connected, 504 on timeout."""
+        """Call a direct method; 404 when the module is not connected, 504 on timeout. The hub's
+        own answers have the payload shape of a module's errors: ``{"error": reason}``."""
         text = payload.decode("utf-8", errors="replace").strip()
         try:
             json.loads(text or "null")
         except ValueError:
             return MethodResult(
-                400, {"message": "the method payload must be JSON (IoT Hub refuses other payloads)"}
+                400, {"error": "the method payload must be JSON (IoT Hub refuses other payloads)"}, True
             )
         conn = self.connections.get(module)
         if conn is None or METHODS not in conn.subscriptions:
             return MethodResult(
-                404, {"message": f"module {module!r} is not connected or has no method handler"}
+                404, {"error": f"module {module!r} is not connected or has no method handler"}, True
             )
         self._next_rid += 1
         rid = f"{self._next_rid:x}"
@@ -560,7 +563,7 @@ class Broker:
         except TimeoutError:
             self.stats["method_timeouts"] += 1
             return MethodResult(
-                504, {"message": f"module {module!r} did not answer {method!r} in {timeout:g}s"}
+                504, {"error": f"module {module!r} did not answer {method!r} in {timeout:g}s"}, True
             )
         finally:
             self._methods.pop(rid, None)
@@ -584,17 +587,26 @@ class Broker:
 
     # -- views ----------------------------------------------------------------------------
     def module_status(self) -> dict[str, Any]:
+        """Per module: connection, subscriptions (a disconnected module's stored session)."""
         out = {}
         for module in self.manifest.modules:
             conn = self.connections.get(module)
+            stored = self.store.subscriptions(f"{self.identity.device_id}/{module}") if conn is None else {}
             out[module] = {
                 "connected": conn is not None,
-                "subscriptions": sorted(conn.subscriptions) if conn else [],
+                "subscriptions": sorted(conn.subscriptions if conn else stored),
                 "inputsReady": bool(conn and conn.inputs_ready),
                 "queued": len(self.queues[module]),
                 "inflight": len(conn.inflight) if conn else 0,
             }
         return out
+
+
+def upstream_view(entry: UpstreamEntry) -> dict[str, Any]:
+    """An ``$upstream`` entry as ``dev upstream`` and ``upstream.jsonl`` show it."""
+    return {"id": entry.id, "ts": entry.ts, "module": entry.module, "output": entry.output,
+            "properties": entry.properties, "system": entry.system,
+            "body": decode_body(entry.body)}  # fmt: skip
 
 
 def decode_body(body: bytes) -> Any:

@@ -1,38 +1,60 @@
 """``edgeloop dev ...``: run the deployment manifest locally and talk to the running hub.
 
-Every command finds its hub through ``--state-dir`` (default ``.edgeloop/dev``).
+Every command finds its hub through ``--state-dir`` (default: ``.edgeloop/dev`` of the nearest
+folder upwards that has one or a ``deployment.template.json``). The commands themselves live
+in ``cli_lifecycle`` (hub, up, down) and ``cli_commands`` (everything that talks to a hub).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import os
-import signal
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from edgeloop.devhub.paths import DEFAULT_STATE_DIR, StatePaths
-from edgeloop.errors import EdgeLoopError
-
-DEFAULT_MANIFEST = Path("deployment.template.json")
+from edgeloop.cliout import add_output_option
+from edgeloop.devhub.cli_commands import (
+    _connection_string,
+    _invoke,
+    _logs,
+    _metrics,
+    _status,
+    _twin,
+    _upstream,
+)
+from edgeloop.devhub.cli_lifecycle import DEFAULT_MANIFEST, _down, _run_hub, _run_up
+from edgeloop.devhub.paths import DEFAULT_STATE_DIR
 
 
 def _state_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--state-dir",
         type=Path,
-        default=DEFAULT_STATE_DIR,
-        help=f"where the hub keeps its state and sockets (default {DEFAULT_STATE_DIR})",
+        default=None,
+        help=f"where the hub keeps its state and sockets (default: {DEFAULT_STATE_DIR} in the nearest "
+        "folder upwards that has one or a deployment.template.json, as git finds .git)",
     )
+
+
+def _command(sub: Any, name: str, func: Any, help_text: str, examples: list[str]) -> argparse.ArgumentParser:
+    """A subcommand with its examples under --help; errors are prefixed with its full name."""
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(func=func, prog=parser.prog)
+    return parser
 
 
 def _hub_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--manifest", type=Path, default=DEFAULT_MANIFEST, help="deployment manifest (template)"
+        "--manifest",
+        type=Path,
+        default=None,
+        help=f"deployment manifest (template); default: {DEFAULT_MANIFEST} of the solution folder",
     )
     parser.add_argument(
         "--bind", default="127.0.0.1", help="loopback address to listen on (port 8883, fixed by the SDK)"
@@ -45,6 +67,13 @@ def _hub_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device-id", default=None, help="device id (default edgeloop-dev)")
     parser.add_argument(
         "--hub-name", default=None, help="IoT Hub host name (default edgeloop-dev.azure-devices.net)"
+    )
+    parser.add_argument(
+        "--https-port",
+        type=int,
+        default=443,
+        help="port for direct methods between modules and MQTT over WebSockets (default 443, "
+        "fixed by the SDK; 0 turns it off)",
     )
     parser.add_argument(
         "--listen-fd",
@@ -60,13 +89,30 @@ def register(subparsers: Any) -> None:
         "dev", help="run the manifest locally: dev hub, Azurite, modules as processes"
     )
     sub = dev.add_subparsers(dest="dev_command", metavar="COMMAND")
+    _register_run(sub)
+    _register_module_commands(sub)
+    _register_views(sub)
+    dev.set_defaults(func=lambda _args: dev.print_help() or 2)
 
-    hub = sub.add_parser("hub", help="run the dev hub alone and write <state-dir>/env/<module>.env")
+
+def _register_run(sub: Any) -> None:
+    hub = _command(
+        sub,
+        "hub",
+        _run_hub,
+        "run the dev hub alone and write <state-dir>/env/<module>.env",
+        ["edgeloop dev hub", "edgeloop dev hub --bind 127.0.0.2 --https-port 0"],
+    )
     _hub_options(hub)
     _state_dir(hub)
-    hub.set_defaults(func=_run_hub)
 
-    up = sub.add_parser("up", help="run the dev hub, Azurite and every module of the manifest")
+    up = _command(
+        sub,
+        "up",
+        _run_up,
+        "run the dev hub, Azurite and every module of the manifest",
+        ["edgeloop dev up", "edgeloop dev up --detach && edgeloop dev status -o table"],
+    )
     _hub_options(up)
     _state_dir(up)
     up.add_argument("--no-azurite", action="store_true", help="do not start Azurite")
@@ -78,194 +124,119 @@ def register(subparsers: Any) -> None:
             "model when missing"
         ),
     )
-    up.set_defaults(func=_run_up)
+    up.add_argument(
+        "--detach",
+        "-d",
+        action="store_true",
+        help="run in the background (output in <state-dir>/logs/up.log); stop with 'edgeloop dev down'",
+    )
 
-    invoke = sub.add_parser("invoke", help="call a module's direct method (exit 1 for status >= 400)")
+    down = _command(
+        sub,
+        "down",
+        _down,
+        "stop a hub started by 'dev up' (--detach or not) or 'dev hub'",
+        ["edgeloop dev down", "edgeloop dev down --timeout 60"],
+    )
+    down.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for it to stop")
+    _state_dir(down)
+
+
+def _register_module_commands(sub: Any) -> None:
+    invoke = _command(
+        sub,
+        "invoke",
+        _invoke,
+        "call a module's direct method (exit 1 for status >= 400)",
+        [
+            "edgeloop dev invoke filter getStats -o table",
+            "edgeloop dev invoke filter setPolicy --payload @policy.json",
+        ],
+    )
     invoke.add_argument("module")
     invoke.add_argument("method")
-    invoke.add_argument("--payload", default="null", help="JSON payload (default null)")
+    invoke.add_argument("--payload", default="null", help="JSON payload, or @file.json (default null)")
     invoke.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer")
+    add_output_option(invoke)
     _state_dir(invoke)
-    invoke.set_defaults(func=_invoke)
 
-    twin = sub.add_parser("twin", help="print a module twin, or patch its desired properties")
+    twin = _command(
+        sub,
+        "twin",
+        _twin,
+        "print a module twin, or patch its desired properties",
+        [
+            "edgeloop dev twin filter -o table",
+            "edgeloop dev twin filter --desired '{\"summary_interval_s\": 30}' --wait",
+            "edgeloop dev twin filter --desired @desired.json",
+        ],
+    )
     twin.add_argument("module")
-    twin.add_argument("--desired", default=None, help="JSON merge patch for the desired properties")
+    twin.add_argument(
+        "--desired", default=None, help="JSON merge patch for the desired properties, or @file.json"
+    )
+    twin.add_argument(
+        "--wait",
+        action="store_true",
+        help="after --desired, wait until the module reports the patch applied (exit 0) "
+        "or its configError (exit 1)",
+    )
+    twin.add_argument("--wait-timeout", type=float, default=30.0, help="seconds --wait waits (default 30)")
+    add_output_option(twin)
     _state_dir(twin)
-    twin.set_defaults(func=_twin)
 
-    upstream = sub.add_parser("upstream", help="print what reached $upstream (one JSON line each)")
+    conn = _command(
+        sub,
+        "connection-string",
+        _connection_string,
+        "print a module's connection string (read-only; works while the hub runs)",
+        ["edgeloop dev connection-string filter", "edgeloop dev connection-string filter -o json"],
+    )
+    conn.add_argument("module")
+    add_output_option(conn, default="text")
+    _state_dir(conn)
+
+
+def _register_views(sub: Any) -> None:
+    upstream = _command(
+        sub,
+        "upstream",
+        _upstream,
+        "print what reached $upstream, with system properties (one JSON line each)",
+        ["edgeloop dev upstream", "edgeloop dev upstream --follow --after 120"],
+    )
     upstream.add_argument("--follow", "-f", action="store_true", help="keep printing as messages arrive")
     upstream.add_argument("--after", type=int, default=0, help="only entries after this id")
     _state_dir(upstream)
-    upstream.set_defaults(func=_upstream)
 
-    status = sub.add_parser("status", help="print the hub's module connections and counters")
+    status = _command(
+        sub,
+        "status",
+        _status,
+        "print the hub (ports, Azurite's endpoint), module connections and sessions, counters",
+        ["edgeloop dev status", "edgeloop dev status -o table"],
+    )
+    add_output_option(status)
     _state_dir(status)
-    status.set_defaults(func=_status)
 
-    logs = sub.add_parser("logs", help="print a module's log (as run by 'dev up')")
+    logs = _command(
+        sub,
+        "logs",
+        _logs,
+        "print a module's log (as run by 'dev up')",
+        ["edgeloop dev logs filter --tail 50 -f"],
+    )
     logs.add_argument("module")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
     logs.add_argument("--tail", type=int, default=0, help="only the last N lines")
     _state_dir(logs)
-    logs.set_defaults(func=_logs)
 
-    metrics = sub.add_parser("metrics", help="print a module's Prometheus metrics (as run by 'dev up')")
+    metrics = _command(
+        sub,
+        "metrics",
+        _metrics,
+        "print a module's Prometheus metrics (as run by 'dev up')",
+        ["edgeloop dev metrics filter"],
+    )
     metrics.add_argument("module")
     _state_dir(metrics)
-    metrics.set_defaults(func=_metrics)
-
-    dev.set_defaults(func=lambda _args: dev.print_help() or 2)
-
-
-def _client(args: argparse.Namespace) -> Any:
-    from edgeloop.devhub.control import ControlClient
-
-    return ControlClient(StatePaths.of(args.state_dir).control_socket)
-
-
-def _fail(message: str) -> int:
-    print(f"edgeloop dev: {message}", file=sys.stderr)
-    return 1
-
-
-def _settings(args: argparse.Namespace) -> Any:
-    from edgeloop.devhub.app import DEFAULT_DEVICE_ID, DEFAULT_HUB_HOST, HubSettings
-
-    return HubSettings(
-        state_dir=args.state_dir,
-        bind=args.bind,
-        gateway_host=args.gateway_host,
-        hub_host=args.hub_name or DEFAULT_HUB_HOST,
-        device_id=args.device_id or DEFAULT_DEVICE_ID,
-        listen_fd=args.listen_fd,
-    )
-
-
-async def _until_signalled(main: Any) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await main(stop)
-
-
-def _run_hub(args: argparse.Namespace) -> int:
-    from edgeloop.devhub.app import run_hub
-    from edgeloop.devhub.manifest import load_manifest
-    from edgeloop.logs import configure_logging
-
-    configure_logging("devhub", args.log_level)
-    try:
-        manifest = load_manifest(args.manifest)
-        settings = _settings(args)
-        asyncio.run(_until_signalled(lambda stop: run_hub(settings, manifest, stop)))
-    except EdgeLoopError as exc:
-        return _fail(str(exc))
-    return 0
-
-
-def _run_up(args: argparse.Namespace) -> int:
-    from edgeloop.devhub.manifest import load_manifest
-    from edgeloop.devhub.supervisor import run_up
-
-    try:
-        manifest = load_manifest(args.manifest)
-        settings = _settings(args)
-        if args.manifest == DEFAULT_MANIFEST and not args.no_demo_assets:
-            from edgeloop.demo.assets import ensure_dev_assets, uses_demo_assets
-
-            if uses_demo_assets(json.loads(args.manifest.read_text(encoding="utf-8"))):
-                os.environ.update(ensure_dev_assets(settings.state_dir))
-        asyncio.run(
-            _until_signalled(
-                lambda stop: run_up(
-                    settings, manifest, stop, azurite=not args.no_azurite, log_level=args.log_level
-                )
-            )
-        )
-    except EdgeLoopError as exc:
-        return _fail(str(exc))
-    return 0
-
-
-def _invoke(args: argparse.Namespace) -> int:
-    try:
-        result = _client(args).invoke(args.module, args.method, args.payload.encode(), args.timeout)
-    except EdgeLoopError as exc:
-        return _fail(str(exc))
-    print(json.dumps(result, indent=2))
-    return 1 if int(result["status"]) >= 400 else 0
-
-
-def _twin(args: argparse.Namespace) -> int:
-    try:
-        if args.desired is None:
-            doc = _client(args).twin(args.module)
-        else:
-            try:
-                patch = json.loads(args.desired)
-            except ValueError as exc:
-                return _fail(f"--desired is not JSON: {exc}")
-            if not isinstance(patch, dict):
-                return _fail("--desired must be a JSON object (a merge patch)")
-            doc = _client(args).patch_desired(args.module, patch)
-    except EdgeLoopError as exc:
-        return _fail(str(exc))
-    print(json.dumps(doc, indent=2))
-    return 0
-
-
-def _upstream(args: argparse.Namespace) -> int:
-    after = args.after
-    client = _client(args)
-    try:
-        while True:
-            entries = client.upstream(after)
-            for entry in entries:
-                print(json.dumps(entry, ensure_ascii=False), flush=True)
-                after = entry["id"]
-            if not args.follow:
-                return 0
-            if not entries:
-                time.sleep(0.5)
-    except EdgeLoopError as exc:
-        return _fail(str(exc))
-
-
-def _status(args: argparse.Namespace) -> int:
-    try:
-        print(json.dumps(_client(args).status(), indent=2))
-    except EdgeLoopError as exc:
-        return _fail(str(exc))
-    return 0
-
-
-def _logs(args: argparse.Namespace) -> int:
-    path = StatePaths.of(args.state_dir).log_file(args.module)
-    if not path.exists():
-        return _fail(f"no log for module {args.module!r} at {path} (modules are logged by 'edgeloop dev up')")
-    with open(path, encoding="utf-8", errors="replace") as log_file:
-        lines = log_file.readlines()
-        for line in lines[-args.tail :] if args.tail else lines:
-            sys.stdout.write(line)
-        sys.stdout.flush()
-        while args.follow:
-            line = log_file.readline()
-            if line:
-                sys.stdout.write(line)
-                sys.stdout.flush()
-            else:
-                time.sleep(0.3)
-    return 0
-
-
-def _metrics(args: argparse.Namespace) -> int:
-    from edgeloop.telemetry.dev import read_url, scrape
-
-    try:
-        sys.stdout.write(scrape(read_url(StatePaths.of(args.state_dir).root, args.module)))
-    except EdgeLoopError as exc:
-        return _fail(str(exc))
-    return 0

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgeloop.devhub.broker import Broker, decode_body
+from edgeloop.devhub.broker import Broker, upstream_view
 from edgeloop.devhub.httpunix import Request, Response, request
 from edgeloop.errors import EdgeLoopError
 
@@ -86,21 +86,7 @@ class ControlApi:
             limit = min(10000, int(req.query.get("limit", "1000")))
         except ValueError:
             return Response(400, {"message": "after and limit are integers"})
-        rows = self._broker.store.upstream(after, limit)
-        return Response(
-            200,
-            [
-                {
-                    "id": r[0],
-                    "ts": r[1],
-                    "module": r[2],
-                    "output": r[3],
-                    "properties": r[4],
-                    "body": decode_body(r[5]),
-                }
-                for r in rows
-            ],
-        )
+        return Response(200, [upstream_view(entry) for entry in self._broker.store.upstream(after, limit)])
 
 
 def _q(text: str) -> str:

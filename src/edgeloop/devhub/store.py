@@ -1,6 +1,9 @@
 """The hub's durable state in one SQLite file (WAL): module identities, persistent MQTT
 sessions (subscriptions), per-module input queues, twins and the ``$upstream`` log.
 
+Other processes may read the file while the hub runs (``open_read_only``): WAL readers never
+block the hub's writes.
+
 Writes are grouped: callers change rows and call ``commit`` once for a batch (the hub commits
 before it acknowledges a message to its sender).
 """
@@ -27,7 +30,7 @@ CREATE TABLE IF NOT EXISTS twins (
     reported TEXT NOT NULL, reported_version INTEGER NOT NULL, seed TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS upstream (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, module TEXT NOT NULL, output TEXT,
-    props TEXT NOT NULL, body BLOB NOT NULL);
+    props TEXT NOT NULL, body BLOB NOT NULL, system TEXT NOT NULL DEFAULT '{}');
 """
 
 
@@ -40,6 +43,19 @@ class QueuedMessage:
     body: bytes
     expires: float
     sent: bool = False  # delivered at least once (a redelivery carries the DUP flag)
+
+
+@dataclass(frozen=True)
+class UpstreamEntry:
+    """A message routed to ``$upstream``: what IoT Hub would receive."""
+
+    ts: float
+    module: str
+    output: str | None
+    properties: dict[str, str]  # application properties
+    system: dict[str, str]  # messageId, correlationId, contentType, connectionModuleId, ...
+    body: bytes
+    id: int = 0
 
 
 @dataclass
@@ -58,9 +74,10 @@ class Store:
         self._db = sqlite3.connect(path)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        # One process owns the file: no shared-memory index or file locks per transaction.
-        self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(upstream)")}
+        if "system" not in columns:  # a state dir from before system properties were kept
+            self._db.execute("ALTER TABLE upstream ADD COLUMN system TEXT NOT NULL DEFAULT '{}'")
         self._db.commit()
 
     def close(self) -> None:
@@ -154,20 +171,29 @@ class Store:
         )
 
     # -- upstream -------------------------------------------------------------------------
-    def add_upstream(
-        self, ts: float, module: str, output: str | None, props: dict[str, str], body: bytes
-    ) -> int:
+    def add_upstream(self, entry: UpstreamEntry) -> int:
         cursor = self._db.execute(
-            "INSERT INTO upstream (ts, module, output, props, body) VALUES (?, ?, ?, ?, ?)",
-            (ts, module, output, json.dumps(props), body),
-        )
+            "INSERT INTO upstream (ts, module, output, props, body, system) VALUES (?, ?, ?, ?, ?, ?)",
+            (entry.ts, entry.module, entry.output, json.dumps(entry.properties), entry.body,
+             json.dumps(entry.system)),
+        )  # fmt: skip
         return int(cursor.lastrowid or 0)
 
-    def upstream(
-        self, after: int = 0, limit: int = 1000
-    ) -> list[tuple[int, float, str, str | None, dict[str, str], bytes]]:
+    def upstream(self, after: int = 0, limit: int = 1000) -> list[UpstreamEntry]:
         rows = self._db.execute(
-            "SELECT id, ts, module, output, props, body FROM upstream WHERE id > ? ORDER BY id LIMIT ?",
+            "SELECT id, ts, module, output, props, body, system FROM upstream"
+            " WHERE id > ? ORDER BY id LIMIT ?",
             (after, limit),
         )
-        return [(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
+        return [UpstreamEntry(r[1], r[2], r[3], json.loads(r[4]), json.loads(r[6]), r[5], r[0]) for r in rows]
+
+
+def open_read_only(path: Path) -> sqlite3.Connection:
+    """The hub's database opened for reading, also while a hub writes to it.
+
+    Raises:
+        sqlite3.Error: the file is missing or not a hub database.
+    """
+    if not path.exists():
+        raise sqlite3.OperationalError(f"no hub database at {path}")
+    return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)

@@ -181,19 +181,23 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _start_azurite(paths: StatePaths, say: Printer) -> tuple[Azurite | None, dict[str, str]]:
+def _start_azurite(hub: DevHub, say: Printer) -> tuple[Azurite | None, dict[str, str]]:
     from edgeloop.devtools.azurite import Azurite, AzuriteError
 
+    paths = hub.paths
     port = AZURITE_PORT if _port_free("127.0.0.1", AZURITE_PORT) else None
     azurite = Azurite(paths.azurite, port=port)
     try:
         azurite.start()
     except AzuriteError as exc:
         say(f"azurite: not started ({exc}); modules get no {STORAGE_ENV}")
+        hub.add_service("azurite", {"running": False, "reason": str(exc)})
         return None, {}
     if port is None:
         say(f"azurite: port {AZURITE_PORT} is taken, using {azurite.port}")
     say(f"azurite: listening on {azurite.blob_endpoint} (data in {paths.azurite})")
+    hub.add_service("azurite", {"running": True, "blobEndpoint": azurite.blob_endpoint,
+                                "dataDir": str(paths.azurite), "moduleEnv": STORAGE_ENV})  # fmt: skip
     return azurite, {STORAGE_ENV: azurite.connection_string}
 
 
@@ -230,7 +234,7 @@ async def run_up(
     storage: Azurite | None = None
     extra: dict[str, str] = {}
     if azurite and any(spec.source_module for spec in manifest.modules.values()):
-        storage, extra = await asyncio.get_running_loop().run_in_executor(None, _start_azurite, paths, say)
+        storage, extra = await asyncio.get_running_loop().run_in_executor(None, _start_azurite, hub, say)
     runners = []
     metrics_ports = _metrics_ports(manifest, paths, say)
     for spec in sorted(manifest.modules.values(), key=lambda s: (s.startup_order, s.name)):
