@@ -55,8 +55,8 @@ def test_clopper_pearson_known_bounds() -> None:
 @pytest.mark.parametrize("confidence", [0.9, 0.95])
 def test_exact_lower_bound_clears_zero_exactly_when_mcnemar_rejects(confidence: float) -> None:
     # the interval and the test never disagree, whatever the counts
-    for gains in range(0, 15):
-        for losses in range(0, 15):
+    for gains in range(15):
+        for losses in range(15):
             ties = 30
             cand = [True] * gains + [False] * losses + [True] * ties
             champ = [False] * gains + [True] * losses + [True] * ties
