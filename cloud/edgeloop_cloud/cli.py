@@ -122,7 +122,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"error: {exc}")
         return 1
     _print(outcome.as_dict())
-    return 0 if outcome.status in ("promoted", "rejected", "skipped") else 1
+    return 0 if outcome.status in ("promoted", "rejected", "waiting", "skipped") else 1
 
 
 def _gate(args: argparse.Namespace) -> int:
@@ -134,7 +134,7 @@ def _gate(args: argparse.Namespace) -> int:
         print(f"error: {exc}")
         return 1
     _print(outcome.as_dict())
-    return 0 if outcome.status in ("promoted", "rejected", "skipped") else 1
+    return 0 if outcome.status in ("promoted", "rejected", "waiting", "skipped") else 1
 
 
 def _rollout(args: argparse.Namespace) -> int:
