@@ -244,9 +244,8 @@ def execute_run(
     )
     if champion is not None and len(audit) < cfg.gate.min_audit_items:
         why = (
-            f"the audit set has {len(audit)} labelled items, the gate needs at least "
-            f"{cfg.gate.min_audit_items} to judge a candidate against {champion.version}: "
-            "not training until more audit labels arrive"
+            f"the audit set has {len(audit)} labelled items, the gate needs {cfg.gate.min_audit_items} "
+            f"to judge a candidate against {champion.version}: waiting for more audit labels"
         )
         return _wait(run, outcome, inventory, [why])
     base = load_base_set(seed=cfg.training.base_seed)

@@ -208,7 +208,7 @@ def test_a_gate_that_cannot_decide_waits_and_the_trigger_retries_with_more_label
     # then: no candidate was trained, the reason names the audit count, nothing was consumed
     assert waiting.status == "waiting"
     assert waiting.version is None
-    assert "audit set has 4 labelled items" in waiting.reasons[0]
+    assert "the audit set has 4 labelled items, the gate needs 10" in waiting.reasons[0]
     record = svc.ledger.record(waiting.run_id or "")
     assert record is not None
     assert record["status"] == "waiting"

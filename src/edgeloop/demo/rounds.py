@@ -17,7 +17,7 @@ from edgeloop.demo.labeller import Labeller
 MODEL_NAME = "digits"
 #: Share of the stream the filter sends at random for evaluation only (the audit share). The
 #: product's default is 2%; the demo's stream is short, so it audits more to let the gate decide.
-AUDIT_SHARE = 0.1
+AUDIT_SHARE = 0.15
 #: Rounds the demo aims for over a run (the trigger fires after budget / (ROUNDS + 1) labels).
 ROUNDS = 3
 
