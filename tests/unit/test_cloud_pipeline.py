@@ -358,3 +358,29 @@ def test_a_rejected_version_can_be_gated_again(stream: list[tuple[np.ndarray, st
     decision = json.loads(svc.models.read("digits/v1/decision.json")[0])
     assert decision["outcome"] == "promoted"
     assert decision["eval_set"]["skipped"] == []
+
+
+def test_a_waiting_version_is_gated_again_on_the_audit_labels_of_now(
+    stream: list[tuple[np.ndarray, str]],
+) -> None:
+    # given: v1 champion, then v2 trained and gated on 10 audit items
+    clock = FakeClock()
+    svc = _services(clock, min_audit_items=10)
+    for n, (frame, _label) in enumerate(stream):
+        _upload(svc.data, f"s{n:03d}", frame, audit=n >= 40)
+    _write_labels(svc.data, "labels/a.jsonl", [(f"s{n:03d}", stream[n][1]) for n in range(20)])
+    assert run_trigger_once(svc).status == "promoted"
+    _write_labels(svc.data, "labels/b.jsonl", [(f"s{n:03d}", stream[n][1]) for n in range(20, 50)])
+    trained = run_trigger_once(svc)
+    assert trained.version == "v2"
+    # when: ... and is judged again once 40 audit items are labelled, needing 30
+    _write_labels(svc.data, "labels/c.jsonl", [(f"s{n:03d}", stream[n][1]) for n in range(50, 80)])
+    svc.config.gate.min_audit_items = 30
+    again = gate_version(svc, "v2")
+    # then
+    assert again.counts == {"audit": 40, "skipped": 0}
+    assert again.gate is not None
+    assert again.gate["audit"]["n"] == 40
+    decision = json.loads(svc.models.read("digits/v2/decision.json")[0])
+    assert decision["eval_set"]["audit"] == 40
+    assert decision["outcome"] == again.status
