@@ -104,10 +104,9 @@ def _pipeline(r: dict[str, Any]) -> tuple[str, dict[str, float]]:
 def _learning(r: dict[str, Any]) -> tuple[str, dict[str, float]]:
     h = r["headline"]
     return (
-        f"learning, in rounds, accuracy gained per upload: margin = "
-        f"{h['margin_to_random_gain_per_sample']:.2f}x random, "
-        f"{h['margin_to_fixed_rule_gain_per_sample']:.2f}x the fixed rule, "
-        f"{h['margin_to_everything_gain_per_sample']:.1f}x uploading everything",
+        f"learning, in rounds at a 10% budget: margin reaches {h['policy_share_mean']:.0%} of the "
+        f"upload-everything gain (worst cell {h['policy_share_worst_cell']:.0%}), "
+        f"{h['points_over_random_mean']:+.1f} points over random, oracle {h['oracle_share_mean']:.0%}",
         dict(h),
     )
 
@@ -138,7 +137,7 @@ BENCHES = (
     Bench("devhub", ("--messages", "1000", "--pings", "150"), _devhub),
     Bench("cloud", ("--seeds", "1"), _cloud),
     Bench("pipeline", ("--frames", "1600", "--paced-frames", "600"), _pipeline),
-    Bench("learning", ("--seeds", "2"), _learning),
+    Bench("learning", ("--seeds", "2", "--drifts", "mixed,blur", "--curve-seeds", "0"), _learning),
 )
 
 

@@ -28,9 +28,10 @@ BUDGET = 90
 ROUNDS = 3
 
 
-def train_model(scenario: Scenario, new: list[int], seed: int) -> bytes:
+def train_model(scenario: Scenario, new: list[int], seed: int, *, init: bytes | None = None) -> bytes:
     """The cloud's training on the scenario's clean base frames plus stream frames ``new``
-    (labelled with their ground truth); the exported ONNX model."""
+    (labelled with their ground truth), continuing from ``init`` as the cloud continues from
+    its champion; the exported ONNX model."""
     names = scenario.class_names
     base = [
         Example(image=f, label=names[int(lbl)])
@@ -45,17 +46,27 @@ def train_model(scenario: Scenario, new: list[int], seed: int) -> bytes:
         for i in new
     ]
     return train(
-        base=base, new=extra, preprocess=default_preprocess(), params=TrainingParams(seed=seed)
+        base=base, new=extra, preprocess=default_preprocess(), params=TrainingParams(seed=seed), init=init
     ).to_bytes()
 
 
 def probabilities(model: bytes, frames: list[np.ndarray]) -> np.ndarray:
     """Class probabilities of ``frames`` under ``model``, pre-processed as the cloud trains."""
+    return embeddings_and_probabilities(model, frames)[1]
+
+
+def embeddings_and_probabilities(
+    model: bytes, frames: list[np.ndarray]
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """The model's embedding output (None when it has none) and class probabilities of ``frames``."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     x = features.batch(frames, default_preprocess())
-    return np.asarray(session.run(["probabilities"], {"input": x})[0])
+    names = [o.name for o in session.get_outputs()]
+    wanted = ["probabilities", "embedding"] if "embedding" in names else ["probabilities"]
+    out = session.run(wanted, {"input": x})
+    return (np.asarray(out[1]) if len(out) > 1 else None), np.asarray(out[0])
 
 
 def _margins(model: bytes, scenario: Scenario, pool: list[int]) -> np.ndarray:
@@ -119,7 +130,7 @@ def _timings(seed: int) -> dict[str, float]:
     return {
         "train_and_export_s": statistics.median(train_s),
         "gate_evaluate_s": statistics.median(eval_s),
-        "train_examples": len(scenario.base) + BUDGET * TrainingParams().new_sample_repeat,
+        "train_examples": len(scenario.base) + BUDGET,
         "holdout_items": len(hold),
     }
 

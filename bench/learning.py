@@ -1,54 +1,42 @@
-"""Learning efficiency: accuracy gained per sample uploaded, for four ways of choosing uploads.
+"""Learning efficiency: what each way of choosing uploads buys, over seeds, drift kinds and severities.
 
-    python -m bench.learning [--seeds 2] [--severities mild,severe] [--drift mixed] [--budget 0.1]
+    python -m bench.learning                       # 5 seeds x 4 drift kinds x 3 severities
+    python -m bench.learning --seeds 2 --drifts mixed --severities medium --jobs 2
 
-Offline, no hub: the digits drift scenario (a stream of 800 frames, clean for its first quarter,
-then drifted; a drifted test set of 400), the cloud's own training (``train``: clean base frames
-plus the uploaded stream frames, labelled from the scenario's ground truth) and the gate's
-``evaluate`` for accuracy on the drifted test set. The device's choice runs through the filter's
-``Engine`` on predictions built by the inference module's scoring code:
+Offline, no hub: the digits drift scenario (800 stream frames, clean for a quarter, then
+drifted; a drifted test set of 400), the cloud's built-in trainer (continuing from the previous
+model each round, as the cloud continues from its champion) and the filter's engine on the
+inference module's predictions. Every cell runs the device policies, random at the same number
+of uploads, the oracle (the frames the current model gets wrong: the trainer's ceiling for any
+selection) and uploading everything, in rounds (see ``bench.learning_cell``).
 
-- margin: the uncertainty policy the demo ships (margin below 0.2), capped at the budget
-  (10% of the stream: 80 uploads);
-- random: the same number of uploads as margin got, drawn uniformly from the same frames;
-- fixed rule: confidence < 0.9, no cap (the old rule: it uploads what it selects);
-- everything: every stream frame.
-
-One shot: the initial model scores the whole stream, the selection is retrained on once.
-Rounds: the stream in 3 chunks; after each chunk the model is retrained on everything
-uploaded so far, and the next chunk is scored by that model (a third of the budget per
-chunk, what a chunk left unused carrying over). Printed per drift severity (means over
-seeds): accuracy before and after, samples uploaded, gain per 100 samples (accuracy points),
-and the share of the upload-everything gain.
-Writes ``bench/results/learning.json``.
+Printed per cell (mean and spread over seeds): accuracy before; each policy's share of the
+upload-everything gain; the first policy's points of share over random at the same uploads; the
+oracle's share. The trainer's learning curve (random and oracle picks, one retrain) is measured on
+``--curve-seeds`` seeds. Writes ``bench/results/learning.json`` and a plot of accuracy against
+labels (``--plot``, default ``bench/results/learning.png``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import sys
 import time
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from bench.cloud import accuracy, probabilities, test_items, train_model
-from edgeloop.demo.scenario import Scenario, ScenarioConfig, build
+from bench.learning_cell import POLICIES, chunks, run_cell
+from edgeloop.demo.scenario import DRIFT_KINDS, ScenarioConfig, build
 
 ROOT = Path(__file__).resolve().parents[1]
-ROUNDS = 3
-POLICIES = ("margin", "random", "fixed_rule", "everything")
-MARGIN_BELOW = 0.2
-FIXED_BELOW = 0.9
+SEVERITIES = ("mild", "medium", "severe")
+__all__ = ["chunks", "gain_per_100", "main", "share_of_gain"]
 
 
-# -- pure helpers --------------------------------------------------------------------------
 def gain_per_100(before: float, after: float, samples: int) -> float:
     """Accuracy points (0..100 scale) gained per 100 samples uploaded."""
     if samples <= 0:
@@ -62,156 +50,173 @@ def share_of_gain(before: float, after: float, after_everything: float) -> float
     return (after - before) / full if full > 0 else 0.0
 
 
-def chunks(n: int, parts: int) -> list[range]:
-    """``range(n)`` cut into ``parts`` consecutive pieces of (nearly) equal length."""
-    cuts = [round(n * k / parts) for k in range(parts + 1)]
-    return [range(cuts[k], cuts[k + 1]) for k in range(parts)]
+@dataclass(frozen=True)
+class Job:
+    seed: int
+    drift: str
+    severity: str
+    budget_share: float
+    policies: tuple[str, ...]
+    curve: bool
 
 
-# -- the device's choice -------------------------------------------------------------------
-def _policy(rule: dict[str, Any], budget: int | None) -> Any:
-    from edgeloop_filter.policy import parse_policy
+_INITIAL: dict[int, bytes] = {}
 
-    limits = {"per_day": budget} if budget is not None else {}
-    return parse_policy(
-        {
-            "version": "bench",
-            "strategies": [{"name": "pick", "rules": [rule], "limits": limits}],
-            "dedup": {"enabled": False},
-            "drift": {"enabled": False},
-        }
+
+def _initial(seed: int, scenario: Any) -> bytes:
+    """The model every cell of a seed starts from (the base split does not depend on the drift)."""
+    from bench.cloud import train_model
+
+    if seed not in _INITIAL:
+        _INITIAL[seed] = train_model(scenario, [], seed)
+    return _INITIAL[seed]
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    scenario = build(ScenarioConfig(seed=job.seed, drift=job.drift, severity=job.severity))  # type: ignore[arg-type]
+    cell = run_cell(
+        scenario=scenario,
+        initial=_initial(job.seed, scenario),
+        seed=job.seed,
+        budget_share=job.budget_share,
+        policies=job.policies,
+        curve=job.curve,
     )
+    everything = cell["policies"]["everything"]["after"]
+    for r in cell["policies"].values():
+        r["share_of_everything"] = share_of_gain(cell["before"], r["after"], everything)
+        r["gain_per_100"] = gain_per_100(cell["before"], r["after"], r["uploaded"])
+    return {"seed": job.seed, "drift": job.drift, "severity": job.severity, **cell}
 
 
-def select(
-    model: bytes, scenario: Scenario, indices: Sequence[int], rule: dict[str, Any], budget: int | None
-) -> list[int]:
-    """Stream frames ``indices`` in order through the filter's engine with one strategy."""
-    from edgeloop_filter.engine import Engine
-    from edgeloop_inference.scoring import predictions
-
-    from edgeloop.contracts import FrameRef
-
-    when = datetime(2026, 1, 5, tzinfo=UTC)
-    frames = [
-        FrameRef(sample_id=f"s{i:05d}", source_id="cam", seq=i, kind="image", captured_at=when)
-        for i in indices
-    ]
-    probs = probabilities(model, [scenario.stream.frames[i] for i in indices])
-    scored = predictions(
-        frames, probs, labels=scenario.class_names, top_k=3, include_scores=False,
-        model_name="digits", model_version="bench", latency_ms=0.0, scored_at=when,
-    )  # fmt: skip
-    engine = Engine(_policy(rule, budget), rng=random.Random(0))
-    return [i for i, p in zip(indices, scored, strict=True) if engine.decide(p, when, 0.0).selected]
-
-
-MARGIN_RULE = {"type": "margin", "below": MARGIN_BELOW}
-FIXED_RULE = {"type": "confidence_band", "bands": [[0.0, FIXED_BELOW]]}
-
-
-# -- one scenario --------------------------------------------------------------------------
-def run_one(seed: int, drift: str, severity: str, budget_share: float) -> dict[str, Any]:
-    """Accuracy before/after and uploads of each policy, one shot and in rounds."""
-    scenario = build(ScenarioConfig(seed=seed, drift=drift, severity=severity))  # type: ignore[arg-type]
-    test = test_items(scenario)
-    n = len(scenario.stream)
-    budget = max(ROUNDS, round(n * budget_share))
-    rng = np.random.default_rng(seed)
-    initial = train_model(scenario, [], seed)
-    before = accuracy(initial, test)
-    everything = list(range(n))
-    after_everything = accuracy(train_model(scenario, everything, seed), test)
-
-    def result(chosen: list[int], model: bytes | None = None) -> dict[str, Any]:
-        trained = model if model is not None else train_model(scenario, chosen, seed)
-        return {"after": accuracy(trained, test), "uploaded": len(chosen)}
-
-    margin = select(initial, scenario, everything, MARGIN_RULE, budget)
-    one_shot = {
-        "margin": result(margin),
-        "random": result(sorted(int(i) for i in rng.choice(n, len(margin), replace=False))),
-        "fixed_rule": result(select(initial, scenario, everything, FIXED_RULE, None)),
-        "everything": {"after": after_everything, "uploaded": n},
-    }
-    rounds: dict[str, dict[str, Any]] = {}
-    picked: dict[str, list[int]] = {"margin": [], "random": [], "fixed_rule": []}
-    models = {"margin": initial, "fixed_rule": initial}
-    for k, piece in enumerate(chunks(n, ROUNDS)):
-        share = round(budget * (k + 1) / ROUNDS) - len(picked["margin"])  # unused budget carries on
-        got = select(models["margin"], scenario, piece, MARGIN_RULE, share)
-        picked["margin"] += got
-        picked["random"] += [int(i) for i in rng.choice(list(piece), len(got), replace=False)]
-        picked["fixed_rule"] += select(models["fixed_rule"], scenario, piece, FIXED_RULE, None)
-        for name in models:
-            models[name] = train_model(scenario, picked[name], seed)
-    rounds["margin"] = result(picked["margin"], models["margin"])
-    rounds["random"] = result(picked["random"])
-    rounds["fixed_rule"] = result(picked["fixed_rule"], models["fixed_rule"])
-    rounds["everything"] = one_shot["everything"]
-    for runs in (one_shot, rounds):
-        for r in runs.values():
-            r["gain_per_100"] = gain_per_100(before, r["after"], r["uploaded"])
-            r["share_of_everything"] = share_of_gain(before, r["after"], after_everything)
+def _stats(values: list[float]) -> dict[str, float]:
     return {
-        "seed": seed,
-        "drift": drift,
-        "severity": severity,
-        "budget": budget,
-        "before": before,
-        "one_shot": one_shot,
-        "rounds": rounds,
+        "mean": statistics.mean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
     }
 
 
-def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Means over seeds, per severity and mode and policy."""
-    out: dict[str, dict[str, Any]] = {}
-    for severity in dict.fromkeys(r["severity"] for r in runs):
-        group = [r for r in runs if r["severity"] == severity]
-        entry: dict[str, Any] = {"before": statistics.mean(r["before"] for r in group)}
-        for mode in ("one_shot", "rounds"):
-            entry[mode] = {
-                policy: {
-                    key: statistics.mean(float(r[mode][policy][key]) for r in group)
-                    for key in ("after", "uploaded", "gain_per_100", "share_of_everything")
-                }
-                for policy in POLICIES
+def summarise(runs: list[dict[str, Any]], policies: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Per drift kind and severity: mean and spread over seeds of every figure."""
+    out = []
+    for drift in dict.fromkeys(r["drift"] for r in runs):
+        for severity in dict.fromkeys(r["severity"] for r in runs):
+            group = [r for r in runs if r["drift"] == drift and r["severity"] == severity]
+            if not group:
+                continue
+            names = list(group[0]["policies"])
+            entry: dict[str, Any] = {
+                "drift": drift,
+                "severity": severity,
+                "seeds": len(group),
+                "before": _stats([r["before"] for r in group]),
+                "everything_after": _stats([r["policies"]["everything"]["after"] for r in group]),
+                "share": {p: _stats([r["policies"][p]["share_of_everything"] for r in group]) for p in names},
+                "uploaded": {p: statistics.mean(r["policies"][p]["uploaded"] for r in group) for p in names},
             }
-        out[severity] = entry
+            if policies:
+                lead = policies[0]
+                entry["points_over_random"] = _stats(
+                    [
+                        100
+                        * (
+                            r["policies"][lead]["share_of_everything"]
+                            - r["policies"]["random"]["share_of_everything"]
+                        )
+                        for r in group
+                    ]
+                )
+            out.append(entry)
     return out
 
 
-def table(summary: dict[str, dict[str, Any]]) -> str:
-    lines = [
-        f"{'drift':8s} {'mode':9s} {'policy':11s} {'acc before':>10s} {'after':>6s} "
-        f"{'uploaded':>8s} {'gain/100':>8s} {'share of all':>12s}"
-    ]
-    for severity, entry in summary.items():
-        for mode in ("one_shot", "rounds"):
-            for policy in POLICIES:
-                r = entry[mode][policy]
-                lines.append(
-                    f"{severity:8s} {mode:9s} {policy:11s} {entry['before']:10.3f} {r['after']:6.3f} "
-                    f"{r['uploaded']:8.0f} {r['gain_per_100']:8.1f} {r['share_of_everything']:12.0%}"
-                )
+def table(summary: list[dict[str, Any]], policies: tuple[str, ...]) -> str:
+    shown = [*policies, "random", "oracle"]
+    head = f"{'drift':8s} {'severity':8s} {'acc before':>10s} {'all':>6s} " + " ".join(
+        f"{p[:16]:>16s}" for p in shown
+    )
+    if policies:
+        head += f" {policies[0][:10] + ' - random':>20s}"
+    lines = [head]
+    for e in summary:
+        cells = " ".join(f"{e['share'][p]['mean']:>9.0%} +-{e['share'][p]['sd']:<4.0%}" for p in shown)
+        before, everything = e["before"]["mean"], e["everything_after"]["mean"]
+        line = f"{e['drift']:8s} {e['severity']:8s} {before:10.3f} {everything:6.3f} {cells}"
+        if policies:
+            pr = e["points_over_random"]
+            line += f" {pr['mean']:>+13.1f} +-{pr['sd']:<4.1f}"
+        lines.append(line)
     return "\n".join(lines)
 
 
-def headline(summary: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """Gain per sample of margin over random, and over the fixed rule, in rounds (mean over
-    severities)."""
-    rounds = [entry["rounds"] for entry in summary.values()]
-
-    def mean(policy: str) -> float:
-        return statistics.mean(r[policy]["gain_per_100"] for r in rounds)
-
-    margin, rand, fixed = mean("margin"), mean("random"), mean("fixed_rule")
-    return {
-        "margin_to_random_gain_per_sample": margin / rand if rand > 0 else float("nan"),
-        "margin_to_fixed_rule_gain_per_sample": margin / fixed if fixed > 0 else float("nan"),
-        "margin_to_everything_gain_per_sample": margin / mean("everything"),
+def headline(summary: list[dict[str, Any]], policies: tuple[str, ...]) -> dict[str, float]:
+    """Over all cells: the first policy's mean and worst share, its mean points over random, the oracle's."""
+    lead = policies[0] if policies else "random"
+    shares = [e["share"][lead]["mean"] for e in summary]
+    doc = {
+        "policy_share_mean": statistics.mean(shares),
+        "policy_share_worst_cell": min(shares),
+        "random_share_mean": statistics.mean(e["share"]["random"]["mean"] for e in summary),
+        "oracle_share_mean": statistics.mean(e["share"]["oracle"]["mean"] for e in summary),
     }
+    if policies:
+        doc["points_over_random_mean"] = statistics.mean(e["points_over_random"]["mean"] for e in summary)
+    return doc
+
+
+def plot(runs: list[dict[str, Any]], policies: tuple[str, ...], path: Path) -> Path | None:
+    """Accuracy against labels: the trainer's curve (random, oracle) and each policy's result."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    drifts = list(dict.fromkeys(r["drift"] for r in runs))
+    severities = list(dict.fromkeys(r["severity"] for r in runs))
+    fig, axes = plt.subplots(
+        len(severities), len(drifts), figsize=(3.2 * len(drifts), 2.8 * len(severities)), squeeze=False
+    )
+    for row, severity in enumerate(severities):
+        for col, drift in enumerate(drifts):
+            ax = axes[row][col]
+            group = [r for r in runs if r["drift"] == drift and r["severity"] == severity]
+            curves = [r["curve"] for r in group if "curve" in r]
+            if curves:
+                xs = curves[0]["labels"]
+                for name, style in (("random", "--"), ("oracle", ":")):
+                    ys = [statistics.mean(c[name][k] for c in curves) for k in range(len(xs))]
+                    ax.plot(xs, ys, style, label=f"trainer, {name} picks")
+            for p in [*policies, "random", "everything"]:
+                ax.scatter(
+                    [statistics.mean(r["policies"][p]["uploaded"] for r in group)],
+                    [statistics.mean(r["policies"][p]["after"] for r in group)],
+                    label=f"{p} (rounds)",
+                    s=18,
+                )
+            ax.axhline(statistics.mean(r["before"] for r in group), color="grey", lw=0.8)
+            ax.set_xscale("log")
+            ax.set_title(f"{drift}, {severity}", fontsize=9)
+            ax.tick_params(labelsize=7)
+    axes[0][0].legend(fontsize=6)
+    fig.supxlabel("labelled uploads")
+    fig.supylabel("accuracy on the drifted test set")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _jobs(args: argparse.Namespace, policies: tuple[str, ...]) -> list[Job]:
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    return [
+        Job(seed, drift, severity, args.budget, policies, seed < args.first_seed + args.curve_seeds)
+        for seed in seeds
+        for drift in args.drifts.split(",")
+        for severity in args.severities.split(",")
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,38 +225,54 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--seeds", type=int, default=2, help="seeds per severity (7, 8, ...)")
-    parser.add_argument("--severities", default="mild,severe", help="comma-separated: mild,medium,severe")
-    parser.add_argument("--drift", default="mixed", choices=["rotate", "blur", "contrast", "mixed"])
-    parser.add_argument("--budget", type=float, default=0.1, help="margin's cap, as a share of the stream")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "learning.json"))
-    args = parser.parse_args(argv)
-    started = time.perf_counter()
-    runs = []
-    for severity in args.severities.split(","):
-        for seed in range(7, 7 + args.seeds):
-            runs.append(run_one(seed, args.drift, severity.strip(), args.budget))
-            print(f"  {severity} seed {seed} done ({time.perf_counter() - started:.0f} s)", flush=True)
-    summary = summarise(runs)
-    head = headline(summary)
-    print(f"\ndrift {args.drift}, means of {args.seeds} seed(s); gain/100 = accuracy points per 100 uploads")
-    print(table(summary))
-    print(
-        f"\nin rounds, gain per sample: margin / random {head['margin_to_random_gain_per_sample']:.2f}x, "
-        f"margin / fixed rule {head['margin_to_fixed_rule_gain_per_sample']:.2f}x, "
-        f"margin / everything {head['margin_to_everything_gain_per_sample']:.2f}x"
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per cell (from --first-seed on)")
+    parser.add_argument("--first-seed", type=int, default=101, help="first seed (the tests use others)")
+    parser.add_argument("--drifts", default=",".join(DRIFT_KINDS), help="comma-separated drift kinds")
+    parser.add_argument("--severities", default=",".join(SEVERITIES), help="comma-separated severities")
+    parser.add_argument("--budget", type=float, default=0.1, help="upload budget, as a share of the stream")
+    parser.add_argument(
+        "--policies", default="margin", help=f"device policies, first one leads: {sorted(POLICIES)}"
     )
+    parser.add_argument("--curve-seeds", type=int, default=1, help="seeds whose cells also measure the curve")
+    parser.add_argument("--jobs", type=int, default=2, help="cells measured in parallel (one core each)")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "learning.json"))
+    parser.add_argument("--plot", default=str(ROOT / "bench" / "results" / "learning.png"))
+    args = parser.parse_args(argv)
+    policies = tuple(p for p in args.policies.split(",") if p)
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown:
+        parser.error(f"unknown policies {unknown}; choose from {sorted(POLICIES)}")
+    jobs = _jobs(args, policies)
+    started = time.perf_counter()
+    runs: list[dict[str, Any]] = []
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for k, run in enumerate(pool.map(run_job, jobs), 1):
+            runs.append(run)
+            print(
+                f"  [{k}/{len(jobs)}] seed {run['seed']} {run['drift']} {run['severity']} "
+                f"({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
+    summary = summarise(runs, policies)
+    head = headline(summary, policies)
+    print(
+        f"\nshare of the upload-everything gain at a {args.budget:.0%} budget, "
+        "mean +- sd over seeds, in rounds"
+    )
+    print(table(summary, policies))
+    print("\n" + ", ".join(f"{k} {v:.3f}" for k, v in head.items()))
+    picture = plot(runs, policies, Path(args.plot))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {
-        "drift": args.drift,
         "budget_share": args.budget,
+        "policies": policies,
         "summary": summary,
         "headline": head,
         "runs": runs,
     }
     out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {out}")
+    print(f"wrote {out} and {picture}")
     return 0
 
 

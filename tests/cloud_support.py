@@ -16,13 +16,13 @@ from edgeloop.blobstore import BlobContainer
 
 
 @lru_cache(maxsize=8)
-def digits_model(max_iter: int = 40, seed: int = 0, limit: int = 600) -> bytes:
-    """ONNX bytes of a digits MLP trained on the first ``limit`` base digits."""
+def digits_model(steps: int = 150, seed: int = 0, limit: int = 600) -> bytes:
+    """ONNX bytes of a digits CNN (the built-in trainer) trained on the first ``limit`` base digits."""
     base = load_base_set(limit=limit)
     examples = [
         Example(image=i, label=lbl) for i, lbl in zip(base.train_images, base.train_labels, strict=True)
     ]
-    params = TrainingParams(max_iter=max_iter, seed=seed)
+    params = TrainingParams(scratch_steps=steps, seed=seed)
     return train(base=examples, new=[], preprocess=default_preprocess(), params=params).to_bytes()
 
 
@@ -69,6 +69,6 @@ def upload_sealed(
 #: over a few dozen samples finishes in seconds and promotes.
 CLOUD_TEST_CONFIG = {
     "trigger": {"min_new_labels": 20, "cooldown_minutes": 0},
-    "training": {"max_iter": 40},
+    "training": {"scratch_steps": 150, "finetune_steps": 60},
     "gate": {"floor": 0.5, "max_latency_ms": 1000.0},
 }

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from edgeloop.contracts import FrameRef, LabelScore, Prediction
+from edgeloop_filter.engine import Decision, Engine
+from edgeloop_filter.policy import parse_policy
+
+from edgeloop.contracts import FrameRef, LabelScore, Prediction, SelectedSample
 
 
 def prediction(
@@ -52,3 +57,18 @@ def prediction(
         traceparent=traceparent,
         **extra,
     )
+
+
+def policy_engine(doc: dict[str, Any], seed: int = 7) -> Engine:
+    """An engine for a policy document, with a seeded random source."""
+    return Engine(parse_policy(doc), rng=random.Random(seed))
+
+
+def decide(engine: Engine, predictions: Iterable[Prediction]) -> list[Decision]:
+    """Decide each prediction at a fixed time, one second apart on the monotonic clock."""
+    when = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+    return [engine.decide(p, when, float(i)) for i, p in enumerate(predictions)]
+
+
+def chosen(decisions: Iterable[Decision]) -> list[SelectedSample]:
+    return [d.selected for d in decisions if d.selected is not None]

@@ -254,7 +254,13 @@ def execute_run(
     ]
     log.info("run %s: training on %d base + %d new samples (%d audit samples evaluate, %d skipped)",
              run.run_id, len(base_examples), len(new_train), len(audit), len(skipped))  # fmt: skip
-    trained = train(base=base_examples, new=new_train, preprocess=default_preprocess(), params=cfg.training)
+    trained = train(
+        base=base_examples,
+        new=new_train,
+        preprocess=default_preprocess(),
+        params=cfg.training,
+        init=_champion_model(svc, champion),
+    )
     version = svc.registry.claim_version(name)
     outcome.version = version
     model = trained.to_bytes(name=name, version=version)
@@ -277,6 +283,17 @@ def execute_run(
     consumed = [e.sample_id for e in examples] + [s["sample_id"] for s in skipped]
     run.finish(status, consumed=consumed, gate=outcome.gate, reasons=outcome.reasons)
     return outcome
+
+
+def _champion_model(svc: CloudServices, champion: Champion | None) -> bytes | None:
+    """The champion's ONNX, for training to continue from; None when there is none or it is unreadable."""
+    if champion is None:
+        return None
+    try:
+        return svc.registry.read_model(champion.name, champion.version)
+    except (CloudError, BlobStoreError) as exc:
+        log.warning("champion %s unreadable, training from scratch: %s", champion.version, exc)
+        return None
 
 
 def _wait(run: Run, outcome: PassOutcome, inventory: Inventory, reasons: list[str]) -> PassOutcome:

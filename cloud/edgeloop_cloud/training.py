@@ -1,16 +1,17 @@
-"""Train a candidate: base data plus newly labelled samples, a seeded scikit-learn MLP, ONNX out.
+"""The built-in trainer: base data plus every newly labelled sample, a small CNN, ONNX out.
 
-The candidate's input is what its ``edgeloop.preprocess`` describes (a flat row of gray pixels
-for the digits model); the exported ONNX graph carries that description and the label names in
-its metadata, so the device needs nothing else to use it. A run with the same inputs and seed
-produces the same bytes.
+The candidate's input is what its ``edgeloop.preprocess`` describes (gray pixels in NCHW layout
+for the digits model); the exported ONNX graph carries that description, the label names, the
+architecture and the name of its embedding output in its metadata, so the device needs nothing
+else to use it. When the champion was made by this trainer (same architecture and labels),
+training continues from its weights: a few hundred steps then beat a model trained from
+scratch for longer. A run with the same inputs and seed produces the same bytes.
 """
 
 from __future__ import annotations
 
-import hashlib
-import warnings
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,17 +20,24 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edgeloop.model_metadata import Preprocess, embed_metadata
 from edgeloop_cloud import features
+from edgeloop_cloud.cnn.augment import Augmentation
 from edgeloop_cloud.errors import TrainingError
+
+log = logging.getLogger(__name__)
 
 #: Input and output names of exported models.
 INPUT_NAME = "input"
 OUTPUT_LABEL = "label"
 OUTPUT_PROBABILITIES = "probabilities"
+OUTPUT_EMBEDDING = "embedding"
 
 
 def default_preprocess() -> Preprocess:
-    """The digits model's input: 8x8 gray pixels scaled to 0-1, one flat row of 64 values."""
-    return Preprocess(input_kind="image", width=8, height=8, color="gray", layout="flat", scale=1.0 / 255.0)
+    """The digits model's input: frames shrunk to 16x16 gray, scaled to -1..1, NCHW."""
+    return Preprocess(
+        input_kind="image", width=16, height=16, color="gray", layout="NCHW",
+        scale=1.0 / 255.0, mean=[0.5], std=[0.5],
+    )  # fmt: skip
 
 
 class TrainingParams(BaseModel):
@@ -37,22 +45,43 @@ class TrainingParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seed: int = Field(default=0, description="Random seed of the MLP (weights and shuffling).")
-    hidden_units: int = Field(default=64, ge=1, le=4096, description="Units of the single hidden layer.")
-    max_iter: int = Field(default=60, ge=1, le=5000, description="Training epochs (adam).")
-    batch_size: int = Field(default=64, ge=1, description="Minibatch size.")
-    learning_rate: float = Field(default=0.01, gt=0, le=1, description="Initial adam learning rate.")
-    new_sample_repeat: int = Field(
-        default=3,
-        ge=1,
-        le=100,
-        description="Each newly labelled sample counts this many times (drift weight).",
+    seed: int = Field(default=0, description="Random seed (weights, minibatch draws, augmentation).")
+    scratch_steps: int = Field(
+        default=600, ge=1, le=100_000, description="Minibatch steps when training from scratch."
     )
-    holdout_fraction: float = Field(
-        default=0.25,
+    finetune_steps: int = Field(
+        default=200, ge=1, le=100_000, description="Minibatch steps when continuing from the champion."
+    )
+    batch_size: int = Field(default=64, ge=2, le=4096, description="Minibatch size.")
+    learning_rate: float = Field(
+        default=0.01, gt=0, le=1, description="Peak AdamW learning rate from scratch (cosine decay)."
+    )
+    finetune_learning_rate: float = Field(
+        default=0.003, gt=0, le=1, description="Peak AdamW learning rate when continuing from the champion."
+    )
+    weight_decay: float = Field(default=1e-4, ge=0, le=1, description="AdamW weight decay.")
+    label_smoothing: float = Field(default=0.05, ge=0, lt=1, description="Cross-entropy label smoothing.")
+    new_share: float = Field(
+        default=0.5,
         ge=0,
-        lt=1,
-        description="Share of newly labelled samples kept for the gate (by id hash).",
+        le=1,
+        description=(
+            "Share of each minibatch drawn from newly labelled samples (the world as devices see it "
+            "now) once there are any; the rest comes from the base data. Classes are balanced in both."
+        ),
+    )
+    continue_from_champion: bool = Field(
+        default=True,
+        description="Start from the champion's weights when it has this trainer's architecture and labels.",
+    )
+    widths: tuple[int, int, int] = Field(
+        default=(16, 32, 64), description="Channels of the three convolutions."
+    )
+    embedding_size: int = Field(
+        default=32, ge=2, le=64, description="Size of the embedding output the filter's novelty uses."
+    )
+    augmentation: Augmentation = Field(
+        default_factory=Augmentation, description="Generic camera perturbations of training images."
     )
     base_seed: int = Field(default=7, description="Seed of the digits scenario the base data comes from.")
 
@@ -83,14 +112,6 @@ class TrainedModel:
         return bytes(self.model.SerializeToString())
 
 
-def in_holdout(sample_id: str, fraction: float) -> bool:
-    """Whether a sample belongs to the gate's held-out slice (stable: decided by its id)."""
-    if fraction <= 0:
-        return False
-    bucket = int(hashlib.sha256(sample_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return bucket < fraction
-
-
 def _natural(label: str) -> tuple[int, int, str]:
     return (0, int(label), label) if label.isdigit() else (1, 0, label)
 
@@ -101,6 +122,25 @@ def label_order(base_labels: Sequence[str], new_labels: Sequence[str]) -> list[s
     return order + sorted(set(new_labels) - set(order), key=_natural)
 
 
+def _check_inputs(
+    base: Sequence[Example], new: Sequence[Example], preprocess: Preprocess, names: list[str]
+) -> None:
+    if preprocess.input_kind != "image" or preprocess.layout != "NCHW":
+        raise TrainingError(
+            "the built-in trainer needs image input in layout 'NCHW', the preprocess says "
+            f"{preprocess.input_kind!r} / {preprocess.layout!r}"
+        )
+    present = {e.label for e in (*base, *new)}
+    if len(present) < 2:
+        raise TrainingError(f"training needs at least two classes, got {sorted(present)}")
+    missing = [n for n in names if n not in present]
+    if missing:
+        raise TrainingError(f"labels {missing} have no training examples; every label needs at least one")
+    unknown = sorted(present - set(names))
+    if unknown:
+        raise TrainingError(f"examples carry labels {unknown} that are not among the model's labels {names}")
+
+
 def train(
     *,
     base: Sequence[Example],
@@ -108,71 +148,101 @@ def train(
     preprocess: Preprocess,
     params: TrainingParams,
     labels: Sequence[str] | None = None,
+    init: bytes | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
 ) -> TrainedModel:
-    """Fit an MLP on ``base`` + ``new`` (each new example repeated) and export it to ONNX.
+    """Fit the CNN on ``base`` + every ``new`` example and export it to ONNX.
+
+    ``init`` is the champion's ONNX: when it was made by this trainer with the same labels and
+    ``params.continue_from_champion`` is on, training continues from its weights.
+    ``progress(step, steps, loss)`` is called every 50 steps.
 
     Raises:
-        TrainingError: fewer than two classes, or no examples.
+        TrainingError: fewer than two classes, a label without examples, or a preprocess this
+            trainer cannot train for.
     """
-    from sklearn.neural_network import MLPClassifier
+    from edgeloop_cloud.cnn.export import read_weights, to_onnx
+    from edgeloop_cloud.cnn.fit import FitPlan, fit
+    from edgeloop_cloud.cnn.net import NetShape
 
-    if preprocess.layout != "flat":
-        raise TrainingError(f"the MLP trainer needs layout 'flat', the preprocess says {preprocess.layout!r}")
     names = list(labels) if labels else label_order([e.label for e in base], [e.label for e in new])
-    examples = list(base) + [
-        e for e in sorted(new, key=lambda e: e.sample_id) for _ in range(params.new_sample_repeat)
-    ]
-    classes = {e.label for e in examples}
-    if len(classes) < 2:
-        raise TrainingError(f"training needs at least two classes, got {sorted(classes)}")
+    _check_inputs(base, new, preprocess, names)
+    ordered_new = sorted(new, key=lambda e: e.sample_id)
+    examples = [*base, *ordered_new]
     index = {name: i for i, name in enumerate(names)}
     x = features.batch([e.image for e in examples], preprocess)
     y = np.asarray([index[e.label] for e in examples], dtype=np.int64)
-    clf = MLPClassifier(
-        hidden_layer_sizes=(params.hidden_units,),
-        max_iter=params.max_iter,
+    is_new = np.r_[np.zeros(len(base), bool), np.ones(len(ordered_new), bool)]
+    shape = NetShape(
+        channels_in=preprocess.channels,
+        classes=len(names),
+        widths=params.widths,
+        embedding=params.embedding_size,
+    )
+    start = _champion_weights(init, shape, names, read_weights) if params.continue_from_champion else None
+    plan = FitPlan(
+        steps=params.finetune_steps if start else params.scratch_steps,
         batch_size=params.batch_size,
-        learning_rate_init=params.learning_rate,
-        random_state=params.seed,
+        learning_rate=params.finetune_learning_rate if start else params.learning_rate,
+        weight_decay=params.weight_decay,
+        new_share=params.new_share,
+        label_smoothing=params.label_smoothing,
+        augmentation=params.augmentation,
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ConvergenceWarning: the epoch budget is deliberate
-        clf.fit(x, y)
-    missing = [n for i, n in enumerate(names) if i not in set(clf.classes_.tolist())]
-    if missing:
-        raise TrainingError(f"labels {missing} have no training examples; every label needs at least one")
-    model = export_onnx(clf, n_features=x.shape[1], preprocess=preprocess, labels=names)
-    return TrainedModel(
-        model=model, labels=names, preprocess=preprocess, manifest=_manifest(new, params, clf)
+    log.info(
+        "training on %d base + %d new examples, %d steps %s",
+        len(base), len(ordered_new), plan.steps, "from the champion" if start else "from scratch",
+    )  # fmt: skip
+    result = fit(
+        x=x, y=y, is_new=is_new, shape=shape, plan=plan, seed=params.seed, init=start, progress=progress
     )
+    model = embed_metadata(
+        to_onnx(result.net, height=int(x.shape[2]), width=int(x.shape[3])),
+        preprocess=preprocess,
+        labels=names,
+    )
+    manifest = _manifest(
+        ordered_new, params, steps=result.steps, loss=result.final_loss, continued=bool(start)
+    )
+    return TrainedModel(model=model, labels=names, preprocess=preprocess, manifest=manifest)
 
 
-def export_onnx(clf: Any, *, n_features: int, preprocess: Preprocess, labels: Sequence[str]) -> Any:
-    """An ``onnx.ModelProto`` of a fitted classifier with EdgeLoop's metadata."""
-    from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = convert_sklearn(
-            clf,
-            initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
-            options={id(clf): {"zipmap": False}},
-            target_opset={"": 17, "ai.onnx.ml": 3},
-            name="edgeloop_mlp",  # a fixed graph name (the default is random) keeps exports byte-identical
-        )
-    return embed_metadata(model, preprocess=preprocess, labels=list(labels))
+def _champion_weights(init: bytes | None, shape: Any, names: list[str], reader: Any) -> Any:
+    if init is None:
+        return None
+    found = reader(init)
+    if found is None:
+        log.info("the champion was not made by this trainer; training from scratch")
+        return None
+    champion_shape, weights = found
+    if champion_shape != shape or _labels_of(init) != names:
+        log.info("the champion's architecture or labels differ; training from scratch")
+        return None
+    return weights
 
 
-def _manifest(new: Sequence[Example], params: TrainingParams, clf: Any) -> dict[str, Any]:
-    import sklearn
+def _labels_of(model: bytes) -> list[str] | None:
+    import onnx
+
+    from edgeloop.model_metadata import LABELS_KEY, parse_labels
+
+    props = {p.key: p.value for p in onnx.load_from_string(model).metadata_props}
+    return parse_labels(props[LABELS_KEY]) if LABELS_KEY in props else None
+
+
+def _manifest(
+    new: Sequence[Example], params: TrainingParams, *, steps: int, loss: float, continued: bool
+) -> dict[str, Any]:
+    import torch
 
     return {
-        "params": params.model_dump(),
-        "sklearn": sklearn.__version__,
-        "epochs_run": int(clf.n_iter_),
+        "trainer": "edgeloop.cnn/1",
+        "params": params.model_dump(mode="json"),
+        "torch": torch.__version__,
+        "steps_run": steps,
+        "final_loss": loss,
+        "continued_from_champion": continued,
         "samples": [
-            {"sample_id": e.sample_id, "blob": e.blob, "sha256": e.sha256, "label": e.label}
-            for e in sorted(new, key=lambda e: e.sample_id)
+            {"sample_id": e.sample_id, "blob": e.blob, "sha256": e.sha256, "label": e.label} for e in new
         ],
     }

@@ -5,7 +5,10 @@ A model exported for EdgeLoop carries two entries in its ONNX ``metadata_props``
 - ``edgeloop.preprocess``: a JSON object (``Preprocess``) telling the inference module how to
   turn a sample into the model's input tensor: image or feature vector, input size, colour
   order, layout, scale, mean/std, and whether the output is logits or probabilities;
-- ``edgeloop.labels``: a JSON list of class names, in output order.
+- ``edgeloop.labels``: a JSON list of class names, in output order;
+- ``edgeloop.embedding`` (optional): the name of an output holding the model's embedding of
+  each sample, shape [N, D] float; the inference module forwards it (D <= 64, as float16) for
+  the filter's novelty scores.
 
 The device reads them from an ONNX Runtime session (``read_session_metadata``); the cloud
 writes them into an ``onnx.ModelProto`` with ``embed_metadata`` (no ``onnx`` import here:
@@ -32,6 +35,8 @@ LABELS_KEY = "edgeloop.labels"
 #: Optional metadata keys naming the model and its version (the registry writes them).
 MODEL_NAME_KEY = "edgeloop.model_name"
 MODEL_VERSION_KEY = "edgeloop.model_version"
+#: Optional metadata key naming the output that holds the model's embedding ([N, D] float).
+EMBEDDING_KEY = "edgeloop.embedding"
 
 ColorOrder = Literal["gray", "rgb", "bgr"]
 Layout = Literal["NCHW", "NHWC", "flat"]
@@ -139,6 +144,9 @@ class ModelMetadata(BaseModel):
     labels: list[str] | None = Field(default=None, description="Class names in output order, if given.")
     name: str | None = Field(default=None, description="Model name written by the registry, if any.")
     version: str | None = Field(default=None, description="Model version written by the registry, if any.")
+    embedding: str | None = Field(
+        default=None, description="Name of the output holding the model's embedding ([N, D] float), if any."
+    )
     extra: dict[str, str] = Field(default_factory=dict, description="Every other metadata entry.")
 
 
@@ -161,12 +169,16 @@ def metadata_from_map(props: Mapping[str, str]) -> ModelMetadata:
     """
     preprocess = Preprocess.from_json(props[PREPROCESS_KEY]) if PREPROCESS_KEY in props else None
     labels = parse_labels(props[LABELS_KEY]) if LABELS_KEY in props else None
-    known = {PREPROCESS_KEY, LABELS_KEY, MODEL_NAME_KEY, MODEL_VERSION_KEY}
+    embedding = props.get(EMBEDDING_KEY)
+    if embedding is not None and not embedding.strip():
+        raise ModelMetadataError(f"{EMBEDDING_KEY} is empty: name the embedding output or omit the key")
+    known = {PREPROCESS_KEY, LABELS_KEY, MODEL_NAME_KEY, MODEL_VERSION_KEY, EMBEDDING_KEY}
     return ModelMetadata(
         preprocess=preprocess,
         labels=labels,
         name=props.get(MODEL_NAME_KEY),
         version=props.get(MODEL_VERSION_KEY),
+        embedding=embedding.strip() if embedding is not None else None,
         extra={k: v for k, v in props.items() if k not in known},
     )
 
@@ -191,6 +203,7 @@ def metadata_props(
     labels: Sequence[str] | None = None,
     name: str | None = None,
     version: str | None = None,
+    embedding: str | None = None,
 ) -> dict[str, str]:
     """The ``metadata_props`` entries for these facts (only those given)."""
     props: dict[str, str] = {}
@@ -202,6 +215,8 @@ def metadata_props(
         props[MODEL_NAME_KEY] = name
     if version is not None:
         props[MODEL_VERSION_KEY] = version
+    if embedding is not None:
+        props[EMBEDDING_KEY] = embedding
     return props
 
 
@@ -212,12 +227,15 @@ def embed_metadata(
     labels: Sequence[str] | None = None,
     name: str | None = None,
     version: str | None = None,
+    embedding: str | None = None,
 ) -> Any:
     """Write the entries into an ``onnx.ModelProto`` (in place; also returned), keeping the
     model's other metadata. Works on the protobuf message directly (what
     ``onnx.helper.set_model_props`` does), so this module never imports ``onnx``."""
     props = {p.key: p.value for p in model.metadata_props}
-    props.update(metadata_props(preprocess=preprocess, labels=labels, name=name, version=version))
+    props.update(
+        metadata_props(preprocess=preprocess, labels=labels, name=name, version=version, embedding=embedding)
+    )
     del model.metadata_props[:]
     for key, value in props.items():
         entry = model.metadata_props.add()

@@ -51,6 +51,7 @@ POLICY = {
          "limits": {"per_day": 0}},
     ],
     "dedup": {"enabled": False},
+    "audit": {"share": 0},  # a random draw would make what the policy owes a sample unpredictable
 }  # fmt: skip
 OBSERVED = {
     "framesObserved": "FROM /messages/modules/capture/outputs/frames INTO $upstream",
@@ -104,7 +105,7 @@ class Observed:
                 self.frames.setdefault(sample_id, item)
                 self.frame_copies[sample_id] += 1
                 self.frame_message.setdefault(sample_id, int(message["id"]))
-            elif schema == "edgeloop.prediction/1":
+            elif schema in ("edgeloop.prediction/1", "edgeloop.prediction/2"):
                 first = self.predictions.setdefault(sample_id, item)
                 if (first.get("status"), first.get("label")) != (item.get("status"), item.get("label")):
                     self.label_conflicts.add(sample_id)

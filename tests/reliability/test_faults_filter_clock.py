@@ -26,6 +26,7 @@ POLICY = {
             "limits": {"per_hour": PER_HOUR},
         }
     ],
+    "audit": {"share": 0},  # audit picks are outside budgets: off, so every selection is budgeted
 }
 JUMPS = {30: timedelta(hours=-1), 60: timedelta(days=1), 90: timedelta(days=-7)}  # at minute -> jump
 

@@ -107,9 +107,11 @@ def test_every_benchmark_summary_reads_its_ratio() -> None:
         },
         "learning": {
             "headline": {
-                "margin_to_random_gain_per_sample": 1.1,
-                "margin_to_fixed_rule_gain_per_sample": 3.0,
-                "margin_to_everything_gain_per_sample": 7.0,
+                "policy_share_mean": 0.9,
+                "policy_share_worst_cell": 0.7,
+                "random_share_mean": 0.6,
+                "oracle_share_mean": 1.0,
+                "points_over_random_mean": 30.0,
             }
         },
     }
@@ -120,4 +122,5 @@ def test_every_benchmark_summary_reads_its_ratio() -> None:
     assert "0.20x" in lines["pipeline"][0]
     assert "p50 20 ms" in lines["pipeline"][0]
     assert lines["pipeline"][1]["latency_p95_ms"] == 45.0
-    assert "1.10x random" in lines["learning"][0]
+    expected = "90% of the upload-everything gain (worst cell 70%), +30.0 points over random"
+    assert expected in lines["learning"][0]

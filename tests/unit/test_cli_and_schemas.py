@@ -30,7 +30,7 @@ def test_committed_contract_schemas_are_current() -> None:
 
 def test_schemas_are_written_and_then_found_current(tmp_path: Path) -> None:
     written = write_schemas(tmp_path)
-    assert {p.name for p in written} >= {"edgeloop.prediction-v1.json", "edgeloop.frame-v1.json"}
+    assert {p.name for p in written} >= {"edgeloop.prediction-v2.json", "edgeloop.frame-v1.json"}
     assert stale_schemas(tmp_path) == []
     written[0].write_text("{}")
     assert stale_schemas(tmp_path) == [written[0].name]

@@ -230,7 +230,7 @@ def test_candidate_without_metadata_fails_the_load_check() -> None:
 
 def test_real_models_scored_item_by_item_on_both_sets() -> None:
     # given: a trained and a barely trained model; 100 clean items and 40 "audit" items
-    good, weak = digits_model(max_iter=40), digits_model(max_iter=1)
+    good, weak = digits_model(steps=150), digits_model(steps=1)
     clean = list(holdout())[:100]
     audit = [EvalItem(i.image, i.label, AUDIT) for i in list(holdout())[100:140]]
     items = clean + audit

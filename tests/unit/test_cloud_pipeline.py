@@ -69,7 +69,7 @@ def _write_labels(data: BlobContainer, blob: str, rows: list[tuple[str, str]]) -
 def _services(clock: FakeClock, **gate: float) -> CloudServices:
     config = CloudConfig(
         trigger=TriggerPolicy(min_new_labels=20, cooldown_minutes=0, retry_after_labels=5),
-        training=TrainingParams(max_iter=30),
+        training=TrainingParams(scratch_steps=100, finetune_steps=40),
         gate=GateConfig(**{"floor": 0.5, "max_latency_ms": 1000.0, "min_audit_items": 10, **gate}),
     )
     return CloudServices(

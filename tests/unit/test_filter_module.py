@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ class Running:
     def __init__(self, desired: dict[str, Any] | None = None, store: StateStore | None = None) -> None:
         self.clock = FakeClock(T0)
         self.hub = FakeHubClient(desired)
-        self.module = FilterModule(store=store or MemoryStateStore())
+        self.module = FilterModule(store=store or MemoryStateStore(), rng=random.Random(0))
         self.runtime = ModuleRuntime(self.module, client=self.hub, clock=self.clock, tick_interval=0.01)
         self.thread = threading.Thread(target=self.runtime.run)
 
@@ -206,7 +207,10 @@ def test_summaries_are_sent_every_interval_with_counts_by_window(fixed: Running)
 
 def test_budgets_survive_a_module_restart(tmp_path: Path) -> None:
     # given
-    policy = {"strategies": [{"name": "s", "rules": [{"type": "random", "p": 1}], "limits": {"per_day": 3}}]}
+    policy = {
+        "strategies": [{"name": "s", "rules": [{"type": "random", "p": 1}], "limits": {"per_day": 3}}],
+        "audit": {"share": 0},  # audit picks are outside budgets
+    }
     store = JsonFileStateStore(tmp_path / "filter-state.json")
     with Running({"policy": policy}, store=store) as first:
         first.hub.push_input("predictions", [prediction(i) for i in range(2)])
@@ -406,3 +410,59 @@ def test_saved_totals_and_ids_are_read_defensively(doc: dict[str, Any], seen: in
     # then
     assert stats["totals"]["seen"] == seen
     assert len(r.module.decided) == decided
+
+
+ADAPTIVE = {
+    "version": "adaptive-1",
+    "strategies": [{"name": "top", "rules": [{"type": "top_share", "score": "margin", "share": 0.1}]}],
+    "audit": {"share": 0.2},
+}
+
+
+def test_audit_and_top_share_are_counted_in_stats_summaries_and_dry_run() -> None:
+    # given
+    with Running({"policy": ADAPTIVE, "summary_interval_s": 60}) as r:
+        r.hub.push_input("predictions", [prediction(i, margin=(i * 37 % 100) / 100) for i in range(200)])
+        wait_for(lambda: r.stats()["seen"] == 200)
+        # when
+        stats = r.stats()
+        dry = r.hub.call_method("dryRun", {"seed": 3}).payload
+        r.clock.advance(61)
+        wait_for(lambda: len(r.summaries()) == 1)
+    # then
+    assert set(stats["selected_by_strategy"]) == {"top", "audit"}
+    assert stats["selected_by_strategy"]["audit"] == pytest.approx(40, abs=15)
+    assert {s.strategy for s in r.selected()} == {"top", "audit"}
+    assert all(s.tags == ["audit"] for s in r.selected() if s.strategy == "audit")
+    assert r.summaries()[0].selected_by_strategy == stats["selected_by_strategy"]
+    assert dry["evaluated"] == 200
+    assert set(dry["selected_by_strategy"]) == {"top", "audit"}
+
+
+def test_an_impossible_target_share_is_refused_by_set_policy_and_dry_run(fixed: Running) -> None:
+    # given
+    bad = {"strategies": [{"name": "top", "rules": [{"type": "top_share", "share": 1.5}]}]}
+    # when
+    answer = fixed.hub.call_method("setPolicy", bad)
+    tried = fixed.hub.call_method("dryRun", {"policy": bad})
+    # then
+    assert (answer.status, tried.status) == (400, 400)
+    assert "share = 1.5: a target share is a fraction of the stream in (0, 1]" in answer.payload["error"]
+    assert fixed.hub.call_method("getPolicy").payload["version"] == "fixed-1"
+
+
+def test_embedding_problems_are_in_get_stats() -> None:
+    # given: a novelty strategy and predictions from a model without (or with a broken) embedding
+    policy = {
+        "strategies": [{"name": "n", "rules": [{"type": "novelty", "above": 0.1}]}],
+        "audit": {"share": 0},
+    }
+    with Running({"policy": policy}) as r:
+        r.hub.push_input("predictions", [prediction(1), prediction(2, embedding="%%%")])
+        wait_for(lambda: r.stats()["seen"] == 2)
+        # when
+        stats = r.stats()
+    # then
+    assert stats["dropped_by_reason"] == {"no_embedding": 2}
+    assert stats["embedding_problems"] == {"bad_embedding": 1}
+    assert "not base64" in stats["last_embedding_problem"]

@@ -25,7 +25,8 @@ def feats(
 def test_every_rule_name_is_registered() -> None:
     # then
     assert set(RULES) == {
-        "confidence_band", "margin", "entropy", "classes", "random", "every_nth", "all", "any", "not"
+        "confidence_band", "margin", "entropy", "classes", "random", "every_nth", "all", "any", "not",
+        "top_share", "novelty",
     }  # fmt: skip
 
 

@@ -53,7 +53,7 @@ def test_endpoint_is_started_and_stopped_by_the_twin(harness: Harness, tmp_path:
     wait_for(lambda: not _up(url), what="HTTP endpoint down")
     # then
     assert raw.status_code == 200, raw.text
-    assert raw.json()["schema"] == "edgeloop.prediction/1"
+    assert raw.json()["schema"] == "edgeloop.prediction/2"
     assert raw.json()["label"] == as_json.json()["label"]
     assert raw.json()["model_version"] == "1"
     assert garbage.status_code == 422

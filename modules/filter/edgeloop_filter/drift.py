@@ -52,6 +52,8 @@ class DriftMonitor:
         self._observed = 0
         self._high_at = -1
         self._high = False
+        self._detected_at = -1
+        self._detected = False
         self._reset_reference()
 
     def _reset_reference(self) -> None:
@@ -123,3 +125,13 @@ class DriftMonitor:
             self._high = max(stats.get("psi_confidence", 0.0), stats.get("psi_class", 0.0)) > boost.psi_above
             self._high_at = self._observed
         return self._high
+
+    def detected(self) -> bool:
+        """Whether either PSI is at or above ``psi_above`` (rules use their drift shares then);
+        recomputed every 20 samples."""
+        if self._detected_at < 0 or self._observed - self._detected_at >= 20:
+            stats = self.psi()
+            peak = max(stats.get("psi_confidence", 0.0), stats.get("psi_class", 0.0))
+            self._detected = bool(stats) and peak >= self.config.psi_above
+            self._detected_at = self._observed
+        return self._detected

@@ -1,26 +1,30 @@
 """The decision engine: one prediction in, selected or dropped with the reason out.
 
 Order of checks: the prediction is usable (status ok, label and confidence present), drift
-statistics are fed, the global window is open; then strategies are tried in order, and the
-first whose window is open, whose rules all match and which has budget left (its own and the
-global one) selects the sample, unless it is a near-duplicate of a recent selection from the
-same source. No I/O here: the module persists ``snapshot()`` and restores it.
+statistics are fed, the audit share is drawn, the global window is open; an audit draw selects
+the sample as strategy ``audit`` (no budget, no dedup); otherwise strategies are tried in
+order, and the first whose window is open, whose rules all match, whose class balance allows
+the predicted class and which has budget left (its own and the global one) selects the sample,
+unless it is a near-duplicate of a recent selection from the same source. No I/O here: the
+module persists ``snapshot()`` and restores it.
 """
 
 from __future__ import annotations
 
 import random
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from edgeloop.contracts import Prediction, SelectedSample
+from edgeloop.contracts import EmbeddingError, Prediction, SelectedSample, decode_embedding
 from edgeloop_filter.budget import Budgets
 from edgeloop_filter.dedup import DedupMemory
 from edgeloop_filter.drift import DriftMonitor
-from edgeloop_filter.policy import Limits, Policy, Strategy
-from edgeloop_filter.rules import Features, Predicate, compile_rule
+from edgeloop_filter.novelty import EmbeddingMemory
+from edgeloop_filter.policy import AUDIT, Limits, Policy, Strategy
+from edgeloop_filter.rules import NO_EMBEDDING, Features, Predicate, compile_rule, uses_embedding
 from edgeloop_filter.schedule import Gate
 
 #: Why a sample was not selected (keys of ``dropped_by_reason``).
@@ -30,7 +34,28 @@ WINDOW_CLOSED = "window_closed"
 NO_MATCH = "no_strategy_matched"
 OVER_BUDGET = "over_budget"
 DUPLICATE = "duplicate"
-DROP_REASONS = (ERROR_STATUS, MISSING_FIELDS, WINDOW_CLOSED, NO_MATCH, OVER_BUDGET, DUPLICATE)
+CLASS_CAPPED = "class_capped"
+DROP_REASONS = (
+    ERROR_STATUS,
+    MISSING_FIELDS,
+    WINDOW_CLOSED,
+    NO_MATCH,
+    OVER_BUDGET,
+    DUPLICATE,
+    CLASS_CAPPED,
+    NO_EMBEDDING,
+)
+#: When several strategies were stopped, the drop is counted by the first of these that applies.
+_BLOCKED_ORDER = (OVER_BUDGET, CLASS_CAPPED, NO_EMBEDDING, WINDOW_CLOSED)
+_BLOCKED_DETAIL = {
+    OVER_BUDGET: "every matching strategy is over its budget",
+    CLASS_CAPPED: "the predicted class took its share of every matching strategy",
+    NO_EMBEDDING: "a novelty rule could not judge it: the prediction has no usable embedding",
+    WINDOW_CLOSED: "strategies outside their windows",
+}
+#: Embedding problems counted in ``embedding_problems``.
+BAD_EMBEDDING = "bad_embedding"
+EMBEDDING_LENGTH_CHANGED = "embedding_length_changed"
 
 
 @dataclass(frozen=True)
@@ -43,7 +68,7 @@ class Decision:
 class _Compiled:
     """A strategy ready to evaluate."""
 
-    __slots__ = ("gate", "limits", "name", "predicates", "strategy", "unlimited")
+    __slots__ = ("gate", "labels", "limits", "name", "predicates", "strategy", "unlimited")
 
     def __init__(self, strategy: Strategy, rng: random.Random) -> None:
         self.strategy = strategy
@@ -52,6 +77,15 @@ class _Compiled:
         self.gate = Gate(strategy.schedule)
         self.limits = strategy.limits
         self.unlimited = strategy.limits == Limits()
+        balance = strategy.class_balance
+        self.labels: deque[str] = deque(maxlen=balance.window if balance else 1)
+
+    def capped(self, label: str) -> bool:
+        """Whether ``label`` already holds more than its share of the recent selections."""
+        balance = self.strategy.class_balance
+        if balance is None or len(self.labels) < balance.min_selections:
+            return False
+        return self.labels.count(label) / len(self.labels) > balance.max_share
 
     def match(self, f: Features) -> str | None:
         reasons = []
@@ -78,7 +112,15 @@ def features(p: Prediction) -> Features | None:
     """What rules read, or None when the prediction lacks label or confidence."""
     if p.label is None or p.confidence is None:
         return None
-    return Features(p.label, p.confidence, _margin(p), p.entropy, p.frame.source_id, p.scores)
+    return Features(
+        p.label,
+        p.confidence,
+        _margin(p),
+        p.entropy,
+        p.frame.source_id,
+        p.scores,
+        model_version=p.model_version,
+    )
 
 
 class Engine:
@@ -92,17 +134,24 @@ class Engine:
         self.selected: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()
         self.model_version: str | None = None
+        self.embedding_problems: Counter[str] = Counter()
+        self.last_embedding_problem: str | None = None
         self.policy = policy
         self.drift = DriftMonitor(policy.drift)
+        self.memory = EmbeddingMemory(policy.novelty.memory)
         self.set_policy(policy)
 
     def set_policy(self, policy: Policy) -> None:
-        """Put ``policy`` in force; budgets (by strategy name) and dedup memory carry over."""
+        """Put ``policy`` in force; budgets (by strategy name), dedup memory and the memory
+        of selected embeddings carry over; ``top_share`` windows start over."""
         strategies = [_Compiled(s, self.rng) for s in policy.strategies]
         if policy.drift != self.policy.drift:
             self.drift = DriftMonitor(policy.drift)
+        if policy.novelty != self.policy.novelty:
+            self.memory = EmbeddingMemory(policy.novelty.memory)
         self.policy = policy
         self._strategies = strategies
+        self._needs_embedding = any(uses_embedding(r) for s in policy.strategies for r in s.rules)
         self._gate = Gate(policy.schedule)
         self._global_limits = policy.limits
         self._global_unlimited = policy.limits == Limits()
@@ -120,28 +169,56 @@ class Engine:
             self.model_version = p.model_version
         if self.policy.drift.enabled:
             self.drift.observe(f.confidence, f.label, p.model_version)
+            f.drifting = self.drift.detected()
+        if self._needs_embedding:
+            self._attach_embedding(p, f)
+        share = self.policy.audit.share
+        audited = share > 0.0 and self.rng.random() < share
         if not self._gate.always_open and not self._gate.is_open(now):
             return self._drop(WINDOW_CLOSED, "policy schedule closed")
+        if audited:
+            return self._select_audit(p, f, now)
         return self._try_strategies(p, f, now, mono)
+
+    def _attach_embedding(self, p: Prediction, f: Features) -> None:
+        """Decode the prediction's embedding for novelty rules; a bad one counts as absent."""
+        if p.embedding is None:
+            return
+        try:
+            values = decode_embedding(p.embedding)
+        except EmbeddingError as exc:
+            self._embedding_problem(BAD_EMBEDDING, f"sample {p.sample_id!r}: {exc}")
+            return
+        changed = self.memory.follow(p.model_version, len(values))
+        if changed is not None:
+            self._embedding_problem(EMBEDDING_LENGTH_CHANGED, changed)
+        f.use_embedding(values, self.memory.novelty)
+
+    def _embedding_problem(self, key: str, detail: str) -> None:
+        self.embedding_problems[key] += 1
+        self.last_embedding_problem = detail
 
     def _try_strategies(self, p: Prediction, f: Features, now: datetime, mono: float) -> Decision:
         wall = now.timestamp()
         size = p.frame.bytes or 0
-        blocked: str | None = None
+        blocked: set[str] = set()
         factor = 0.0
         for s in self._strategies:
             if not s.gate.always_open and not s.gate.is_open(now):
-                blocked = blocked or WINDOW_CLOSED
+                blocked.add(WINDOW_CLOSED)
                 continue
             reason = s.match(f)
             if reason is None:
+                continue
+            if s.capped(f.label):
+                blocked.add(CLASS_CAPPED)
                 continue
             if not factor:
                 factor = self._boost()
             if not s.unlimited:
                 limit = self.budgets.scope(s.name).allows(s.limits, size, wall, mono, factor)
                 if limit is not None:
-                    blocked = OVER_BUDGET
+                    blocked.add(OVER_BUDGET)
                     continue
             if not self._global_unlimited:
                 shared = self.budgets.scope(Budgets.GLOBAL)
@@ -151,11 +228,12 @@ class Engine:
             duplicate = self._duplicate(p, f, wall)
             if duplicate is not None:
                 return self._drop(DUPLICATE, duplicate)
-            return self._select(p, s, reason, now, mono, size)
-        if blocked == OVER_BUDGET:
-            return self._drop(OVER_BUDGET, "every matching strategy is over its budget")
-        if blocked == WINDOW_CLOSED:
-            return self._drop(WINDOW_CLOSED, "strategies outside their windows")
+            return self._select(p, f, s, reason, now, mono, size)
+        if NO_EMBEDDING in f.notes:
+            blocked.add(NO_EMBEDDING)
+        for why in _BLOCKED_ORDER:
+            if why in blocked:
+                return self._drop(why, _BLOCKED_DETAIL[why])
         return self._drop(NO_MATCH, "")
 
     def _boost(self) -> float:
@@ -174,24 +252,47 @@ class Engine:
         return f"dHash within {distance} bits of a recent selection from {f.source_id!r}"
 
     def _select(
-        self, p: Prediction, s: _Compiled, reason: str, now: datetime, mono: float, size: int
+        self, p: Prediction, f: Features, s: _Compiled, reason: str, now: datetime, mono: float, size: int
     ) -> Decision:
         wall = now.timestamp()
         if not s.unlimited:
             self.budgets.scope(s.name).spend(s.limits, size, wall, mono)
         if not self._global_unlimited:
             self.budgets.scope(Budgets.GLOBAL).spend(self._global_limits, size, wall, mono)
-        if self.policy.dedup.enabled and p.frame.dhash is not None:
-            self.dedup.remember(self.policy.dedup, p.frame.source_id, int(p.frame.dhash, 16), wall)
-        self.selected[s.name] += 1
+        if s.strategy.class_balance is not None:
+            s.labels.append(f.label)
         strategy = s.strategy
+        return self._selected(p, f, s.name, f"{s.name}: {reason}", strategy.tags, strategy.priority, now)
+
+    def _select_audit(self, p: Prediction, f: Features, now: datetime) -> Decision:
+        """An audit draw: no budget spent or checked, no dedup (it must stay a random draw)."""
+        reason = f"audit: random draw under share={self.policy.audit.share:g}"
+        return self._selected(p, f, AUDIT, reason, [AUDIT], self.policy.audit.priority, now)
+
+    def _selected(
+        self,
+        p: Prediction,
+        f: Features,
+        strategy: str,
+        reason: str,
+        tags: Sequence[str],
+        priority: int,
+        now: datetime,
+    ) -> Decision:
+        """Remember what was selected (dHash, embedding), count it, and build the sample. The
+        embedding stays behind: the selected sample's prediction goes on without it."""
+        if self.policy.dedup.enabled and p.frame.dhash is not None:
+            self.dedup.remember(self.policy.dedup, p.frame.source_id, int(p.frame.dhash, 16), now.timestamp())
+        if f.embedding is not None:
+            self.memory.remember(f.embedding)
+        self.selected[strategy] += 1
         sample = SelectedSample(
             sample_id=p.sample_id,
-            prediction=p,
-            strategy=s.name,
-            reason=f"{s.name}: {reason}",
-            tags=list(strategy.tags),
-            priority=strategy.priority,
+            prediction=p if p.embedding is None else p.model_copy(update={"embedding": None}),
+            strategy=strategy,
+            reason=reason,
+            tags=list(tags),
+            priority=priority,
             selected_at=now,
             traceparent=p.traceparent or p.frame.traceparent,
         )

@@ -141,6 +141,7 @@ class FilterModule(EdgeModule[FilterConfig]):
             "selected_by_strategy": dict(engine.selected),
             "dropped_by_reason": dict(engine.dropped),
             "drift": engine.drift.psi(),
+            **_embedding_stats(engine),
             "samples": samples,
         }
 
@@ -251,7 +252,8 @@ class FilterModule(EdgeModule[FilterConfig]):
     def _status(self) -> dict[str, Any]:
         engine = self._engine()
         now = self.ctx.clock.now() if self.ctx is not None else datetime.now(UTC)
-        return {"gates": engine.gates(now), "drift": engine.drift.psi()}
+        drifting = engine.policy.drift.enabled and engine.drift.detected()
+        return {"gates": engine.gates(now), "drift": engine.drift.psi(), "drifting": drifting}
 
     def _report_filter(self) -> None:
         if self.ctx is None:
@@ -329,6 +331,7 @@ class FilterModule(EdgeModule[FilterConfig]):
             "policy_source": self.policy_source,
             "totals": self._totals().as_json(),
             "unsaved_inputs": len(self._unsaved),
+            **_embedding_stats(engine),
             **dict(self.counters),
         }
 
@@ -340,6 +343,16 @@ class FilterModule(EdgeModule[FilterConfig]):
     def _ctx(self) -> ModuleContext[FilterConfig]:
         assert self.ctx is not None, "module not started"
         return self.ctx
+
+
+def _embedding_stats(engine: Engine) -> dict[str, Any]:
+    """Embedding problems met by novelty rules (counts and the latest, in words), if any."""
+    if not engine.embedding_problems:
+        return {}
+    return {
+        "embedding_problems": dict(engine.embedding_problems),
+        "last_embedding_problem": engine.last_embedding_problem,
+    }
 
 
 @dataclass

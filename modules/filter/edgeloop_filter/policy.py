@@ -17,6 +17,10 @@ from edgeloop_filter.rules import RuleConfig
 from edgeloop_filter.schedule import Schedule
 
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+#: The strategy name (and tag) of audit samples.
+AUDIT = "audit"
+#: The largest audit share: above it, it is a random strategy rather than an audit.
+MAX_AUDIT_SHARE = 0.2
 
 
 class _Model(BaseModel):
@@ -34,6 +38,18 @@ class Limits(_Model):
     )
 
 
+class ClassBalance(_Model):
+    """Cap the share one predicted class may take of a strategy's recent selections."""
+
+    max_share: float = Field(
+        gt=0.0, lt=1.0, description="Largest share of the last 'window' selections one class may take."
+    )
+    window: int = Field(default=100, ge=2, le=10_000, description="The strategy's recent selections counted.")
+    min_selections: int = Field(
+        default=10, ge=1, description="Selections in the window before the cap applies."
+    )
+
+
 class Strategy(_Model):
     """A named way of selecting: all its rules must match, within its window and limits."""
 
@@ -43,12 +59,17 @@ class Strategy(_Model):
     schedule: Schedule = Field(default_factory=Schedule, description="When this strategy may select.")
     tags: list[str] = Field(default_factory=list, description="Tags copied onto selected samples.")
     priority: int = Field(default=0, description="Copied onto selected samples; higher is kept longer.")
+    class_balance: ClassBalance | None = Field(
+        default=None, description="Cap one predicted class's share of this strategy's selections."
+    )
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         if not _NAME.match(value):
             raise ValueError(f"strategy name {value!r}: use 1-64 letters, digits, '_', '-', '.'")
+        if value == AUDIT:
+            raise ValueError(f"strategy name {AUDIT!r} is reserved for the policy's audit share")
         return value
 
 
@@ -60,6 +81,39 @@ class Dedup(_Model):
     max_distance: int = Field(default=4, ge=0, le=64, description="Hamming distance counted as the same.")
     window_seconds: float = Field(default=600.0, gt=0, description="How long a selected hash is remembered.")
     per_source: int = Field(default=64, ge=1, le=4096, description="Hashes remembered per source.")
+
+
+class Audit(_Model):
+    """A small random share of the stream, independent of the model's scores and of every
+    budget, selected as strategy ``audit`` with tag ``audit``: an unbiased sample that the
+    cloud uses only to evaluate models (field accuracy, the gate), never to train them."""
+
+    share: float = Field(
+        default=0.02,
+        json_schema_extra={"minimum": 0, "maximum": MAX_AUDIT_SHARE},
+        description=f"Share of usable predictions drawn at random; 0: off; at most {MAX_AUDIT_SHARE}.",
+    )
+    priority: int = Field(default=10, description="Copied onto audit samples; higher is kept longer.")
+
+    @field_validator("share")
+    @classmethod
+    def _share(cls, value: float) -> float:
+        if value < 0.0:
+            raise ValueError(f"share = {value}: an audit share is in [0, {MAX_AUDIT_SHARE}] (0 turns it off)")
+        if value > MAX_AUDIT_SHARE:
+            raise ValueError(
+                f"share = {value} is not an audit (at most {MAX_AUDIT_SHARE}); "
+                "select more at random with a strategy using the 'random' rule"
+            )
+        return value
+
+
+class Novelty(_Model):
+    """The memory that ``novelty`` scores compare a prediction's embedding with."""
+
+    memory: int = Field(
+        default=256, ge=1, le=4096, description="Embeddings of the latest selections remembered."
+    )
 
 
 class Boost(_Model):
@@ -82,6 +136,12 @@ class Drift(_Model):
     """Rolling histograms of confidence and predicted class against a reference, as PSI."""
 
     enabled: bool = Field(default=True, description="Compute drift statistics.")
+    psi_above: float = Field(
+        default=0.25,
+        gt=0,
+        description="PSI (either statistic) at or above which drift is detected: rules then use "
+        "their drift_share / drift_p.",
+    )
     bins: int = Field(default=10, ge=2, le=100, description="Equal-width confidence bins over [0, 1].")
     window: int = Field(default=500, ge=10, description="Samples in the rolling window.")
     reference_samples: int = Field(
@@ -100,8 +160,9 @@ class Drift(_Model):
 
 
 class Policy(_Model):
-    """The selection policy. Strategies are tried in order; the first that matches and has
-    budget left (its own and the global one) selects the sample."""
+    """The selection policy. The audit share is drawn first; then strategies are tried in
+    order, and the first that matches and has budget left (its own and the global one)
+    selects the sample."""
 
     version: str = Field(default="0", min_length=1, description="Your version of this policy, reported back.")
     strategies: list[Strategy] = Field(default_factory=list, description="Tried in order.")
@@ -109,6 +170,8 @@ class Policy(_Model):
     schedule: Schedule = Field(default_factory=Schedule, description="When anything may be selected.")
     dedup: Dedup = Field(default_factory=Dedup, description="Near-duplicate suppression.")
     drift: Drift = Field(default_factory=Drift, description="Drift statistics and budget boost.")
+    audit: Audit = Field(default_factory=Audit, description="The random audit share, apart from budgets.")
+    novelty: Novelty = Field(default_factory=Novelty, description="Memory of novelty scores.")
 
     @model_validator(mode="after")
     def _unique_names(self) -> Policy:

@@ -85,6 +85,7 @@ class Scored:
     now: datetime
     jobs: list[Job] = field(default_factory=list)
     probs: np.ndarray | None = None
+    embeddings: np.ndarray | None = None
     run_ms: float = 0.0
     failed: list[tuple[Job, str]] = field(default_factory=list)
 
@@ -122,6 +123,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         self._stopping = threading.Event()
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
+        self._last_embedding_problem: str | None = None
         self.run_latency = LatencyWindow()
         self.sample_latency = LatencyWindow()
         self._http: Any = None
@@ -290,7 +292,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         try:
             tensor = model.preprocessor.to_tensor(decoded)
             started = time.perf_counter()
-            result.probs = model.run(tensor)
+            result.probs, result.embeddings = model.infer(tensor)
             result.run_ms = (time.perf_counter() - started) * 1000.0
         except Exception as exc:
             log.exception("model run failed on a batch of %d", len(result.jobs))
@@ -311,6 +313,9 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         for result in results:
             model = result.model
             if result.jobs and result.probs is not None and model is not None:
+                texts, problem = scoring.embedding_texts(result.embeddings, len(result.jobs))
+                if problem is not None:
+                    self._embedding_problem(problem, len(result.jobs))
                 records = scoring.predictions(
                     [j.frame for j in result.jobs],
                     result.probs,
@@ -321,12 +326,20 @@ class InferenceModule(EdgeModule[InferenceConfig]):
                     model_version=model.identity.version,
                     latency_ms=round(result.run_ms, 3),
                     scored_at=result.now,
+                    embeddings=texts if result.embeddings is not None else None,
                 )
                 out.extend(zip(result.jobs, records, strict=True))
             out.extend(
                 (job, self._error(job.frame, reason, model, result.now)) for job, reason in result.failed
             )
         self._deliver(out)
+
+    def _embedding_problem(self, problem: str, samples: int) -> None:
+        """A batch's embeddings could not be forwarded: its predictions go without them."""
+        self._count("embedding_errors", samples)
+        with self._counts_lock:
+            self._last_embedding_problem = problem
+        log.warning("predictions sent without embedding: %s", problem)
 
     def _error(self, frame: FrameRef, reason: str, model: LoadedModel | None, now: Any) -> Prediction:
         return scoring.error_prediction(
@@ -474,8 +487,14 @@ class InferenceModule(EdgeModule[InferenceConfig]):
     def stats(self) -> dict[str, Any]:
         with self._counts_lock:
             counts = dict(self._counts)
+            embedding_problem = self._last_embedding_problem
+        model = self.models.current
         return {
             **counts,
+            "embedding": {
+                "output": model.embedding_output if model else None,
+                "problem": (model.embedding_problem if model else None) or embedding_problem,
+            },
             "queued": self._batcher.pending,
             "batchSizes": {str(k): v for k, v in sorted(self._batcher.batch_sizes.items())},
             "modelLoads": self.models.loads,

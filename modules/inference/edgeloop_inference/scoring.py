@@ -1,4 +1,5 @@
-"""From model outputs to ``Prediction`` records: softmax, top-k, confidence, margin, entropy."""
+"""From model outputs to ``Prediction`` records: softmax, top-k, confidence, margin, entropy,
+and the model's embedding as compact float16 text."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import datetime
 
 import numpy as np
 
-from edgeloop.contracts import FrameRef, Prediction
+from edgeloop.contracts import MAX_EMBEDDING_VALUES, FrameRef, Prediction, encode_embedding
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -38,6 +39,37 @@ def summarise(probs: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray, np
     return order[:, :k], confidence, margin, entropy
 
 
+def embedding_shape_problem(embeddings: np.ndarray, rows: int) -> str | None:
+    """Why an embedding output of a batch of ``rows`` samples cannot be forwarded, or None."""
+    if embeddings.ndim != 2 or embeddings.shape[0] != rows:
+        return f"embedding output shape {list(embeddings.shape)}, expected [{rows}, D]"
+    if embeddings.dtype.kind != "f":
+        return f"embedding output dtype {embeddings.dtype}, expected float"
+    if embeddings.shape[1] > MAX_EMBEDDING_VALUES:
+        dims = embeddings.shape[1]
+        return f"embedding has {dims} values a sample; at most {MAX_EMBEDDING_VALUES} are forwarded"
+    if embeddings.shape[1] == 0:
+        return "embedding output has 0 values a sample"
+    return None
+
+
+def embedding_texts(embeddings: np.ndarray | None, rows: int) -> tuple[list[str | None], str | None]:
+    """One float16 base64 text per sample (None for a sample with NaN or infinite values), or
+    all None and the reason when the output's shape cannot be forwarded."""
+    if embeddings is None:
+        return [None] * rows, None
+    problem = embedding_shape_problem(embeddings, rows)
+    if problem is not None:
+        return [None] * rows, problem
+    finite = np.isfinite(embeddings).all(axis=1)
+    texts: list[str | None] = [
+        encode_embedding(row) if ok else None
+        for row, ok in zip(embeddings.tolist(), finite.tolist(), strict=True)
+    ]
+    bad = rows - int(finite.sum())
+    return texts, (f"{bad} of {rows} embeddings held NaN or infinite values" if bad else None)
+
+
 def predictions(
     frames: Sequence[FrameRef],
     probs: np.ndarray,
@@ -49,9 +81,13 @@ def predictions(
     model_version: str,
     latency_ms: float,
     scored_at: datetime,
+    embeddings: Sequence[str | None] | None = None,
 ) -> list[Prediction]:
     """One ``ok`` prediction per frame (validated construction: faster than ``model_construct``
-    in pydantic 2, and the frame instance is not validated again)."""
+    in pydantic 2, and the frame instance is not validated again). ``embeddings``: one text per
+    frame (``embedding_texts``, or ``edgeloop.contracts.encode_embedding`` of each row)."""
+    if embeddings is not None and len(embeddings) != len(frames):
+        raise ValueError(f"{len(embeddings)} embeddings for {len(frames)} frames")
     order, confidence, margin, entropy = summarise(probs, top_k)
     label_list = list(labels)
     rounded = np.round(probs, 6).tolist()
@@ -84,6 +120,7 @@ def predictions(
                 latency_ms=latency_ms,
                 scored_at=scored_at,
                 traceparent=frame.traceparent,
+                embedding=embeddings[i] if embeddings is not None else None,
             )
         )
     return out

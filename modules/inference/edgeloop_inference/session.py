@@ -5,6 +5,10 @@ the twin's overrides, checks the input against the preprocessing description, pi
 output, and runs a self-test (shapes, dtypes, finite values, probabilities in range) on a
 neutral sample. Any failure raises ``ModelRejectedError`` with the reason; the model serving
 until then is untouched.
+
+A model whose metadata names an embedding output (``edgeloop.embedding``) has it read beside
+the scores when it is a float [N, D] output with D <= 64; otherwise the model still serves,
+its predictions go without embedding, and the reason is reported (``embedding.problem``).
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from edgeloop.contracts import MAX_EMBEDDING_VALUES
 from edgeloop.errors import EdgeLoopError
-from edgeloop.model_metadata import ModelMetadata, ModelMetadataError, read_session_metadata
+from edgeloop.model_metadata import EMBEDDING_KEY, ModelMetadata, ModelMetadataError, read_session_metadata
 from edgeloop_inference.preprocess import InputMismatchError, Preprocessor, describe_from_shape
 from edgeloop_inference.providers import ProviderChoice
-from edgeloop_inference.scoring import as_probabilities
+from edgeloop_inference.scoring import as_probabilities, embedding_shape_problem
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +73,29 @@ class LoadedModel:
     load_ms: float
     loaded_at: datetime
     metadata: ModelMetadata = field(repr=False)
+    embedding_output: str | None = None
+    embedding_problem: str | None = None
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
         """Probabilities (float64, [N, classes]) for an input batch, in chunks the model takes."""
+        return self.infer(tensor)[0]
+
+    def infer(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and, when the model has a usable embedding output, the embeddings
+        ([N, D], as the model gave them; checked per batch by ``scoring.embedding_texts``)."""
         limit = self.max_batch or len(tensor)
-        parts = []
+        names = [self.output_name] + ([self.embedding_output] if self.embedding_output else [])
+        scores, embeddings = [], []
         for start in range(0, len(tensor), max(1, limit)):
-            outputs = self.session.run([self.output_name], {self.input_name: tensor[start : start + limit]})
-            parts.append(np.asarray(outputs[0]))
-        scores = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        return as_probabilities(scores.reshape(len(tensor), -1), logits=self.logits)
+            outputs = self.session.run(names, {self.input_name: tensor[start : start + limit]})
+            scores.append(np.asarray(outputs[0]))
+            if self.embedding_output:
+                embeddings.append(np.asarray(outputs[1]))
+        raw = scores[0] if len(scores) == 1 else np.concatenate(scores)
+        probs = as_probabilities(raw.reshape(len(tensor), -1), logits=self.logits)
+        if not embeddings:
+            return probs, None
+        return probs, embeddings[0] if len(embeddings) == 1 else np.concatenate(embeddings)
 
     def describe(self) -> dict[str, Any]:
         spec = self.preprocessor.spec
@@ -93,6 +111,11 @@ class LoadedModel:
             "inputKind": spec.input_kind,
             "outputKind": "logits" if self.logits else "probabilities",
             "classes": len(self.labels),
+            "embedding": {
+                "named": self.metadata.embedding,
+                "output": self.embedding_output,
+                "problem": self.embedding_problem,
+            },
         }
 
 
@@ -127,6 +150,31 @@ def _pick_output(session: Any, wanted: str | None) -> tuple[str, int | None]:
         f"the model has no float [N, classes] output to read scores from (outputs: {described}); "
         "export classifiers without ZipMap (skl2onnx option zipmap=False) or set outputName"
     )
+
+
+def _pick_embedding(session: Any, wanted: str | None) -> tuple[str | None, str | None]:
+    """The embedding output the metadata names, or None and why it cannot be forwarded."""
+    if wanted is None:
+        return None, None
+    for out in session.get_outputs():
+        if out.name != wanted:
+            continue
+        if out.type not in ("tensor(float)", "tensor(double)", "tensor(float16)"):
+            return (
+                None,
+                f"{EMBEDDING_KEY} names output {wanted!r} of type {out.type}; a float [N, D] is needed",
+            )
+        if len(out.shape) != 2:
+            return None, f"{EMBEDDING_KEY} output {wanted!r} has shape {out.shape}; [N, D] is needed"
+        dims = out.shape[1]
+        if isinstance(dims, int) and dims > MAX_EMBEDDING_VALUES:
+            return None, (
+                f"{EMBEDDING_KEY} output {wanted!r} has {dims} values a sample; "
+                f"at most {MAX_EMBEDDING_VALUES} are forwarded"
+            )
+        return out.name, None
+    names = [o.name for o in session.get_outputs()]
+    return None, f"{EMBEDDING_KEY} names output {wanted!r}, which the model does not have (outputs: {names})"
 
 
 def _classes(shape: Sequence[object]) -> int | None:
@@ -172,6 +220,7 @@ def load_model(
     if labels and classes is not None and len(labels) != classes:
         raise ModelRejectedError(f"the model has {classes} classes but {len(labels)} labels are given")
     batch_dim = model_input.shape[0] if model_input.shape else None
+    embedding_output, embedding_problem = _pick_embedding(session, metadata.embedding)
     model = LoadedModel(
         identity=identity,
         session=session,
@@ -186,8 +235,12 @@ def load_model(
         load_ms=0.0,
         loaded_at=loaded_at,
         metadata=metadata,
+        embedding_output=embedding_output,
+        embedding_problem=embedding_problem,
     )
     self_test(model, classes)
+    if model.embedding_problem:
+        log.warning("predictions go without embedding: %s", model.embedding_problem)
     model.load_ms = (time.perf_counter() - started) * 1000.0
     log.info(
         "model %s %s (%s) loaded in %.0f ms on %s",
@@ -233,3 +286,22 @@ def self_test(model: LoadedModel, classes: int | None) -> None:
             f"self-test failed: the model is described as emitting probabilities but output values in "
             f"[{raw.min():.3g}, {raw.max():.3g}]; set output_kind 'logits' in edgeloop.preprocess"
         )
+    _test_embedding(model, tensor[:rows])
+
+
+def _test_embedding(model: LoadedModel, tensor: np.ndarray) -> None:
+    """Run the embedding output on the neutral samples; a bad one is turned off with the reason
+    (the model still serves: the embedding is an extra)."""
+    name = model.embedding_output
+    if name is None:
+        return
+    problem: str | None
+    try:
+        embeddings = np.asarray(model.session.run([name], {model.input_name: tensor})[0])
+    except Exception as exc:
+        problem = f"running {EMBEDDING_KEY} output {name!r} raised {type(exc).__name__}: {exc}"
+    else:
+        problem = embedding_shape_problem(embeddings, len(tensor))
+    if problem is not None:
+        model.embedding_output = None
+        model.embedding_problem = f"self-test: {problem}"

@@ -1,6 +1,13 @@
 """Versioned message contracts that travel between modules over edgeHub routes."""
 
+from edgeloop.contracts.embedding import (
+    MAX_EMBEDDING_VALUES,
+    EmbeddingError,
+    decode_embedding,
+    encode_embedding,
+)
 from edgeloop.contracts.messages import (
+    ACCEPTED,
     CONTRACTS,
     BatchEnvelope,
     Contract,
@@ -14,9 +21,12 @@ from edgeloop.contracts.messages import (
 )
 
 __all__ = [
+    "ACCEPTED",
     "CONTRACTS",
+    "MAX_EMBEDDING_VALUES",
     "BatchEnvelope",
     "Contract",
+    "EmbeddingError",
     "FrameRef",
     "LabelScore",
     "Prediction",
@@ -24,4 +34,6 @@ __all__ = [
     "Summary",
     "UploadedNotice",
     "contract_for_schema",
+    "decode_embedding",
+    "encode_embedding",
 ]

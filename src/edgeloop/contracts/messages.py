@@ -1,13 +1,16 @@
 """The message contracts of the loop, as frozen pydantic models.
 
 Every message body is JSON with a ``schema`` field naming the contract and its major version
-(``edgeloop.prediction/1``). A message carries either one item (the bare object, so route
+(``edgeloop.prediction/2``). A message carries either one item (the bare object, so route
 ``WHERE $body.confidence < 0.5`` works) or a batch envelope (``edgeloop.batch/1``) holding
 several items of one schema, to amortise the per-message SDK cost.
 
 Frames never travel in messages: capture writes them to the shared volume and ``FrameRef``
 carries the path relative to the volume root (``file_ref``). Sensor vectors are small and
 travel inline (``vector``).
+
+Older major versions that a newer model reads unchanged stay accepted (``ACCEPTED``): an
+``edgeloop.prediction/1`` item is a ``/2`` prediction without ``embedding``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from edgeloop.contracts.embedding import MAX_EMBEDDING_VALUES
 
 _SAFE_REF = re.compile(r"^[A-Za-z0-9_.\-/]+$")
 
@@ -88,9 +93,11 @@ class LabelScore(BaseModel):
 
 
 class Prediction(Contract):
-    """The inference module's verdict on one sample (or why it could not score it)."""
+    """The inference module's verdict on one sample (or why it could not score it).
 
-    SCHEMA: ClassVar[str] = "edgeloop.prediction/1"
+    ``/2`` adds ``embedding``; ``/1`` items (without it) are still accepted."""
+
+    SCHEMA: ClassVar[str] = "edgeloop.prediction/2"
 
     sample_id: str
     frame: FrameRef = Field(description="The sample scored, as capture described it.")
@@ -110,6 +117,13 @@ class Prediction(Contract):
     )
     scored_at: datetime | None = None
     traceparent: str | None = None
+    embedding: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="The model's embedding of the sample, when its metadata names one: base64 of "
+        f"at most {MAX_EMBEDDING_VALUES} little-endian float16 values (edgeloop.contracts."
+        "decode_embedding). Readers treat a malformed one as absent, never the prediction as bad.",
+    )
 
 
 class SelectedSample(Contract):
@@ -173,6 +187,10 @@ CONTRACTS: dict[str, type[Contract]] = {
 }
 
 
+#: Schema tags still read, beside the current ones: older versions a current model reads as is.
+ACCEPTED: dict[str, type[Contract]] = {**CONTRACTS, "edgeloop.prediction/1": Prediction}
+
+
 def contract_for_schema(schema: str) -> type[Contract] | None:
-    """The contract class for a schema tag, or None when unknown."""
-    return CONTRACTS.get(schema)
+    """The contract class for a schema tag (current or still accepted), or None when unknown."""
+    return ACCEPTED.get(schema)

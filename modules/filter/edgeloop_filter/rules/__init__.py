@@ -19,9 +19,11 @@ from edgeloop_filter.rules import (
     entropy,
     every_nth,
     margin,
+    novelty,
     random_share,
+    top_share,
 )
-from edgeloop_filter.rules.base import BuildContext, Features, Predicate
+from edgeloop_filter.rules.base import NO_EMBEDDING, BuildContext, Features, Predicate
 
 RuleConfig = Annotated[
     confidence_band.ConfidenceBandRule
@@ -30,6 +32,8 @@ RuleConfig = Annotated[
     | classes.ClassesRule
     | random_share.RandomRule
     | every_nth.EveryNthRule
+    | top_share.TopShareRule
+    | novelty.NoveltyRule
     | composition.AllRule
     | composition.AnyRule
     | composition.NotRule,
@@ -47,6 +51,8 @@ RULES: dict[str, Callable[[Any, BuildContext], Predicate]] = {
     "classes": classes.build,
     "random": random_share.build,
     "every_nth": every_nth.build,
+    "top_share": top_share.build,
+    "novelty": novelty.build,
     "all": composition.build_all,
     "any": composition.build_any,
     "not": composition.build_not,
@@ -59,4 +65,13 @@ def compile_rule(config: Any, rng: random.Random) -> Predicate:
     return RULES[config.type](config, ctx)
 
 
-__all__ = ["RULES", "Features", "Predicate", "RuleConfig", "compile_rule"]
+def uses_embedding(config: Any) -> bool:
+    """Whether a rule (or one of its children) reads the prediction's embedding."""
+    if config.type == "novelty" or getattr(config, "score", None) in top_share.NOVELTY_SCORES:
+        return True
+    children = list(getattr(config, "rules", None) or [])
+    child = getattr(config, "rule", None)
+    return any(uses_embedding(c) for c in [*children, *([child] if child is not None else [])])
+
+
+__all__ = ["NO_EMBEDDING", "RULES", "Features", "Predicate", "RuleConfig", "compile_rule", "uses_embedding"]
