@@ -166,7 +166,7 @@ def test_workers_share_a_short_queue_and_take_at_most_a_batch(
     h = Harness(tmp_path, config={"outbox": {"workers": workers}})
     h.uploader.accept_selected_batch([selected(h.samples, f"01S{i:02d}") for i in range(ready)])
     # when
-    claimed = h.uploader.db.claim_ready(h.uploader._now(), limit=8, share=workers)
+    claimed = h.uploader.db.claim_ready(h.uploader.now(), limit=8, share=workers)
     # then
     assert len(claimed) == taken
     assert all(entry.state == UPLOADING for entry in claimed)
@@ -187,13 +187,13 @@ def test_a_notice_sender_at_work_takes_the_notices_of_callers_that_find_it_busy(
 
     h.uploader.notify = notify
     _accept(h, "01S1", "01S2")
-    assert h.uploader.db.claim_ready(h.uploader._now(), limit=2) != []
-    h.uploader.db.finish("01S1", state=DONE, now=h.uploader._now())
+    assert h.uploader.db.claim_ready(h.uploader.now(), limit=2) != []
+    h.uploader.db.finish("01S1", state=DONE, now=h.uploader.now())
     first = threading.Thread(target=h.uploader.send_notices)
     first.start()
     assert sending.wait(timeout=10)
     # when: the other caller finds the sender busy
-    h.uploader.db.finish("01S2", state=DONE, now=h.uploader._now())
+    h.uploader.db.finish("01S2", state=DONE, now=h.uploader.now())
     returned: list[int] = []
     second = threading.Thread(target=lambda: returned.append(h.uploader.send_notices()))
     second.start()

@@ -180,9 +180,9 @@ def test_a_poison_sample_is_quarantined_after_max_attempts_and_can_be_retried(h:
 def test_a_retry_that_finds_its_own_blob_counts_as_success(h: Harness) -> None:
     # given: the first try wrote the blob, then the process died before recording it
     h.uploader.accept_selected(selected(h.samples, "01S1"))
-    entry = h.uploader.db.claim_next(h.uploader._now())
+    entry = h.uploader.db.claim_next(h.uploader.now())
     assert entry is not None
-    h.uploader._ship(h.store, entry)
+    h.uploader.shipper.ship(h.store, entry)
     h.restart()
     # when
     h.pump()
@@ -232,7 +232,7 @@ def test_a_damaged_sealed_entry_is_quarantined(h: Harness, size: int) -> None:
 def test_after_a_crash_mid_upload_entries_resume_and_stray_files_go(h: Harness) -> None:
     # given: one entry cut off while uploading, and a stray half-written file
     h.uploader.accept_selected(selected(h.samples, "01S1"))
-    assert h.uploader.db.claim_next(h.uploader._now()) is not None
+    assert h.uploader.db.claim_next(h.uploader.now()) is not None
     (h.outbox / "sealed" / ".01X.elenv.tmp").write_bytes(b"partial")
     # when
     h.restart()
