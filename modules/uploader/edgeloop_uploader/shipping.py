@@ -1,8 +1,10 @@
 """Shipping sealed entries to Blob Storage: batches claimed from the outbox, create-only writes,
 retries with backoff, quarantine of entries that cannot succeed, and the done record.
 
-A worker claims up to ``_UPLOAD_BATCH`` ready entries in one transaction, keeps two samples in
-flight (one's sidecar beside the next one's envelope), and records the batch in one commit. A
+A sample is one create-only request: the envelope with its metadata and index tags. A worker
+claims up to ``_UPLOAD_BATCH`` ready entries in one transaction, ships them one after the other
+(with the opt-in sidecar, two samples in flight: one's sidecar beside the next one's envelope),
+and records the batch in one commit. A
 failure of the storage itself (unreachable, credential refused) backs every upload off without
 counting an attempt against the entries.
 """
@@ -38,8 +40,8 @@ log = logging.getLogger(__name__)
 
 #: Entries an upload worker takes at a time: claimed in one transaction, recorded done in one.
 _UPLOAD_BATCH = 8
-#: Samples of a worker's batch in flight at once: one's sidecar goes out beside the next one's
-#: envelope, so a worker has at most two requests in flight.
+#: Samples of a worker's batch in flight at once: with the sidecar, one's sidecar goes out beside
+#: the next one's envelope, so a worker has at most two requests in flight (without it, one).
 _IN_FLIGHT = 2
 #: The storage (not an entry) failed: every upload backs off, no attempt is counted.
 _STORE_ERRORS = (BlobUnavailableError, BlobAuthError, BlobNotFoundError)
@@ -61,9 +63,9 @@ class Shipper:
         self._lanes = Lanes()
 
     def upload_ready(self) -> int:
-        """Upload a few of the most urgent ready entries: claimed in one transaction, two
-        samples in flight at a time (one's sidecar beside the next one's envelope), recorded
-        done in one transaction. Returns how many were taken; 0 when nothing was ready (or
+        """Upload a few of the most urgent ready entries: claimed in one transaction, shipped
+        one request each (the sidecar, if on, beside the next one's envelope), recorded done
+        in one transaction. Returns how many were taken; 0 when nothing was ready (or
         there is no usable store)."""
         core = self.core
         store = self.storage.ready()
@@ -79,6 +81,29 @@ class Shipper:
 
     def _ship_batch(self, store: BlobContainer, entries: list[Entry]) -> list[tuple[Entry, object]]:
         """Each entry with its outcome: None (uploaded), the exception, or ``_NOT_TRIED``."""
+        if not self.core.config.storage.sidecar:
+            return self._ship_in_turn(store, entries)
+        return self._ship_overlapped(store, entries)
+
+    def _ship_in_turn(self, store: BlobContainer, entries: list[Entry]) -> list[tuple[Entry, object]]:
+        """One request a sample, on this worker's thread, one after the other; a failure of the
+        storage ends the batch (the rest are not tried)."""
+        outcomes: list[tuple[Entry, object]] = []
+        for entry in entries:
+            if self.core.stopping.is_set():
+                break
+            try:
+                self.ship(store, entry)
+            except Exception as exc:
+                outcomes.append((entry, exc))
+                if isinstance(exc, _STORE_ERRORS):
+                    break
+            else:
+                outcomes.append((entry, None))
+        return outcomes + [(entry, _NOT_TRIED) for entry in entries[len(outcomes) :]]
+
+    def _ship_overlapped(self, store: BlobContainer, entries: list[Entry]) -> list[tuple[Entry, object]]:
+        """With sidecars: a sample's sidecar goes out on a lane beside the next one's envelope."""
         jobs: list[tuple[Entry, Future[None]]] = []
         store_failed = threading.Event()
         envelope_sent: threading.Event | None = None
@@ -160,7 +185,8 @@ class Shipper:
     def ship(
         self, store: BlobContainer, entry: Entry, envelope_written: Callable[[], None] | None = None
     ) -> None:
-        """Write an entry's envelope, then its sidecar (``envelope_written`` is called between).
+        """Write an entry's envelope with its metadata and tags, then (if on) its sidecar;
+        ``envelope_written`` is called between.
 
         Raises:
             CorruptEntryError: the sealed copy is missing or damaged.
@@ -184,7 +210,9 @@ class Shipper:
         metadata = blobs.envelope_metadata(entry, core.device_id)
         if traceparent:  # the cloud continues the trace from the upload
             metadata["traceparent"] = traceparent
-        self._count_put(blobs.put_once(store, entry.blob_name, data, metadata, blobs.SEALED_CONTENT_TYPE))
+        tags = blobs.envelope_tags(entry, core.device_id)
+        outcome = blobs.put_once(store, entry.blob_name, data, metadata, blobs.SEALED_CONTENT_TYPE, tags)
+        self._count_put(outcome)
         if envelope_written is not None:
             envelope_written()
         if entry.sidecar_name and core.config.storage.sidecar:  # after the envelope: a sidecar
