@@ -1,10 +1,13 @@
 """The uploaded samples in the data container: find them, decrypt them, decode them.
 
 The uploader names each sealed sample blob
-``<model>/<version>/<yyyy>/<mm>/<dd>/<device>/<sample_id>[.ext].elenv`` and writes a JSON sidecar
-beside it (``<sample_id>.json``); prediction logs live under ``predictions/``. Its blob metadata
-names the selecting strategy: ``strategy = "audit"`` marks the random audit share, used only to
-evaluate models, never to train them. Decryption goes through the
+``<model>/<version>/<yyyy>/<mm>/<dd>/<device>/<sample_id>[.ext].elenv`` and writes its facts in the
+same request: blob metadata (strategy, label, hashes, key id...) and blob index tags (strategy,
+model, model version, device, label state) that ``find_samples_by_tags`` queries. Blobs of
+devices that still write a JSON sidecar beside the sample (``<sample_id>.json``, opt-in) read the
+same way: the sidecar is skipped, the metadata is on the sample blob in both eras. Prediction
+logs live under ``predictions/``. Metadata ``strategy = "audit"`` marks the random audit
+share, used only to evaluate models, never to train them. Decryption goes through the
 ``SampleOpener`` port so that the envelope format stays in one place.
 """
 
@@ -14,14 +17,15 @@ import hashlib
 import io
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Protocol
 
 import numpy as np
 
 from edgeloop import telemetry
-from edgeloop.blobstore import BlobContainer, BlobInfo, parse_sample_blob_name
+from edgeloop.blobstore import BlobContainer, BlobInfo, parse_sample_blob_name, tags_query
 from edgeloop.telemetry import names
 from edgeloop_cloud.errors import SampleError
 
@@ -37,6 +41,8 @@ META_STRATEGY = "strategy"
 META_PREDICTED = "label"
 #: The strategy name of the filter's random audit share: evaluation only, never training.
 AUDIT_STRATEGY = "audit"
+#: Blob index tags whose values are also metadata items of the same name.
+_TAGS_IN_METADATA = (META_STRATEGY, "model", "model_version")
 
 
 class SampleOpener(Protocol):
@@ -61,6 +67,8 @@ class SampleRef:
     device: str
     day: str
     metadata: dict[str, str] = field(default_factory=dict)
+    #: Blob index tags, for a sample found by them (the ones the query named).
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_audit(self) -> bool:
@@ -107,6 +115,26 @@ def find_samples(container: BlobContainer, *, prefix: str = "") -> Iterator[Samp
         ref = parse_sample_name(info)
         if ref is not None:
             yield ref
+
+
+def find_samples_by_tags(container: BlobContainer, tags: Mapping[str, str]) -> Iterator[SampleRef]:
+    """Every sample blob whose index tags hold all of ``tags`` (e.g. ``{"strategy": "audit"}``),
+    in name order, without listing the container. The tags found are in ``ref.tags``, and those
+    that are also metadata items (strategy, model, model_version) in ``ref.metadata`` too, so a
+    ref reads the same way however it was found. Blobs uploaded before tags (the sidecar era)
+    have none: ``find_samples`` finds them.
+
+    Raises:
+        ValueError: a tag name or value that blob index tags cannot hold.
+        BlobStoreError: the query failed.
+    """
+    found = sorted(container.find_by_tags(tags_query(tags)), key=lambda blob: blob.name)
+    for blob in found:
+        info = BlobInfo(blob.name, 0, "", datetime.min.replace(tzinfo=UTC))
+        ref = parse_sample_name(info)
+        if ref is not None:
+            metadata = {k: v for k, v in blob.tags.items() if k in _TAGS_IN_METADATA}
+            yield replace(ref, metadata=metadata, tags=dict(blob.tags))
 
 
 def fetch_plaintext(container: BlobContainer, ref: SampleRef, opener: SampleOpener) -> bytes:

@@ -2,7 +2,8 @@
 layout of the data container shared by the device and the cloud.
 
 ``BlobContainer`` is what the uploader and the cloud need of one container: conditional writes
-(ETags, create-only), metadata and content type, leases, read-only SAS URLs, listing by prefix.
+(ETags, create-only), metadata, blob index tags and content type, leases, read-only SAS URLs,
+listing by prefix and finding by tags.
 ``AzureContainer`` wraps ``azure.storage.blob.ContainerClient`` (Azure Blob Storage or Azurite)
 and translates its exceptions into ``BlobStoreError`` subclasses without quoting credentials;
 ``MemoryContainer`` keeps blobs in a dict with the same semantics and can simulate outages and
@@ -11,10 +12,12 @@ refusals.
 Layout of the data container (``data`` by default)::
 
     <model>/<version>/<yyyy>/<mm>/<dd>/<device>/<sample_id><suffix>.elenv   sealed sample
-    <model>/<version>/<yyyy>/<mm>/<dd>/<device>/<sample_id>.json            metadata sidecar
+    <model>/<version>/<yyyy>/<mm>/<dd>/<device>/<sample_id>.json            metadata sidecar (opt-in)
     predictions/<device>/<yyyy>/<mm>/<dd>/<hh>/<batch_id>.jsonl.gz.elenv    prediction log batch
 
-The sidecar is written after the sample, so its presence means the sample blob is complete.
+A sample blob carries its facts as blob metadata and its index tags (``SAMPLE_TAGS``), written
+in the same create-only request; the sidecar, where a device still writes one, is written after
+the sample, so its presence means the sample blob is complete.
 """
 
 from __future__ import annotations
@@ -68,6 +71,46 @@ class BlobUnavailableError(BlobStoreError):
 
 # -- the port ---------------------------------------------------------------------------------
 
+#: Blob index tags of a sample blob (``find_by_tags`` queries them): selection strategy, model,
+#: model version, device and label state (``unlabelled`` when uploaded).
+SAMPLE_TAGS = ("strategy", "model", "model_version", "device", "label_state")
+#: At most this many tags per blob; keys up to 128 and values up to 256 characters.
+MAX_TAGS = 10
+_TAG_UNSAFE = re.compile(r"[^A-Za-z0-9 +./:=_-]")
+
+
+def tag_value(value: object) -> str:
+    """A blob index tag value: the characters tags allow (others become ``_``), at most 256."""
+    return _TAG_UNSAFE.sub("_", str(value))[:256]
+
+
+def tags_query(tags: Mapping[str, str]) -> str:
+    """The ``find_by_tags`` expression matching blobs with all of ``tags`` (values quoted).
+
+    Raises:
+        ValueError: no tags, or a key or value tags cannot hold.
+    """
+    if not tags:
+        raise ValueError("a tag query needs at least one tag")
+    clauses = []
+    for key, value in tags.items():
+        if not key or _TAG_UNSAFE.search(key) or len(key) > 128:
+            raise ValueError(f"tag name {key!r}: 1-128 of letters, digits, space and + - . / : = _")
+        if value != tag_value(value):
+            raise ValueError(
+                f"tag {key!r} value {value!r}: up to 256 of letters, digits, space and + - . / : = _"
+            )
+        clauses.append(f"\"{key}\" = '{value}'")
+    return " AND ".join(clauses)
+
+
+@dataclass(frozen=True)
+class TaggedBlob:
+    """A blob found by its tags: its name and the tags the query named (as Azure answers)."""
+
+    name: str
+    tags: dict[str, str]
+
 
 @dataclass(frozen=True)
 class BlobInfo:
@@ -112,6 +155,10 @@ class BlobContainer(Protocol):
 
     def exists(self, blob: str) -> bool: ...
 
+    def find_by_tags(self, query: str) -> Iterator[TaggedBlob]:
+        """Blobs of this container whose index tags match ``query`` (see ``tags_query``)."""
+        ...
+
     def write(
         self,
         blob: str,
@@ -123,8 +170,10 @@ class BlobContainer(Protocol):
         if_match: str | None = None,
         if_none_match: str | None = None,
         lease_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> str:
-        """Write (create or replace) in one atomic step and return the new ETag.
+        """Write (create or replace) in one atomic step and return the new ETag; ``tags`` are
+        the blob's index tags, set in the same request.
 
         ``if_match=etag`` replaces only that version (else PreconditionFailedError);
         ``if_none_match=ANY`` creates only (else BlobExistsError). LeaseHeldError when the blob
@@ -326,6 +375,7 @@ class AzureContainer:
         if_match: str | None = None,
         if_none_match: str | None = None,
         lease_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> str:
         from azure.core import MatchConditions
         from azure.storage.blob import ContentSettings
@@ -334,6 +384,8 @@ class AzureContainer:
         kwargs: dict[str, Any] = {"overwrite": not create_only, "metadata": dict(metadata or {}) or None}
         if lease_id is not None:
             kwargs["lease"] = lease_id
+        if tags:
+            kwargs["tags"] = dict(tags)
         if length is not None:
             kwargs["length"] = length
         if if_match is not None:
@@ -347,6 +399,13 @@ class AzureContainer:
         except Exception as exc:
             raise _translate(exc, self._what("write", blob), create_only=create_only) from exc
         return str(result["etag"])
+
+    def find_by_tags(self, query: str) -> Iterator[TaggedBlob]:
+        try:
+            for found in self._client.find_blobs_by_tags(query):
+                yield TaggedBlob(name=found.name, tags=dict(found.tags or {}))
+        except Exception as exc:
+            raise _translate(exc, f"find blobs in {self.name} by tags") from exc
 
     def delete(self, blob: str) -> None:
         try:
@@ -432,6 +491,7 @@ class _Stored:
     content_type: str | None
     modified: datetime
     etag: str
+    tags: dict[str, str] = field(default_factory=dict)
 
     def info(self, name: str) -> BlobInfo:
         return BlobInfo(
@@ -527,8 +587,10 @@ class MemoryContainer:
         if_match: str | None = None,
         if_none_match: str | None = None,
         lease_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> str:
         self._check("put", blob)
+        _check_tags(tags or {})
         payload = (
             bytes(data) if isinstance(data, bytes) else data.read() if length is None else data.read(length)
         )
@@ -542,11 +604,27 @@ class MemoryContainer:
                 )
             self._check_lease(blob, lease_id)
             stored = _Stored(
-                payload, dict(metadata or {}), content_type, self._clock.now(), self._etag(payload)
+                payload,
+                dict(metadata or {}),
+                content_type,
+                self._clock.now(),
+                self._etag(payload),
+                dict(tags or {}),
             )
             self.blobs[blob] = stored
             self.puts.append(blob)
             return stored.etag
+
+    def find_by_tags(self, query: str) -> Iterator[TaggedBlob]:
+        self._check("find", query)
+        wanted = _parse_tags_query(query)
+        with self._lock:
+            found = [
+                TaggedBlob(name, {key: stored.tags[key] for key in wanted})
+                for name, stored in sorted(self.blobs.items())
+                if all(stored.tags.get(key) == value for key, value in wanted.items())
+            ]
+        return iter(found)
 
     def delete(self, blob: str) -> None:
         self._check("delete", blob)
@@ -602,6 +680,29 @@ class MemoryContainer:
 
     def close(self) -> None:
         return None
+
+
+_QUERY_CLAUSE = re.compile(r"""^\s*"([^"]+)"\s*=\s*'([^']*)'\s*$""")
+
+
+def _parse_tags_query(query: str) -> dict[str, str]:
+    """The tags an equality query (``"a" = 'x' AND "b" = 'y'``) asks for; other forms are refused."""
+    wanted: dict[str, str] = {}
+    for clause in re.split(r"\s+AND\s+", query.strip(), flags=re.IGNORECASE):
+        match = _QUERY_CLAUSE.match(clause)
+        if match is None:
+            raise BlobStoreError(f"tag query {query!r}: only \"name\" = 'value' clauses joined by AND")
+        wanted[match.group(1)] = match.group(2)
+    return wanted
+
+
+def _check_tags(tags: Mapping[str, str]) -> None:
+    """Refuse tags Azure would refuse (the memory store behaves as the real one)."""
+    if len(tags) > MAX_TAGS:
+        raise BlobStoreError(f"{len(tags)} blob index tags; at most {MAX_TAGS}")
+    for key, value in tags.items():
+        if not key or len(key) > 128 or _TAG_UNSAFE.search(key) or value != tag_value(value):
+            raise BlobStoreError(f"blob index tag {key!r}={value!r} has characters or a length tags refuse")
 
 
 # -- data container layout --------------------------------------------------------------------

@@ -16,6 +16,7 @@ from edgeloop.blobstore import (
     BlobUnavailableError,
     LeaseHeldError,
     PreconditionFailedError,
+    tags_query,
 )
 from edgeloop.devtools.azurite import Azurite
 from tests.integration.azurite_fixtures import azurite, container_sas_url  # noqa: F401
@@ -107,3 +108,18 @@ def test_a_credential_that_is_neither_form_is_refused_without_quoting_it() -> No
     with pytest.raises(BlobAuthError) as caught:
         AzureContainer.from_credential("not-a-credential-s3cr3t")
     assert "s3cr3t" not in str(caught.value)
+
+
+def test_tags_written_with_the_blob_are_found_by_a_tag_query(azurite: Azurite) -> None:  # noqa: F811
+    # given: blobs written create-only with metadata and index tags in one request, one without
+    store = AzureContainer.from_credential(azurite.connection_string, container="tagged")
+    store.ensure_container()
+    tags = {"strategy": "audit", "model": "digits", "model_version": "3", "device": "cam-1"}
+    store.write("s/1.elenv", b"1", metadata={"strategy": "audit"}, tags=tags, if_none_match=ANY)
+    store.write("s/2.elenv", b"2", tags={**tags, "strategy": "margin"}, if_none_match=ANY)
+    store.write("s/3.elenv", b"3", metadata={"strategy": "audit"}, if_none_match=ANY)
+    # when
+    found = list(store.find_by_tags(tags_query({"strategy": "audit", "device": "cam-1"})))
+    # then
+    assert [(b.name, b.tags) for b in found] == [("s/1.elenv", {"strategy": "audit", "device": "cam-1"})]
+    assert store.info("s/1.elenv").metadata == {"strategy": "audit"}

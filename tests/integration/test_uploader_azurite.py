@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from edgeloop_cloud.samples import find_samples, find_samples_by_tags
 from edgeloop_uploader.config import UploaderConfig
 from edgeloop_uploader.module import UploaderModule
 from edgeloop_uploader.sources import Credential
@@ -118,8 +119,13 @@ def test_round_trip_and_tamper_and_swap_detection(
         meta = store.info(names[sample_id]).metadata
         assert meta["sample_id"] == sample_id
         assert meta["device_id"] == "dev-1"
-        sidecar = json.loads(store.read(names[sample_id].replace(".jpg.elenv", ".json"))[0])
-        assert sidecar["key_id"] == meta["key_id"]
+        assert meta["reason"] == "margin 0.05 < 0.1"
+    # and one blob a sample, which the cloud finds by its index tags as by listing
+    assert sorted(b.name for b in store.list()) == sorted(names.values())
+    tagged = list(find_samples_by_tags(store, {"strategy": "uncertainty", "device": "dev-1"}))
+    assert sorted(ref.blob_name for ref in tagged) == sorted(names.values())
+    assert {ref.metadata["strategy"] for ref in tagged} == {"uncertainty"}
+    assert sorted(ref.blob_name for ref in find_samples(store)) == sorted(names.values())
     # tamper: one byte flipped in the stored blob
     a, b = names["01S000"], names["01S001"]
     tampered = bytearray(store.read(a)[0])
@@ -154,10 +160,10 @@ def test_storage_outage_then_restart_delivers_every_sample_once(
         # when: it comes back
         azurite.start()
         wait_for(lambda: running.announced() == set(images), what="all uploaded")
-    # then: one blob and one sidecar each, all opening to the originals
+    # then: one blob each (no sidecar by default), all opening to the originals
     store = _store(azurite)
     blobs = sorted(b.name for b in store.list())
-    assert len(blobs) == 2 * len(images)
+    assert len(blobs) == len(images)
     assert sorted(n.sample_id for n in running.notices()) == sorted(images)
     for name in blobs:
         if name.endswith(".elenv"):
@@ -224,7 +230,7 @@ def test_sigkill_mid_upload_then_restart_delivers_every_sample_once(
     store = _store(azurite)
     sealed = [b.name for b in store.list() if b.name.endswith(".elenv")]
     assert sorted(parse_sample_blob_name(n).sample_id for n in sealed) == sorted(originals)
-    assert len([b for b in store.list() if b.name.endswith(".json")]) == len(originals)
+    assert [b.name for b in store.list() if not b.name.endswith(".elenv")] == []  # no sidecar by default
     for name in sealed:
         assert _open(store, name) == originals[parse_sample_blob_name(name).sample_id]
     assert {n["sample_id"] for n in _notices(tmp_path)} == set(originals)

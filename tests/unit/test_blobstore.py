@@ -12,6 +12,7 @@ from edgeloop.blobstore import (
     BlobAuthError,
     BlobExistsError,
     BlobNotFoundError,
+    BlobStoreError,
     BlobUnavailableError,
     LeaseHeldError,
     MemoryContainer,
@@ -20,6 +21,8 @@ from edgeloop.blobstore import (
     prediction_log_blob_name,
     safe_segment,
     sample_blob_name,
+    tag_value,
+    tags_query,
 )
 from edgeloop.clock import FakeClock
 
@@ -160,3 +163,37 @@ def test_prediction_log_names_are_per_device_and_hour() -> None:
         prediction_log_blob_name(device_id="dev", hour=hour, batch_id="b1")
         == "predictions/dev/2026/01/05/07/b1.jsonl.gz.elenv"
     )
+
+
+def test_memory_container_finds_blobs_by_their_index_tags() -> None:
+    # given: two tagged blobs and one written without tags
+    store = MemoryContainer()
+    store.write("a/1", b"1", tags={"strategy": "audit", "model": "digits"}, if_none_match=ANY)
+    store.write("a/2", b"2", tags={"strategy": "margin", "model": "digits"}, if_none_match=ANY)
+    store.write("a/3", b"3", metadata={"strategy": "audit"})
+    # when
+    audit = list(store.find_by_tags(tags_query({"strategy": "audit"})))
+    digits = list(store.find_by_tags(tags_query({"model": "digits", "strategy": "margin"})))
+    # then: only the tags the query named come back, as Azure answers
+    assert [(b.name, b.tags) for b in audit] == [("a/1", {"strategy": "audit"})]
+    assert [b.name for b in digits] == ["a/2"]
+
+
+def test_tags_queries_quote_values_and_refuse_what_tags_cannot_hold() -> None:
+    assert tags_query({"strategy": "audit", "model": "digits"}) == (
+        "\"strategy\" = 'audit' AND \"model\" = 'digits'"
+    )
+    assert tag_value("it's (v2)") == "it_s _v2_"
+    for bad in ({}, {"strategy": "o'brien"}, {"bad key!": "x"}):
+        with pytest.raises(ValueError, match="tag"):
+            tags_query(bad)
+
+
+def test_memory_container_refuses_tags_azure_refuses() -> None:
+    store = MemoryContainer()
+    with pytest.raises(BlobStoreError, match="at most 10"):
+        store.write("a", b"1", tags={f"k{i}": "v" for i in range(11)})
+    with pytest.raises(BlobStoreError, match="refuse"):
+        store.write("a", b"1", tags={"k": "semi;colon"})
+    with pytest.raises(BlobStoreError, match="only"):
+        list(store.find_by_tags("strategy > 'a'"))

@@ -1,7 +1,7 @@
-"""How the uploader takes its work in batches: a worker claims a few entries at once, keeps two
-samples in flight (one's sidecar beside the next one's envelope), records them done in one
-commit and sends their notices in one message; an input message's samples are accepted in one
-commit. A memory blob store and a fake clock stand in."""
+"""How the uploader takes its work in batches: a worker claims a few entries at once, ships them
+(with the opt-in sidecar, two samples in flight: one's sidecar beside the next one's envelope),
+records them done in one commit and sends their notices in one message; an input message's
+samples are accepted in one commit. A memory blob store and a fake clock stand in."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from edgeloop.contracts import UploadedNotice
 from tests.unit.uploader_support import Harness, selected
 
 ONE_WORKER = {"outbox": {"workers": 1}}
+WITH_SIDECAR = {**ONE_WORKER, "storage": {"sidecar": True}}
 
 
 class _Crash(BaseException):
@@ -40,7 +41,7 @@ def _sidecar(sample_id: str) -> str:
 
 def test_a_samples_sidecar_goes_out_beside_the_next_samples_envelope(tmp_path: Path) -> None:
     # given: the store holds the first sample's sidecar until the second sample's envelope starts
-    h = Harness(tmp_path, config=ONE_WORKER)
+    h = Harness(tmp_path, config=WITH_SIDECAR)
     _accept(h, "01S1", "01S2")
     second_envelope = threading.Event()
 
@@ -63,7 +64,7 @@ def test_each_sidecar_follows_its_envelope_and_a_worker_has_at_most_two_requests
     tmp_path: Path,
 ) -> None:
     # given: writes that take a moment (sidecars longer), so requests in flight overlap if they can
-    h = Harness(tmp_path, config=ONE_WORKER)
+    h = Harness(tmp_path, config=WITH_SIDECAR)
     ids = [f"01S{i}" for i in range(8)]
     _accept(h, *ids)
     lock, in_flight, most = threading.Lock(), [0], [0]
@@ -103,7 +104,7 @@ def test_a_crash_before_a_batch_is_recorded_leaves_no_half_and_redelivers_each_o
     tmp_path: Path,
 ) -> None:
     # given: three samples in one batch; the process dies while the last sidecar is written
-    h = Harness(tmp_path, config=ONE_WORKER)
+    h = Harness(tmp_path, config=WITH_SIDECAR)
     _accept(h, "01S1", "01S2", "01S3")
 
     def die(operation: str, name: str) -> None:
@@ -127,6 +128,32 @@ def test_a_crash_before_a_batch_is_recorded_leaves_no_half_and_redelivers_each_o
     assert len(h.store.blobs) == 6
     assert h.uploader.counters["already_present"] == 5
     assert h.uploader.db.counts()[DONE] == 3
+
+
+def test_one_request_per_sample_a_crash_mid_batch_redelivers_each_once(tmp_path: Path) -> None:
+    # given: the default (no sidecar); the process dies while the third sample is written
+    h = Harness(tmp_path, config=ONE_WORKER)
+    _accept(h, "01S1", "01S2", "01S3")
+    h.store.fail_hook = lambda operation, name: _crash_at(name, _envelope("01S3"))
+    # when
+    with pytest.raises(_Crash):
+        h.uploader.upload_ready()
+    # then: one blob per sample reached the store, none recorded done
+    assert h.store.puts == [_envelope("01S1"), _envelope("01S2")]
+    assert h.uploader.db.counts()[UPLOADING] == 3
+    # when: started again
+    h.store.fail_hook = None
+    h.restart()
+    h.pump()
+    # then: every sample delivered once, its earlier blob taken as its own, no sidecar anywhere
+    assert [n.sample_id for n in h.notices] == ["01S1", "01S2", "01S3"]
+    assert sorted(h.store.blobs) == [_envelope(i) for i in ("01S1", "01S2", "01S3")]
+    assert h.uploader.counters["already_present"] == 2
+
+
+def _crash_at(name: str, fatal: str) -> None:
+    if name == fatal:
+        raise _Crash
 
 
 def test_a_storage_outage_mid_batch_stops_it_and_counts_no_attempt(tmp_path: Path) -> None:
@@ -166,7 +193,7 @@ def test_workers_share_a_short_queue_and_take_at_most_a_batch(
     h = Harness(tmp_path, config={"outbox": {"workers": workers}})
     h.uploader.accept_selected_batch([selected(h.samples, f"01S{i:02d}") for i in range(ready)])
     # when
-    claimed = h.uploader.db.claim_ready(h.uploader._now(), limit=8, share=workers)
+    claimed = h.uploader.db.claim_ready(h.uploader.now(), limit=8, share=workers)
     # then
     assert len(claimed) == taken
     assert all(entry.state == UPLOADING for entry in claimed)
@@ -187,13 +214,13 @@ def test_a_notice_sender_at_work_takes_the_notices_of_callers_that_find_it_busy(
 
     h.uploader.notify = notify
     _accept(h, "01S1", "01S2")
-    assert h.uploader.db.claim_ready(h.uploader._now(), limit=2) != []
-    h.uploader.db.finish("01S1", state=DONE, now=h.uploader._now())
+    assert h.uploader.db.claim_ready(h.uploader.now(), limit=2) != []
+    h.uploader.db.finish("01S1", state=DONE, now=h.uploader.now())
     first = threading.Thread(target=h.uploader.send_notices)
     first.start()
     assert sending.wait(timeout=10)
     # when: the other caller finds the sender busy
-    h.uploader.db.finish("01S2", state=DONE, now=h.uploader._now())
+    h.uploader.db.finish("01S2", state=DONE, now=h.uploader.now())
     returned: list[int] = []
     second = threading.Thread(target=lambda: returned.append(h.uploader.send_notices()))
     second.start()

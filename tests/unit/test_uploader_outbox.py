@@ -28,27 +28,41 @@ def h(tmp_path: Path) -> Harness:
     return Harness(tmp_path)
 
 
-def test_a_selected_sample_is_sealed_uploaded_with_sidecar_and_reported(h: Harness) -> None:
+def test_a_selected_sample_is_one_request_with_metadata_and_tags_and_is_reported(h: Harness) -> None:
     # given
     item = selected(h.samples, "01S1")
     original = (h.samples / "frames/01S1.jpg").read_bytes()
     # when
     assert h.uploader.accept_selected(item)
     h.pump()
-    # then: the sealed blob opens to the original
+    # then: one blob, written once, that opens to the original
     name = "digits/3/2026/01/05/dev-1/01S1.jpg.elenv"
+    assert h.store.puts == [name]
     assert h.open_sample("01S1") == original
-    meta = h.store.blobs[name].metadata
+    blob = h.store.blobs[name]
+    assert blob.content_type == "application/vnd.edgeloop.envelope"
+    # and it carries what the sidecar used to: identity, hashes, the selection and the answer
+    meta = blob.metadata
     assert meta["key_id"] == key_id(0)
     assert meta["sample_id"] == "01S1"
     assert meta["traceparent"] == TRACEPARENT
     assert meta["strategy"] == "uncertainty"
-    assert h.store.blobs[name].content_type == "application/vnd.edgeloop.envelope"
-    sidecar = json.loads(h.store.blobs["digits/3/2026/01/05/dev-1/01S1.json"].data)
-    assert sidecar["reason"] == "margin 0.05 < 0.1"
-    assert sidecar["prediction"]["label"] == "7"
-    assert sidecar["plaintext_sha256"] == item.prediction.frame.sha256
-    assert h.store.puts == [name, "digits/3/2026/01/05/dev-1/01S1.json"]  # sample first, sidecar last
+    assert meta["reason"] == "margin 0.05 < 0.1"
+    assert (meta["label"], meta["confidence"]) == ("7", "0.41")
+    assert meta["plaintext_sha256"] == item.prediction.frame.sha256
+    assert meta["plaintext_bytes"] == str(len(original))
+    assert meta["selected_at"].startswith("2026-01-05T12:30:02")
+    # and index tags the cloud can query
+    assert blob.tags == {
+        "strategy": "uncertainty",
+        "model": "digits",
+        "model_version": "3",
+        "device": "dev-1",
+        "label_state": "unlabelled",
+    }
+    assert [
+        b.name for b in h.store.find_by_tags("\"strategy\" = 'uncertainty' AND \"device\" = 'dev-1'")
+    ] == [name]
     # and the notice carries the trace context
     (notice,) = h.notices
     assert (notice.sample_id, notice.blob_name, notice.traceparent) == ("01S1", name, TRACEPARENT)
@@ -56,6 +70,24 @@ def test_a_selected_sample_is_sealed_uploaded_with_sidecar_and_reported(h: Harne
     # and the outbox keeps no file of it
     assert list((h.outbox / "sealed").iterdir()) == []
     assert list((h.outbox / "claims").iterdir()) == []
+
+
+def test_the_sidecar_is_opt_in_and_follows_its_sample(tmp_path: Path) -> None:
+    # given
+    h = Harness(tmp_path, config={"storage": {"sidecar": True}})
+    item = selected(h.samples, "01S1")
+    # when
+    h.uploader.accept_selected(item)
+    h.pump()
+    # then: the sample first, its sidecar last (a sidecar present means its sample is complete)
+    name, sidecar_name = "digits/3/2026/01/05/dev-1/01S1.jpg.elenv", "digits/3/2026/01/05/dev-1/01S1.json"
+    assert h.store.puts == [name, sidecar_name]
+    sidecar = json.loads(h.store.blobs[sidecar_name].data)
+    assert sidecar["reason"] == "margin 0.05 < 0.1"
+    assert sidecar["prediction"]["label"] == "7"
+    assert sidecar["plaintext_sha256"] == item.prediction.frame.sha256
+    assert h.store.blobs[name].tags["strategy"] == "uncertainty"
+    assert [n.sample_id for n in h.notices] == ["01S1"]
 
 
 def test_the_claim_survives_the_capture_janitor(h: Harness) -> None:
@@ -134,7 +166,7 @@ def test_an_outage_backs_off_without_spending_attempts_and_delivers_later(h: Har
     h.pump()
     # then: each delivered once
     assert sorted(n.sample_id for n in h.notices) == ["01S0", "01S1", "01S2"]
-    assert len(h.store.puts) == 6
+    assert len(h.store.puts) == 3
 
 
 def test_store_backoff_grows_between_tries(h: Harness) -> None:
@@ -180,16 +212,16 @@ def test_a_poison_sample_is_quarantined_after_max_attempts_and_can_be_retried(h:
 def test_a_retry_that_finds_its_own_blob_counts_as_success(h: Harness) -> None:
     # given: the first try wrote the blob, then the process died before recording it
     h.uploader.accept_selected(selected(h.samples, "01S1"))
-    entry = h.uploader.db.claim_next(h.uploader._now())
+    entry = h.uploader.db.claim_next(h.uploader.now())
     assert entry is not None
-    h.uploader._ship(h.store, entry)
+    h.uploader.shipper.ship(h.store, entry)
     h.restart()
     # when
     h.pump()
     # then
     assert h.uploader.db.get("01S1").state == DONE  # type: ignore[union-attr]
-    assert h.uploader.counters["already_present"] == 2
-    assert len(h.store.blobs) == 2
+    assert h.uploader.counters["already_present"] == 1
+    assert len(h.store.blobs) == 1
 
 
 def test_a_different_blob_at_the_name_is_never_overwritten(h: Harness) -> None:
@@ -232,7 +264,7 @@ def test_a_damaged_sealed_entry_is_quarantined(h: Harness, size: int) -> None:
 def test_after_a_crash_mid_upload_entries_resume_and_stray_files_go(h: Harness) -> None:
     # given: one entry cut off while uploading, and a stray half-written file
     h.uploader.accept_selected(selected(h.samples, "01S1"))
-    assert h.uploader.db.claim_next(h.uploader._now()) is not None
+    assert h.uploader.db.claim_next(h.uploader.now()) is not None
     (h.outbox / "sealed" / ".01X.elenv.tmp").write_bytes(b"partial")
     # when
     h.restart()

@@ -158,9 +158,6 @@ class Harness:
 
     def open_sample(self, sample_id: str, *, ring: PrivateKeyring | None = None) -> bytes:
         name = next(n for n in self.store.blobs if n.endswith(".elenv") and f"/{sample_id}." in n)
-        sidecar = self.store.blobs[name.rsplit("/", 1)[0] + f"/{sample_id}.json"]
-        import json
-
-        content_type = json.loads(sidecar.data)["content_type"]
+        content_type = self.store.blobs[name].metadata["content_type"]
         expected = EnvelopeContext(sample_id=sample_id, device_id="dev-1", content_type=content_type)
         return open_bytes(self.store.blobs[name].data, keyring=ring or keyring(0), expected=expected)

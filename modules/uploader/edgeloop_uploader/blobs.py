@@ -1,5 +1,6 @@
-"""What the uploader writes to Blob Storage for an entry: the envelope with its metadata, the
-JSON sidecar, and the create-only write that makes every retry safe."""
+"""What the uploader writes to Blob Storage for an entry: the envelope with its metadata and
+index tags in one request, the opt-in JSON sidecar, and the create-only write that makes every
+retry safe."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 import re
 from typing import Any
 
-from edgeloop.blobstore import ANY, BlobAuthError, BlobContainer, BlobExistsError
+from edgeloop.blobstore import ANY, BlobAuthError, BlobContainer, BlobExistsError, tag_value
 from edgeloop.envelope import VERSION as ENVELOPE_VERSION
 from edgeloop_uploader.outbox import Entry
 
@@ -17,6 +18,8 @@ log = logging.getLogger(__name__)
 
 SEALED_CONTENT_TYPE = "application/vnd.edgeloop.envelope"
 SIDECAR_SCHEMA = "edgeloop.sample-sidecar/1"
+#: The label state tag of a sample as uploaded; labelling may set it to ``labelled`` later.
+UNLABELLED = "unlabelled"
 _NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")
 
 
@@ -30,9 +33,12 @@ def _ascii(value: Any) -> str:
 
 
 def envelope_metadata(entry: Entry, device_id: str) -> dict[str, str]:
-    """The key fields as blob metadata, so the cloud can read them without the sidecar or the key."""
+    """The sample's facts as blob metadata, so the cloud reads them without a sidecar or the key:
+    identity, envelope and hashes, the selection (strategy, reason, tags, when) and the model's
+    answer (label, confidence). The full prediction is in the prediction log."""
     selected = entry.info.get("selected") or {}
     prediction = selected.get("prediction") or {}
+    selection_tags = selected.get("tags") or []
     fields = {
         "sample_id": entry.id,
         "kind": entry.kind,
@@ -46,9 +52,30 @@ def envelope_metadata(entry: Entry, device_id: str) -> dict[str, str]:
         "model": prediction.get("model_name"),
         "model_version": prediction.get("model_version"),
         "label": prediction.get("label"),
+        "confidence": prediction.get("confidence"),
+        "reason": selected.get("reason"),
+        "selection_tags": ",".join(str(t) for t in selection_tags) if selection_tags else None,
+        "selected_at": selected.get("selected_at"),
+        "plaintext_bytes": entry.info.get("plaintext_bytes"),
         "traceparent": entry.info.get("traceparent"),
     }
     return {k: _ascii(v) for k, v in fields.items() if v is not None}
+
+
+def envelope_tags(entry: Entry, device_id: str) -> dict[str, str]:
+    """A sample's blob index tags (``edgeloop.blobstore.SAMPLE_TAGS``), for ``find_blobs_by_tags``;
+    none for prediction-log batches."""
+    if entry.kind != "sample":
+        return {}
+    prediction = (entry.info.get("selected") or {}).get("prediction") or {}
+    fields = {
+        "strategy": entry.info.get("strategy"),
+        "model": prediction.get("model_name"),
+        "model_version": prediction.get("model_version"),
+        "device": entry.info.get("device_id", device_id),
+        "label_state": UNLABELLED,
+    }
+    return {k: tag_value(v) for k, v in fields.items() if v is not None}
 
 
 def sidecar_bytes(entry: Entry, device_id: str) -> bytes:
@@ -83,7 +110,12 @@ def sidecar_metadata(sidecar: bytes) -> dict[str, str]:
 
 
 def put_once(
-    store: BlobContainer, name: str, data: bytes, metadata: dict[str, str], content_type: str
+    store: BlobContainer,
+    name: str,
+    data: bytes,
+    metadata: dict[str, str],
+    content_type: str,
+    tags: dict[str, str] | None = None,
 ) -> str:
     """Create-only write. Returns ``"written"``, or ``"already_present"`` when an identical blob
     (an earlier try, cut off before it was recorded) is there, or ``"already_present_unverified"``
@@ -96,7 +128,13 @@ def put_once(
     """
     try:
         store.write(
-            name, data, length=len(data), metadata=metadata, content_type=content_type, if_none_match=ANY
+            name,
+            data,
+            length=len(data),
+            metadata=metadata,
+            content_type=content_type,
+            if_none_match=ANY,
+            tags=tags or None,
         )
         return "written"
     except BlobExistsError:

@@ -39,8 +39,9 @@ class StorageConfig(_Section):
         default=True, description="Try to create the container once (needs account-level credentials)."
     )
     sidecar: bool = Field(
-        default=True,
-        description="Also write <sample_id>.json beside each sample (key fields are blob metadata anyway).",
+        default=False,
+        description="Also write <sample_id>.json beside each sample, a second request per sample (the "
+        "sample blob carries its facts as metadata and index tags anyway); for readers of sidecars.",
     )
     timeout_s: float = Field(default=60.0, gt=0, le=3600, description="Socket read timeout of one request.")
 

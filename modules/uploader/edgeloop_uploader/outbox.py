@@ -254,6 +254,11 @@ class OutboxDB:
         )
         return [Entry.from_row(r) for r in rows]
 
+    def store_sealed(self, conn: sqlite3.Connection, entry_id: str, data: bytes | None) -> None:
+        """Keep an entry's envelope in the database, inside the caller's transaction (no-op for None)."""
+        if data is not None:
+            conn.execute("INSERT OR REPLACE INTO sealed_data (id, data) VALUES (?, ?)", (entry_id, data))
+
     def sealed_bytes(self, entry_id: str) -> bytes | None:
         row = self._one("SELECT data FROM sealed_data WHERE id = ?", entry_id)
         return bytes(row[0]) if row else None
@@ -395,6 +400,16 @@ class OutboxDB:
             limit,
         )
         return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    def delete_pending(self, seqs: list[int], *, conn: sqlite3.Connection | None = None) -> None:
+        """Drop prediction-log lines (cut into a batch, or refused by the budget); inside the
+        caller's transaction when ``conn`` is given."""
+        args = [(s,) for s in seqs]
+        if conn is not None:
+            conn.executemany("DELETE FROM predlog_pending WHERE seq = ?", args)
+            return
+        with self.transaction() as own:
+            own.executemany("DELETE FROM predlog_pending WHERE seq = ?", args)
 
     def pending_count(self) -> int:
         row = self._one("SELECT COUNT(*) FROM predlog_pending")

@@ -1,14 +1,24 @@
 """The prediction log: every (sampled) prediction's metadata, never pixels nor sensor values,
-as JSON lines shipped in gzip batches per device and hour, like Azure ML's data collector."""
+as JSON lines shipped in gzip batches per device and hour, like Azure ML's data collector.
+
+Lines wait in the outbox database (``predlog_pending``) until a batch is full or old enough;
+a batch then becomes an outbox entry like a sample: budgeted, sealed, uploaded.
+"""
 
 from __future__ import annotations
 
 import gzip
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from edgeloop.blobstore import prediction_log_blob_name
 from edgeloop.contracts import Prediction
+from edgeloop_uploader.budget import Budget
+from edgeloop_uploader.claim import write_durably
+from edgeloop_uploader.core import Core
+from edgeloop_uploader.outbox import QUEUED
+from edgeloop_uploader.sealing import Sealer
 
 LOG_SCHEMA = "edgeloop.prediction-log/1"
 
@@ -59,3 +69,88 @@ def batch_bytes(lines: list[str], selections: dict[str, str], sample_ids: list[s
             record["strategy"] = strategy
         out.append(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n")
     return gzip.compress(b"".join(out), compresslevel=6, mtime=0)
+
+
+class PredictionLog:
+    """Logs predictions as they arrive and cuts them into batches (runtime thread)."""
+
+    def __init__(self, core: Core, budget: Budget, sealer: Sealer) -> None:
+        self.core = core
+        self.budget = budget
+        self.sealer = sealer
+
+    def accept(self, items: list[Prediction]) -> int:
+        """Log the sampled share of ``items`` durably; returns how many lines were logged."""
+        core = self.core
+        settings = core.config.prediction_log
+        if not settings.enabled or not items:
+            return 0
+        now = core.now()
+        rows = []
+        for prediction in items:
+            if core.random() >= settings.sample_rate:
+                core.count("predictions_not_sampled")
+                continue
+            when = prediction.scored_at or prediction.frame.captured_at
+            record = log_record(prediction, include_scores=settings.include_scores)
+            line = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+            rows.append((hour_key(when.astimezone(UTC)), prediction.sample_id, now, line))
+        if rows:
+            core.db.add_predictions(rows)
+            core.count("predictions_logged", len(rows))
+        return len(rows)
+
+    def flush(self, *, force: bool = False) -> int:
+        """Cut batches that are full or old enough (all of them with ``force``); returns how many."""
+        settings = self.core.config.prediction_log
+        now, cut = self.core.now(), 0
+        for hour, count, oldest in self.core.db.pending_hours():
+            while count > 0 and (force or count >= settings.max_batch or now - oldest >= settings.max_age_s):
+                taken = self._cut_batch(hour, settings.max_batch, settings.priority)
+                if taken == 0:
+                    break
+                count -= taken
+                cut += 1
+        return cut
+
+    def _cut_batch(self, hour: str, limit: int, priority: int) -> int:
+        core = self.core
+        rows = core.db.pending_lines(hour, limit)
+        if not rows:
+            return 0
+        seqs = [r[0] for r in rows]
+        sample_ids = [r[1] for r in rows]
+        data = batch_bytes([r[2] for r in rows], core.db.selection_of(sample_ids), sample_ids)
+        batch_id = f"{hour.replace('-', '').replace('T', '')}-{seqs[0]:012d}"
+        hour_start = datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=UTC)
+        target = core.paths.claims / f"{batch_id}.jsonl.gz"
+        now = core.now()
+        write_durably(target, data, durable=core.durable)
+        if not self.budget.make_room(len(data), priority, now, batch_id):
+            target.unlink(missing_ok=True)
+            core.db.delete_pending(seqs)
+            return len(rows)
+        with core.db.transaction() as conn:
+            core.db.insert(
+                conn,
+                id=batch_id,
+                kind="predlog",
+                state=QUEUED,
+                priority=priority,
+                created_at=now,
+                updated_at=now,
+                blob_name=prediction_log_blob_name(
+                    device_id=core.device_id, hour=hour_start, batch_id=batch_id
+                ),
+                sidecar_name=None,
+                content_type="application/x-ndjson+gzip",
+                plain_path=str(target),
+                size=len(data),
+                info={"strategy": "prediction-log", "lines": len(rows), "hour": hour},
+            )
+            core.db.delete_pending(seqs, conn=conn)
+        self.budget.forget_held()
+        core.count("prediction_batches")
+        self.sealer.seal_if_possible(batch_id)
+        core.wake.set()
+        return len(rows)
