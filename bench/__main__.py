@@ -106,7 +106,8 @@ def _learning(r: dict[str, Any]) -> tuple[str, dict[str, float]]:
     return (
         f"learning, in rounds at a 10% budget: margin reaches {h['policy_share_mean']:.0%} of the "
         f"upload-everything gain (worst cell {h['policy_share_worst_cell']:.0%}), "
-        f"{h['points_over_random_mean']:+.1f} points over random, oracle {h['oracle_share_mean']:.0%}",
+        f"{h['points_over_random_mean']:+.1f} accuracy points over random, "
+        f"oracle {h['oracle_share_mean']:.0%}",
         dict(h),
     )
 

@@ -122,5 +122,5 @@ def test_every_benchmark_summary_reads_its_ratio() -> None:
     assert "0.20x" in lines["pipeline"][0]
     assert "p50 20 ms" in lines["pipeline"][0]
     assert lines["pipeline"][1]["latency_p95_ms"] == 45.0
-    expected = "90% of the upload-everything gain (worst cell 70%), +30.0 points over random"
+    expected = "90% of the upload-everything gain (worst cell 70%), +30.0 accuracy points over random"
     assert expected in lines["learning"][0]
