@@ -15,6 +15,9 @@ from pathlib import Path
 
 from edgeloop.errors import EdgeLoopError
 
+#: Folder a relative secret file name is read from (the deployment binds the host's
+#: ``/var/lib/edgeloop/secrets`` there read-only); ``EDGELOOP_SECRETS_DIR`` overrides it.
+DEFAULT_SECRETS_DIR = "/run/secrets/edgeloop"
 #: Environment variable names a twin may point at.
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -23,8 +26,22 @@ class SecretUnavailableError(EdgeLoopError):
     """A secret file is missing, unreadable or empty, or a named variable is unset or empty."""
 
 
-def read_secret_file(path: str | Path) -> str:
-    """The file's text, stripped. Raises ``SecretUnavailableError`` naming the file and the cause."""
+def secret_path(path: str | Path, environ: Mapping[str, str] | None = None) -> Path:
+    """An absolute path as it is; a relative one under ``EDGELOOP_SECRETS_DIR``."""
+    given = Path(path)
+    if given.is_absolute():
+        return given
+    env = os.environ if environ is None else environ
+    return Path(env.get("EDGELOOP_SECRETS_DIR") or DEFAULT_SECRETS_DIR) / given
+
+
+def read_secret_file(name: str | Path, environ: Mapping[str, str] | None = None) -> str:
+    """The file's text, stripped; a relative ``name`` is read under ``EDGELOOP_SECRETS_DIR``.
+
+    Raises:
+        SecretUnavailableError: naming the file and the cause (missing, unreadable, empty).
+    """
+    path = secret_path(name, environ)
     try:
         text = Path(path).read_text(encoding="utf-8").strip()
     except FileNotFoundError as exc:
