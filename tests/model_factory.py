@@ -7,6 +7,8 @@
   logits out), for image layouts and colour orders;
 - ``vector_model``: a linear softmax model over a few sensor features;
 - ``signed``: bytes + sha256 + Ed25519 signature, as the registry publishes them;
+- ``signing_keys`` / ``write_signed_initial``: one model-signing key pair per test process and
+  an initial model written with its ``.sig`` beside it (inference requires signed models);
 - ``write_digit_image``: a digit as a PNG file, the way capture writes frames;
 - ``FileServer``: a loopback HTTP server for model download tests.
 """
@@ -187,6 +189,27 @@ class SignedModel:
 
 def signed(data: bytes, private_key_pem: bytes) -> SignedModel:
     return SignedModel(data, hashlib.sha256(data).hexdigest(), signing.sign(private_key_pem, data))
+
+
+@functools.lru_cache(maxsize=1)
+def signing_keys() -> tuple[bytes, bytes]:
+    """``(private, public)`` PEM: the model-signing key pair tests sign their models with."""
+    return signing.generate_keypair()
+
+
+def signing_public() -> str:
+    """The public half of ``signing_keys`` as the twin's ``public_key`` takes it."""
+    return signing_keys()[1].decode("ascii")
+
+
+def write_signed_initial(models_dir: Path, data: bytes, private_key: bytes | None = None) -> Path:
+    """``<models_dir>/initial/model.onnx`` and its ``model.onnx.sig``, as ``edgeloop deploy`` places them."""
+    path = models_dir / "initial" / "model.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    key = private_key if private_key is not None else signing_keys()[0]
+    path.with_name(path.name + ".sig").write_text(signing.sign(key, data), encoding="ascii")
+    return path
 
 
 def digit_pixels(index: int) -> np.ndarray:

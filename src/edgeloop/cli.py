@@ -20,6 +20,7 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "edgeloop.manifest",
     "edgeloop.devhub.cli",
     "edgeloop.keycli",
+    "edgeloop.deploy.cli",
     "edgeloop.demo.cli",
     "edgeloop_cloud.cli",
     "edgeloop_filter.cli",

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeloop.errors import ConfigError
+from edgeloop.manifest_schema import load_schema
 
 #: IoT Edge limits: one twin string value holds 512 characters of createOptions, split over at
 #: most 8 properties (4 KB in all); a twin's desired properties hold at most 32 KB.
@@ -53,6 +54,8 @@ _SINK = re.compile(
     r'^BrokeredEndpoint\(\s*"/modules/(?P<module>[^/"]+)/inputs/(?P<input>[^/"]+)"\s*\)$', re.I
 )
 _PLACEHOLDER = re.compile(r"\$\{(?P<name>[^}]*)\}")
+#: The platform suffix iotedgedev appends to an image tag.
+_PLATFORM_TAG = re.compile(r"-(?P<platform>amd64|arm64v8|arm32v7)(?:\.debug)?$")
 _VARIABLE = re.compile(r"\$(?P<name>[A-Z][A-Z0-9_]*)\b")
 _MODULE_IMAGE = re.compile(r"^MODULES\.(?P<module>[^.]+)(?:\.(?P<platform>.+))?$")
 _CHUNK_KEY = re.compile(r"^createOptions(?P<index>\d\d)?$")
@@ -344,12 +347,13 @@ def check_placeholders(
     """After generation nothing may be left to substitute; in a template every variable is
     in ``.env.template`` and every ``${MODULES...}`` names a module folder and platform."""
     template = is_template(manifest)
+    platform = None if template else generated_platform(manifest)
     problems = []
     for where, text in _strings(manifest.get("modulesContent", {}), "modulesContent"):
         for match in _PLACEHOLDER.finditer(text):
             name = match.group("name")
             if not template:
-                problems.append(Problem(where, f"{match.group()} was not resolved"))
+                problems.append(Problem(where, _unresolved(match.group(), name, specs, platform)))
             elif _MODULE_IMAGE.match(name):
                 problems += _check_module_placeholder(where, name, specs)
             elif env_names is not None and name not in env_names:
@@ -361,6 +365,32 @@ def check_placeholders(
             elif env_names is not None and name not in env_names:
                 problems.append(Problem(where, f"variable {name} is not in .env.template"))
     return problems
+
+
+def generated_platform(manifest: Mapping[str, Any]) -> str | None:
+    """The platform a generated manifest was made for, read from its resolved image tags
+    (``...:0.1.0-arm32v7``); None when no image says."""
+    found = set()
+    for module in user_modules(manifest).values():
+        match = _PLATFORM_TAG.search(str(module.get("settings", {}).get("image", "")))
+        if match:
+            found.add(match.group("platform"))
+    return found.pop() if len(found) == 1 else None
+
+
+def _unresolved(text: str, name: str, specs: Mapping[str, ModuleSpec], platform: str | None) -> str:
+    """Why a placeholder is left in a generated manifest: for a module image, the platform its
+    module.json does not build (arm32v7: numpy, OpenCV and ONNX Runtime have no armv7 wheels)."""
+    image = _MODULE_IMAGE.match(name)
+    spec = specs.get(image.group("module")) if image else None
+    if spec is None or platform is None or platform in spec.platforms:
+        return f"{text} was not resolved"
+    built = " or ".join(p for p in spec.platforms if not p.endswith(".debug"))
+    return (
+        f"{text} was not resolved: {spec.folder}/module.json builds no {platform!r} image, so this "
+        f"manifest cannot run on {platform}: use the {built} manifest, or leave the module out "
+        "(docs/deploy.md, Platforms)"
+    )
 
 
 def _check_module_placeholder(where: str, name: str, specs: Mapping[str, ModuleSpec]) -> list[Problem]:
@@ -454,7 +484,11 @@ def _check_command(args: argparse.Namespace) -> int:
     specs = load_module_specs(Path(args.modules_dir))
     env_template = Path(args.env_template)
     env_names = load_env_names(env_template) if env_template.is_file() else None
-    schema = load_json(Path(args.schema)) if args.schema else None
+    try:
+        schema = load_schema(args.schema) if args.schema else None
+    except ConfigError as exc:
+        print(f"edgeloop manifest check: {exc.reason}")
+        return 2
     failed = 0
     for file in args.files or [str(DEFAULT_TEMPLATE)]:
         try:
@@ -494,7 +528,10 @@ def register(subparsers: Any) -> None:
     check.add_argument("files", nargs="*", metavar="FILE", help="default: deployment.template.json")
     check.add_argument("--modules-dir", default="modules", help=modules_help)
     check.add_argument("--env-template", default=".env.template", help="dotenv file naming the variables")
-    check.add_argument("--schema", help="JSON Schema for generated manifests (azure-iot-edge-deployment-2.0)")
+    check.add_argument(
+        "--schema",
+        help="JSON Schema for generated manifests: a file, or the shipped azure-iot-edge-deployment-2.0.json",
+    )
     check.set_defaults(func=_check_command)
 
     debug = commands.add_parser("debug-template", help="derive deployment.debug.template.json")

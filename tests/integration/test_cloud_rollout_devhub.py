@@ -73,7 +73,7 @@ def test_promoted_model_rolls_out_to_the_inference_module_under_the_dev_hub(
     champion = svc.registry.champion("digits")
     assert champion is not None
     # and an inference module running under the dev hub, trusting the signing key
-    doc = manifest(["inference"], {}, desired={"inference": {"publicKey": keys.signing_public.read_text()}})
+    doc = manifest(["inference"], {}, desired={"inference": {"public_key": keys.signing_public.read_text()}})
     hub = dev_hub(doc)
     env = {"EDGELOOP_MODELS_DIR": str(tmp_path / "models"), "EDGELOOP_SAMPLES_DIR": str(tmp_path / "samples")}
     inference = module_process(hub, "inference", env=env)

@@ -46,8 +46,7 @@ def test_inference_scores_frames_and_swaps_models_under_the_dev_hub(
     # given: a feeder sending one-feature vector frames, an initial model on the volume
     private, public = signing.generate_keypair()
     models = tmp_path / "models"
-    (models / "initial").mkdir(parents=True)
-    (models / "initial" / "model.onnx").write_bytes(mf.vector_model(features=1, seed=0))
+    mf.write_signed_initial(models, mf.vector_model(features=1, seed=0), private)
     v2 = mf.signed(mf.vector_model(features=1, seed=1), private)
     spec = v2.spec(v2.write(tmp_path / "published" / "v2.onnx").as_uri(), name="sensor", version="2")
     doc = manifest(
@@ -57,7 +56,9 @@ def test_inference_scores_frames_and_swaps_models_under_the_dev_hub(
             'INTO BrokeredEndpoint("/modules/inference/inputs/frames")',
             "predictions": "FROM /messages/modules/inference/outputs/predictions INTO $upstream",
         },
-        desired={"inference": {"publicKey": public.decode(), "batching": {"maxBatch": 8, "maxWaitMs": 20}}},
+        desired={
+            "inference": {"public_key": public.decode(), "batching": {"max_batch": 8, "max_wait_ms": 20}}
+        },
         env={
             "inference": {
                 "EDGELOOP_MODELS_DIR": str(models),
@@ -118,9 +119,8 @@ def test_inference_runs_with_the_solution_manifest_and_its_twin_defaults(
     # given: the real deployment manifest; the /models volume holds an initial model
     hub = dev_hub(repo_root / "deployment.template.json")
     env = hub.module_env("inference")
-    initial = Path(env["EDGELOOP_MODELS_DIR"]) / "initial" / "model.onnx"
-    initial.parent.mkdir(parents=True, exist_ok=True)
-    initial.write_bytes(mf.digits_model())
+    mf.write_signed_initial(Path(env["EDGELOOP_MODELS_DIR"]), mf.digits_model())
+    hub.patch_desired("inference", {"public_key": mf.signing_public()})
     # when
     module_process(hub, "inference")
     hub.wait_connected("inference", inputs=True, timeout=60)
@@ -129,7 +129,7 @@ def test_inference_runs_with_the_solution_manifest_and_its_twin_defaults(
     )
     # then: the manifest's twin defaults were accepted, the initial model serves
     assert reported.get("configError") is None
-    assert reported["config"]["batching"]["maxBatch"] == 8
+    assert reported["config"]["batching"]["max_batch"] == 8
     assert reported["model"]["name"] == "digits"
     answer = hub.invoke("inference", "getModel", {})
     assert answer["status"] == 200

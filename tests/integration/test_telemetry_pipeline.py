@@ -59,8 +59,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     one image dropped into capture's folder source."""
     root = tmp_path_factory.mktemp("pipeline")
     volume, models = root / "samples", root / "models"
-    (models / "initial").mkdir(parents=True)
-    (models / "initial" / "model.onnx").write_bytes(mf.digits_model())
+    mf.write_signed_initial(models, mf.digits_model())
     receiver = OtlpReceiver()
     endpoint = receiver.start_http()
     azurite = Azurite(root / "azurite")
@@ -79,7 +78,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
                     {"id": "drop", "kind": "folder", "path": "input/drop", "poll_s": 0.1, "settle_s": 0}
                 ]
             },
-            "inference": {"batching": {"maxBatch": 4, "maxWaitMs": 20}},
+            "inference": {"batching": {"max_batch": 4, "max_wait_ms": 20}, "public_key": mf.signing_public()},
             "filter": {"policy": SELECT_ALL},
             "uploader": {"encryption": {"public_key_pem": public_pem(0)}},
         },

@@ -205,8 +205,7 @@ class PipelineRig:
         self.samples = tmp_path / "samples"
         self.outbox = tmp_path / "outbox"
         models = tmp_path / "models"
-        (models / "initial").mkdir(parents=True)
-        (models / "initial" / "model.onnx").write_bytes(mf.digits_model())
+        mf.write_signed_initial(models, mf.digits_model())
         self.files = [f"digit_{i:04d}.png" for i in range(frames)]
         for i, name in enumerate(self.files):
             mf.write_digit_image(self.samples / "input" / SOURCE / name, 1000 + i % 797, size=32)
@@ -217,7 +216,11 @@ class PipelineRig:
                      "settle_s": 0, "poll_s": 0.2, "format": "png"}
                 ],
             },
-            "inference": {"providers": ["cpu"], "batching": {"maxBatch": 8, "maxWaitMs": 10}},
+            "inference": {
+                "providers": ["cpu"],
+                "batching": {"max_batch": 8, "max_wait_ms": 10},
+                "public_key": mf.signing_public(),
+            },
             "filter": {"policy": POLICY},
             "uploader": {**self.cloud.uploader_desired(), "prediction_log": {"enabled": True}},
         }  # fmt: skip

@@ -176,7 +176,7 @@ def test_a_bad_model_is_never_loaded(
             mutate(spec, data, (private, public))
         ledger.record(inputs=1)
         # when
-        h.hub.patch_desired({"publicKey": public.decode(), "downloadAttempts": 1, "model": spec})
+        h.hub.patch_desired({"public_key": public.decode(), "download_attempts": 1, "model": spec})
         reported = h.wait_model(status="failed")
         # then
         assert expected in reported["error"].lower()

@@ -36,7 +36,8 @@ def test_endpoint_is_started_and_stopped_by_the_twin(harness: Harness, tmp_path:
     url = f"http://127.0.0.1:{port}"
     image = _png(1000, tmp_path)
     # when
-    harness.hub.patch_desired({"http": {"enabled": True, "host": "127.0.0.1", "port": port, "maxBodyKb": 64}})
+    http = {"enabled": True, "host": "127.0.0.1", "port": port, "max_body_kb": 64}
+    harness.hub.patch_desired({"http": http})
     wait_for(lambda: _up(url), what="HTTP endpoint up")
     with httpx.Client(base_url=url) as client:
         raw = client.post("/predict", content=image, headers={"content-type": "image/png"})

@@ -26,7 +26,7 @@ from tests.support import wait_for
 
 @pytest.fixture(scope="module")
 def keys() -> tuple[bytes, bytes]:
-    return signing.generate_keypair()
+    return mf.signing_keys()
 
 
 class Harness:
@@ -46,8 +46,10 @@ class Harness:
         for d in (self.samples, self.models, self.published):
             d.mkdir(parents=True, exist_ok=True)
         if initial is not None:
-            (self.models / "initial").mkdir(exist_ok=True)
-            (self.models / "initial" / "model.onnx").write_bytes(initial)
+            mf.write_signed_initial(self.models, initial)
+        desired = dict(desired or {})
+        if not {"public_key", "public_key_file", "allow_unsigned"} & desired.keys():
+            desired["public_key"] = mf.signing_public()
         self.hub = FakeHubClient(desired)
         self.module = InferenceModule(
             samples_dir=self.samples, models_dir=self.models, clock=FakeClock(), fetcher=fetcher
@@ -215,7 +217,7 @@ def test_without_any_model_every_sample_gets_an_error_record(tmp_path: Path) -> 
 
 # -- batching ------------------------------------------------------------------------------
 def test_batches_fill_up_to_max_batch(tmp_path: Path) -> None:
-    desired = {"batching": {"maxBatch": 4, "maxWaitMs": 500}}
+    desired = {"batching": {"max_batch": 4, "max_wait_ms": 500}}
     with Harness(tmp_path, desired, initial=mf.digits_model()) as h:
         h.wait_model(status="loaded")
         # when: ten frames arrive at once
@@ -227,7 +229,7 @@ def test_batches_fill_up_to_max_batch(tmp_path: Path) -> None:
 
 
 def test_a_lone_frame_is_scored_after_max_wait(tmp_path: Path) -> None:
-    desired = {"batching": {"maxBatch": 64, "maxWaitMs": 30}}
+    desired = {"batching": {"max_batch": 64, "max_wait_ms": 30}}
     with Harness(tmp_path, desired, initial=mf.digits_model()) as h:
         h.wait_model(status="loaded")
         h.hub.push_input("frames", h.digit_frames([3]))
@@ -236,7 +238,7 @@ def test_a_lone_frame_is_scored_after_max_wait(tmp_path: Path) -> None:
 
 
 def test_frames_from_separate_messages_share_a_batch(tmp_path: Path) -> None:
-    desired = {"batching": {"maxBatch": 8, "maxWaitMs": 1500}}
+    desired = {"batching": {"max_batch": 8, "max_wait_ms": 1500}}
     with Harness(tmp_path, desired, initial=mf.digits_model()) as h:
         h.wait_model(status="loaded")
         frames = h.digit_frames(list(range(8)))
@@ -250,7 +252,7 @@ def test_frames_from_separate_messages_share_a_batch(tmp_path: Path) -> None:
 
 def test_stop_scores_everything_already_received(tmp_path: Path) -> None:
     # given: batches that would wait 10 s to fill
-    desired = {"batching": {"maxBatch": 500, "maxWaitMs": 5000}}
+    desired = {"batching": {"max_batch": 500, "max_wait_ms": 5000}}
     h = Harness(tmp_path, desired, initial=mf.digits_model())
     with h:
         h.wait_model(status="loaded")
@@ -264,7 +266,7 @@ def test_stop_scores_everything_already_received(tmp_path: Path) -> None:
 
 def test_a_frames_message_is_acknowledged_once_every_prediction_from_it_is_sent(tmp_path: Path) -> None:
     # given: batches of 4 that cut across messages of 6 and 3 frames
-    desired = {"batching": {"maxBatch": 4, "maxWaitMs": 200}}
+    desired = {"batching": {"max_batch": 4, "max_wait_ms": 200}}
     with Harness(tmp_path, desired, initial=mf.digits_model()) as h:
         h.wait_model(status="loaded")
         sent_at_ack: list[set[str]] = []
@@ -294,7 +296,7 @@ def test_twin_model_is_fetched_verified_and_swapped_in(harness: Harness, keys: t
     with mf.FileServer(harness.published) as server:
         spec["url"] = f"{server.url}/digits-2.onnx"
         # when
-        harness.hub.patch_desired({"publicKey": public.decode(), "model": spec})
+        harness.hub.patch_desired({"public_key": public.decode(), "model": spec})
         model = harness.wait_model(status="loaded", version="2")
     # then
     assert model["sha256"] == spec["sha256"]
@@ -307,7 +309,7 @@ def test_twin_model_is_fetched_verified_and_swapped_in(harness: Harness, keys: t
 
 def test_swap_under_load_loses_and_duplicates_nothing(tmp_path: Path, keys: tuple[bytes, bytes]) -> None:
     private, public = keys
-    desired = {"publicKey": public.decode(), "batching": {"maxBatch": 8, "maxWaitMs": 5}}
+    desired = {"public_key": public.decode(), "batching": {"max_batch": 8, "max_wait_ms": 5}}
     with Harness(tmp_path, desired, initial=mf.digits_model()) as h:
         h.wait_model(status="loaded")
         frames = h.digit_frames([i % 50 for i in range(600)])
@@ -367,7 +369,7 @@ def _missing_file(spec: dict[str, Any], data: bytes) -> None:
         (lambda: mf.digits_model("logreg"), _wrong_hash, "sha256 mismatch"),
         (lambda: mf.digits_model("logreg"), _unreachable, "download failed"),
         (lambda: mf.digits_model("logreg"), _missing_file, "download failed"),
-        (lambda: mf.digits_model("logreg"), _no_signature, "must be signed"),
+        (lambda: mf.digits_model("logreg"), _no_signature, "has no signature"),
         (lambda: mf.tiny_cnn(input_shape=["N", 1, 8, 8]), None, "wrong input for this model"),
         (lambda: mf.tiny_cnn(color="rgb", input_shape=["N", 1, 16, 16]), None, "3 channel(s)"),
         (lambda: mf.vector_model(nan=True), None, "NaN"),
@@ -395,7 +397,7 @@ def test_a_bad_model_never_replaces_the_good_one(
     if mutate is not None:
         mutate(spec, data)
     # when
-    harness.hub.patch_desired({"publicKey": public.decode(), "downloadAttempts": 1, "model": spec})
+    harness.hub.patch_desired({"public_key": public.decode(), "download_attempts": 1, "model": spec})
     reported = harness.wait_model(status="failed")
     # then
     assert expected in reported["error"]
@@ -410,7 +412,7 @@ def test_rollback_serves_the_previous_model(harness: Harness, keys: tuple[bytes,
     # given: version 2 replaced the initial model
     private, public = keys
     spec = harness.publish(mf.digits_model("logreg"), private, version="2")
-    harness.hub.patch_desired({"publicKey": public.decode(), "model": spec})
+    harness.hub.patch_desired({"public_key": public.decode(), "model": spec})
     harness.wait_model(status="loaded", version="2")
     # when
     response = harness.hub.call_method("rollback")
@@ -431,7 +433,7 @@ def test_rollback_without_previous_model_is_409(harness: Harness) -> None:
 
 def test_load_model_method_answers_with_the_outcome(harness: Harness, keys: tuple[bytes, bytes]) -> None:
     private, public = keys
-    assert harness.hub.call_method("setConfig", {"publicKey": public.decode()}).status == 200
+    assert harness.hub.call_method("setConfig", {"public_key": public.decode()}).status == 200
     good = harness.publish(mf.digits_model("logreg"), private, version="3")
     bad = dict(good, version="4", sha256="1" * 64)
     # when
@@ -469,13 +471,14 @@ def test_unavailable_provider_falls_back_to_cpu_with_a_warning(tmp_path: Path) -
 @pytest.mark.parametrize(
     ("patch", "expected"),
     [
-        ({"publicKeyFile": "/nonexistent/key.pub"}, "cannot read key file"),
-        ({"publicKey": "hello"}, "PEM public key"),
+        ({"public_key": None, "public_key_file": "/nonexistent/key.pub"}, "cannot read key file"),
+        ({"public_key_file": "/keys/model-signing.pub"}, "not both"),
+        ({"public_key": "hello"}, "PEM public key"),
         (
             {"model": {"name": "m", "version": "1", "url": "http://10.1.2.3/m.onnx", "sha256": "a" * 64}},
             "loopback",
         ),
-        ({"batching": {"maxBatch": 0}}, "batching.maxBatch"),
+        ({"batching": {"max_batch": 0}}, "batching.max_batch"),
         ({"preprocess": {"layout": "CHW"}}, "layout"),
     ],
 )
@@ -520,7 +523,7 @@ class GatedFetcher:
 def test_a_newer_twin_model_supersedes_one_still_waiting(tmp_path: Path, keys: tuple[bytes, bytes]) -> None:
     private, public = keys
     fetcher = GatedFetcher()
-    with Harness(tmp_path, {"publicKey": public.decode()}, initial=mf.digits_model(), fetcher=fetcher) as h:
+    with Harness(tmp_path, {"public_key": public.decode()}, initial=mf.digits_model(), fetcher=fetcher) as h:
         h.wait_model(status="loaded")
         slow = h.publish(mf.digits_model("logreg"), private, name="slow", version="2")
         v3 = h.publish(mf.digits_model("logreg", seed=1, samples=500), private, version="3")
@@ -548,7 +551,7 @@ def test_a_file_changed_since_capture_is_caught_by_the_frames_sha256(
 ) -> None:
     import hashlib
 
-    with Harness(tmp_path, {"verifySampleHash": verify}, initial=mf.digits_model()) as h:
+    with Harness(tmp_path, {"verify_sample_hash": verify}, initial=mf.digits_model()) as h:
         h.wait_model(status="loaded")
         # given: capture hashed digit 1, then the file was replaced by digit 2
         original = mf.write_digit_image(h.samples / "frames" / "t.png", 1).read_bytes()
@@ -568,7 +571,7 @@ def test_a_rollback_outlives_a_restart_until_the_twin_changes(
 ) -> None:
     private, public = keys
     initial = mf.digits_model()
-    with Harness(tmp_path, {"publicKey": public.decode()}, initial=initial) as h:
+    with Harness(tmp_path, {"public_key": public.decode()}, initial=initial) as h:
         v2 = h.publish(mf.digits_model("logreg"), private, version="2")
         v3 = h.publish(mf.digits_model("logreg", seed=1, samples=500), private, version="3")
         h.hub.patch_desired({"model": v2})

@@ -37,18 +37,54 @@ def test_credential_precedence(
     storage = {k: (str(secret_file) if v == "FILE" else v) for k, v in storage.items()}
     config = UploaderConfig.model_validate({"storage": storage})
     # when
-    found = resolve_credential(config, override=override, env_value=env)
+    found = resolve_credential(config, override=override, env_value=env).credential
     # then
     got = None if found is None else found.source.replace(str(secret_file), "FILE")
     assert got == source
     assert found is None or "sig=S" not in repr(found)
 
 
-def test_an_empty_or_missing_secret_file_falls_through(tmp_path: Path) -> None:
+def test_an_empty_or_missing_secret_file_falls_through_with_the_reason(tmp_path: Path) -> None:
     config = UploaderConfig.model_validate({"storage": {"credentials_file": str(tmp_path / "none")}})
     found = resolve_credential(config, override=None, env_value=CS)
-    assert found is not None
-    assert found.source.startswith("env:")
+    assert found.credential is not None
+    assert found.credential.source.startswith("env:")
+    assert "does not exist (is it mounted?)" in found.problems[0]
+
+
+def test_the_variable_named_in_the_twin_holds_the_credential(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SITE_STORAGE_SAS", SAS)
+    config = UploaderConfig.model_validate({"storage": {"credential_env": "SITE_STORAGE_SAS"}})
+    found = resolve_credential(config, override=None, env_value=None)
+    assert found.credential is not None
+    assert found.credential.source == "env:SITE_STORAGE_SAS"
+    monkeypatch.delenv("SITE_STORAGE_SAS")
+    missing = resolve_credential(config, override=None, env_value=None)
+    assert missing.credential is None
+    assert missing.problems == [
+        "storage.credential_env: environment variable SITE_STORAGE_SAS is not set or empty"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("sp=cw&se=2030-01-01T00:00:00Z", []),
+        ("sp=cw&se=2020-01-01T00:00:00Z", ["expired at 2020-01-01T00:00:00+00:00"]),
+        ("sp=cw&se=2025-01-05T00:00:00Z", ["expires at 2025-01-05T00:00:00+00:00: renew it soon"]),
+        ("sp=r&se=2030-01-01T00:00:00Z", ["has permissions 'r': uploads need create (c) and write (w)"]),
+    ],
+    ids=["fine", "expired", "expiring", "read-only"],
+)
+def test_sas_problems_are_named(query: str, expected: list[str]) -> None:
+    from datetime import UTC, datetime
+
+    credential = Credential(f"https://acct.blob.core.windows.net/data?{query}&sig=S", "file:/run/secrets/sas")
+    problems = credential.sas_problems(datetime(2025, 1, 1, tzinfo=UTC))
+    assert len(problems) == len(expected)
+    for problem, text in zip(problems, expected, strict=True):
+        assert text in problem
+        assert "sig=S" not in problem
 
 
 def test_public_key_from_twin_file_or_environment(tmp_path: Path) -> None:

@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer
 
 from edgeloop.runtime.config import describe_validation_error
 from edgeloop_capture.sources import KINDS, SourceSettings
+from edgeloop_capture.sources.stream import redact
 
 
 class JanitorConfig(BaseModel):
@@ -66,6 +67,14 @@ class CaptureConfig(BaseModel):
         default=10.0, gt=0, le=3600, description="How often source health goes to reported properties."
     )
     fsync: bool = Field(default=False, description="fsync each sample file before it is announced.")
+
+    @field_serializer("sources")
+    def _redacted(self, sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Reported properties show a stream URL without its password."""
+        return [
+            {**s, "url": redact(s["url"])} if isinstance(s, dict) and isinstance(s.get("url"), str) else s
+            for s in sources
+        ]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -157,6 +158,22 @@ class CaptureModule(EdgeModule[CaptureConfig]):
             "progress": self.progress.stats(),
             "paused": self.paused,
         }
+
+    def warnings(self) -> list[str]:
+        """Stream credentials kept in the twin, and stream URLs whose secret cannot be read."""
+        found = []
+        with self._lock:
+            workers = list(self.workers.items())
+        for sid, worker in workers:
+            url = getattr(worker.settings, "url", None)
+            if isinstance(url, str) and urlsplit(url).password is not None:
+                found.append(
+                    f"source {sid!r}: the twin's url holds a password (reported masked); "
+                    "move the URL to url_secret_file or url_env"
+                )
+            if worker.last_error and worker.last_error.startswith("stream URL "):
+                found.append(f"source {sid!r}: {worker.last_error}")
+        return found
 
     def stop(self) -> None:
         with self._lock:

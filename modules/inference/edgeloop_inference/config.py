@@ -1,7 +1,10 @@
 """The inference module's configuration: its module twin desired properties.
 
-Twin keys are camelCase (``maxBatch``, ``publicKey``); an empty twin is valid (no model from
-the twin, the initial model from the volume or image, CPU, batches of 8 within 10 ms).
+Twin keys are snake_case (``max_batch``, ``public_key``) as in every module; the camelCase
+spelling of earlier releases (``maxBatch``) is still read, with a deprecation warning. An empty
+twin is valid (no model from the twin, the initial model from the volume, CPU, batches of 8
+within 10 ms), but models must be signed: set ``public_key``/``public_key_file``, or
+``allow_unsigned: true`` (reported as a warning) to serve unsigned models.
 """
 
 from __future__ import annotations
@@ -10,20 +13,12 @@ import ipaddress
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from edgeloop.errors import EdgeLoopError
 from edgeloop.model_metadata import Preprocess
 
-_TWIN = ConfigDict(
-    extra="forbid",
-    frozen=True,
-    alias_generator=to_camel,
-    validate_by_alias=True,
-    validate_by_name=False,
-    serialize_by_alias=True,
-)
+_TWIN = ConfigDict(extra="forbid", frozen=True)
 
 #: Short provider names accepted in ``providers``, with the ONNX Runtime name each stands for.
 PROVIDER_ALIASES = {
@@ -88,7 +83,7 @@ class ModelSpec(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the model file, 64 hex digits.")
     signature: str | None = Field(
         default=None,
-        description="Ed25519 signature of the file, base64; required when a public key is configured.",
+        description="Ed25519 signature of the file, base64; required unless allow_unsigned is true.",
     )
 
     @field_validator("url")
@@ -102,7 +97,7 @@ class ModelSpec(BaseModel):
 
 
 class BatchingConfig(BaseModel):
-    """Micro-batching: a batch runs when ``maxBatch`` samples wait or ``maxWaitMs`` passed."""
+    """Micro-batching: a batch runs when ``max_batch`` samples wait or ``max_wait_ms`` passed."""
 
     model_config = _TWIN
 
@@ -164,7 +159,12 @@ class InferenceConfig(BaseModel):
     )
     public_key_file: str | None = Field(
         default=None,
-        description="PEM public key file (instead of publicKey), absolute or under EDGELOOP_MODELS_DIR.",
+        description="PEM public key file (instead of public_key), absolute or under EDGELOOP_MODELS_DIR.",
+    )
+    allow_unsigned: bool = Field(
+        default=False,
+        description="Serve models without a verified signature (reported as a warning). Off: a model "
+        "is refused unless a public key is configured and its signature verifies.",
     )
     batching: BatchingConfig = Field(default_factory=BatchingConfig, description="Micro-batching.")
     verify_sample_hash: bool = Field(
@@ -212,5 +212,11 @@ class InferenceConfig(BaseModel):
     @classmethod
     def _pem(cls, value: str | None) -> str | None:
         if value is not None and "BEGIN PUBLIC KEY" not in value:
-            raise ValueError("publicKey must be a PEM public key ('-----BEGIN PUBLIC KEY-----...')")
+            raise ValueError("public_key must be a PEM public key ('-----BEGIN PUBLIC KEY-----...')")
         return value
+
+    @model_validator(mode="after")
+    def _one_key(self) -> InferenceConfig:
+        if self.public_key is not None and self.public_key_file is not None:
+            raise ValueError("set public_key or public_key_file, not both")
+        return self

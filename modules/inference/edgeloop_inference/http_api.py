@@ -67,14 +67,14 @@ def build_app(module: "InferenceModule", settings: HttpConfig) -> Any:
         body = await request.body()
         if len(body) > limit:
             raise HTTPException(
-                413, f"body is {len(body)} bytes, over the {limit}-byte limit (http.maxBodyKb)"
+                413, f"body is {len(body)} bytes, over the {limit}-byte limit (http.max_body_kb)"
             )
         data, vector = _parse(request.headers.get("content-type", ""), body)
         future = module.score_now(data=data, vector=vector)
         try:
             prediction = await asyncio.wait_for(asyncio.wrap_future(future), settings.timeout_ms / 1000.0)
         except TimeoutError as exc:
-            raise HTTPException(504, f"no score within {settings.timeout_ms} ms (http.timeoutMs)") from exc
+            raise HTTPException(504, f"no score within {settings.timeout_ms} ms (http.timeout_ms)") from exc
         status = 200 if prediction.status == "ok" else 422
         return JSONResponse(prediction.to_wire(), status_code=status)
 

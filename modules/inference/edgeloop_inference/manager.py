@@ -194,7 +194,11 @@ class ModelManager:
             )
             data = self._store.obtain(spec, settings)
             key_id = verify_model(
-                data, sha256=spec.sha256, signature=spec.signature, public_key=request.public_key
+                data,
+                sha256=spec.sha256,
+                signature=spec.signature,
+                public_key=request.public_key,
+                allow_unsigned=config.allow_unsigned,
             )
             identity = ModelIdentity(
                 spec.name,
@@ -231,8 +235,8 @@ class ModelManager:
         return model
 
     def _local(self, request: LoadRequest) -> tuple[bytes, ModelIdentity]:
-        """A model file on the image or volume: trusted as deployed; a ``.sig`` beside it is
-        checked when a public key is configured."""
+        """A model file on the volume: its signature is ``<file>.sig`` beside it (base64 Ed25519),
+        required unless ``allow_unsigned``."""
         assert request.path is not None
         path = request.path
         try:
@@ -240,13 +244,25 @@ class ModelManager:
         except OSError as exc:
             raise ModelRejectedError(f"cannot read model file {str(path)!r}: {exc.strerror or exc}") from exc
         digest = sha256_hex(data)
-        key_id = None
         sig_path = path.with_name(path.name + ".sig")
-        if request.public_key is not None and sig_path.exists():
+        signature = None
+        if sig_path.exists():
+            try:
+                signature = sig_path.read_text(encoding="ascii").strip() or None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ModelRejectedError(f"cannot read signature file {str(sig_path)!r}: {exc}") from exc
+        try:
             key_id = verify_model(
-                data, sha256=digest, signature=sig_path.read_text().strip(), public_key=request.public_key
+                data,
+                sha256=digest,
+                signature=signature,
+                public_key=request.public_key,
+                allow_unsigned=request.config.allow_unsigned,
             )
-        return data, ModelIdentity(path.stem, "initial", digest, str(path), key_id)
+        except ModelRejectedError as exc:
+            where = f"model file {str(path)!r} (signature file {sig_path.name})"
+            raise ModelRejectedError(f"{where}: {exc.reason}") from exc
+        return data, ModelIdentity(path.stem, "initial", digest, str(path), key_id, signature=signature)
 
     # -- rollback --------------------------------------------------------------------------
     def rollback(self) -> LoadedModel:
@@ -344,16 +360,17 @@ class ModelManager:
         return out
 
 
-def read_public_key(config: InferenceConfig, base: Path) -> bytes | None:
-    """The configured public key (PEM), from ``publicKey`` or ``publicKeyFile``.
+def read_public_key(config: InferenceConfig, base: Path, *, env_file: str | None = None) -> bytes | None:
+    """The configured public key (PEM), from ``public_key``, ``public_key_file``, or else the file
+    named by ``EDGELOOP_MODEL_PUBLIC_KEY_FILE`` (``env_file``), set in the deployment manifest.
 
     Raises:
         signing.SignatureError: the file cannot be read or holds no Ed25519 public key.
     """
     if config.public_key is not None:
         pem = config.public_key.encode("ascii")
-    elif config.public_key_file is not None:
-        path = Path(config.public_key_file)
+    elif config.public_key_file is not None or env_file:
+        path = Path(config.public_key_file or env_file or "")
         pem = signing.read_key_file(path if path.is_absolute() else base / path)
     else:
         return None

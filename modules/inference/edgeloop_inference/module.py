@@ -104,8 +104,10 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         clock: Clock | None = None,
         providers: Callable[[], list[str]] = available_providers,
         start_timeout_s: float = 120.0,
+        public_key_env_file: str | None = None,
     ) -> None:
         self.samples_dir = Path(samples_dir)
+        self.public_key_env_file = public_key_env_file
         self.models_dir = Path(models_dir)
         self._clock = clock or SystemClock()
         self._store = ModelStore(self.models_dir, fetcher=fetcher or UrlFetcher(), clock=self._clock)
@@ -116,6 +118,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         self._ctx: ModuleContext[InferenceConfig] | None = None
         self._config = InferenceConfig()
         self._public_key: bytes | None = None
+        self._key_error: str | None = None
         self._batcher: MicroBatcher[Job] = MicroBatcher(self._process, name="inference-batcher")
         self._output: MicroBatcher[Scored] = MicroBatcher(
             self._emit, max_batch=8, max_wait_s=0.0, queue_limit=64, name="inference-output"
@@ -132,10 +135,12 @@ class InferenceModule(EdgeModule[InferenceConfig]):
 
     @classmethod
     def from_environment(cls) -> InferenceModule:
-        """Directories from ``EDGELOOP_SAMPLES_DIR`` and ``EDGELOOP_MODELS_DIR``."""
+        """Directories from ``EDGELOOP_SAMPLES_DIR`` and ``EDGELOOP_MODELS_DIR``; the model-signing
+        public key file from ``EDGELOOP_MODEL_PUBLIC_KEY_FILE`` when the twin names none."""
         return cls(
             samples_dir=Path(os.environ.get("EDGELOOP_SAMPLES_DIR", "/samples")),
             models_dir=Path(os.environ.get("EDGELOOP_MODELS_DIR", "/models")),
+            public_key_env_file=os.environ.get("EDGELOOP_MODEL_PUBLIC_KEY_FILE") or None,
         )
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -151,9 +156,16 @@ class InferenceModule(EdgeModule[InferenceConfig]):
 
     def apply_config(self, config: InferenceConfig, previous: InferenceConfig | None) -> None:
         try:
-            public_key = read_public_key(config, self.models_dir)
+            public_key = read_public_key(config, self.models_dir, env_file=self.public_key_env_file)
+            self._key_error = None
         except signing.SignatureError as exc:
-            raise ConfigError(f"key 'publicKey'/'publicKeyFile': {exc}") from exc
+            reason = f"key 'public_key'/'public_key_file' (or EDGELOOP_MODEL_PUBLIC_KEY_FILE): {exc}"
+            if previous is not None:
+                raise ConfigError(reason) from exc
+            # At start there is no last good key: run without one (signed models are refused,
+            # with this reason) until the file appears or the twin changes.
+            log.error("model-signing public key unusable: %s", reason)
+            public_key, self._key_error = None, reason
         self._config, self._public_key = config, public_key
         self._batcher.configure(
             max_batch=config.batching.max_batch, max_wait_s=config.batching.max_wait_ms / 1000.0
@@ -483,6 +495,28 @@ class InferenceModule(EdgeModule[InferenceConfig]):
     def _count(self, key: str, n: int = 1) -> None:
         with self._counts_lock:
             self._counts[key] += n
+
+    def warnings(self) -> list[str]:
+        """Unsigned models allowed or served, and the last refused model with its reason."""
+        found: list[str] = []
+        if self._key_error is not None:
+            found.append(f"no model-signing public key: {self._key_error}")
+        if self._config.allow_unsigned:
+            found.append(
+                "allow_unsigned is true: models are served without a verified signature; "
+                "set public_key and remove allow_unsigned"
+            )
+        current = self.models.current
+        if current is not None and current.identity.key_id is None:
+            found.append(
+                f"model {current.identity.name} {current.identity.version} is served unsigned "
+                "(allow_unsigned)"
+            )
+        failure = self.models.failure
+        if failure is not None:
+            what = f"{failure['name']} {failure['version']}" if failure["name"] else failure["source"]
+            found.append(f"model {what} refused: {failure['reason']}")
+        return found
 
     def stats(self) -> dict[str, Any]:
         with self._counts_lock:

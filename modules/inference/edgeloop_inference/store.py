@@ -51,7 +51,9 @@ class UrlFetcher:
                 source = Path(unquote(parts.path))
                 size = source.stat().st_size
                 if size > max_bytes:
-                    raise FetchError(f"{shown} is {size} bytes, over the {max_bytes}-byte limit (maxModelMb)")
+                    raise FetchError(
+                        f"{shown} is {size} bytes, over the {max_bytes}-byte limit (max_model_mb)"
+                    )
                 shutil.copyfile(source, dest)
                 return
             request = urllib.request.Request(url, headers={"x-ms-version": "2021-08-06"})
@@ -60,7 +62,7 @@ class UrlFetcher:
                 while chunk := response.read(_CHUNK):
                     written += len(chunk)
                     if written > max_bytes:
-                        raise FetchError(f"{shown} is over the {max_bytes}-byte limit (maxModelMb)")
+                        raise FetchError(f"{shown} is over the {max_bytes}-byte limit (max_model_mb)")
                     out.write(chunk)
         except urllib.error.HTTPError as exc:
             raise FetchError(f"{shown} answered HTTP {exc.code} {exc.reason}") from exc
@@ -74,25 +76,49 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def verify_model(data: bytes, *, sha256: str, signature: str | None, public_key: bytes | None) -> str | None:
-    """Check the bytes against the expected hash and, when a key is configured, the signature.
+#: What to do about a model that cannot be verified, named in every refusal.
+UNSIGNED_HINT = (
+    "set public_key (or public_key_file) to the registry's model-signing public key, or "
+    "allow_unsigned: true to serve unsigned models"
+)
 
-    Returns the key id that verified it (None when no key is configured).
+
+def verify_model(
+    data: bytes,
+    *,
+    sha256: str,
+    signature: str | None,
+    public_key: bytes | None,
+    allow_unsigned: bool = False,
+) -> str | None:
+    """Check the bytes against the expected hash and the Ed25519 signature.
+
+    Signed models are required: without a public key or without a signature the model is
+    refused unless ``allow_unsigned``. A signature that does not verify is refused always.
+    Returns the key id that verified it (None for an unsigned model that was allowed).
     Raises ``ModelRejectedError`` with the reason.
     """
     actual = sha256_hex(data)
     if actual != sha256:
         raise ModelRejectedError(f"sha256 mismatch: the file hashes to {actual}, the twin says {sha256}")
     if public_key is None:
-        return None
-    if not signature:
+        if allow_unsigned:
+            return None
         raise ModelRejectedError(
-            "a public key is configured, so the model must be signed; no signature given"
+            f"signed models are required and no public key is configured: {UNSIGNED_HINT}"
+        )
+    if not signature:
+        if allow_unsigned:
+            return None
+        raise ModelRejectedError(
+            f"the model has no signature and signed models are required: {UNSIGNED_HINT}"
         )
     try:
         signing.verify(public_key, data, signature)
     except signing.SignatureError as exc:
-        raise ModelRejectedError(f"bad signature: {exc}") from exc
+        raise ModelRejectedError(
+            f"bad signature: {exc} (signed by another key than {signing.key_id(public_key)}, or altered)"
+        ) from exc
     return signing.key_id(public_key)
 
 

@@ -1,14 +1,18 @@
 """The uploader's configuration: module twin desired properties, validated into one model.
 
 Secrets (a connection string, a SAS URL) are ``SecretStr``: reported properties and logs show
-them masked. Every field has a default, so an empty twin validates.
+them masked; on a device they belong in a mounted file (``storage.credentials_file``) or an
+environment variable the twin names (``storage.credential_env``), not in the twin.
+Every field has a default, so an empty twin validates.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from edgeloop.secrets import check_env_name
 
 
 class _Section(BaseModel):
@@ -35,6 +39,11 @@ class StorageConfig(_Section):
         description="Path of a mounted secret file holding a SAS URL or a connection string; read at start "
         "and whenever the twin has no credentials.",
     )
+    credential_env: str | None = Field(
+        default=None,
+        description="Name of an environment variable holding a SAS URL or a connection string (set in "
+        "the deployment's env, e.g. from a secret store); read when the twin and the file give none.",
+    )
     create_container: bool = Field(
         default=True, description="Try to create the container once (needs account-level credentials)."
     )
@@ -44,6 +53,11 @@ class StorageConfig(_Section):
         "sample blob carries its facts as metadata and index tags anyway); for readers of sidecars.",
     )
     timeout_s: float = Field(default=60.0, gt=0, le=3600, description="Socket read timeout of one request.")
+
+    @field_validator("credential_env")
+    @classmethod
+    def _env_name(cls, name: str | None) -> str | None:
+        return check_env_name(name)
 
     @model_validator(mode="after")
     def _one_credential(self) -> StorageConfig:

@@ -183,6 +183,9 @@ class UploaderModule(EdgeModule[UploaderConfig]):
     def stats(self) -> dict[str, Any]:
         return self.uploader.stats() if self.uploader is not None else {}
 
+    def warnings(self) -> list[str]:
+        return self.uploader.warnings() if self.uploader is not None else []
+
     # -- methods ---------------------------------------------------------------------------
     def register_methods(self, methods: MethodRegistry) -> None:
         methods.add("getQueue", self._get_queue, description="outbox depth, oldest age, bytes, quarantine")

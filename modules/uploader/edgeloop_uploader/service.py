@@ -213,7 +213,10 @@ class Uploader:
                 core.public_key = load_public_key(core.config, env_file=self.env_public_key_file)
             except Exception as exc:
                 log.error("envelope public key unusable: %s", exc)
-        if self.storage.missing and (core.config.storage.credentials_file or self.env_credential):
+        storage = core.config.storage
+        if self.storage.missing and (
+            storage.credentials_file or storage.credential_env or self.env_credential
+        ):
             self.storage.refresh()
         self.sealer.seal_pending()
         self.prediction_log.flush()
@@ -257,6 +260,16 @@ class Uploader:
 
     def storage_status(self) -> dict[str, Any]:
         return self.storage.status()
+
+    def warnings(self) -> list[str]:
+        """Storage problems, and samples waiting unsealed for want of a public key."""
+        found = self.storage.problems()
+        if self.core.public_key is None:
+            found.append(
+                "no envelope public key (encryption.public_key_pem, encryption.public_key_file or "
+                "EDGELOOP_ENVELOPE_PUBLIC_KEY_FILE): samples wait unsealed"
+            )
+        return found
 
     def stats(self) -> dict[str, Any]:
         core = self.core

@@ -49,6 +49,7 @@ class StorageLink:
         self._failures = 0
         self._retry_at = 0.0
         self.error: str | None = None
+        self.secret_problems: list[str] = []
 
     def configure(self, config: UploaderConfig, *, changed: bool) -> None:
         """A new config; ``changed`` when its ``storage`` section differs (a twin change of
@@ -74,11 +75,17 @@ class StorageLink:
 
     def refresh(self, *, force: bool = False) -> None:
         """Build the store again if the credential in force changed (or ``force``)."""
-        credential = resolve_credential(self.config, override=self._override, env_value=self.env_credential)
+        found = resolve_credential(self.config, override=self._override, env_value=self.env_credential)
+        credential = found.credential
         with self._lock:
+            self.secret_problems = found.problems
             if credential is None:
                 self._store, self._credential = None, None
-                self.error = "no storage credentials (twin storage.*, a credentials file or the environment)"
+                why = "; ".join(found.problems) or "none configured"
+                self.error = (
+                    "no storage credentials (twin storage.*, storage.credentials_file, "
+                    f"storage.credential_env or EDGELOOP_STORAGE_CONNECTION_STRING): {why}"
+                )
                 return
             if not force and self._credential is not None and credential.secret == self._credential.secret:
                 return
@@ -128,6 +135,18 @@ class StorageLink:
     def retry_now(self) -> None:
         with self._lock:
             self._retry_at = 0.0
+
+    def problems(self) -> list[str]:
+        """What an operator should fix: an unreadable secret, a SAS expired, expiring or read-only,
+        the storage refusing uploads."""
+        with self._lock:
+            credential, error, secrets = self._credential, self.error, list(self.secret_problems)
+        found = [f"storage: {p}" for p in secrets]
+        if credential is not None:
+            found.extend(f"storage: {p}" for p in credential.sas_problems(self.clock.now()))
+        if error is not None:
+            found.append(f"storage: {error}")
+        return found
 
     def status(self) -> dict[str, Any]:
         with self._lock:

@@ -42,7 +42,7 @@ def ensure_dev_assets(
 ) -> dict[str, str]:
     """Create what is missing; returns environment variables the module processes need."""
     from edgeloop.devhub.paths import StatePaths
-    from edgeloop.keys import ENVELOPE_PUBLIC, SIGNING_PRIVATE, init_keys
+    from edgeloop.keys import ENVELOPE_PUBLIC, SIGNING_PRIVATE, SIGNING_PUBLIC, init_keys
 
     volumes = StatePaths.of(state_dir).volumes
     keys_dir = state_dir / "keys"
@@ -57,7 +57,10 @@ def ensure_dev_assets(
     if not model.exists():
         _initial_model(model, keys_dir / SIGNING_PRIVATE, seed)
         say(f"demo assets: initial model trained on clean frames at {model}")
-    return {"EDGELOOP_ENVELOPE_PUBLIC_KEY_FILE": str((keys_dir / ENVELOPE_PUBLIC).resolve())}
+    return {
+        "EDGELOOP_ENVELOPE_PUBLIC_KEY_FILE": str((keys_dir / ENVELOPE_PUBLIC).resolve()),
+        "EDGELOOP_MODEL_PUBLIC_KEY_FILE": str((keys_dir / SIGNING_PUBLIC).resolve()),
+    }
 
 
 def _initial_model(path: Path, signing_key_file: Path, seed: int) -> None:

@@ -5,6 +5,8 @@ The runtime keeps the full desired document: the twin's at start, merged with ev
 into the module's config model; a bad document is rejected with a reason naming the key, the
 value and what is accepted, and the last good config stays in force. Replaying a document
 already applied (the SDK hands a full desired patch on every reconnect) changes nothing.
+Keys are snake_case; a camelCase spelling of a setting is read with a deprecation warning in
+``configWarnings`` (see ``keystyle``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from edgeloop.errors import ConfigError
+from edgeloop.runtime.keystyle import normalize_keys
 
 C = TypeVar("C", bound=BaseModel)
 
@@ -76,8 +79,9 @@ def validate_config(model: type[C], doc: dict[str, Any]) -> C:
             f"desired document of {size} bytes is over the {MAX_DESIRED_BYTES}-byte limit of a twin's "
             "desired properties; nothing of it was applied"
         )
+    normalized, _warnings = normalize_keys(model, strip_metadata(doc))
     try:
-        return model.model_validate(strip_metadata(doc))
+        return model.model_validate(normalized)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from exc
 
@@ -102,6 +106,7 @@ class ConfigState(Generic[C]):
         self.version: int | None = None
         self.error: str | None = None
         self.rejected_version: int | None = None
+        self.warnings: list[str] = normalize_keys(model, self._doc)[1]
 
     @property
     def document(self) -> dict[str, Any]:
@@ -132,6 +137,7 @@ class ConfigState(Generic[C]):
             raise
         previous, previous_version = self.config, self.version
         self._doc, self.config, self.version = doc, config, version
+        self.warnings = normalize_keys(self.model, doc)[1]
         self.error = None
         self.rejected_version = None
         return ConfigChange(
@@ -144,6 +150,7 @@ class ConfigState(Generic[C]):
             self.config = change.previous
         self.rejected_version = self.version
         self._doc, self.version, self.error = doc, change.previous_version, reason
+        self.warnings = normalize_keys(self.model, doc)[1]
 
     def reported(self) -> dict[str, Any]:
         """The reported-properties view: effective config (secrets masked), version, error."""
@@ -154,4 +161,5 @@ class ConfigState(Generic[C]):
             "config": self.config.model_dump(mode="json"),
             "configVersion": self.version,
             "configError": rejection,
+            "configWarnings": list(self.warnings),
         }

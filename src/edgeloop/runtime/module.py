@@ -74,6 +74,11 @@ class EdgeModule(Generic[C]):
         """Module counters for ``getStats`` and reported properties."""
         return {}
 
+    def warnings(self) -> list[str]:
+        """Conditions an operator should fix though the module runs (an unsigned model allowed,
+        a secret file that cannot be read): shown in ``getStats`` and reported ``warnings``."""
+        return []
+
     def set_paused(self, paused: bool) -> None:
         """``pause``/``resume`` were called; inputs are held by the runtime meanwhile."""
 
@@ -230,7 +235,9 @@ class ModuleRuntime(Generic[C]):
         self.module.apply_config(self.config_state.config, None)
         self.module.start(self.ctx)
         self._running = True
-        self.report(self._runtime_report("running"))
+        self.report({**self._runtime_report("running"), "warnings": self.warnings()})
+        for warning in self.warnings():
+            log.warning("%s", warning)
         log.info("module %s started (version %s)", self.module_id, edgeloop.__version__)
         try:
             self._loop()
@@ -269,7 +276,8 @@ class ModuleRuntime(Generic[C]):
                 self._beat()
             if now >= next_report:
                 next_report = now + self._report_interval
-                self.report({"stats": self.stats()})
+                stats = self.stats()
+                self.report({"stats": stats, "warnings": stats["warnings"]})
 
     def _beat(self) -> None:
         """Touch the heartbeat file the container health check reads: the loop is alive."""
@@ -394,7 +402,9 @@ class ModuleRuntime(Generic[C]):
                 raise
             self.counters["config_applied"] += 1
             log.info("config applied (version %s)", self.config_state.version)
-        self.report(self.config_state.reported())
+        for warning in self.config_state.warnings:
+            log.warning("config: %s", warning)
+        self.report({**self.config_state.reported(), "warnings": self.warnings()})
         return self.config_state.reported()
 
     def _on_method(self, call: MethodCall) -> None:
@@ -483,7 +493,17 @@ class ModuleRuntime(Generic[C]):
                 "started_at": self._started_at.isoformat(),
             },
             "module": self.module.stats(),
+            "warnings": self.warnings(),
         }
+
+    def warnings(self) -> list[str]:
+        """The config's deprecation warnings and the module's own."""
+        own: list[str] = []
+        try:
+            own = list(self.module.warnings())
+        except Exception:
+            log.exception("module warnings failed")
+        return [*self.config_state.warnings, *own]
 
     def _runtime_report(self, status: str) -> dict[str, Any]:
         return {
