@@ -132,7 +132,12 @@ def module_path(
     models = work / "models"
     (models / "initial").mkdir(parents=True, exist_ok=True)
     (models / "initial" / "model.onnx").write_bytes(model)
-    desired = {"batching": {"maxBatch": batch, "maxWaitMs": 5}, "intraOpThreads": threads}
+    # Signatures are checked once at load, never per frame: the bench serves its model unsigned.
+    desired = {
+        "batching": {"max_batch": batch, "max_wait_ms": 5},
+        "intra_op_threads": threads,
+        "allow_unsigned": True,
+    }
     hub = FakeHubClient(desired)
     module = InferenceModule(samples_dir=root, models_dir=models)
     runtime = ModuleRuntime(module, client=hub, tick_interval=0.5, report_interval=3600)

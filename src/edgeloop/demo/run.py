@@ -103,7 +103,7 @@ def demo_manifest(
         if source.get("kind") == "folder":
             source["fps"] = opts.frames_per_second
     content["capture"]["properties.desired"] = capture
-    content["inference"]["properties.desired"]["publicKey"] = signing_public
+    content["inference"]["properties.desired"]["public_key"] = signing_public
     uploader = content["uploader"]["properties.desired"]
     uploader.setdefault("encryption", {})["public_key_pem"] = envelope_public
     uploader.setdefault("retry", {})["initial_backoff_s"] = 0.5
