@@ -273,6 +273,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--resume", action="store_true", help="keep the cells already in the .partial.jsonl beside --out"
     )
+    parser.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="summarise the cells in the .partial.jsonl, measure nothing",
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "learning.json"))
     parser.add_argument("--plot", default=str(ROOT / "bench" / "results" / "learning.png"))
     args = parser.parse_args(argv)
@@ -282,12 +287,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown policies {unknown}; choose from {sorted(POLICIES)}")
     jobs = _jobs(args, policies)
     out = Path(args.out)
-    runs = _resumed(out, jobs) if args.resume else []
+    runs = _resumed(out, jobs) if args.resume or args.summary_only else []
     done = {(r["seed"], r["drift"], r["severity"]) for r in runs}
-    todo = [j for j in jobs if (j.seed, j.drift, j.severity) not in done]
+    todo = [] if args.summary_only else [j for j in jobs if (j.seed, j.drift, j.severity) not in done]
     partial = out.with_suffix(".partial.jsonl")
     partial.parent.mkdir(parents=True, exist_ok=True)
-    if not args.resume:
+    if not (args.resume or args.summary_only):
         partial.write_text("", encoding="utf-8")
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:

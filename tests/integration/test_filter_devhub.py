@@ -142,7 +142,7 @@ def test_filter_runs_with_the_deployment_manifest(
     module_process(hub, "inference", package=FEEDER)
     hub.wait_connected("filter", inputs=True)
     hub.wait_connected("inference")
-    reported = hub.wait_reported("filter", lambda r: r.get("filter", {}).get("policyVersion") == "default-1")
+    reported = hub.wait_reported("filter", lambda r: r.get("filter", {}).get("policyVersion") == "default-2")
 
     # when: uncertain predictions (margin 0.1) arrive by the inferenceToFilter route
     assert hub.invoke("inference", "send", {"count": 8, "margin": 0.1})["status"] == 200

@@ -66,9 +66,9 @@ def test_an_empty_twin_gets_the_recommended_policy() -> None:
     with Running() as r:
         policy = r.hub.call_method("getPolicy").payload
     # then
-    assert policy["version"] == "default-1"
+    assert policy["version"] == "default-2"
     assert [s["name"] for s in policy["policy"]["strategies"]] == ["uncertain", "random"]
-    assert r.hub.reported["filter"]["policyVersion"] == "default-1"
+    assert r.hub.reported["filter"]["policyVersion"] == "default-2"
 
 
 def test_predictions_in_selected_out_with_strategy_reason_and_trace(fixed: Running) -> None:

@@ -182,13 +182,16 @@ class Policy(_Model):
         return self
 
 
-#: The recommended default (see docs/filter.md): margin uncertainty plus a small random share.
+#: The recommended default (see docs/filter.md): the most uncertain 5% of frames by margin (a
+#: running-quantile threshold that spends the budget through the stream, where a fixed threshold
+#: takes the first uncertain frames and goes silent when drift makes the model confidently
+#: wrong), a small random share for coverage, and the 2% audit share (the policy's default).
 DEFAULT_POLICY: dict[str, Any] = {
-    "version": "default-1",
+    "version": "default-2",
     "strategies": [
         {
             "name": "uncertain",
-            "rules": [{"type": "margin", "below": 0.2}],
+            "rules": [{"type": "top_share", "score": "margin", "share": 0.05, "window": 256}],
             "limits": {"per_minute": 5, "per_hour": 60},
             "tags": ["uncertain"],
             "priority": 10,

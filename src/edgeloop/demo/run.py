@@ -115,6 +115,9 @@ def demo_manifest(
     policy["audit"] = {"share": AUDIT_SHARE}
     for strategy in policy.get("strategies", []):
         strategy["limits"] = {"per_hour": budget, "per_day": budget}
+        for rule in strategy.get("rules", []):
+            if rule.get("type") == "top_share":  # spend the budget through the whole stream
+                rule["share"] = round(budget / opts.stream_size, 4)
     content["filter"]["properties.desired"]["summary_interval_s"] = 10
     return doc
 
