@@ -14,7 +14,8 @@ Printed per cell (mean and spread over seeds): accuracy before; each policy's sh
 upload-everything gain; the first policy's points of share over random at the same uploads; the
 oracle's share. The trainer's learning curve (random and oracle picks, one retrain) is measured on
 ``--curve-seeds`` seeds. Writes ``bench/results/learning.json`` and a plot of accuracy against
-labels (``--plot``, default ``bench/results/learning.png``).
+labels (``--plot``, default ``bench/results/learning.png``). Each cell is appended to
+``learning.partial.jsonl`` as it ends; ``--resume`` goes on from there after an interruption.
 """
 
 from __future__ import annotations
@@ -219,6 +220,21 @@ def _jobs(args: argparse.Namespace, policies: tuple[str, ...]) -> list[Job]:
     ]
 
 
+def _resumed(out: Path, jobs: list[Job]) -> list[dict[str, Any]]:
+    """Cells measured by an earlier, interrupted run with the same settings."""
+    partial = out.with_suffix(".partial.jsonl")
+    if not partial.exists():
+        return []
+    wanted = {(j.seed, j.drift, j.severity): j for j in jobs}
+    runs = []
+    for line in partial.read_text(encoding="utf-8").splitlines():
+        run = json.loads(line)
+        job = wanted.get((run["seed"], run["drift"], run["severity"]))
+        if job and set(job.policies) <= set(run["policies"]) and job.curve <= ("curve" in run):
+            runs.append(run)
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.learning",
@@ -235,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--curve-seeds", type=int, default=1, help="seeds whose cells also measure the curve")
     parser.add_argument("--jobs", type=int, default=2, help="cells measured in parallel (one core each)")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the cells already in the .partial.jsonl beside --out"
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "learning.json"))
     parser.add_argument("--plot", default=str(ROOT / "bench" / "results" / "learning.png"))
     args = parser.parse_args(argv)
@@ -243,13 +262,22 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown policies {unknown}; choose from {sorted(POLICIES)}")
     jobs = _jobs(args, policies)
+    out = Path(args.out)
+    runs = _resumed(out, jobs) if args.resume else []
+    done = {(r["seed"], r["drift"], r["severity"]) for r in runs}
+    todo = [j for j in jobs if (j.seed, j.drift, j.severity) not in done]
+    partial = out.with_suffix(".partial.jsonl")
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    if not args.resume:
+        partial.write_text("", encoding="utf-8")
     started = time.perf_counter()
-    runs: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for k, run in enumerate(pool.map(run_job, jobs), 1):
+        for run in pool.map(run_job, todo):
             runs.append(run)
+            with partial.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(run) + "\n")
             print(
-                f"  [{k}/{len(jobs)}] seed {run['seed']} {run['drift']} {run['severity']} "
+                f"  [{len(runs)}/{len(jobs)}] seed {run['seed']} {run['drift']} {run['severity']} "
                 f"({time.perf_counter() - started:.0f} s)",
                 flush=True,
             )
@@ -262,8 +290,6 @@ def main(argv: list[str] | None = None) -> int:
     print(table(summary, policies))
     print("\n" + ", ".join(f"{k} {v:.3f}" for k, v in head.items()))
     picture = plot(runs, policies, Path(args.plot))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "budget_share": args.budget,
         "policies": policies,

@@ -168,7 +168,7 @@ def _train(args: argparse.Namespace) -> int:
     except EdgeLoopError as exc:
         return fail(args, *error_lines(exc))
     _print(args, outcome.as_dict())
-    return 0 if outcome.status in ("promoted", "rejected", "skipped") else 1
+    return 0 if outcome.status in ("promoted", "rejected", "waiting", "skipped") else 1
 
 
 def _gate(args: argparse.Namespace) -> int:
@@ -181,7 +181,7 @@ def _gate(args: argparse.Namespace) -> int:
     except EdgeLoopError as exc:
         return fail(args, *error_lines(exc))
     _print(args, outcome.as_dict())
-    return 0 if outcome.status in ("promoted", "rejected", "skipped") else 1
+    return 0 if outcome.status in ("promoted", "rejected", "waiting", "skipped") else 1
 
 
 def _rollout(args: argparse.Namespace) -> int:

@@ -1,25 +1,38 @@
-"""The registry gate: candidate and champion scored on the same held-out set, a decision with reasons.
+"""The registry gate: candidate and champion scored on the same items, a paired decision with reasons.
 
-A candidate is promoted only when it loads with the expected inputs and outputs, its primary
-metric beats the champion's by at least ``margin``, no class's recall drops by more than
-``class_tolerance``, and its latency and size stay within budget. With no champion, the
-primary metric must reach ``floor``. Every decision carries every check and its reason.
+Two evaluation sets, each item scored by both models:
+
+- the **audit set**: labelled samples the devices drew at random (blob metadata
+  ``strategy = "audit"``), an unbiased sample of the data devices see now. The candidate must
+  improve here: the lower bound of its accuracy gain (``stats.compare``, one-sided at
+  ``confidence``) must be above ``margin``;
+- the **clean hold-out**: the base data's fixed hold-out. It must not regress: overall and per
+  class, a drop fails only when it is significantly larger than ``holdout_tolerance`` /
+  ``class_tolerance`` (the upper bound of the change is below minus the tolerance).
+
+The gate answers ``promote``, ``reject`` or ``wait``. It waits, rather than rejects, when it
+cannot tell: fewer than ``min_audit_items`` audit items, fewer than ``min_discordant`` items on
+which the two models disagree, or a gain that looks real but whose lower bound does not clear
+the margin yet. A candidate whose observed gain is at or below the margin is rejected. With no
+usable champion the candidate's clean hold-out accuracy must reach ``floor``. The candidate must
+also load with the expected inputs and outputs and stay within its latency and size budgets.
+Every check is recorded with its numbers: n, the difference, its interval, the test, the p-value.
 """
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgeloop.clock import Clock, SystemClock
-from edgeloop.model_metadata import ModelMetadataError, Preprocess, read_session_metadata
-from edgeloop_cloud import features
-from edgeloop_cloud.training import OUTPUT_PROBABILITIES
+from edgeloop_cloud.evaluation import AUDIT, HOLDOUT, EvalItem, Evaluation, evaluate, load_check
+from edgeloop_cloud.stats import PairedComparison, compare
+
+__all__ = ["EvalItem", "Evaluation", "GateConfig", "GateDecision", "decide", "evaluate", "load_check"]
+
+Status = Literal["pass", "fail", "wait"]
 
 
 class GateConfig(BaseModel):
@@ -27,220 +40,127 @@ class GateConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    primary_metric: Literal["accuracy", "macro_f1"] = Field(
-        default="accuracy", description="The metric the candidate must improve."
-    )
     margin: float = Field(
-        default=0.005, ge=0, le=1, description="Minimum improvement of the primary metric over the champion."
+        default=0.0,
+        ge=0,
+        le=1,
+        description=(
+            "Accuracy gain on the audit set the candidate must clear: the lower bound of the gain "
+            "(one-sided at `confidence`) must be above it."
+        ),
+    )
+    confidence: float = Field(
+        default=0.95,
+        ge=0.5,
+        lt=1,
+        description=(
+            "One-sided confidence of every bound (gain and regressions); 1 - confidence is the test level."
+        ),
+    )
+    interval: Literal["mcnemar_exact", "bootstrap"] = Field(
+        default="mcnemar_exact",
+        description=(
+            "How the interval of the accuracy difference is computed: exact (Clopper-Pearson on the "
+            "discordant items, agreeing with McNemar's exact test) or a seeded paired bootstrap."
+        ),
+    )
+    bootstrap_resamples: int = Field(
+        default=2000, ge=100, le=100_000, description="Resamples of the paired bootstrap."
+    )
+    bootstrap_seed: int = Field(
+        default=0, description="Seed of the paired bootstrap (decisions are repeatable)."
+    )
+    min_audit_items: int = Field(
+        default=20,
+        ge=1,
+        description="Labelled audit samples needed before the gate judges a gain; with fewer it waits.",
+    )
+    min_discordant: int = Field(
+        default=5,
+        ge=1,
+        description=(
+            "Audit items on which the two models must disagree before the gate judges; with fewer it waits."
+        ),
+    )
+    holdout_tolerance: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Clean hold-out accuracy drop accepted; more fails only when the drop is significant.",
     )
     class_tolerance: float = Field(
-        default=0.05, ge=0, le=1, description="Largest drop of any class's recall that is still accepted."
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Per-class recall drop (clean hold-out) accepted; more fails only when significant.",
     )
     floor: float = Field(
-        default=0.8, ge=0, le=1, description="Primary metric a first model (no champion) must reach."
+        default=0.8, ge=0, le=1, description="Clean hold-out accuracy a first model (no champion) must reach."
     )
     max_latency_ms: float = Field(
         default=5.0, gt=0, description="Budget for model run time per sample (batch of 32, CPU), in ms."
     )
     max_size_bytes: int = Field(default=20_000_000, gt=0, description="Budget for the ONNX file size.")
-    new_slice_weight: float = Field(
-        default=0.5,
-        ge=0,
-        le=1,
-        description=(
-            "Share of every metric given to the held-out slice of newly labelled samples (the world "
-            "as devices see it now); the rest goes to the fixed held-out set. Under drift the fixed "
-            "set alone hides what a retrained model gained."
-        ),
-    )
-    min_new_slice: int = Field(
-        default=8, ge=1, description="New held-out samples needed before new_slice_weight applies."
-    )
     latency_repeats: int = Field(default=5, ge=1, le=100, description="Timed runs; the median counts.")
-
-
-@dataclass(frozen=True)
-class EvalItem:
-    """One held-out image and its true label."""
-
-    image: np.ndarray
-    label: str
-    origin: str = "fixed"  # "fixed" base hold-out or "new" labelled slice
-
-
-@dataclass
-class Evaluation:
-    """How one model did on the held-out set, or why it could not be scored."""
-
-    loaded: bool
-    error: str | None = None
-    accuracy: float = 0.0
-    macro_f1: float = 0.0
-    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
-    latency_ms: float = 0.0
-    size_bytes: int = 0
-    count: int = 0
-
-    def metric(self, name: str) -> float:
-        return float(getattr(self, name))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "loaded": self.loaded,
-            "error": self.error,
-            "overall": {"accuracy": self.accuracy, "macro_f1": self.macro_f1, "count": self.count},
-            "per_class": self.per_class,
-            "latency_ms_per_sample": self.latency_ms,
-            "size_bytes": self.size_bytes,
-        }
 
 
 @dataclass
 class Check:
+    """One condition of the gate: passed, failed, or cannot be judged yet (wait)."""
+
     name: str
-    passed: bool
+    status: Status
     detail: str
+    stats: dict[str, Any] | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+    def as_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"name": self.name, "status": self.status, "passed": self.passed}
+        doc["detail"] = self.detail
+        if self.stats is not None:
+            doc["stats"] = self.stats
+        return doc
 
 
 @dataclass
 class GateDecision:
-    """Promote or reject, with every check and the reasons in words."""
+    """Promote, reject or wait, with every check and the reasons in words."""
 
-    promote: bool
     checks: list[Check]
     candidate: Evaluation
     champion: Evaluation | None
     champion_version: str | None
-    primary_metric: str
+
+    @property
+    def outcome(self) -> Literal["promote", "reject", "wait"]:
+        if any(c.status == "fail" for c in self.checks):
+            return "reject"
+        return "wait" if any(c.status == "wait" for c in self.checks) else "promote"
+
+    @property
+    def promote(self) -> bool:
+        return self.outcome == "promote"
 
     @property
     def reasons(self) -> list[str]:
-        failed = [c.detail for c in self.checks if not c.passed]
-        return failed or [c.detail for c in self.checks]
+        wanted = {"reject": "fail", "wait": "wait"}.get(self.outcome)
+        return [c.detail for c in self.checks if wanted is None or c.status == wanted]
+
+    def check(self, name: str) -> Check | None:
+        return next((c for c in self.checks if c.name == name), None)
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "decision": "promote" if self.promote else "reject",
+            "decision": self.outcome,
             "reasons": self.reasons,
-            "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks],
-            "primary_metric": self.primary_metric,
+            "checks": [c.as_dict() for c in self.checks],
             "candidate": self.candidate.as_dict(),
             "champion": self.champion.as_dict() if self.champion else None,
             "champion_version": self.champion_version,
         }
-
-
-def _session(model: bytes) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
-
-
-def load_check(model: bytes) -> tuple[Any, Preprocess, list[str]]:
-    """Load the ONNX bytes and check what the device relies on.
-
-    Returns the session, its preprocess and labels. Raises ValueError with the reason.
-    """
-    try:
-        session = _session(model)
-    except Exception as exc:
-        raise ValueError(f"ONNX Runtime cannot load the model: {exc}") from exc
-    try:
-        meta = read_session_metadata(session)
-    except ModelMetadataError as exc:
-        raise ValueError(str(exc)) from exc
-    if meta.preprocess is None or not meta.labels:
-        raise ValueError("the model lacks edgeloop.preprocess or edgeloop.labels metadata")
-    inputs = session.get_inputs()
-    if len(inputs) != 1 or inputs[0].type != "tensor(float)":
-        raise ValueError(f"expected one float tensor input, got {[(i.name, i.type) for i in inputs]}")
-    outputs = {o.name: o for o in session.get_outputs()}
-    probs = outputs.get(OUTPUT_PROBABILITIES)
-    if probs is None or probs.type != "tensor(float)":
-        raise ValueError(f"expected a float output {OUTPUT_PROBABILITIES!r}, got {sorted(outputs)}")
-    width = probs.shape[-1] if probs.shape else None
-    if isinstance(width, int) and width != len(meta.labels):
-        raise ValueError(f"output {OUTPUT_PROBABILITIES!r} has {width} columns but {len(meta.labels)} labels")
-    return session, meta.preprocess, list(meta.labels)
-
-
-def slice_weights(items: Sequence[EvalItem], config: GateConfig) -> np.ndarray:
-    """Per-item weights: ``new_slice_weight`` shared by the "new" items and the rest by the
-    fixed ones, once the new slice holds ``min_new_slice`` items; equal weights otherwise."""
-    is_new = np.array([i.origin == "new" for i in items], dtype=bool)
-    n_new, n_fixed = int(is_new.sum()), int((~is_new).sum())
-    if n_new < config.min_new_slice or n_fixed == 0:
-        return np.ones(len(items))
-    share = config.new_slice_weight
-    return np.where(is_new, share / n_new, (1.0 - share) / n_fixed) * len(items)
-
-
-def evaluate(
-    model: bytes,
-    items: Sequence[EvalItem],
-    *,
-    repeats: int = 5,
-    clock: Clock | None = None,
-    weights: np.ndarray | None = None,
-) -> Evaluation:
-    """Score ``model`` on ``items`` through its own preprocess; never raises for a bad model.
-
-    ``weights`` (one per item, see ``slice_weights``) weight every metric; equal by default.
-    """
-    clock = clock or SystemClock()
-    try:
-        session, preprocess, labels = load_check(model)
-        x = features.batch([i.image for i in items], preprocess)
-        input_name = session.get_inputs()[0].name
-        probs = np.asarray(session.run([OUTPUT_PROBABILITIES], {input_name: x})[0])
-        if probs.shape != (len(items), len(labels)):
-            raise ValueError(f"output shape {probs.shape}, expected {(len(items), len(labels))}")
-    except Exception as exc:
-        return Evaluation(loaded=False, error=str(exc), size_bytes=len(model))
-    predicted = [labels[i] for i in probs.argmax(axis=1)]
-    truth = [i.label for i in items]
-    w = np.ones(len(items)) if weights is None else np.asarray(weights, dtype=float)
-    # Per-class figures (the forgetting guard) come from the fixed set alone: a few newly
-    # labelled samples of a class, heavily weighted, would make its recall a coin toss.
-    fixed = np.array([i.origin != "new" for i in items], dtype=bool)
-    per_class = _per_class(truth, predicted, np.where(fixed, 1.0, 0.0) if fixed.any() else w)
-    weighted_classes = _per_class(truth, predicted, w)
-    timings = []
-    sample = x[: min(32, len(x))]
-    for _ in range(repeats):
-        start = clock.monotonic()
-        session.run([OUTPUT_PROBABILITIES], {input_name: sample})
-        timings.append((clock.monotonic() - start) * 1000.0 / len(sample))
-    return Evaluation(
-        loaded=True,
-        accuracy=float(np.average([t == p for t, p in zip(truth, predicted, strict=True)], weights=w)),
-        macro_f1=float(np.mean([c["f1"] for c in weighted_classes.values()])) if weighted_classes else 0.0,
-        per_class=per_class,
-        latency_ms=float(statistics.median(timings)),
-        size_bytes=len(model),
-        count=len(items),
-    )
-
-
-def _per_class(
-    truth: Sequence[str], predicted: Sequence[str], weights: np.ndarray
-) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
-    t_arr, p_arr = np.asarray(truth), np.asarray(predicted)
-    counted = weights > 0
-    for name in sorted(set(t_arr[counted].tolist()), key=lambda n: (len(n), n)):
-        tp = float(weights[(t_arr == name) & (p_arr == name)].sum())
-        support = float(weights[t_arr == name].sum())
-        predicted_n = float(weights[p_arr == name].sum())
-        recall = tp / support if support else 0.0
-        precision = tp / predicted_n if predicted_n else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        count = float(((t_arr == name) & counted).sum())
-        out[name] = {"recall": recall, "precision": precision, "f1": f1, "support": count}
-    return out
 
 
 def decide(
@@ -250,32 +170,40 @@ def decide(
     *,
     champion_version: str | None = None,
 ) -> GateDecision:
-    """The gate's verdict; every check is listed, passed or not."""
-    metric = config.primary_metric
-    checks = [Check("load", candidate.loaded, "candidate loads with the expected inputs and outputs"
-                    if candidate.loaded else f"candidate failed to load: {candidate.error}")]  # fmt: skip
-    if candidate.loaded:
-        checks += _budget_checks(candidate, config)
-        if champion is None or not champion.loaded:
-            value = candidate.metric(metric)
-            note = "" if champion is None else f" (champion {champion_version} unusable: {champion.error})"
-            checks.append(
-                Check(
-                    "floor",
-                    value >= config.floor,
-                    f"first model{note}: {metric} {value:.4f} "
-                    f"{'>=' if value >= config.floor else '<'} floor {config.floor:.4f}",
-                )
-            )
-        else:
-            checks += _versus_champion(candidate, champion, config, champion_version)
-    return GateDecision(
-        promote=all(c.passed for c in checks),
-        checks=checks,
-        candidate=candidate,
-        champion=champion,
-        champion_version=champion_version,
-        primary_metric=metric,
+    """The gate's verdict; every check is listed with its status.
+
+    Raises:
+        ValueError: candidate and champion were scored on different items.
+    """
+    if not candidate.loaded:
+        load = Check("load", "fail", f"candidate failed to load: {candidate.error}")
+        return GateDecision([load], candidate, champion, champion_version)
+    checks = [Check("load", "pass", "candidate loads with the expected inputs and outputs")]
+    checks += _budget_checks(candidate, config)
+    if champion is None or not champion.loaded:
+        note = "" if champion is None else f" (champion {champion_version} unusable: {champion.error})"
+        checks.append(_floor(candidate, config, note))
+    else:
+        if champion.truth != candidate.truth or champion.origins != candidate.origins:
+            raise ValueError("candidate and champion must be evaluated on the same items")
+        checks += [
+            _improvement(candidate, champion, config, champion_version),
+            _holdout_regression(candidate, champion, config),
+            _class_regressions(candidate, champion, config),
+        ]
+    return GateDecision(checks, candidate, champion, champion_version)
+
+
+def _compare(
+    candidate: Evaluation, champion: Evaluation, picked: np.ndarray, config: GateConfig
+) -> PairedComparison:
+    return compare(
+        np.asarray(candidate.correct, dtype=bool)[picked],
+        np.asarray(champion.correct, dtype=bool)[picked],
+        confidence=config.confidence,
+        method=config.interval,
+        resamples=config.bootstrap_resamples,
+        seed=config.bootstrap_seed,
     )
 
 
@@ -283,37 +211,94 @@ def _budget_checks(candidate: Evaluation, config: GateConfig) -> list[Check]:
     latency_ok = candidate.latency_ms <= config.max_latency_ms
     size_ok = candidate.size_bytes <= config.max_size_bytes
     return [
-        Check("latency", latency_ok, f"latency {candidate.latency_ms:.4f} ms/sample "
+        Check("latency", "pass" if latency_ok else "fail", f"latency {candidate.latency_ms:.4f} ms/sample "
               f"{'within' if latency_ok else 'over'} budget {config.max_latency_ms} ms"),
-        Check("size", size_ok, f"size {candidate.size_bytes} bytes "
+        Check("size", "pass" if size_ok else "fail", f"size {candidate.size_bytes} bytes "
               f"{'within' if size_ok else 'over'} budget {config.max_size_bytes} bytes"),
     ]  # fmt: skip
 
 
-def _versus_champion(
-    candidate: Evaluation, champion: Evaluation, config: GateConfig, champion_version: str | None
-) -> list[Check]:
-    metric = config.primary_metric
-    new, old = candidate.metric(metric), champion.metric(metric)
-    gain = new - old
-    improved = gain >= config.margin - 1e-12 and gain > 0
-    checks = [
-        Check("improvement", improved, f"{metric} {new:.4f} vs champion {champion_version} {old:.4f}: "
-              f"change {gain:+.4f}, required at least +{config.margin:.4f}"),
-    ]  # fmt: skip
-    regressions = []
-    for name, stats in champion.per_class.items():
-        mine = candidate.per_class.get(name, {}).get("recall", 0.0)
-        drop = stats["recall"] - mine
-        if drop > config.class_tolerance + 1e-12:
-            regressions.append(f"class {name!r} recall {stats['recall']:.3f} -> {mine:.3f} (drop {drop:.3f})")
-    checks.append(
-        Check(
-            "per_class",
-            not regressions,
-            "; ".join(regressions) + f" exceeds tolerance {config.class_tolerance}"
-            if regressions
-            else f"no class recall drops more than {config.class_tolerance}",
-        )
+def _floor(candidate: Evaluation, config: GateConfig, note: str) -> Check:
+    held = candidate.mask(HOLDOUT)
+    picked = held if held.any() else np.ones(len(candidate.correct), dtype=bool)
+    n = int(picked.sum())
+    value = float(np.asarray(candidate.correct, dtype=bool)[picked].mean()) if n else 0.0
+    ok = n > 0 and value >= config.floor
+    detail = (
+        f"first model{note}: clean hold-out accuracy {value:.4f} "
+        f"{'>=' if ok else '<'} floor {config.floor:.4f} ({n} items)"
     )
-    return checks
+    return Check("floor", "pass" if ok else "fail", detail, {"n": n, "accuracy": round(value, 6)})
+
+
+def _improvement(
+    candidate: Evaluation, champion: Evaluation, config: GateConfig, champion_version: str | None
+) -> Check:
+    picked = candidate.mask(AUDIT)
+    n = int(picked.sum())
+    if n < config.min_audit_items:
+        return Check(
+            "improvement",
+            "wait",
+            f"the audit set has {n} labelled items, the gate needs at least {config.min_audit_items} "
+            "to judge a gain: waiting for more audit labels",
+            {"n": n},
+        )
+    result = _compare(candidate, champion, picked, config)
+    stats = result.as_dict()
+    versus = f"audit accuracy vs champion {champion_version}: {result.describe()}"
+    if result.discordant < config.min_discordant:
+        why = (
+            f"{versus}; the models disagree on {result.discordant} items, fewer than "
+            f"{config.min_discordant}: waiting for more audit labels"
+        )
+        return Check("improvement", "wait", why, stats)
+    lower = result.interval[0]
+    if lower > config.margin:
+        return Check(
+            "improvement", "pass", f"{versus}; lower bound {lower:+.3f} > margin {config.margin}", stats
+        )
+    if result.difference <= config.margin:
+        return Check("improvement", "fail", f"{versus}; no gain above margin {config.margin}", stats)
+    why = (
+        f"{versus}; lower bound {lower:+.3f} not above margin {config.margin} yet: "
+        "waiting for more audit labels"
+    )
+    return Check("improvement", "wait", why, stats)
+
+
+def _holdout_regression(candidate: Evaluation, champion: Evaluation, config: GateConfig) -> Check:
+    picked = candidate.mask(HOLDOUT)
+    if not picked.any():
+        return Check("holdout", "pass", "no clean hold-out items to check for regression")
+    result = _compare(candidate, champion, picked, config)
+    tol = config.holdout_tolerance
+    if result.interval[1] < -tol:
+        return Check(
+            "holdout",
+            "fail",
+            f"clean hold-out accuracy drops significantly more than {tol}: {result.describe()}",
+            result.as_dict(),
+        )
+    detail = f"clean hold-out: {result.describe()}; no significant drop beyond {tol}"
+    return Check("holdout", "pass", detail, result.as_dict())
+
+
+def _class_regressions(candidate: Evaluation, champion: Evaluation, config: GateConfig) -> Check:
+    held = candidate.mask(HOLDOUT)
+    classes = sorted({t for t, h in zip(candidate.truth, held, strict=True) if h}, key=lambda n: (len(n), n))
+    tol = config.class_tolerance
+    per_class, failed = {}, []
+    for name in classes:
+        result = _compare(candidate, champion, candidate.mask(HOLDOUT, name), config)
+        per_class[name] = result.as_dict()
+        if result.interval[1] < -tol:
+            failed.append(
+                f"class {name!r} recall {result.champion_accuracy:.3f} -> {result.candidate_accuracy:.3f} "
+                f"({result.difference:+.3f}, upper bound {result.interval[1]:+.3f})"
+            )
+    if failed:
+        return Check(
+            "per_class", "fail", "; ".join(failed) + f": a significant drop beyond tolerance {tol}", per_class
+        )
+    return Check("per_class", "pass", f"no class recall drops significantly more than {tol}", per_class)

@@ -2,8 +2,11 @@
 
 Labels live in the data container under ``labels/``: CSV files with a header holding at least
 ``sample_id`` and ``label``, or JSON Lines with those keys. Files are read in name order and a
-later entry for the same sample id wins, so a correction is a new file. Rows that cannot be
-parsed are reported, never silently dropped.
+later file's entry for the same sample id wins, so a correction is a new file (each correction
+is listed). Within one file, a repeated entry with the same label is a duplicate (kept once, listed);
+entries that disagree are a conflict: that file says nothing about the sample (an earlier
+file's label stands, if any) and the conflict is listed. Rows that cannot be parsed are
+reported, never silently dropped.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class Label:
     sample_id: str
     label: str
     source: str = ""
+    line: int = 0
 
 
 @dataclass
@@ -36,6 +40,7 @@ class LabelSet:
 
     labels: dict[str, Label] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    corrections: list[str] = field(default_factory=list)
 
     def get(self, sample_id: str) -> str | None:
         entry = self.labels.get(sample_id)
@@ -61,7 +66,7 @@ def _parse_csv(name: str, text: str) -> tuple[list[Label], list[str]]:
         if not sample_id or not label:
             problems.append(f"{name}:{line_no}: empty sample_id or label")
             continue
-        labels.append(Label(sample_id=sample_id, label=label, source=name))
+        labels.append(Label(sample_id=sample_id, label=label, source=name, line=line_no))
     return labels, problems
 
 
@@ -79,8 +84,34 @@ def _parse_jsonl(name: str, text: str) -> tuple[list[Label], list[str]]:
         if not sample_id or not label:
             problems.append(f"{name}:{line_no}: empty sample_id or label")
             continue
-        labels.append(Label(sample_id=sample_id, label=label, source=name))
+        labels.append(Label(sample_id=sample_id, label=label, source=name, line=line_no))
     return labels, problems
+
+
+def settle(name: str, entries: list[Label]) -> tuple[list[Label], list[str]]:
+    """One label per sample id from one file's entries: duplicates kept once, conflicts left out.
+
+    Returns the settled labels and a problem line for each duplicate or conflict.
+    """
+    by_id: dict[str, list[Label]] = {}
+    for entry in entries:
+        by_id.setdefault(entry.sample_id, []).append(entry)
+    settled, problems = [], []
+    for sample_id, group in by_id.items():
+        values = sorted({e.label for e in group})
+        lines = ", ".join(str(e.line) for e in group)
+        if len(values) > 1:
+            problems.append(
+                f"{name}: conflicting labels for sample {sample_id!r} (lines {lines}: "
+                f"{', '.join(repr(v) for v in values)}); this file's label for it is ignored"
+            )
+            continue
+        if len(group) > 1:
+            problems.append(
+                f"{name}: sample {sample_id!r} labelled {len(group)} times (lines {lines}); kept once"
+            )
+        settled.append(group[-1])
+    return settled, problems
 
 
 def load_labels(container: BlobContainer, prefix: str = LABELS_PREFIX) -> LabelSet:
@@ -89,8 +120,15 @@ def load_labels(container: BlobContainer, prefix: str = LABELS_PREFIX) -> LabelS
     for info in container.list(prefix):
         data, _ = container.read(info.name)
         labels, problems = parse_labels(info.name, data.decode("utf-8", errors="replace"))
-        result.problems.extend(problems)
+        labels, repeats = settle(info.name, labels)
+        result.problems.extend(problems + repeats)
         for entry in labels:
+            before = result.labels.get(entry.sample_id)
+            if before is not None and before.label != entry.label:
+                result.corrections.append(
+                    f"sample {entry.sample_id!r} relabelled {before.label!r} ({before.source}) -> "
+                    f"{entry.label!r} ({entry.source})"
+                )
             result.labels[entry.sample_id] = entry
     log.info("read %d labels (%d problems) under %s", len(result.labels), len(result.problems), prefix)
     return result

@@ -4,6 +4,11 @@
 ``edgeloop cloud trigger`` call. A run is recorded from start to end in the run ledger; bad
 samples and labels are listed there with reasons; nothing is promoted unless the whole run
 (training, publishing, gate) went through.
+
+Every labelled sample trains except the devices' audit share (blob metadata
+``strategy = "audit"``), which only evaluates: it is the gate's current-data set and the source
+of the field accuracy each pass reports. A run whose gate cannot decide yet ends ``waiting``,
+consuming nothing, and the trigger tries again when more labels arrived.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from edgeloop_cloud import labels as labels_mod
 from edgeloop_cloud.basedata import load_base_set
 from edgeloop_cloud.config import CloudConfig
 from edgeloop_cloud.errors import CloudError, SampleError
-from edgeloop_cloud.gate import EvalItem, Evaluation, GateDecision, decide, evaluate, slice_weights
+from edgeloop_cloud.field import field_accuracy
+from edgeloop_cloud.gate import GateDecision
+from edgeloop_cloud.gating import Gated, card, eval_items, gate_model
 from edgeloop_cloud.registry import Champion, Registry
 from edgeloop_cloud.runs import Run, RunLedger, make_run_id
 from edgeloop_cloud.samples import SampleOpener, SampleRef, decode_image, fetch_plaintext, find_samples
@@ -67,6 +74,23 @@ class Inventory:
     unknown_label_ids: list[str]
     unlabelled: list[SampleRef]
 
+    @property
+    def audit_ids(self) -> set[str]:
+        """Labelled samples of the devices' audit share: evaluation only."""
+        return {sid for sid in self.labelled if self.samples[sid].is_audit}
+
+    def label_problems(self) -> list[str]:
+        """Every problem with the labels, in words: unreadable rows, duplicates, conflicts,
+        labels for samples that were never uploaded."""
+        unknown = [
+            f"label for unknown sample {sid!r}: no uploaded sample has that id"
+            for sid in self.unknown_label_ids
+        ]
+        return self.labels.problems + unknown
+
+    def field_accuracy(self) -> list[dict[str, Any]]:
+        return [f.as_dict() for f in field_accuracy(self.samples.values(), self.labelled)]
+
 
 @dataclass
 class PassOutcome:
@@ -74,9 +98,12 @@ class PassOutcome:
 
     trigger: TriggerDecision
     run_id: str | None = None
-    status: str = "idle"  # idle | skipped | promoted | rejected | lost_race | failed
+    status: str = "idle"  # idle | skipped | promoted | rejected | waiting | lost_race | failed
     version: str | None = None
     reasons: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)  # train, audit, skipped labelled samples
+    gate: dict[str, Any] | None = None  # the gate's verdict and its audit / hold-out comparisons
+    field_accuracy: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +112,9 @@ class PassOutcome:
             "status": self.status,
             "version": self.version,
             "reasons": self.reasons,
+            "counts": self.counts,
+            "gate": self.gate,
+            "field_accuracy": self.field_accuracy,
         }
 
 
@@ -127,12 +157,14 @@ def check_trigger(svc: CloudServices) -> tuple[TriggerDecision, Inventory]:
     inventory = take_inventory(svc)
     state = svc.ledger.state()
     new = {sid: lbl for sid, lbl in inventory.labelled.items() if sid not in state.consumed}
+    waited = state.waiting_at_labelled
     facts = TriggerFacts(
         now=svc.clock.now(),
         new_labels=len(new),
         new_per_class=dict(Counter(new.values())),
         max_drift=max_drift_since(svc, state.last_run_at),
         last_run_at=state.last_run_at,
+        labels_since_wait=None if waited is None else max(0, len(inventory.labelled) - waited),
     )
     return evaluate_policy(svc.config.trigger, facts), inventory
 
@@ -153,7 +185,7 @@ def run_trigger_once(svc: CloudServices, *, force: bool = False) -> PassOutcome:
     )  # fmt: skip
     if force and not decision.fire:
         decision = TriggerDecision(True, ["forced", *decision.reasons])
-    outcome = PassOutcome(trigger=decision)
+    outcome = PassOutcome(trigger=decision, field_accuracy=inventory.field_accuracy())
     if not decision.fire:
         outcome.reasons = decision.reasons
         return outcome
@@ -198,18 +230,30 @@ def execute_run(
     """Train, publish, gate and maybe promote; every step lands in the run record."""
     cfg, name = svc.config, svc.config.model_name
     examples, skipped = _load_examples(svc, inventory)
+    audit_ids = inventory.audit_ids
+    new_train = [e for e in examples if e.sample_id not in audit_ids]
+    audit = [e for e in examples if e.sample_id in audit_ids]
+    outcome.counts = {"train": len(new_train), "audit": len(audit), "skipped": len(skipped)}
     run.update(
         skipped_samples=skipped,
         unknown_label_ids=inventory.unknown_label_ids,
-        label_problems=inventory.labels.problems,
+        label_problems=inventory.label_problems(),
+        label_corrections=inventory.labels.corrections,
+        counts=outcome.counts,
+        field_accuracy=outcome.field_accuracy,
     )
-    new_train, new_hold = examples, list[Example]()  # every new label trains
+    if champion is not None and len(audit) < cfg.gate.min_audit_items:
+        why = (
+            f"the audit set has {len(audit)} labelled items, the gate needs {cfg.gate.min_audit_items} "
+            f"to judge a candidate against {champion.version}: waiting for more audit labels"
+        )
+        return _wait(run, outcome, inventory, [why])
     base = load_base_set(seed=cfg.training.base_seed)
     base_examples = [
         Example(image=i, label=lbl) for i, lbl in zip(base.train_images, base.train_labels, strict=True)
     ]
-    log.info("run %s: training on %d base + %d new samples (%d held out, %d skipped)",
-             run.run_id, len(base_examples), len(new_train), len(new_hold), len(skipped))  # fmt: skip
+    log.info("run %s: training on %d base + %d new samples (%d audit samples evaluate, %d skipped)",
+             run.run_id, len(base_examples), len(new_train), len(audit), len(skipped))  # fmt: skip
     trained = train(
         base=base_examples,
         new=new_train,
@@ -220,33 +264,24 @@ def execute_run(
     version = svc.registry.claim_version(name)
     outcome.version = version
     model = trained.to_bytes(name=name, version=version)
-    run.update(phase="trained", version=version, new_train=len(new_train), new_holdout=len(new_hold))
-
-    items = [
-        EvalItem(i, lbl, "fixed") for i, lbl in zip(base.holdout_images, base.holdout_labels, strict=True)
-    ]
-    items += [EvalItem(e.image, e.label, "new") for e in new_hold]
-    candidate_eval = _evaluate(svc, model, items)
-    champion_eval = _champion_eval(svc, champion, items) if champion else None
-    decision = decide(
-        candidate_eval, champion_eval, cfg.gate, champion_version=champion.version if champion else None
-    )
-    gate_doc = {
-        **decision.as_dict(),
-        "run_id": run.run_id,
-        "eval_set": {"fixed": len(base.holdout_labels), "new": len(new_hold), "total": len(items)},
-        "config": cfg.gate.model_dump(),
-        "decided_at": svc.clock.now().isoformat(),
-    }
-    card = _card(trained.manifest, base.description, new_train, new_hold, skipped, candidate_eval, gate_doc,
-                 champion, run.run_id, trained.labels, trained.preprocess.model_dump())  # fmt: skip
-    svc.registry.publish(name, version, model, private_key_pem=svc.signing_key, card=card)
-    status = _promote(svc, version, champion, decision)
-    log.info("run %s: %s %s: %s", run.run_id, status, version, "; ".join(decision.reasons))
-    svc.registry.record_decision(name, version, {**gate_doc, "outcome": status})
-    outcome.status, outcome.reasons = status, decision.reasons
+    run.update(phase="trained", version=version)
+    gated = gate_model(model=model, items=eval_items(base, audit), champion=champion,
+                       registry=svc.registry, config=cfg.gate, clock=svc.clock)  # fmt: skip
+    gated.doc["run_id"] = run.run_id
+    model_card = card(manifest=trained.manifest, base=base.description, new_train=new_train, audit=audit,
+                      skipped=skipped, evaluation=gated.decision.candidate, gate_doc=gated.doc,
+                      champion=champion, run_id=run.run_id, labels=trained.labels,
+                      preprocess=trained.preprocess.model_dump())  # fmt: skip
+    svc.registry.publish(name, version, model, private_key_pem=svc.signing_key, card=model_card)
+    status = _promote(svc, version, champion, gated.decision)
+    log.info("run %s: %s %s: %s", run.run_id, status, version, "; ".join(gated.decision.reasons))
+    svc.registry.record_decision(name, version, {**gated.doc, "outcome": status})
+    outcome.gate = gated.summary()
+    if status == "waiting":
+        return _wait(run, outcome, inventory, gated.decision.reasons)
+    outcome.status, outcome.reasons = status, gated.decision.reasons
     consumed = [e.sample_id for e in examples] + [s["sample_id"] for s in skipped]
-    run.finish(status, consumed=consumed, gate=gate_doc["decision"], reasons=decision.reasons)
+    run.finish(status, consumed=consumed, gate=outcome.gate, reasons=outcome.reasons)
     return outcome
 
 
@@ -261,112 +296,54 @@ def _champion_model(svc: CloudServices, champion: Champion | None) -> bytes | No
         return None
 
 
-def _champion_eval(svc: CloudServices, champion: Champion, items: list[EvalItem]) -> Evaluation:
-    try:
-        model = svc.registry.read_model(champion.name, champion.version)
-    except (CloudError, BlobStoreError) as exc:
-        return Evaluation(loaded=False, error=str(exc))
-    return _evaluate(svc, model, items)
-
-
-def _evaluate(svc: CloudServices, model: bytes, items: list[EvalItem]) -> Evaluation:
-    """Score a model on the gate's held-out set, weighted by the gate's slice shares."""
-    gate = svc.config.gate
-    return evaluate(
-        model, items, repeats=gate.latency_repeats, clock=svc.clock, weights=slice_weights(items, gate)
-    )
+def _wait(run: Run, outcome: PassOutcome, inventory: Inventory, reasons: list[str]) -> PassOutcome:
+    """End the run ``waiting``: nothing consumed, the trigger retries once more labels arrived."""
+    log.info("run %s waits: %s", run.run_id, "; ".join(reasons))
+    outcome.status, outcome.reasons = "waiting", reasons
+    run.finish("waiting", waiting_at=len(inventory.labelled), gate=outcome.gate, reasons=reasons)
+    return outcome
 
 
 def _promote(svc: CloudServices, version: str, champion: Champion | None, decision: GateDecision) -> str:
-    if not decision.promote:
-        return "rejected"
+    if decision.outcome != "promote":
+        return "waiting" if decision.outcome == "wait" else "rejected"
     won = svc.registry.promote(
         svc.config.model_name, version, expected=champion, reason="; ".join(decision.reasons)
     )
     return "promoted" if won else "lost_race"
 
 
-def _card(
-    manifest: dict[str, Any],
-    base: dict[str, object],
-    new_train: list[Example],
-    new_hold: list[Example],
-    skipped: list[dict[str, str]],
-    evaluation: Evaluation,
-    gate_doc: dict[str, Any],
-    champion: Champion | None,
-    run_id: str,
-    labels: list[str],
-    preprocess: dict[str, Any],
-) -> dict[str, Any]:
-    held = [
-        {"sample_id": e.sample_id, "blob": e.blob, "sha256": e.sha256, "label": e.label} for e in new_hold
-    ]
-    return {
-        "labels": labels,
-        "preprocess": preprocess,
-        "metrics": {
-            "overall": {
-                "accuracy": evaluation.accuracy,
-                "macro_f1": evaluation.macro_f1,
-                "count": evaluation.count,
-            },
-            "per_class": evaluation.per_class,
-            "latency_ms_per_sample": evaluation.latency_ms,
-        },
-        "lineage": {"parent_version": champion.version if champion else None, "run_id": run_id},
-        "training_manifest": {
-            **manifest,
-            "base_data": base,
-            "new_train_count": len(new_train),
-            "holdout_samples": held,
-            "skipped_samples": skipped,
-        },
-        "gate": gate_doc,
-    }
-
-
 def gate_version(svc: CloudServices, version: str) -> PassOutcome:
     """Gate a published version against the current champion again and promote it if it passes.
 
-    The held-out set is the fixed base hold-out plus the version's own held-out samples (from
-    its card), fetched again; samples that no longer open are left out and listed.
+    The evaluation set is the fixed clean hold-out plus the audit samples labelled now (more
+    than when the version was trained, if labels arrived since): a version the gate waited on
+    can be gated again this way.
     """
     name, registry = svc.config.model_name, svc.registry
     model = registry.read_model(name, version)
-    card = registry.card(name, version)
     champion = registry.champion(name)
     outcome = PassOutcome(trigger=TriggerDecision(True, [f"gate {version} on request"]), version=version)
     if champion is not None and champion.version == version:
         outcome.status, outcome.reasons = "skipped", [f"{version} is already the champion"]
         return outcome
+    inventory = take_inventory(svc)
+    audit_only = Inventory(
+        samples=inventory.samples,
+        labels=inventory.labels,
+        labelled={sid: lbl for sid, lbl in inventory.labelled.items() if sid in inventory.audit_ids},
+        unknown_label_ids=inventory.unknown_label_ids,
+        unlabelled=[],
+    )
+    audit, skipped = _load_examples(svc, audit_only)
     base = load_base_set(seed=svc.config.training.base_seed)
-    items = [
-        EvalItem(i, lbl, "fixed") for i, lbl in zip(base.holdout_images, base.holdout_labels, strict=True)
-    ]
-    missing = []
-    for held in card.get("training_manifest", {}).get("holdout_samples", []):
-        ref = next(find_samples(svc.data, prefix=held["blob"]), None)
-        try:
-            if ref is None:
-                raise SampleError(f"blob {held['blob']} is gone")
-            items.append(
-                EvalItem(decode_image(fetch_plaintext(svc.data, ref, svc.opener)), held["label"], "new")
-            )
-        except (CloudError, BlobStoreError) as exc:
-            missing.append(f"{held['sample_id']}: {exc}")
-    candidate_eval = _evaluate(svc, model, items)
-    champion_eval = _champion_eval(svc, champion, items) if champion else None
-    champion_version = champion.version if champion else None
-    decision = decide(candidate_eval, champion_eval, svc.config.gate, champion_version=champion_version)
-    status = _promote(svc, version, champion, decision)
-    doc = {
-        **decision.as_dict(),
-        "outcome": status,
-        "eval_set": {"total": len(items), "missing": missing},
-        "config": svc.config.gate.model_dump(),
-        "decided_at": svc.clock.now().isoformat(),
-    }
-    registry.record_decision(name, version, doc)
-    outcome.status, outcome.reasons = status, decision.reasons
+    gated: Gated = gate_model(model=model, items=eval_items(base, audit), champion=champion,
+                              registry=registry, config=svc.config.gate, clock=svc.clock)  # fmt: skip
+    status = _promote(svc, version, champion, gated.decision)
+    gated.doc["eval_set"]["skipped"] = skipped
+    registry.record_decision(name, version, {**gated.doc, "outcome": status})
+    outcome.status, outcome.reasons = status, gated.decision.reasons
+    outcome.counts = {"audit": len(audit), "skipped": len(skipped)}
+    outcome.gate = gated.summary()
+    outcome.field_accuracy = inventory.field_accuracy()
     return outcome

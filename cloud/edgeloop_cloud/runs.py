@@ -32,8 +32,9 @@ from edgeloop.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
-#: Final statuses: a run with one of these is never started again.
-FINAL = frozenset({"promoted", "rejected", "lost_race"})
+#: Final statuses: a run with one of these is never started again. A run that ``waited`` (its
+#: gate could not decide) is final too: more labels make a new run with another id.
+FINAL = frozenset({"promoted", "rejected", "lost_race", "waiting"})
 #: A failed run (an outage, a crash) is tried again, at most this many times in all.
 MAX_ATTEMPTS = 3
 LEASE_SECONDS = 60
@@ -57,11 +58,13 @@ def make_run_id(model: str, labelled: Iterable[tuple[str, str]], champion_versio
 
 @dataclass
 class TriggerState:
-    """What the trigger remembers: the last run and the labelled samples it consumed."""
+    """What the trigger remembers: the last run, the labelled samples it consumed, and how many
+    samples were labelled when it waited (None when it did not wait)."""
 
     last_run_id: str | None = None
     last_run_at: datetime | None = None
     consumed: set[str] = field(default_factory=set)
+    waiting_at_labelled: int | None = None
     etag: str | None = None
 
     def to_json(self) -> bytes:
@@ -69,6 +72,7 @@ class TriggerState:
             "last_run_id": self.last_run_id,
             "last_run_at": self.last_run_at.isoformat() if self.last_run_at else None,
             "consumed": sorted(self.consumed),
+            "waiting_at_labelled": self.waiting_at_labelled,
         }
         return json.dumps(doc, indent=1).encode()
 
@@ -95,6 +99,7 @@ class RunLedger:
             last_run_id=doc.get("last_run_id"),
             last_run_at=datetime.fromisoformat(last) if last else None,
             consumed=set(doc.get("consumed", [])),
+            waiting_at_labelled=doc.get("waiting_at_labelled"),
             etag=info.etag,
         )
 
@@ -146,20 +151,26 @@ class Run:
             content_type="application/json",
         )
 
-    def finish(self, status: str, *, consumed: Iterable[str] = (), **fields: Any) -> None:
-        """Write the final record, remember what was consumed, release the lease."""
+    def finish(
+        self, status: str, *, consumed: Iterable[str] = (), waiting_at: int | None = None, **fields: Any
+    ) -> None:
+        """Write the final record, remember what was consumed, release the lease.
+
+        ``waiting_at``: for a run that waits for more labels, how many samples were labelled.
+        """
         now = self.ledger._clock.now()
         self.update(status=status, finished_at=now.isoformat(), **fields)
-        self._remember(consumed)
+        self._remember(consumed, waiting_at)
         self.ledger.container.release_lease(self.ledger._blob(self.run_id, "lock"), self._lease)
 
-    def _remember(self, consumed: Iterable[str]) -> None:
+    def _remember(self, consumed: Iterable[str], waiting_at: int | None) -> None:
         consumed = set(consumed)
         for _ in range(10):
             state = self.ledger.state()
             state.last_run_id = self.run_id
             state.last_run_at = datetime.fromisoformat(self.doc["started_at"])
             state.consumed |= consumed
+            state.waiting_at_labelled = waiting_at
             try:
                 self.ledger.container.write(
                     f"{self.ledger.model}/state.json",

@@ -2,7 +2,9 @@
 
 The uploader names each sealed sample blob
 ``<model>/<version>/<yyyy>/<mm>/<dd>/<device>/<sample_id>[.ext].elenv`` and writes a JSON sidecar
-beside it (``<sample_id>.json``); prediction logs live under ``predictions/``. Decryption goes through the
+beside it (``<sample_id>.json``); prediction logs live under ``predictions/``. Its blob metadata
+names the selecting strategy: ``strategy = "audit"`` marks the random audit share, used only to
+evaluate models, never to train them. Decryption goes through the
 ``SampleOpener`` port so that the envelope format stays in one place.
 """
 
@@ -31,6 +33,10 @@ _NOT_SAMPLES = ("predictions/", "labels/", "labelling/", "summaries/")
 META_PLAINTEXT_SHA256 = "plaintext_sha256"
 META_KEY_ID = "key_id"
 META_STRATEGY = "strategy"
+#: The label the device's model predicted for the sample.
+META_PREDICTED = "label"
+#: The strategy name of the filter's random audit share: evaluation only, never training.
+AUDIT_STRATEGY = "audit"
 
 
 class SampleOpener(Protocol):
@@ -55,6 +61,11 @@ class SampleRef:
     device: str
     day: str
     metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_audit(self) -> bool:
+        """Whether the device drew this sample at random for evaluation (the audit share)."""
+        return self.metadata.get(META_STRATEGY) == AUDIT_STRATEGY
 
     def describe(self) -> dict[str, str]:
         """What a labelling queue entry shows about the sample."""

@@ -5,6 +5,10 @@ class), when devices report drift above a threshold (with at least a few new lab
 from), or when the last run is older than a maximum age and anything new is labelled. It never
 fires inside the cooldown after a run, nor with nothing new to train on. During a drift it
 fires again each time another batch of labels arrives: rounds beat one big retrain.
+
+When the last run's gate could not decide (too few audit labels to judge the candidate), that
+run consumed nothing: its labels still count as new, and the trigger fires again as soon as
+``retry_after_labels`` more labelled samples arrived since it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,14 @@ class TriggerPolicy(BaseModel):
         description="A run older than this starts a new one if anything new is labelled.",
     )
     cooldown_minutes: float = Field(default=30, ge=0, description="No run starts this soon after the last.")
+    retry_after_labels: int = Field(
+        default=10,
+        ge=1,
+        description=(
+            "After a run whose gate waited for evidence, labelled samples (audit ones included) that "
+            "must arrive before the next try."
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,8 @@ class TriggerFacts:
     new_per_class: dict[str, int] = field(default_factory=dict)
     max_drift: float | None = None
     last_run_at: datetime | None = None
+    #: Labelled samples that arrived since the last run, when that run waited; None otherwise.
+    labels_since_wait: int | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,12 @@ def evaluate_policy(policy: TriggerPolicy, facts: TriggerFacts) -> TriggerDecisi
             return TriggerDecision(False, [why])
     if facts.new_labels == 0:
         return TriggerDecision(False, ["no newly labelled samples since the last run"])
+    if facts.labels_since_wait is not None and facts.labels_since_wait < policy.retry_after_labels:
+        why = (
+            f"the last run's gate waits for more labels: {facts.labels_since_wait} arrived since, "
+            f"retrying at {policy.retry_after_labels}"
+        )
+        return TriggerDecision(False, [why])
     fired, waiting = [], []
     short = {c: n for c, n in policy.min_new_per_class.items() if facts.new_per_class.get(c, 0) < n}
     if facts.new_labels >= policy.min_new_labels and not short:

@@ -19,6 +19,7 @@ POLICY = TriggerPolicy(
     min_new_labels_on_drift=10,
     max_age_hours=24,
     cooldown_minutes=30,
+    retry_after_labels=10,
 )
 
 
@@ -53,6 +54,12 @@ POLICY = TriggerPolicy(
             True,
             "60 new",
             id="after-cooldown",
+        ),
+        pytest.param(
+            TriggerFacts(NOW, 60, {"7": 6}, labels_since_wait=4), False, "4 arrived since", id="waiting-run"
+        ),
+        pytest.param(
+            TriggerFacts(NOW, 60, {"7": 6}, labels_since_wait=10), True, "60 new", id="retry-after-wait"
         ),
     ],
 )
@@ -118,3 +125,25 @@ def test_a_failed_run_is_retried_up_to_the_attempt_limit() -> None:
         run.finish("failed", error="storage outage")
     # then
     assert attempts == [1, 2, 3]
+
+
+def test_a_waiting_run_is_final_consumes_nothing_and_the_next_finished_run_clears_the_wait() -> None:
+    # given
+    clock = FakeClock()
+    ledger = RunLedger(MemoryContainer("runs", clock=clock), "digits", clock=clock)
+    run = ledger.claim("run-w", {})
+    assert run is not None
+    # when
+    run.finish("waiting", waiting_at=42, reasons=["too few audit items"])
+    # then
+    assert ledger.claim("run-w", {}) is None
+    state = ledger.state()
+    assert state.consumed == set()
+    assert state.waiting_at_labelled == 42
+    # when: a later run finishes
+    later = ledger.claim("run-x", {})
+    assert later is not None
+    later.finish("promoted", consumed=["s1"])
+    # then
+    assert ledger.state().waiting_at_labelled is None
+    assert ledger.state().consumed == {"s1"}

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeloop.demo.rounds import round_line
 from edgeloop.demo.scenario import Scenario, Split
 
 
@@ -84,13 +85,13 @@ def accuracy_table(report: dict[str, Any]) -> str:
         f"captured {c['captured']}  scored {c['scored']}  selected {c['selected']}  "
         f"uploaded {c['uploaded']} ({share:.1%} of captured, {c['uploaded_bytes'] / 1024:.0f} KiB encrypted)",
         f"every uploaded sample decrypts: {report['decrypt']['ok']}/{report['decrypt']['checked']}",
-        "gate decisions:",
+        "rounds (labels used, the gate's decision on the audit share, field accuracy of the deployed model):",
     ]
-    rows += [
-        f"  {r['version']}: {r['status']} after {r['labelled']} labels ({'; '.join(r['reasons'])[:150]})"
-        for r in report["rounds"]
-    ]
+    rows += [f"  {round_line(r)}" for r in report["rounds"]]
     rows.append(f"inference module reports: {report['inference_reports']}")
+    before, after = models["initial"]["accuracy"]["drifted_test"], models["final"]["accuracy"]["drifted_test"]
+    change = "" if before is None or after is None else f" ({(after - before) * 100:+.1f} points)"
+    rows.append(f"drifted test set: {initial} {_pct(before)} -> {final} {_pct(after)}{change}")
     return "\n".join(rows)
 
 

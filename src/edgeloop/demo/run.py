@@ -19,17 +19,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from edgeloop.demo.display import Display, Progress
 from edgeloop.demo.labeller import Labeller
+from edgeloop.demo.rounds import AUDIT_SHARE, MODEL_NAME, CloudRounds, cloud_config
 from edgeloop.demo.scenario import Scenario, ScenarioConfig, build, write_stream_folder
 from edgeloop.errors import EdgeLoopError
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "digits"
 MARKER = ".edgeloop-demo"
 
 
@@ -72,51 +73,6 @@ class DemoOptions:
         return self.timeout_s or (170.0 if self.quick else 600.0)
 
 
-@dataclass
-class Progress:
-    """The figures the live display shows."""
-
-    captured: int = 0
-    scored: int = 0
-    selected: int = 0
-    uploaded: int = 0
-    outbox: int = 0
-    labelled: int = 0
-    model: str = "-"
-    decisions: list[str] = field(default_factory=list)
-
-    def line(self, elapsed: float) -> str:
-        last = self.decisions[-1] if self.decisions else "no gate decision yet"
-        return (
-            f"[{elapsed:5.0f}s] captured {self.captured}  scored {self.scored}  selected {self.selected}  "
-            f"uploaded {self.uploaded}  outbox {self.outbox}  labelled {self.labelled}  "
-            f"model {self.model}  | {last}"
-        )
-
-
-class _Display:
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.tty = out.isatty()
-        self._last = 0.0
-
-    def show(self, text: str, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if self.tty:
-            self.out.write("\r\033[K" + text[:200])
-            self.out.flush()
-        elif force or now - self._last >= 5.0:
-            self.out.write(text + "\n")
-            self.out.flush()
-            self._last = now
-
-    def say(self, text: str) -> None:
-        if self.tty:
-            self.out.write("\r\033[K")
-        self.out.write(text + "\n")
-        self.out.flush()
-
-
 def prepare_state_dir(state_dir: Path) -> None:
     """Start from a clean demo folder; refuse to wipe a folder the demo did not create."""
     if state_dir.exists() and any(state_dir.iterdir()):
@@ -156,6 +112,7 @@ def demo_manifest(
     budget = opts.upload_budget
     policy["version"] = f"demo-budget-{budget}"
     policy["limits"] = {"per_hour": budget, "per_day": budget}
+    policy["audit"] = {"share": AUDIT_SHARE}
     for strategy in policy.get("strategies", []):
         strategy["limits"] = {"per_hour": budget, "per_day": budget}
     content["filter"]["properties.desired"]["summary_interval_s"] = 10
@@ -220,9 +177,8 @@ class DemoRun:
 
     def __init__(self, opts: DemoOptions, out: TextIO | None = None) -> None:
         self.opts = opts
-        self.display = _Display(out or sys.stdout)
+        self.display = Display(out or sys.stdout)
         self.progress = Progress()
-        self.rounds: list[dict[str, Any]] = []
         self.hub_lines: list[str] = []
         self.started = time.monotonic()
 
@@ -247,20 +203,7 @@ class DemoRun:
         from edgeloop import signing
         from edgeloop.blobstore import AzureContainer
 
-        rounds_wanted = 3
-        config = CloudConfig.model_validate(
-            {
-                "model_name": MODEL_NAME,
-                "trigger": {
-                    "min_new_labels": max(8, self.opts.upload_budget // (rounds_wanted + 1)),
-                    "cooldown_minutes": 0,
-                },
-                "training": {"base_seed": self.opts.seed},
-                # The demo's fixed held-out set has ~40 frames a class: one frame is 2.5 points
-                # of recall, so the default 5-point forgetting guard would reject on noise.
-                "gate": {"class_tolerance": 0.10},
-            }
-        )
+        config = CloudConfig.model_validate(cloud_config(budget=self.opts.upload_budget, seed=self.opts.seed))
         return CloudServices(
             data=AzureContainer.from_connection_string(connection_string, config.data_container),
             models=AzureContainer.from_connection_string(connection_string, config.models_container),
@@ -270,21 +213,16 @@ class DemoRun:
             config=config,
         )
 
-    def _bootstrap_model(self, svc: Any, models_dir: Path) -> Any:
+    def _bootstrap_model(self, cloud: CloudRounds, models_dir: Path) -> Any:
         """Train the initial model on clean base data, register it as champion, and put it on
         the models volume as the inference module's initial model."""
-        from edgeloop_cloud.pipeline import run_trigger_once
-
-        outcome = run_trigger_once(svc, force=True)
-        champion = svc.registry.champion(MODEL_NAME)
+        champion = cloud.bootstrap()
         if champion is None:
-            raise DemoError(f"the initial model was not promoted: {'; '.join(outcome.reasons)}")
+            raise DemoError("the initial model was not promoted; see the run record in the runs container")
         initial = models_dir / "initial" / "model.onnx"
         initial.parent.mkdir(parents=True, exist_ok=True)
-        initial.write_bytes(svc.registry.read_model(MODEL_NAME, champion.version))
+        initial.write_bytes(cloud.svc.registry.read_model(MODEL_NAME, champion.version))
         initial.with_name("model.onnx.sig").write_text(champion.signature, encoding="utf-8")
-        self.rounds.append({"round": 0, "version": champion.version, "status": outcome.status,
-                            "reasons": outcome.reasons, "labelled": 0})  # fmt: skip
         return champion
 
     # -- the loop ------------------------------------------------------------------------
@@ -305,7 +243,8 @@ class DemoRun:
         )
         with Azurite(opts.state_dir / "azurite-data", host="127.0.0.1") as azurite:
             svc = self._cloud(azurite.connection_string, keys)
-            initial = self._bootstrap_model(svc, paths.volumes / "models")
+            cloud = CloudRounds(svc, Labeller(truth), self.display.say)
+            initial = self._bootstrap_model(cloud, paths.volumes / "models")
             self.display.say(
                 f"initial model {initial.version} trained on clean frames and registered as champion"
             )
@@ -322,13 +261,13 @@ class DemoRun:
             )
             hub.start()
             try:
-                final = self._drive(svc, paths, Labeller(truth), initial)
+                final = self._drive(cloud, paths, initial)
             finally:
                 self.display.say("stopping the modules and the hub ...")
                 hub.stop()
             if hub.error is not None:
                 raise DemoError(f"the dev hub failed: {hub.error}")
-            report = self._report(svc, scenario, initial, final)
+            report = self._report(cloud, scenario, initial, final)
             svc.close()
         return report
 
@@ -363,26 +302,23 @@ class DemoRun:
         if isinstance(model, dict):
             p.model = f"{model.get('version', '-')} ({model.get('status', '?')})"
 
-    def _cloud_pass(self, svc: Any, client: Any, labeller: Labeller, *, force: bool = False) -> Any:
-        from edgeloop_cloud.pipeline import run_trigger_once
+    def _cloud_pass(self, cloud: CloudRounds, client: Any, champion: Any, *, force: bool = False) -> Any:
+        """One round of the cloud; a promoted model goes to the inference module's twin."""
         from edgeloop_cloud.rollout import desired_model
 
-        self.progress.labelled += labeller.label_new(svc.data)
-        outcome = run_trigger_once(svc, force=force)
-        if outcome.version is None:  # the trigger waited: nothing was trained
-            return None
-        entry = {"round": len(self.rounds), "version": outcome.version, "status": outcome.status,
-                 "reasons": outcome.reasons, "labelled": self.progress.labelled}  # fmt: skip
-        self.rounds.append(entry)
-        self.progress.decisions.append(f"{outcome.version}: {outcome.status}")
-        self.display.say(f"gate: {outcome.version} {outcome.status} ({'; '.join(outcome.reasons)[:120]})")
-        champion = svc.registry.champion(MODEL_NAME)
-        if outcome.status == "promoted" and champion is not None:
-            client.patch_desired("inference", {"model": desired_model(svc.registry, champion, sas_hours=2)})
-            self.display.say(f"rollout: {champion.version} sent to the inference module's twin")
-        return champion
+        latest, promoted = cloud.finish() if force else cloud.step()
+        self.progress.labelled = cloud.labelled
+        last = cloud.rounds[-1] if cloud.rounds else None
+        if last is not None:
+            self.progress.decisions = [f"round {last['round']}: {last['version'] or '-'} {last['status']}"]
+        if promoted and latest is not None:
+            client.patch_desired(
+                "inference", {"model": desired_model(cloud.svc.registry, latest, sas_hours=2)}
+            )
+            self.display.say(f"rollout: {latest.version} sent to the inference module's twin")
+        return latest or champion
 
-    def _drive(self, svc: Any, paths: Any, labeller: Labeller, initial: Any) -> Any:
+    def _drive(self, cloud: CloudRounds, paths: Any, initial: Any) -> Any:
         client = self._client(paths)
         stats: dict[str, Any] = {}
         champion = initial
@@ -396,7 +332,7 @@ class DemoRun:
             self._poll(client, stats)
             self.display.show(self.progress.line(elapsed))
             if time.monotonic() >= next_cloud:
-                champion = self._cloud_pass(svc, client, labeller) or champion
+                champion = self._cloud_pass(cloud, client, champion)
                 next_cloud = time.monotonic() + 4
             if self._drained():
                 settled_since = settled_since or time.monotonic()
@@ -405,7 +341,7 @@ class DemoRun:
             else:
                 settled_since = None
             time.sleep(1.0)
-        champion = self._final_round(svc, client, labeller, champion)
+        champion = self._cloud_pass(cloud, client, champion, force=True)
         self._wait_model(client, champion.version)
         self.display.show(self.progress.line(time.monotonic() - self.started), force=True)
         if self.display.tty:
@@ -415,15 +351,6 @@ class DemoRun:
     def _drained(self) -> bool:
         p = self.progress
         return p.captured >= self.opts.stream_size and p.scored >= p.captured and p.outbox == 0
-
-    def _final_round(self, svc: Any, client: Any, labeller: Labeller, champion: Any) -> Any:
-        """Label what is left and retrain once more if labels arrived since the last run."""
-        labeller.label_new(svc.data)
-        last_labelled = self.rounds[-1]["labelled"] if self.rounds else 0
-        self.progress.labelled = len(labeller.labelled)
-        if self.progress.labelled > last_labelled:
-            return self._cloud_pass(svc, client, labeller, force=True) or champion
-        return champion
 
     def _wait_model(self, client: Any, version: str, timeout: float = 45.0) -> None:
         deadline = time.monotonic() + timeout
@@ -440,9 +367,10 @@ class DemoRun:
         self.display.say(f"the inference module did not report {version} loaded within {timeout:.0f}s")
 
     # -- the report ----------------------------------------------------------------------
-    def _report(self, svc: Any, scenario: Scenario, initial: Any, final: Any) -> dict[str, Any]:
+    def _report(self, cloud: CloudRounds, scenario: Scenario, initial: Any, final: Any) -> dict[str, Any]:
         from edgeloop.demo.report import accuracy_table, decrypt_check, evaluate_models
 
+        svc = cloud.svc
         models = evaluate_models(svc, scenario, {"initial": initial.version, "final": final.version})
         check = decrypt_check(svc)
         p = self.progress
@@ -470,7 +398,7 @@ class DemoRun:
             "final_version": final.version,
             "promoted": final.version != initial.version,
             "inference_reports": p.model,
-            "rounds": self.rounds,
+            "rounds": cloud.rounds,
             "duration_s": round(time.monotonic() - self.started, 1),
         }
         self.display.say(accuracy_table(report))
