@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from edgeloop.errors import ConfigError
 from edgeloop_cloud.gate import GateConfig
 from edgeloop_cloud.rollout import RolloutConfig
+from edgeloop_cloud.trainers.builtin import BuiltinTrainerConfig
+from edgeloop_cloud.trainers.config import TrainerConfig
 from edgeloop_cloud.training import TrainingParams
 from edgeloop_cloud.trigger import TriggerPolicy
 
@@ -41,7 +43,14 @@ class CloudConfig(BaseModel):
         default="summaries/", description="Prefix in the data container where device summaries are routed."
     )
     trigger: TriggerPolicy = Field(default_factory=TriggerPolicy, description="When to retrain.")
-    training: TrainingParams = Field(default_factory=TrainingParams, description="How to train.")
+    trainer: TrainerConfig = Field(
+        default_factory=BuiltinTrainerConfig,
+        description="Which trainer makes candidates: builtin, command, python or azureml (by 'kind').",
+    )
+    training: TrainingParams = Field(
+        default_factory=TrainingParams,
+        description="The built-in trainer's parameters; training.seed is the seed every trainer gets.",
+    )
     gate: GateConfig = Field(default_factory=GateConfig, description="When a candidate is promoted.")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="How models reach devices.")
 

@@ -100,14 +100,24 @@ def load_check(model: bytes) -> tuple[Any, Preprocess, list[str]]:
     inputs = session.get_inputs()
     if len(inputs) != 1 or inputs[0].type != "tensor(float)":
         raise ValueError(f"expected one float tensor input, got {[(i.name, i.type) for i in inputs]}")
-    outputs = {o.name: o for o in session.get_outputs()}
-    probs = outputs.get(OUTPUT_PROBABILITIES)
-    if probs is None or probs.type != "tensor(float)":
-        raise ValueError(f"expected a float output {OUTPUT_PROBABILITIES!r}, got {sorted(outputs)}")
+    probs = score_output(session)
     width = probs.shape[-1] if probs.shape else None
     if isinstance(width, int) and width != len(meta.labels):
-        raise ValueError(f"output {OUTPUT_PROBABILITIES!r} has {width} columns but {len(meta.labels)} labels")
+        raise ValueError(f"output {probs.name!r} has {width} columns but {len(meta.labels)} labels")
     return session, meta.preprocess, list(meta.labels)
+
+
+def score_output(session: Any) -> Any:
+    """The output the scores are read from, as the inference module picks it: ``probabilities``
+    when the model has it, else its first float [N, classes] output (probabilities or logits:
+    the arg max is the same). Raises ValueError when there is none."""
+    outputs = session.get_outputs()
+    named = [o for o in outputs if o.name == OUTPUT_PROBABILITIES and o.type == "tensor(float)"]
+    matrices = [o for o in outputs if o.type == "tensor(float)" and len(o.shape or []) == 2]
+    if not named and not matrices:
+        described = [(o.name, o.type, o.shape) for o in outputs]
+        raise ValueError(f"expected a float [N, classes] output to read scores from, got {described}")
+    return (named or matrices)[0]
 
 
 def evaluate(
@@ -122,8 +132,8 @@ def evaluate(
     try:
         session, preprocess, labels = load_check(model)
         x = features.batch([i.image for i in items], preprocess)
-        input_name = session.get_inputs()[0].name
-        probs = np.asarray(session.run([OUTPUT_PROBABILITIES], {input_name: x})[0])
+        input_name, output_name = session.get_inputs()[0].name, score_output(session).name
+        probs = np.asarray(session.run([output_name], {input_name: x})[0])
         if probs.shape != (len(items), len(labels)):
             raise ValueError(f"output shape {probs.shape}, expected {(len(items), len(labels))}")
     except Exception as exc:
@@ -137,7 +147,7 @@ def evaluate(
     sample = x[: min(32, len(x))]
     for _ in range(repeats):
         start = clock.monotonic()
-        session.run([OUTPUT_PROBABILITIES], {input_name: sample})
+        session.run([output_name], {input_name: sample})
         timings.append((clock.monotonic() - start) * 1000.0 / max(1, len(sample)))
     all_classes = _per_class(truth, predicted, np.ones(len(items), dtype=bool))
     return Evaluation(

@@ -33,7 +33,12 @@ from edgeloop_cloud.gating import Gated, card, eval_items, gate_model
 from edgeloop_cloud.registry import Champion, Registry
 from edgeloop_cloud.runs import Run, RunLedger, make_run_id
 from edgeloop_cloud.samples import SampleOpener, SampleRef, decode_image, fetch_plaintext, find_samples
-from edgeloop_cloud.training import Example, default_preprocess, train
+from edgeloop_cloud.trainers.azureml import AzureMLPort
+from edgeloop_cloud.trainers.errors import TrainerFailed
+from edgeloop_cloud.trainers.factory import make_trainer, run_trainer
+from edgeloop_cloud.trainers.job import TrainingJob
+from edgeloop_cloud.trainers.samples import LabelledSample, labelled_sample
+from edgeloop_cloud.training import Example
 from edgeloop_cloud.trigger import TriggerDecision, TriggerFacts, evaluate_policy
 
 log = logging.getLogger(__name__)
@@ -50,6 +55,7 @@ class CloudServices:
     signing_key: bytes
     config: CloudConfig = field(default_factory=CloudConfig)
     clock: Clock = field(default_factory=SystemClock)
+    azureml: AzureMLPort | None = None  # the azureml trainer's port; the real client when None
 
     def close(self) -> None:
         for container in (self.data, self.models, self.runs):
@@ -207,8 +213,10 @@ def run_trigger_once(svc: CloudServices, *, force: bool = False) -> PassOutcome:
         return outcome
 
 
-def _load_examples(svc: CloudServices, inventory: Inventory) -> tuple[list[Example], list[dict[str, str]]]:
-    examples, skipped = [], []
+def _load_examples(
+    svc: CloudServices, inventory: Inventory
+) -> tuple[list[Example], list[dict[str, str]], list[LabelledSample]]:
+    examples, skipped, samples = [], [], []
     for sample_id, label in sorted(inventory.labelled.items()):
         ref = inventory.samples[sample_id]
         try:
@@ -221,7 +229,8 @@ def _load_examples(svc: CloudServices, inventory: Inventory) -> tuple[list[Examp
         examples.append(
             Example(image=image, label=label, sample_id=sample_id, blob=ref.blob_name, sha256=sha)
         )
-    return examples, skipped
+        samples.append(labelled_sample(ref, label, plaintext, sha))
+    return examples, skipped, samples
 
 
 def execute_run(
@@ -229,7 +238,7 @@ def execute_run(
 ) -> PassOutcome:
     """Train, publish, gate and maybe promote; every step lands in the run record."""
     cfg, name = svc.config, svc.config.model_name
-    examples, skipped = _load_examples(svc, inventory)
+    examples, skipped, samples = _load_examples(svc, inventory)
     audit_ids = inventory.audit_ids
     new_train = [e for e in examples if e.sample_id not in audit_ids]
     audit = [e for e in examples if e.sample_id in audit_ids]
@@ -254,17 +263,19 @@ def execute_run(
     ]
     log.info("run %s: training on %d base + %d new samples (%d audit samples evaluate, %d skipped)",
              run.run_id, len(base_examples), len(new_train), len(audit), len(skipped))  # fmt: skip
-    trained = train(
-        base=base_examples,
-        new=new_train,
-        preprocess=default_preprocess(),
-        params=cfg.training,
-        init=_champion_model(svc, champion),
-    )
+    trainer = make_trainer(cfg.trainer, base=base_examples, params=cfg.training, azureml=svc.azureml)
+    job = TrainingJob(model_name=name, run_id=run.run_id, seed=cfg.training.seed, samples=samples,
+                      examples=new_train, champion=_champion_model(svc, champion),
+                      champion_version=champion.version if champion else None)  # fmt: skip
+    try:
+        trained = run_trainer(trainer, job)
+    except TrainerFailed as exc:
+        return _trainer_failed(run, outcome, trainer.describe(), exc)
     version = svc.registry.claim_version(name)
     outcome.version = version
     model = trained.to_bytes(name=name, version=version)
-    run.update(phase="trained", version=version)
+    trainer_doc = {**trainer.describe(), "metrics": trained.metrics, "log_tail": trained.log_tail}
+    run.update(phase="trained", version=version, trainer=trainer_doc)
     gated = gate_model(model=model, items=eval_items(base, audit), champion=champion,
                        registry=svc.registry, config=cfg.gate, clock=svc.clock)  # fmt: skip
     gated.doc["run_id"] = run.run_id
@@ -294,6 +305,16 @@ def _champion_model(svc: CloudServices, champion: Champion | None) -> bytes | No
     except (CloudError, BlobStoreError) as exc:
         log.warning("champion %s unreadable, training from scratch: %s", champion.version, exc)
         return None
+
+
+def _trainer_failed(
+    run: Run, outcome: PassOutcome, trainer: dict[str, object], exc: TrainerFailed
+) -> PassOutcome:
+    """End the run ``failed`` with the trainer's reason and log tail; the champion stays."""
+    log.warning("run %s: trainer %s failed: %s", run.run_id, trainer, exc.reason)
+    outcome.status, outcome.reasons = "failed", [exc.reason]
+    run.finish("failed", error=exc.reason, trainer={**trainer, "log_tail": exc.log_tail})
+    return outcome
 
 
 def _wait(run: Run, outcome: PassOutcome, inventory: Inventory, reasons: list[str]) -> PassOutcome:
@@ -335,7 +356,7 @@ def gate_version(svc: CloudServices, version: str) -> PassOutcome:
         unknown_label_ids=inventory.unknown_label_ids,
         unlabelled=[],
     )
-    audit, skipped = _load_examples(svc, audit_only)
+    audit, skipped, _ = _load_examples(svc, audit_only)
     base = load_base_set(seed=svc.config.training.base_seed)
     gated: Gated = gate_model(model=model, items=eval_items(base, audit), champion=champion,
                               registry=registry, config=svc.config.gate, clock=svc.clock)  # fmt: skip

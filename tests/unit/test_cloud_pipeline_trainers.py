@@ -1,0 +1,99 @@
+"""A trigger pass with a trainer other than the built-in one: its candidate is gated like any other,
+and a failing trainer ends the run ``failed`` with its log tail while the champion stays."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from edgeloop_cloud.config import CloudConfig
+from edgeloop_cloud.gate import GateConfig
+from edgeloop_cloud.pipeline import CloudServices, run_trigger_once
+from edgeloop_cloud.trainers.command import CommandTrainerConfig
+from edgeloop_cloud.trigger import TriggerPolicy
+
+from edgeloop.blobstore import MemoryContainer
+from edgeloop.clock import FakeClock
+from edgeloop.demo.scenario import ScenarioConfig, build
+from tests.trainer_support import EXAMPLE_TRAINER
+from tests.unit.test_cloud_pipeline import KEY, XorOpener, _upload
+
+
+def _services(clock: FakeClock, command: list[str], **gate: float) -> CloudServices:
+    config = CloudConfig(
+        trigger=TriggerPolicy(min_new_labels=20, cooldown_minutes=0),
+        trainer=CommandTrainerConfig(kind="command", command=command, timeout_s=120),
+        gate=GateConfig(**{"floor": 0.0, "max_latency_ms": 1000.0, "min_audit_items": 5, **gate}),
+    )
+    return CloudServices(
+        data=MemoryContainer("data", clock=clock), models=MemoryContainer("models", clock=clock),
+        runs=MemoryContainer("runs", clock=clock), opener=XorOpener(), signing_key=KEY, config=config,
+        clock=clock,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[tuple[np.ndarray, str]]:
+    scenario = build(ScenarioConfig(seed=7))
+    return [(scenario.base.frames[i], str(int(scenario.base.labels[i]))) for i in range(160)]
+
+
+def _label_all(svc: CloudServices, frames: list[tuple[np.ndarray, str]], audit_every: int = 8) -> None:
+    rows = ["sample_id,label"]
+    for n, (frame, label) in enumerate(frames):
+        _upload(svc.data, f"s{n:03d}", frame, audit=n % audit_every == 0)
+        rows.append(f"s{n:03d},{label}")
+    svc.data.write("labels/batch-1.csv", "\n".join(rows).encode())
+
+
+def test_a_command_trainer_makes_the_candidate_of_a_pass(frames: list[tuple[np.ndarray, str]]) -> None:
+    # given: 160 labelled samples, 20 of them from the audit share
+    clock = FakeClock()
+    svc = _services(clock, [sys.executable, str(EXAMPLE_TRAINER / "train.py"), "{inputs}", "{outputs}"])
+    _label_all(svc, frames)
+    # when
+    outcome = run_trigger_once(svc)
+    # then
+    assert outcome.status == "promoted", outcome.as_dict()
+    card = svc.registry.card("digits", "v1")
+    manifest = card["training_manifest"]
+    assert manifest["trainer"]["kind"] == "command"
+    assert manifest["metrics"]["train_samples"] == 140  # audit samples evaluate, never train
+    assert manifest["metrics"]["audit_samples"] == 20
+    assert card["preprocess"]["layout"] == "flat"
+    record = svc.ledger.record(outcome.run_id or "")
+    assert record is not None
+    assert record["status"] == "promoted"
+    assert any("trained on 140 samples" in line for line in record["trainer"]["log_tail"])
+
+
+def test_a_crashing_trainer_fails_the_run_and_the_champion_stays(
+    tmp_path: Path, frames: list[tuple[np.ndarray, str]]
+) -> None:
+    # given: a champion, then a trainer that crashes
+    clock = FakeClock()
+    good = [sys.executable, str(EXAMPLE_TRAINER / "train.py"), "{inputs}", "{outputs}"]
+    svc = _services(clock, good)
+    _label_all(svc, frames[:80])
+    assert run_trigger_once(svc).status == "promoted"
+    script = tmp_path / "crash.py"
+    script.write_text("import sys\nprint('loading 80 samples')\nsys.exit('CUDA out of memory')\n")
+    svc.config = svc.config.model_copy(
+        update={"trainer": CommandTrainerConfig(kind="command", command=[sys.executable, str(script)])}
+    )
+    _label_all(svc, frames)
+    # when
+    outcome = run_trigger_once(svc)
+    # then
+    assert outcome.status == "failed"
+    assert outcome.reasons == ["the trainer exited with code 1"]
+    record = svc.ledger.record(outcome.run_id or "")
+    assert record is not None
+    assert (record["status"], record["error"]) == ("failed", "the trainer exited with code 1")
+    assert record["trainer"]["log_tail"] == ["loading 80 samples", "CUDA out of memory"]
+    champion = svc.registry.champion("digits")
+    assert champion is not None
+    assert champion.version == "v1"
+    assert svc.registry.versions("digits") == ["v1"]
