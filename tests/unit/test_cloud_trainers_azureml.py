@@ -18,7 +18,7 @@ from edgeloop_cloud.trainers.manifest import TrainerRequest, write_inputs
 from edgeloop.errors import ConfigError
 from tests.trainer_support import EXAMPLE_TRAINER, digit_samples, job
 
-pytest.importorskip("azure.ai.ml", reason="azure-ai-ml (the azureml extra: pip install "edgeloop[azureml]") builds the job specification")
+pytest.importorskip("azure.ai.ml", reason="azure-ai-ml (the azureml extra) builds the job specification")
 
 COMMAND = "python train.py ${{inputs.training}} ${{outputs.model}}"
 
