@@ -28,16 +28,9 @@ class ModuleClientSink:
         self._client = client
 
     def send(self, message: OutboundMessage) -> None:
-        from azure.iot.device import Message
+        from edgeloop.runtime.hub import sdk_message
 
-        msg = Message(
-            message.body,
-            message_id=message.message_id,
-            content_encoding=message.content_encoding,
-            content_type=message.content_type,
-        )
-        msg.custom_properties.update(message.properties)
-        self._client.send_message_to_output(msg, message.output)
+        self._client.send_message_to_output(sdk_message(message), message.output)
 
 
 class MemorySink:

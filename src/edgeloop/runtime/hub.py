@@ -21,6 +21,21 @@ from edgeloop.runtime.codec import InboundMessage, OutboundMessage
 log = logging.getLogger(__name__)
 
 
+def sdk_message(message: OutboundMessage) -> Any:
+    """The SDK's ``Message`` for an outbound message: body, id, content type and encoding (so that
+    routes can filter on ``$body``) and the application properties."""
+    from azure.iot.device import Message
+
+    msg = Message(
+        message.body,
+        message_id=message.message_id,
+        content_encoding=message.content_encoding,
+        content_type=message.content_type,
+    )
+    msg.custom_properties.update(message.properties)
+    return msg
+
+
 @dataclass(frozen=True)
 class MethodCall:
     """A direct method request; ``handle`` is the adapter's own request object."""
@@ -161,16 +176,7 @@ class SdkHubClient:
         self._call(self._client.patch_twin_reported_properties, patch)
 
     def send(self, message: OutboundMessage) -> None:
-        from azure.iot.device import Message
-
-        msg = Message(
-            message.body,
-            message_id=message.message_id,
-            content_encoding=message.content_encoding,
-            content_type=message.content_type,
-        )
-        msg.custom_properties.update(message.properties)
-        self._call(self._client.send_message_to_output, msg, message.output)
+        self._call(self._client.send_message_to_output, sdk_message(message), message.output)
 
     def respond(self, call: MethodCall, response: MethodResponse) -> None:
         from azure.iot.device import MethodResponse as SdkMethodResponse
