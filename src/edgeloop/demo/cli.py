@@ -85,7 +85,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--drift", choices=DRIFT_KINDS, default="mixed", help="kind of drift (default mixed)")
     parser.add_argument(
-        "--severity", choices=("mild", "medium", "severe"), default="medium", help="drift severity"
+        "--severity",
+        choices=("mild", "medium", "severe"),
+        default="severe",
+        help="drift severity (default severe: the initial model's augmentations absorb most milder drift)",
     )
     parser.add_argument("--fps", type=float, help="capture rate (default 15 with --quick, else 8)")
     parser.add_argument("--bind", default="127.0.0.1", help="loopback address of the dev hub")

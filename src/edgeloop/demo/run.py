@@ -47,7 +47,7 @@ class DemoOptions:
     quick: bool = False
     seed: int = 7
     drift: str = "mixed"
-    severity: str = "medium"
+    severity: str = "severe"
     budget: int | None = None
     fps: float | None = None
     bind: str = "127.0.0.1"
