@@ -57,11 +57,11 @@ class DemoOptions:
 
     @property
     def stream_size(self) -> int:
-        return 480 if self.quick else 800
+        return 800
 
     @property
     def frames_per_second(self) -> float:
-        return self.fps or (15.0 if self.quick else 8.0)
+        return self.fps or (20.0 if self.quick else 8.0)
 
     @property
     def upload_budget(self) -> int:
@@ -70,7 +70,7 @@ class DemoOptions:
 
     @property
     def deadline_s(self) -> float:
-        return self.timeout_s or (170.0 if self.quick else 600.0)
+        return self.timeout_s or (200.0 if self.quick else 600.0)
 
 
 def prepare_state_dir(state_dir: Path) -> None:
