@@ -217,6 +217,8 @@ def plot(runs: list[dict[str, Any]], policies: tuple[str, ...], path: Path) -> P
                 )
             ax.axhline(statistics.mean(r["before"] for r in group), color="grey", lw=0.8)
             ax.set_xscale("log")
+            ax.set_xticks([20, 80, 320, 800], ["20", "80", "320", "800"])
+            ax.minorticks_off()
             ax.set_title(f"{drift}, {severity}", fontsize=9)
             ax.tick_params(labelsize=7)
     axes[0][0].legend(fontsize=6)
