@@ -147,9 +147,11 @@ def test_filter_runs_with_the_deployment_manifest(
     # when: uncertain predictions (margin 0.1) arrive by the inferenceToFilter route
     assert hub.invoke("inference", "send", {"count": 8, "margin": 0.1})["status"] == 200
 
-    # then: the default policy's uncertainty strategy takes its per-minute budget of 5
+    # then: the default policy's uncertainty strategy takes its top share of the stream (5%:
+    # one of eight frames, within its per-minute limit of 5)
     stats = wait_for(lambda: (s := hub.invoke("filter", "getStats")["payload"]["module"])["seen"] == 8 and s)
-    assert stats["selected_by_strategy"]["uncertain"] == 5
+    assert stats["selected_by_strategy"]["uncertain"] == 1
+    assert reported["config"]["policy"]["strategies"][0]["rules"][0]["type"] == "top_share"
     assert reported.get("configError") is None
     assert isinstance(reported["configVersion"], int)  # the manifest's desired properties applied
     assert reported["config"]["policy"]["strategies"][1]["rules"] == [
