@@ -43,7 +43,7 @@ def test_deployment_default_is_the_recommended_policy() -> None:
     config = validate_config(FilterConfig, desired)
     # then
     rules = [rule.type for s in config.policy.strategies for rule in s.rules]
-    assert rules == ["margin", "random"]
+    assert rules == ["top_share", "random"]
     assert all(s.limits.per_hour for s in config.policy.strategies)
     assert config.policy.schedule.always_open
     assert config.policy.strategies == Policy.model_validate(DEFAULT_POLICY).strategies
