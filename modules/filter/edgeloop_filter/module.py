@@ -77,6 +77,7 @@ class FilterModule(EdgeModule[FilterConfig]):
         self._summary_seq = 0
         self._window_base: tuple[int, Counter[str], Counter[str]] = (0, Counter(), Counter())
         self._gate_state: dict[str, bool] = {}
+        self._report_lock = threading.Lock()
         self._transition_due = threading.Event()
         self.decided: RecentIds[str] = RecentIds(self.config.redelivery_memory)
         self._unsaved: list[InboundMessage] = []
@@ -256,14 +257,16 @@ class FilterModule(EdgeModule[FilterConfig]):
         return {"gates": engine.gates(now), "drift": engine.drift.psi(), "drifting": drifting}
 
     def _report_filter(self) -> None:
+        """Report the policy's gates and drift. Serialised: a report computed before a window
+        changed must not land after the one computed after it, or the stale one would stay."""
         if self.ctx is None:
             return
-        engine = self._engine()
-        status = self._status()
-        self.ctx.report(
-            {"filter": {"policyVersion": engine.policy.version, "policySource": self.policy_source, **status}}
-        )
-        self._gate_state = {name: gate["open"] for name, gate in status["gates"].items()}
+        with self._report_lock:
+            engine = self._engine()
+            status = self._status()
+            facts = {"policyVersion": engine.policy.version, "policySource": self.policy_source, **status}
+            self.ctx.report({"filter": facts})
+            self._gate_state = {name: gate["open"] for name, gate in status["gates"].items()}
 
     def _report_if_gates_changed(self) -> None:
         """The injected clock decides: a window that opened or closed (a wall-clock jump
