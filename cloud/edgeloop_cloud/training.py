@@ -161,7 +161,7 @@ def train(
         TrainingError: fewer than two classes, a label without examples, or a preprocess this
             trainer cannot train for.
     """
-    from edgeloop_cloud.cnn.export import read_weights, to_onnx
+    from edgeloop_cloud.cnn.export import to_onnx
     from edgeloop_cloud.cnn.fit import FitPlan, fit
     from edgeloop_cloud.cnn.net import NetShape
 
@@ -179,7 +179,7 @@ def train(
         widths=params.widths,
         embedding=params.embedding_size,
     )
-    start = _champion_weights(init, shape, names, read_weights) if params.continue_from_champion else None
+    start = _champion_weights(init, shape, names) if params.continue_from_champion else None
     plan = FitPlan(
         steps=params.finetune_steps if start else params.scratch_steps,
         batch_size=params.batch_size,
@@ -207,27 +207,20 @@ def train(
     return TrainedModel(model=model, labels=names, preprocess=preprocess, manifest=manifest)
 
 
-def _champion_weights(init: bytes | None, shape: Any, names: list[str], reader: Any) -> Any:
+def _champion_weights(init: bytes | None, shape: Any, names: list[str]) -> Any:
+    """The champion's weights to continue from, or None to train from scratch."""
+    from edgeloop_cloud.cnn.export import read_weights
+
     if init is None:
         return None
-    found = reader(init)
+    found = read_weights(init)
     if found is None:
         log.info("the champion was not made by this trainer; training from scratch")
         return None
-    champion_shape, weights = found
-    if champion_shape != shape or _labels_of(init) != names:
+    if found.shape != shape or found.labels != names:
         log.info("the champion's architecture or labels differ; training from scratch")
         return None
-    return weights
-
-
-def _labels_of(model: bytes) -> list[str] | None:
-    import onnx
-
-    from edgeloop.model_metadata import LABELS_KEY, parse_labels
-
-    props = {p.key: p.value for p in onnx.load_from_string(model).metadata_props}
-    return parse_labels(props[LABELS_KEY]) if LABELS_KEY in props else None
+    return found.weights
 
 
 def _manifest(

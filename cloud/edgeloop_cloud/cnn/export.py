@@ -11,6 +11,7 @@ champion's weights (``read_weights``) instead of starting from scratch.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -125,23 +126,39 @@ def read_shape(props: dict[str, str]) -> NetShape | None:
         return None
 
 
-def read_weights(model_bytes: bytes) -> tuple[NetShape, dict[str, torch.Tensor]] | None:
-    """The architecture and weights of a model this trainer exported, or None for any other model
-    (another architecture, another trainer, or bytes that are not ONNX)."""
+@dataclass(frozen=True)
+class ExportedWeights:
+    """What training continues from: a model this trainer exported, read back in one parse."""
+
+    shape: NetShape
+    weights: dict[str, torch.Tensor]
+    labels: list[str] | None
+
+
+def read_weights(model_bytes: bytes) -> ExportedWeights | None:
+    """The architecture, weights and label names of a model this trainer exported, or None for
+    any other model (another architecture, another trainer, or bytes that are not ONNX)."""
     import onnx
     from onnx import numpy_helper
+
+    from edgeloop.model_metadata import LABELS_KEY, ModelMetadataError, parse_labels
 
     try:
         model = onnx.load_from_string(model_bytes)
     except Exception:  # not ONNX: the caller trains from scratch
         return None
-    shape = read_shape({p.key: p.value for p in model.metadata_props})
+    props = {p.key: p.value for p in model.metadata_props}
+    shape = read_shape(props)
     if shape is None:
         return None
+    try:
+        labels = parse_labels(props[LABELS_KEY]) if LABELS_KEY in props else None
+    except ModelMetadataError:
+        labels = None
     weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in model.graph.initializer}
     expected = {
         k: v for k, v in SmallConvNet(shape).state_dict().items() if not k.endswith("num_batches_tracked")
     }
     if set(weights) != set(expected) or any(weights[k].shape != v.shape for k, v in expected.items()):
         return None
-    return shape, weights
+    return ExportedWeights(shape=shape, weights=weights, labels=labels)
