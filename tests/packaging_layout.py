@@ -39,11 +39,13 @@ def copy_layout(dest: Path) -> Path:
 
 
 def deployment_schema() -> Path | None:
-    """The official deployment manifest schema: $EDGELOOP_DEPLOYMENT_SCHEMA, or shared/schemas
-    beside the checkout (or beside its parent folder)."""
+    """The official deployment manifest schema: $EDGELOOP_DEPLOYMENT_SCHEMA, shared/schemas
+    beside the checkout (or beside its parent folder), or the copy the package ships."""
     candidates = [os.environ.get("EDGELOOP_DEPLOYMENT_SCHEMA", "")]
     for base in REPO_ROOT.parents[:2]:
         candidates.append(str(base / "shared" / "schemas" / DEPLOYMENT_SCHEMA_NAME))
+    # The copy the package ships for `edgeloop manifest check` (same file, with its licence note).
+    candidates.append(str(REPO_ROOT / "src" / "edgeloop" / "deploy_schemas" / DEPLOYMENT_SCHEMA_NAME))
     return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
 
 
