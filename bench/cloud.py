@@ -21,8 +21,7 @@ import numpy as np
 from edgeloop_cloud import features
 from edgeloop_cloud.gate import EvalItem, evaluate
 from edgeloop_cloud.training import Example, TrainingParams, default_preprocess, train
-
-from edgeloop.demo.scenario import Scenario, ScenarioConfig, build
+from edgeloop_demo.scenario import Scenario, ScenarioConfig, build
 
 BUDGET = 90
 ROUNDS = 3

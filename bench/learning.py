@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeloop_demo.scenario import DRIFT_KINDS, ScenarioConfig, build
+
 from bench.learning_cell import POLICIES, chunks, run_cell
-from edgeloop.demo.scenario import DRIFT_KINDS, ScenarioConfig, build
 
 ROOT = Path(__file__).resolve().parents[1]
 SEVERITIES = ("mild", "medium", "severe")

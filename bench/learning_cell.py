@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from edgeloop_demo.scenario import Scenario
 
 from bench.cloud import accuracy, embeddings_and_probabilities, test_items, train_model
-from edgeloop.demo.scenario import Scenario
 
 ROUNDS = 3
 CURVE = (20, 40, 80, 160, 320)

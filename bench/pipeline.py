@@ -93,7 +93,7 @@ def _children() -> dict[int, str]:
 # -- the frames ----------------------------------------------------------------------------
 def write_frames(folder: Path, count: int, seed: int) -> list[Path]:
     """The scenario's stream as PNG files, cycled to ``count`` frames."""
-    from edgeloop.demo.scenario import ScenarioConfig, build, frame_name
+    from edgeloop_demo.scenario import ScenarioConfig, build, frame_name
 
     scenario = build(ScenarioConfig(seed=seed, stream_size=800, clean_share=0.2))
     folder.mkdir(parents=True, exist_ok=True)
@@ -190,7 +190,7 @@ UPSTREAM_ROUTES = {
 
 def manifest(state: Path, fps: float, budget: int, envelope_pem: str, signing_pem: str, storage: str) -> Any:
     """The demo's manifest, with two routes that record predictions and selections upstream."""
-    from edgeloop.demo.run import DemoOptions, demo_manifest
+    from edgeloop_demo.run import DemoOptions, demo_manifest
 
     opts = DemoOptions(state_dir=state, repo_root=ROOT, fps=fps, budget=budget)
     doc = demo_manifest(
@@ -277,7 +277,8 @@ def prepare(state: Path, frames: int, seed: int, reuse: Path | None = None) -> A
     (copied from ``reuse``, an earlier state folder, when given)."""
     import shutil
 
-    from edgeloop.demo.assets import INITIAL_MODEL, ensure_dev_assets
+    from edgeloop_demo.assets import INITIAL_MODEL, ensure_dev_assets
+
     from edgeloop.devhub.paths import StatePaths
     from edgeloop.keys import ENVELOPE_PUBLIC, SIGNING_PUBLIC
 

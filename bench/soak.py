@@ -120,10 +120,11 @@ def run(minutes: float, interval_s: float, state_dir: Path, fps: float | None) -
             "modules/filter",
             "modules/uploader",
             "cloud",
+            "demo",
         )
     )
     if fps is None:  # spread the demo's finite stream over the whole run
-        from edgeloop.demo.run import DemoOptions
+        from edgeloop_demo.run import DemoOptions
 
         frames = DemoOptions(state_dir=state_dir, repo_root=ROOT).stream_size
         fps = round(max(0.2, frames / (minutes * 60)), 3)

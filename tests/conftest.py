@@ -16,6 +16,7 @@ SOURCE_DIRS = [
     REPO_ROOT / "modules" / "filter",
     REPO_ROOT / "modules" / "uploader",
     REPO_ROOT / "cloud",
+    REPO_ROOT / "demo",
 ]
 
 
@@ -36,3 +37,11 @@ def repo_root() -> Path:
 @pytest.fixture
 def python() -> str:
     return sys.executable
+
+
+@pytest.fixture(scope="session")
+def digits_base_dir() -> Path:
+    """The demo's digits base set written as a labelled dataset folder (``training.base_data``)."""
+    from tests.cloud_support import digits_base_folder
+
+    return digits_base_folder()

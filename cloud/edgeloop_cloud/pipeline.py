@@ -24,7 +24,7 @@ from typing import Any
 from edgeloop.blobstore import BlobContainer, BlobStoreError
 from edgeloop.clock import Clock, SystemClock
 from edgeloop_cloud import labels as labels_mod
-from edgeloop_cloud.basedata import load_base_set
+from edgeloop_cloud.basedata import BaseSet, load_base_data
 from edgeloop_cloud.config import CloudConfig
 from edgeloop_cloud.errors import CloudError, SampleError
 from edgeloop_cloud.field import field_accuracy
@@ -257,13 +257,15 @@ def execute_run(
             f"to judge a candidate against {champion.version}: waiting for more audit labels"
         )
         return _wait(run, outcome, inventory, [why])
-    base = load_base_set(seed=cfg.training.base_seed)
+    base = _base_set(svc)
+    run.update(base_data=base.description)
     base_examples = [
         Example(image=i, label=lbl) for i, lbl in zip(base.train_images, base.train_labels, strict=True)
     ]
     log.info("run %s: training on %d base + %d new samples (%d audit samples evaluate, %d skipped)",
              run.run_id, len(base_examples), len(new_train), len(audit), len(skipped))  # fmt: skip
-    trainer = make_trainer(cfg.trainer, base=base_examples, params=cfg.training, azureml=svc.azureml)
+    trainer = make_trainer(cfg.trainer, base=base_examples, params=cfg.training, azureml=svc.azureml,
+                           base_data=_base_reference(cfg))  # fmt: skip
     job = TrainingJob(model_name=name, run_id=run.run_id, seed=cfg.training.seed, samples=samples,
                       examples=new_train, champion=_champion_model(svc, champion),
                       champion_version=champion.version if champion else None)  # fmt: skip
@@ -294,6 +296,18 @@ def execute_run(
     consumed = [e.sample_id for e in examples] + [s["sample_id"] for s in skipped]
     run.finish(status, consumed=consumed, gate=outcome.gate, reasons=outcome.reasons)
     return outcome
+
+
+def _base_set(svc: CloudServices) -> BaseSet:
+    """The configured base data, loaded once for the run (training and gate use the same set)."""
+    cfg = svc.config
+    return load_base_data(cfg.training.base_data, data=svc.data, data_container=cfg.data_container)
+
+
+def _base_reference(cfg: CloudConfig) -> str | None:
+    """What trainers of other kinds get as base_data: the configured reference."""
+    base = cfg.training.base_data
+    return base.reference(container=cfg.data_container) if base else None
 
 
 def _champion_model(svc: CloudServices, champion: Champion | None) -> bytes | None:
@@ -357,11 +371,12 @@ def gate_version(svc: CloudServices, version: str) -> PassOutcome:
         unlabelled=[],
     )
     audit, skipped, _ = _load_examples(svc, audit_only)
-    base = load_base_set(seed=svc.config.training.base_seed)
+    base = _base_set(svc)
     gated: Gated = gate_model(model=model, items=eval_items(base, audit), champion=champion,
                               registry=registry, config=svc.config.gate, clock=svc.clock)  # fmt: skip
     status = _promote(svc, version, champion, gated.decision)
     gated.doc["eval_set"]["skipped"] = skipped
+    gated.doc["base_data"] = base.description
     registry.record_decision(name, version, {**gated.doc, "outcome": status})
     outcome.status, outcome.reasons = status, gated.decision.reasons
     outcome.counts = {"audit": len(audit), "skipped": len(skipped)}

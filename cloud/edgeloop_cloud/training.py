@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edgeloop.model_metadata import Preprocess, embed_metadata
 from edgeloop_cloud import features
+from edgeloop_cloud.basedata_config import BaseDataConfig
 from edgeloop_cloud.cnn.augment import Augmentation
 from edgeloop_cloud.errors import TrainingError
 
@@ -83,7 +84,14 @@ class TrainingParams(BaseModel):
     augmentation: Augmentation = Field(
         default_factory=Augmentation, description="Generic camera perturbations of training images."
     )
-    base_seed: int = Field(default=7, description="Seed of the digits scenario the base data comes from.")
+    base_data: BaseDataConfig | None = Field(
+        default=None,
+        description=(
+            "The labelled dataset every candidate trains on, with the gate's fixed hold-out inside it; "
+            "unset: the built-in trainer trains on the labelled samples alone and the gate judges on the "
+            "audit items alone. Trainers of other kinds get its reference as base_data."
+        ),
+    )
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "edgeloop.devhub.cli",
     "edgeloop.keycli",
     "edgeloop.deploy.cli",
-    "edgeloop.demo.cli",
+    "edgeloop_demo.cli",
     "edgeloop_cloud.cli",
     "edgeloop_filter.cli",
 )

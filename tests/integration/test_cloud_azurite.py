@@ -23,13 +23,13 @@ from edgeloop_cloud.pipeline import CloudServices, run_trigger_once
 from edgeloop_cloud.registry import Registry
 from edgeloop_cloud.rollout import desired_model
 from edgeloop_cloud.runs import RunLedger
+from edgeloop_demo.scenario import ScenarioConfig, build
 
 from edgeloop import envelope, signing
 from edgeloop.blobstore import AzureContainer
-from edgeloop.demo.scenario import ScenarioConfig, build
 from edgeloop.devtools.azurite import Azurite
 from edgeloop.keys import KeySet
-from tests.cloud_support import CLOUD_TEST_CONFIG, upload_sealed
+from tests.cloud_support import cloud_test_config, upload_sealed
 from tests.conftest import subprocess_env
 from tests.integration.azurite_fixtures import azurite  # noqa: F401
 
@@ -37,9 +37,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def env(azurite: Azurite, keys: KeySet, tmp_path: Path) -> dict[str, str]:  # noqa: F811
+def env(azurite: Azurite, keys: KeySet, tmp_path: Path, digits_base_dir: Path) -> dict[str, str]:  # noqa: F811
     config = tmp_path / "cloud.json"
-    config.write_text(json.dumps(CLOUD_TEST_CONFIG), encoding="utf-8")
+    config.write_text(json.dumps(cloud_test_config(digits_base_dir)), encoding="utf-8")
     return {
         "EDGELOOP_STORAGE_CONNECTION_STRING": azurite.connection_string,
         "EDGELOOP_SAMPLE_KEYS": str(keys.envelope_private),

@@ -14,12 +14,12 @@ from edgeloop_cloud.devhub_twins import DevHubTwinService
 from edgeloop_cloud.factory import services_from_env
 from edgeloop_cloud.pipeline import CloudServices, run_trigger_once
 from edgeloop_cloud.rollout import RolloutConfig, RolloutController, RolloutState, desired_model
+from edgeloop_demo.scenario import ScenarioConfig, build
 
 from edgeloop import envelope
-from edgeloop.demo.scenario import ScenarioConfig, build
 from edgeloop.devtools.azurite import Azurite
 from edgeloop.keys import KeySet
-from tests.cloud_support import CLOUD_TEST_CONFIG, upload_sealed
+from tests.cloud_support import cloud_test_config, upload_sealed
 from tests.integration.azurite_fixtures import azurite  # noqa: F401
 from tests.integration.conftest import HubFactory, ModuleFactory
 from tests.integration.modules.manifests import manifest
@@ -28,9 +28,14 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def svc(azurite: Azurite, keys: KeySet, tmp_path: Path) -> Iterator[CloudServices]:  # noqa: F811
+def svc(
+    azurite: Azurite,  # noqa: F811
+    keys: KeySet,
+    tmp_path: Path,
+    digits_base_dir: Path,
+) -> Iterator[CloudServices]:
     config = tmp_path / "cloud.json"
-    config.write_text(json.dumps(CLOUD_TEST_CONFIG), encoding="utf-8")
+    config.write_text(json.dumps(cloud_test_config(digits_base_dir)), encoding="utf-8")
     services = services_from_env(
         {
             "EDGELOOP_STORAGE_CONNECTION_STRING": azurite.connection_string,

@@ -15,11 +15,12 @@ from edgeloop_cloud.pipeline import CloudServices, gate_version, run_trigger_onc
 from edgeloop_cloud.samples import SampleRef
 from edgeloop_cloud.training import TrainingParams
 from edgeloop_cloud.trigger import TriggerPolicy
+from edgeloop_demo.scenario import ScenarioConfig, build
 
 from edgeloop import signing
 from edgeloop.blobstore import BlobContainer, MemoryContainer
 from edgeloop.clock import FakeClock
-from edgeloop.demo.scenario import ScenarioConfig, build
+from tests.cloud_support import base_data_config
 
 KEY = signing.generate_private_key()
 
@@ -69,7 +70,7 @@ def _write_labels(data: BlobContainer, blob: str, rows: list[tuple[str, str]]) -
 def _services(clock: FakeClock, **gate: float) -> CloudServices:
     config = CloudConfig(
         trigger=TriggerPolicy(min_new_labels=20, cooldown_minutes=0, retry_after_labels=5),
-        training=TrainingParams(scratch_steps=100, finetune_steps=40),
+        training=TrainingParams(scratch_steps=100, finetune_steps=40, base_data=base_data_config()),
         gate=GateConfig(**{"floor": 0.5, "max_latency_ms": 1000.0, "min_audit_items": 10, **gate}),
     )
     return CloudServices(

@@ -12,11 +12,13 @@ from edgeloop_cloud.config import CloudConfig
 from edgeloop_cloud.gate import GateConfig
 from edgeloop_cloud.pipeline import CloudServices, run_trigger_once
 from edgeloop_cloud.trainers.command import CommandTrainerConfig
+from edgeloop_cloud.training import TrainingParams
 from edgeloop_cloud.trigger import TriggerPolicy
+from edgeloop_demo.scenario import ScenarioConfig, build
 
 from edgeloop.blobstore import MemoryContainer
 from edgeloop.clock import FakeClock
-from edgeloop.demo.scenario import ScenarioConfig, build
+from tests.cloud_support import base_data_config
 from tests.trainer_support import EXAMPLE_TRAINER
 from tests.unit.test_cloud_pipeline import KEY, XorOpener, _upload
 
@@ -25,6 +27,7 @@ def _services(clock: FakeClock, command: list[str], **gate: float) -> CloudServi
     config = CloudConfig(
         trigger=TriggerPolicy(min_new_labels=20, cooldown_minutes=0),
         trainer=CommandTrainerConfig(kind="command", command=command, timeout_s=120),
+        training=TrainingParams(base_data=base_data_config()),
         gate=GateConfig(**{"floor": 0.0, "max_latency_ms": 1000.0, "min_audit_items": 5, **gate}),
     )
     return CloudServices(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from edgeloop_cloud.basedata import load_base_set
 from edgeloop_cloud.config import CloudConfig
 from edgeloop_cloud.trainers import TrainerFailed
 from edgeloop_cloud.trainers.builtin import BuiltinTrainerConfig
 from edgeloop_cloud.trainers.factory import make_trainer, run_trainer
 from edgeloop_cloud.trainers.job import TrainingJob
 from edgeloop_cloud.training import Example, TrainingParams, default_preprocess, train
+from edgeloop_demo.basedata import digits_base_set
 
 from tests.trainer_support import relabelled
 
@@ -17,7 +17,7 @@ FAST = TrainingParams(scratch_steps=20, finetune_steps=5, widths=(4, 8, 8), embe
 
 
 def _examples(limit: int) -> list[Example]:
-    base = load_base_set(limit=limit)
+    base = digits_base_set(limit=limit)
     return [Example(image=i, label=lbl) for i, lbl in zip(base.train_images, base.train_labels, strict=True)]
 
 

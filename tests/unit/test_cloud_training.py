@@ -12,11 +12,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 from edgeloop_cloud import features
-from edgeloop_cloud.basedata import load_base_set
 from edgeloop_cloud.cnn.export import EMBEDDING_KEY, read_weights
 from edgeloop_cloud.cnn.fit import draw_weights
 from edgeloop_cloud.errors import TrainingError
 from edgeloop_cloud.training import Example, TrainingParams, default_preprocess, label_order, train
+from edgeloop_demo.basedata import digits_base_set
 
 from edgeloop.model_metadata import LABELS_KEY, MODEL_VERSION_KEY, PREPROCESS_KEY, Preprocess
 
@@ -24,7 +24,7 @@ FAST = TrainingParams(scratch_steps=30, finetune_steps=10, widths=(4, 8, 8), emb
 
 
 def _base(limit: int = 200) -> list[Example]:
-    base = load_base_set(limit=limit)
+    base = digits_base_set(limit=limit)
     return [Example(image=i, label=lbl) for i, lbl in zip(base.train_images, base.train_labels, strict=True)]
 
 
@@ -71,7 +71,7 @@ def test_onnx_graph_computes_what_the_network_computes() -> None:
     from edgeloop_cloud.cnn.fit import FitPlan, fit
     from edgeloop_cloud.cnn.net import NetShape
 
-    base = load_base_set(limit=100)
+    base = digits_base_set(limit=100)
     x = features.batch(base.train_images, default_preprocess())
     y = np.asarray(base.train_labels, dtype=np.int64)
     plan = FitPlan(steps=20, batch_size=16, learning_rate=0.01, weight_decay=0.0, new_share=0.5,
@@ -96,7 +96,7 @@ def test_a_default_model_learns_the_clean_digits() -> None:
         base=_base(300), new=[], preprocess=default_preprocess(), params=TrainingParams(scratch_steps=200)
     )
     # then
-    base = load_base_set(limit=300)
+    base = digits_base_set(limit=300)
     session = ort.InferenceSession(model.to_bytes(), providers=["CPUExecutionProvider"])
     label = session.run(["label"], {"input": features.batch(base.holdout_images, default_preprocess())})[0]
     assert float((label == np.asarray(base.holdout_labels, dtype=np.int64)).mean()) > 0.85

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgeloop_demo.assets import INITIAL_MODEL, STREAM_FOLDER, ensure_dev_assets
+
 from edgeloop import signing
-from edgeloop.demo.assets import INITIAL_MODEL, STREAM_FOLDER, ensure_dev_assets
 
 
 def test_missing_assets_are_created_once_and_kept(tmp_path: Path) -> None:
@@ -30,7 +31,8 @@ def test_missing_assets_are_created_once_and_kept(tmp_path: Path) -> None:
 def test_only_the_repositorys_own_manifest_gets_demo_assets() -> None:
     import json
 
-    from edgeloop.demo.assets import uses_demo_assets
+    from edgeloop_demo.assets import uses_demo_assets
+
     from tests.conftest import REPO_ROOT
 
     own = json.loads((REPO_ROOT / "deployment.template.json").read_text())

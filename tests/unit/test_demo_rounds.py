@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from edgeloop_cloud.config import CloudConfig
-
-from edgeloop.demo.rounds import cloud_config, round_line
+from edgeloop_demo.rounds import cloud_config, round_line
 
 
 def test_the_demo_cloud_settings_are_a_valid_cloud_config() -> None:
-    config = CloudConfig.model_validate(cloud_config(budget=72, seed=3))
+    config = CloudConfig.model_validate(cloud_config(budget=72, base_data={"folder": "/state/base-data"}))
     assert config.trigger.min_new_labels == 18
-    assert config.training.base_seed == 3
+    assert config.training.base_data is not None
+    assert config.training.base_data.folder == "/state/base-data"
     assert config.gate.min_audit_items == 15
 
 

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edgeloop_demo.scenario import ScenarioConfig, build, frame_name, write_stream_folder
 from sklearn.neural_network import MLPClassifier
-
-from edgeloop.demo.scenario import ScenarioConfig, build, frame_name, write_stream_folder
 
 SMALL = ScenarioConfig(base_size=300, stream_size=200, test_size=200, seed=3)
 

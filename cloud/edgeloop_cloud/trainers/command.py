@@ -47,7 +47,9 @@ class CommandTrainerConfig(BaseModel):
         default=3600.0, gt=0, le=7 * 86400, description="Seconds the command may run before it is stopped."
     )
     base_data: str | None = Field(
-        default=None, description="Base data reference handed to the trainer as is (a folder, a URL...)."
+        default=None,
+        description="Base data reference handed to the trainer as is (a folder, a URL...); "
+        "unset: the reference of training.base_data.",
     )
     log_lines: int = Field(
         default=DEFAULT_LINES, ge=10, le=10_000, description="Last output lines kept in the run record."

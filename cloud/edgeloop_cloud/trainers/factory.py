@@ -11,7 +11,7 @@ from edgeloop_cloud.trainers.candidate import Candidate
 from edgeloop_cloud.trainers.command import CommandTrainer, CommandTrainerConfig
 from edgeloop_cloud.trainers.config import TrainerConfig
 from edgeloop_cloud.trainers.errors import TrainerFailed
-from edgeloop_cloud.trainers.folder import FolderTrainer, champion_info
+from edgeloop_cloud.trainers.folder import FolderTrainer, Launcher, champion_info
 from edgeloop_cloud.trainers.job import TrainingJob
 from edgeloop_cloud.trainers.output import label_problem
 from edgeloop_cloud.trainers.python_entry import PythonTrainer, PythonTrainerConfig
@@ -32,19 +32,25 @@ def make_trainer(
     base: Sequence[Example] = (),
     params: TrainingParams | None = None,
     azureml: AzureMLPort | None = None,
+    base_data: str | None = None,
 ) -> Trainer:
     """The trainer for ``config``; ``base`` and ``params`` feed the built-in one, ``azureml`` (a port
-    to Azure ML) replaces the real client of the ``azureml`` kind."""
+    to Azure ML) replaces the real client of the ``azureml`` kind. ``base_data`` is the reference of
+    ``training.base_data``: command and python trainers get it in their manifest unless their own
+    ``base_data`` names the same data where they run; an ``azureml`` job sees only its own
+    ``base_data`` (an Azure ML path or asset)."""
     if isinstance(config, BuiltinTrainerConfig):
         return BuiltinTrainer(base=base, params=params or TrainingParams())
     if isinstance(config, CommandTrainerConfig):
-        return FolderTrainer(CommandTrainer(config), base_data=config.base_data, log_lines=config.log_lines)
-    if isinstance(config, PythonTrainerConfig):
-        return FolderTrainer(PythonTrainer(config), base_data=config.base_data, log_lines=config.log_lines)
-    if isinstance(config, AzureMLTrainerConfig):
-        launcher = AzureMLTrainer(config, azureml)
-        return FolderTrainer(launcher, base_data=config.base_data, log_lines=config.log_lines)
-    raise TypeError(f"unknown trainer config {type(config).__name__}")
+        launcher: Launcher = CommandTrainer(config)
+    elif isinstance(config, PythonTrainerConfig):
+        launcher = PythonTrainer(config)
+    elif isinstance(config, AzureMLTrainerConfig):
+        aml = AzureMLTrainer(config, azureml)
+        return FolderTrainer(aml, base_data=config.base_data, log_lines=config.log_lines)
+    else:
+        raise TypeError(f"unknown trainer config {type(config).__name__}")
+    return FolderTrainer(launcher, base_data=config.base_data or base_data, log_lines=config.log_lines)
 
 
 def run_trainer(trainer: Trainer, job: TrainingJob) -> Candidate:

@@ -85,7 +85,7 @@ def _run_up(args: argparse.Namespace) -> int:
         manifest = load_manifest(path)
         settings = _settings(args)
         if args.manifest is None and not args.no_demo_assets:
-            from edgeloop.demo.assets import ensure_dev_assets, uses_demo_assets
+            from edgeloop_demo.assets import ensure_dev_assets, uses_demo_assets
 
             if uses_demo_assets(json.loads(path.read_text(encoding="utf-8"))):
                 os.environ.update(ensure_dev_assets(settings.state_dir))

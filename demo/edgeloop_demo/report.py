@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeloop.demo.rounds import round_line
-from edgeloop.demo.scenario import Scenario, Split
+from edgeloop_demo.rounds import round_line
+from edgeloop_demo.scenario import Scenario, Split
 
 
 def _items(split: Split, names: list[str], mask: np.ndarray | None = None) -> list[Any]:

@@ -8,8 +8,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from edgeloop.demo.scenario import DRIFT_KINDS
 from edgeloop.errors import EdgeLoopError
+from edgeloop_demo.scenario import DRIFT_KINDS
 
 
 def _repo_root() -> Path:
@@ -23,8 +23,8 @@ def _repo_root() -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edgeloop.demo.report import write_plot
-    from edgeloop.demo.run import DemoOptions, DemoRun, prepare_state_dir
+    from edgeloop_demo.report import write_plot
+    from edgeloop_demo.run import DemoOptions, DemoRun, prepare_state_dir
 
     state_dir = Path(args.state_dir)
     try:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from edgeloop.demo.scenario import ScenarioConfig, build, write_stream_folder
+from edgeloop_demo.scenario import ScenarioConfig, build, write_stream_folder
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +64,16 @@ def ensure_dev_assets(
 
 
 def _initial_model(path: Path, signing_key_file: Path, seed: int) -> None:
-    from edgeloop_cloud.basedata import load_base_set
     from edgeloop_cloud.training import Example, TrainingParams, default_preprocess, train
 
     from edgeloop import signing
+    from edgeloop_demo.basedata import digits_base_set
 
-    base = load_base_set(seed=seed)
+    base = digits_base_set(seed=seed)
     examples = [
         Example(image=i, label=lbl) for i, lbl in zip(base.train_images, base.train_labels, strict=True)
     ]
-    trained = train(
-        base=examples, new=[], preprocess=default_preprocess(), params=TrainingParams(base_seed=seed)
-    )
+    trained = train(base=examples, new=[], preprocess=default_preprocess(), params=TrainingParams())
     data = trained.to_bytes(name="digits", version="v0")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)

@@ -23,11 +23,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from edgeloop.demo.display import Display, Progress
-from edgeloop.demo.labeller import Labeller
-from edgeloop.demo.rounds import AUDIT_SHARE, MODEL_NAME, CloudRounds, cloud_config
-from edgeloop.demo.scenario import Scenario, ScenarioConfig, build, write_stream_folder
 from edgeloop.errors import EdgeLoopError
+from edgeloop_demo.basedata import BASE_FOLDER, base_data_setting, write_base_folder
+from edgeloop_demo.display import Display, Progress
+from edgeloop_demo.labeller import Labeller
+from edgeloop_demo.rounds import AUDIT_SHARE, MODEL_NAME, CloudRounds, cloud_config
+from edgeloop_demo.scenario import Scenario, ScenarioConfig, build, write_stream_folder
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +207,9 @@ class DemoRun:
         from edgeloop import signing
         from edgeloop.blobstore import AzureContainer
 
-        config = CloudConfig.model_validate(cloud_config(budget=self.opts.upload_budget, seed=self.opts.seed))
+        base = write_base_folder(self.opts.state_dir / BASE_FOLDER, seed=self.opts.seed)
+        settings = cloud_config(budget=self.opts.upload_budget, base_data=base_data_setting(base))
+        config = CloudConfig.model_validate(settings)
         return CloudServices(
             data=AzureContainer.from_connection_string(connection_string, config.data_container),
             models=AzureContainer.from_connection_string(connection_string, config.models_container),
@@ -371,7 +374,7 @@ class DemoRun:
 
     # -- the report ----------------------------------------------------------------------
     def _report(self, cloud: CloudRounds, scenario: Scenario, initial: Any, final: Any) -> dict[str, Any]:
-        from edgeloop.demo.report import accuracy_table, decrypt_check, evaluate_models
+        from edgeloop_demo.report import accuracy_table, decrypt_check, evaluate_models
 
         svc = cloud.svc
         models = evaluate_models(svc, scenario, {"initial": initial.version, "final": final.version})

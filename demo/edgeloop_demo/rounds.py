@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeloop.demo.labeller import Labeller
+from edgeloop_demo.labeller import Labeller
 
 MODEL_NAME = "digits"
 #: Share of the stream the filter sends at random for evaluation only (the audit share). The
@@ -22,8 +22,9 @@ AUDIT_SHARE = 0.2
 ROUNDS = 3
 
 
-def cloud_config(*, budget: int, seed: int) -> dict[str, Any]:
-    """The demo's ``CloudConfig`` settings: rounds as labels arrive, a gate fed by the audit share."""
+def cloud_config(*, budget: int, base_data: dict[str, Any]) -> dict[str, Any]:
+    """The demo's ``CloudConfig`` settings: rounds as labels arrive, a gate fed by the audit share,
+    ``base_data`` (the ``training.base_data`` setting) naming the digits base set."""
     return {
         "model_name": MODEL_NAME,
         "trigger": {
@@ -31,7 +32,7 @@ def cloud_config(*, budget: int, seed: int) -> dict[str, Any]:
             "cooldown_minutes": 0,
             "retry_after_labels": 6,
         },
-        "training": {"base_seed": seed},
+        "training": {"base_data": base_data},
         # A quick run's audit share holds under a hundred items: the gate judges at 90% one-sided
         # confidence (a real deployment keeps the default 95% and waits for more audit labels).
         "gate": {"min_audit_items": 15, "confidence": 0.9},
