@@ -22,7 +22,8 @@ REGISTRY = "edgeloop.azurecr.io"
 
 def copy_layout(dest: Path) -> Path:
     """Templates, .env.template and each module's module.json, requirements and Dockerfiles
-    in ``dest``, with stand-ins for the shared package and the module packages."""
+    in ``dest``, with the shared package (the Dockerfiles copy parts of it) and stand-ins for
+    the module packages."""
     for name in ("deployment.template.json", "deployment.debug.template.json", ".env.template"):
         shutil.copy(REPO_ROOT / name, dest / name)
     for module in MODULES:
@@ -33,8 +34,8 @@ def copy_layout(dest: Path) -> Path:
             shutil.copy(file, target / file.name)
         (target / f"edgeloop_{module}").mkdir()
         (target / f"edgeloop_{module}" / "__main__.py").write_text("")
-    (dest / "src" / "edgeloop").mkdir(parents=True)
-    (dest / "src" / "edgeloop" / "__init__.py").write_text("")
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(REPO_ROOT / "src" / "edgeloop", dest / "src" / "edgeloop", ignore=ignore)
     return dest
 
 

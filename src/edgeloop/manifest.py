@@ -267,7 +267,8 @@ def check_module_spec(spec: ModuleSpec) -> list[Problem]:
 
 
 def _missing_copy_sources(dockerfile: Path, context: Path) -> Iterator[str]:
-    for match in _COPY.finditer(dockerfile.read_text(encoding="utf-8")):
+    text = dockerfile.read_text(encoding="utf-8").replace("\\\n", " ")  # join continued lines
+    for match in _COPY.finditer(text):
         words = match.group("args").split()
         if any(word.startswith("--from") for word in words):
             continue  # copies from another build stage, not from the context

@@ -267,10 +267,14 @@ def test_generated_manifest_faults_are_found(
         (lambda m: m.unlink(), "Dockerfile"),
         (
             lambda m: m.write_text(m.read_text().replace("COPY src/edgeloop", "COPY src/shared")),
-            "COPY source 'src/shared'",
+            "COPY source 'src/shared/__init__.py'",
+        ),
+        (
+            lambda m: m.write_text(m.read_text().replace("src/edgeloop/recent.py", "src/edgeloop/gone.py")),
+            "COPY source 'src/edgeloop/gone.py'",
         ),
     ],
-    ids=["missing Dockerfile", "COPY source outside the context"],
+    ids=["missing Dockerfile", "COPY source outside the context", "missing source on a continued line"],
 )
 def test_dockerfile_faults_are_found(layout: Path, change: Callable[[Path], None], expected: str) -> None:
     # given
