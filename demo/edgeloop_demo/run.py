@@ -1,11 +1,11 @@
 """``edgeloop demo``: the whole loop on one machine.
 
-Sets up what is missing (keys, the scenario's frames, Azurite, an initial model trained on the
-clean base data and registered as champion), runs the dev hub with the repository's manifest
-and the four modules as processes, and plays the cloud: it labels uploaded samples from the
-scenario's ground truth, runs the retrain trigger, training and gate, and rolls promoted models
-out to the inference module through its twin. At the end it scores the initial and final
-models on the drifted stream and writes a JSON report and a PNG plot.
+Sets up what is missing (keys, the scenario's frames, its base data folder, Azurite, an initial
+model trained on the clean base data and registered as champion), runs the dev hub with the
+repository's manifest and the four modules as processes, and plays the cloud: it labels
+uploaded samples from the scenario's ground truth, runs the retrain trigger, training and gate,
+and rolls promoted models out to the inference module through its twin. At the end it scores
+the initial and final models on the drifted stream and writes a JSON report and a PNG plot.
 """
 
 from __future__ import annotations
