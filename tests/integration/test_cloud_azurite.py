@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edgeloop_cloud.basedata import load_base_data
+from edgeloop_cloud.basedata_config import BaseDataConfig
 from edgeloop_cloud.factory import services_from_env
 from edgeloop_cloud.pipeline import CloudServices, run_trigger_once
 from edgeloop_cloud.registry import Registry
@@ -29,7 +31,7 @@ from edgeloop import envelope, signing
 from edgeloop.blobstore import AzureContainer
 from edgeloop.devtools.azurite import Azurite
 from edgeloop.keys import KeySet
-from tests.cloud_support import cloud_test_config, upload_sealed
+from tests.cloud_support import cloud_test_config, digits_base_folder, upload_sealed
 from tests.conftest import subprocess_env
 from tests.integration.azurite_fixtures import azurite  # noqa: F401
 
@@ -204,3 +206,32 @@ def test_run_lease_on_blob_storage_admits_one_instance(
     run.finish("rejected", consumed=["a"])
     assert second.claim("run-x", {}) is None
     assert second.state().consumed == {"a"}
+
+
+def test_base_data_under_a_blob_prefix_reads_as_the_same_folder(svc: CloudServices, tmp_path: Path) -> None:
+    # given: part of the demo's base folder (labels.csv and its images) under a prefix, and a
+    # neighbouring prefix that must not be read
+    source = digits_base_folder()
+    rows = (source / "labels.csv").read_text().splitlines()
+    kept = [rows[0], *rows[1:31], *[r for r in rows if r.endswith(",1")][:10]]
+    local = tmp_path / "base"
+    (local / "train").mkdir(parents=True)
+    (local / "holdout").mkdir()
+    (local / "labels.csv").write_text("\n".join(kept) + "\n")
+    svc.data.write("base/digits/labels.csv", (local / "labels.csv").read_bytes())
+    for row in kept[1:]:
+        name = row.split(",")[0]
+        (local / name).write_bytes((source / name).read_bytes())
+        svc.data.write(f"base/digits/{name}", (source / name).read_bytes())
+    svc.data.write("base/digits-old/labels.csv", b"file,label\n")
+    # when
+    from_blobs = load_base_data(
+        BaseDataConfig(blob_prefix="base/digits"), data=svc.data, data_container="data"
+    )
+    from_folder = load_base_data(BaseDataConfig(folder=str(local)))
+    # then
+    assert (len(from_blobs.train_labels), len(from_blobs.holdout_labels)) == (30, 10)
+    assert from_blobs.train_labels == from_folder.train_labels
+    assert from_blobs.holdout_labels == from_folder.holdout_labels
+    assert from_blobs.description["sha256"] == from_folder.description["sha256"]
+    assert from_blobs.description["source"] == "blob:data/base/digits"
