@@ -213,7 +213,10 @@ def test_base_data_under_a_blob_prefix_reads_as_the_same_folder(svc: CloudServic
     # neighbouring prefix that must not be read
     source = digits_base_folder()
     rows = (source / "labels.csv").read_text().splitlines()
-    kept = [rows[0], *rows[1:31], *[r for r in rows if r.endswith(",1")][:10]]
+    train = rows[1:31]
+    labels = {r.split(",")[1] for r in train}
+    held = [r for r in rows if r.endswith(",1") and r.split(",")[1] in labels][:10]
+    kept = [rows[0], *train, *held]
     local = tmp_path / "base"
     (local / "train").mkdir(parents=True)
     (local / "holdout").mkdir()
