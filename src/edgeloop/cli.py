@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from collections.abc import Callable, Sequence
 
@@ -25,6 +26,9 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "edgeloop_cloud.cli",
     "edgeloop_filter.cli",
 )
+#: Groups of packages an install may leave out (the demo is a user of the product, not part of
+#: it): without the package the command is simply not offered.
+OPTIONAL_GROUPS: frozenset[str] = frozenset({"edgeloop_demo.cli"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgeloop {edgeloop.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_GROUPS:
+        if name in OPTIONAL_GROUPS and importlib.util.find_spec(name.partition(".")[0]) is None:
+            continue
         importlib.import_module(name).register(subparsers)
     return parser
 
