@@ -8,6 +8,7 @@ edgeloop cloud label import FILE [--format labelstudio|csv] [--classes a,b,c]
 from __future__ import annotations
 
 import argparse
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,6 @@ def _export(args: argparse.Namespace, services: Any) -> int:
         if args.images_dir:
             sink = FolderImages(args.images_dir, document_root=args.document_root)
         else:
-            import os
-
             conn = os.environ.get("EDGELOOP_STORAGE_CONNECTION_STRING", "")
             sink = ContainerImages(
                 AzureContainer.from_connection_string(conn, args.images_container),
