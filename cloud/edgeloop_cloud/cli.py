@@ -7,6 +7,8 @@
     edgeloop cloud rollout --staged                           canary then fleet, with rollback
     edgeloop cloud rollout --deployment-dir DIR               layered deployment files for az
     edgeloop cloud rollout --dev-hub                          the local dev hub's inference module
+    edgeloop cloud label export --out DIR --images-dir DIR    the labelling queue as Label Studio tasks
+    edgeloop cloud label import FILE                          Label Studio's export (or CSV) into labels/
 
 Settings and secrets come from the environment (see ``edgeloop_cloud.factory``); each command
 logs its progress on stderr (a live line while long work runs; the storage SDK's HTTP logs only
@@ -77,6 +79,10 @@ def register(subparsers: Any) -> None:
     )
     rollout.add_argument("--wait", type=float, default=0.0, help="seconds to wait for devices to report")
     rollout.set_defaults(func=_traced(_rollout))
+
+    from edgeloop_cloud.labelling import cli as label_cli
+
+    label_cli.register(sub, services=_services, traced=_traced)
     _finish(
         sub,
         {
