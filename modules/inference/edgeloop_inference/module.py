@@ -1,8 +1,10 @@
 """The inference module: frames in, predictions out, models swapped in from the twin.
 
 ``handle_input`` queues each frame for the micro-batcher; the batcher's worker decodes the
-batch, runs the current model once, and sends one prediction per frame (``status: error`` with
-the reason for a frame it could not score). Model loads run on the manager's loader thread.
+batch, runs the current model once, and makes one prediction per frame (``status: error`` with
+the reason for a frame it could not score). The output thread sends the predictions of the
+runs ready at once as one ``edgeloop.predictions/1`` message (split only where the hub's size
+limit requires). Model loads run on the manager's loader thread.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import numpy as np
 
 from edgeloop import signing
 from edgeloop.clock import Clock, SystemClock
-from edgeloop.contracts import Contract, FrameRef, Prediction
-from edgeloop.errors import ConfigError, HubConnectionError, MethodError
+from edgeloop.contracts import Contract, FrameRef, Prediction, PredictionBatch
+from edgeloop.errors import ConfigError, HubConnectionError, MessageTooLargeError, MethodError
 from edgeloop.runtime import EdgeModule, InboundMessage, MethodRegistry, ModuleContext
 from edgeloop_inference import observe, scoring
 from edgeloop_inference.batcher import MicroBatcher
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 
 OUTPUT = "predictions"
 INPUT = "frames"
+#: Most predictions in one message; fewer where the hub's message size limit requires.
+PREDICTIONS_PER_MESSAGE = 256
 #: How often the reported ``model`` section (with latency percentiles) is refreshed.
 REPORT_EVERY_S = 30.0
 #: Settings whose change means the serving model must be loaded again.
@@ -375,7 +379,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
                 to_hub.append(prediction)
         if to_hub and self._ctx is not None:
             try:
-                self._ctx.send(OUTPUT, to_hub)
+                self._send(to_hub)
                 self._count("predictions_out", len(to_hub))
             except HubConnectionError:
                 # Not acknowledged: the hub delivers these frames again after reconnecting.
@@ -388,6 +392,24 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         for job, _prediction in results:
             if job.origin is not None:
                 job.origin.done()
+
+    def _send(self, predictions: list[Prediction]) -> None:
+        """As few ``edgeloop.predictions/1`` messages as the size limit allows."""
+        for start in range(0, len(predictions), PREDICTIONS_PER_MESSAGE):
+            self._send_batch(predictions[start : start + PREDICTIONS_PER_MESSAGE])
+
+    def _send_batch(self, predictions: list[Prediction]) -> None:
+        assert self._ctx is not None
+        try:
+            self._ctx.send(OUTPUT, [PredictionBatch.of(predictions)], max_batch=1)
+        except MessageTooLargeError:
+            if len(predictions) == 1:
+                raise
+            half = len(predictions) // 2
+            self._send_batch(predictions[:half])
+            self._send_batch(predictions[half:])
+        else:
+            self._count("messages_out")
 
     def score_now(
         self, *, data: bytes | None = None, vector: list[float] | None = None
