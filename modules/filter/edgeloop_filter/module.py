@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgeloop.contracts import Contract, Prediction, SelectedSample, Summary
+from edgeloop.contracts import Contract, Prediction, Summary
 from edgeloop.recent import RecentIds
 from edgeloop.runtime import EdgeModule, InboundMessage, MethodRegistry, ModuleContext, NoPayload
 from edgeloop_filter import observe
@@ -174,30 +175,22 @@ class FilterModule(EdgeModule[FilterConfig]):
         self._save()
 
     def handle_input(self, input_name: str, items: list[Contract], message: InboundMessage) -> None:
+        """Decide the message's predictions with one engine call, send the selected ones in one
+        message; the message is acknowledged once the state holding the decisions is saved."""
         ctx, engine = self._ctx(), self._engine()
-        selected: list[SelectedSample] = []
-        for item in items:
-            if not isinstance(item, Prediction):
-                self.counters["wrong_schema"] += 1
-                log.warning("input %s: expected predictions, got %s", input_name, item.SCHEMA)
-                continue
-            if item.sample_id in self.decided:
-                self.counters["redelivered"] += 1
-                log.debug("prediction for %s delivered again; already decided", item.sample_id)
-                continue
-            self.decided.add(item.sample_id)
+        fresh = self._fresh(input_name, items)
+        if fresh:
             now, mono = ctx.clock.now(), ctx.clock.monotonic()
+            start_ns = time.time_ns()
+            decisions = engine.decide_batch(fresh, now, mono)
+            selected = observe.record_batch(fresh, decisions, now, start_ns=start_ns, end_ns=time.time_ns())
             if self.history.maxlen:
-                self.history.append((now, mono, item))
-            with observe.select_span(item) as stage:
-                decision = engine.decide(item, now, mono)
-                chosen = observe.record(stage, item, decision, now)
-            if chosen is not None:
-                selected.append(chosen)
-            elif decision.dropped in ("error_status", "missing_fields"):
-                log.info("dropped %s: %s (%s)", item.sample_id, decision.dropped, decision.detail)
-        if selected:
-            ctx.send(SELECTED, selected)
+                self.history.extend((now, mono, item) for item in fresh)
+            for item, decision in zip(fresh, decisions, strict=True):
+                if decision.dropped in ("error_status", "missing_fields"):
+                    log.info("dropped %s: %s (%s)", item.sample_id, decision.dropped, decision.detail)
+            if selected:
+                ctx.send(SELECTED, selected)
         self._unsaved.append(message)
         self._dirty = True
         mono = ctx.clock.monotonic()
@@ -206,6 +199,23 @@ class FilterModule(EdgeModule[FilterConfig]):
             or mono - self._last_save >= self.config.state_save_interval_s
         ):
             self._save()
+
+    def _fresh(self, input_name: str, items: list[Contract]) -> list[Prediction]:
+        """The predictions not decided before (a redelivered one is counted and left out)."""
+        fresh: list[Prediction] = []
+        decided = self.decided
+        for item in items:
+            if not isinstance(item, Prediction):
+                self.counters["wrong_schema"] += 1
+                log.warning("input %s: expected predictions, got %s", input_name, item.SCHEMA)
+                continue
+            if item.sample_id in decided:
+                self.counters["redelivered"] += 1
+                log.debug("prediction for %s delivered again; already decided", item.sample_id)
+                continue
+            decided.add(item.sample_id)
+            fresh.append(item)
+        return fresh
 
     def tick(self) -> None:
         ctx = self._ctx()
