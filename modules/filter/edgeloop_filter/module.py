@@ -1,8 +1,12 @@
 """The filter as an EdgeModule: predictions in, ``selected`` and ``summaries`` out.
 
 Decisions count once they are saved: an input message is acknowledged to the hub only after
-the state holding its decisions (budgets, totals, the ids decided) is written, at most
-``state_save_interval_s`` seconds or ``UNSAVED_MESSAGES_MAX`` messages later. A filter killed
+the samples it selected are sent on ``selected`` and the state holding its decisions (budgets,
+totals, the ids decided) is written, at most ``state_save_interval_s`` seconds or
+``UNSAVED_MESSAGES_MAX`` messages later. Selections are sent once no further input waits (at
+once when the input is slow; several input messages' together, in one message, when it is
+fast) and always before the save; when the hub refuses them, nothing is saved or acknowledged
+and the next save tries again. A filter killed
 before that gets the messages again and decides them again against the saved state; a
 prediction for a sample id decided recently (delivered again after the save, or scored twice
 by an inference module that was restarted) is counted as ``redelivered`` and not decided again.
@@ -23,7 +27,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgeloop.contracts import Contract, Prediction, Summary
+from edgeloop.contracts import Contract, Prediction, SelectedSample, Summary
+from edgeloop.errors import HubError, MessageTooLargeError
 from edgeloop.recent import RecentIds
 from edgeloop.runtime import EdgeModule, InboundMessage, MethodRegistry, ModuleContext, NoPayload
 from edgeloop_filter import observe
@@ -82,6 +87,7 @@ class FilterModule(EdgeModule[FilterConfig]):
         self._transition_due = threading.Event()
         self.decided: RecentIds[str] = RecentIds(self.config.redelivery_memory)
         self._unsaved: list[InboundMessage] = []
+        self._unsent: list[SelectedSample] = []
         self._saved_totals = _Totals()
 
     # -- configuration -------------------------------------------------------------------
@@ -189,8 +195,7 @@ class FilterModule(EdgeModule[FilterConfig]):
             for item, decision in zip(fresh, decisions, strict=True):
                 if decision.dropped in ("error_status", "missing_fields"):
                     log.info("dropped %s: %s (%s)", item.sample_id, decision.dropped, decision.detail)
-            if selected:
-                ctx.send(SELECTED, selected)
+            self._unsent.extend(selected)
         self._unsaved.append(message)
         self._dirty = True
         mono = ctx.clock.monotonic()
@@ -199,6 +204,8 @@ class FilterModule(EdgeModule[FilterConfig]):
             or mono - self._last_save >= self.config.state_save_interval_s
         ):
             self._save()
+        elif not ctx.inputs_waiting:
+            self._send_selected()
 
     def _fresh(self, input_name: str, items: list[Contract]) -> list[Prediction]:
         """The predictions not decided before (a redelivered one is counted and left out)."""
@@ -302,9 +309,13 @@ class FilterModule(EdgeModule[FilterConfig]):
         self._transition_due.set()
 
     def _save(self) -> None:
-        """Save the state, then acknowledge the inputs decided since the last save. When the
-        state cannot be written they are acknowledged all the same: holding them would stop the
-        input, and their decisions are made and sent."""
+        """Send the samples selected since the last save, save the state, then acknowledge the
+        inputs decided since the last save. When the hub refuses the selections, nothing is
+        saved or acknowledged (a restart decides those inputs again). When the state cannot be
+        written the inputs are acknowledged all the same: holding them would stop the input,
+        and their decisions are made and sent."""
+        if not self._send_selected():
+            return
         engine = self._engine()
         doc = {**engine.snapshot(), "totals": self._totals().as_json(), "decided": self.decided.snapshot()}
         try:
@@ -317,6 +328,31 @@ class FilterModule(EdgeModule[FilterConfig]):
         if self.ctx is not None:
             self._last_save = self.ctx.clock.monotonic()
         self._acknowledge_unsaved()
+
+    def _send_selected(self) -> bool:
+        """Send the selections not sent yet; False (kept for the next try) when the hub refused."""
+        if not self._unsent or self.ctx is None:
+            return True
+        try:
+            self.ctx.send(SELECTED, self._unsent)
+        except MessageTooLargeError:
+            self._send_one_by_one()
+        except HubError:
+            self.counters["selected_send_errors"] += 1
+            log.warning("could not send %d selected samples; trying again", len(self._unsent), exc_info=True)
+            return False
+        self._unsent = []
+        return True
+
+    def _send_one_by_one(self) -> None:
+        """One selection alone is over the size limit: send the others, drop it with the reason."""
+        assert self.ctx is not None
+        for sample in self._unsent:
+            try:
+                self.ctx.send(SELECTED, [sample])
+            except MessageTooLargeError as exc:
+                self.counters["selected_too_large"] += 1
+                log.error("selected sample %s cannot be sent: %s", sample.sample_id, exc)
 
     def _acknowledge_unsaved(self) -> None:
         unsaved, self._unsaved = self._unsaved, []
@@ -344,6 +380,7 @@ class FilterModule(EdgeModule[FilterConfig]):
             "policy_source": self.policy_source,
             "totals": self._totals().as_json(),
             "unsaved_inputs": len(self._unsaved),
+            "unsent_selected": len(self._unsent),
             **_embedding_stats(engine),
             **dict(self.counters),
         }
