@@ -232,6 +232,15 @@ def _stats(hub: Any, module: str) -> dict[str, Any]:
     return module_stats
 
 
+def _messages(hub: Any, module: str) -> dict[str, int]:
+    """A module's message and item counts in and out (its runtime's counters)."""
+    answer = hub.invoke(module, "getStats", {}, timeout=10)
+    payload = answer.get("payload") or {}
+    runtime = payload.get("runtime", {}) if isinstance(payload, dict) else {}
+    keys = ("messages_in", "items_in", "messages_out", "items_out")
+    return {key: int(runtime.get(key, 0)) for key in keys}
+
+
 def _model_loaded(hub: Any) -> bool:
     model = hub.twin("inference").get("properties", {}).get("reported", {}).get("model", {})
     return isinstance(model, dict) and model.get("status") == "loaded"
@@ -413,6 +422,7 @@ def run_pipeline(
                 for name, pid in sorted(pids.items())
             }
             result["filter_stats"] = _stats(hub, "filter")
+            result["messages"] = {name: _messages(hub, name) for name in MODULES}
             result["uploaded_by_then"] = int(_stats(hub, "uploader").get("counters", {}).get("uploaded", 0))
         finally:
             for name in MODULES:
@@ -518,6 +528,10 @@ def main(argv: list[str] | None = None) -> int:
     print("RSS at the end (MiB):     " + ", ".join(f"{k} {v:.0f}" for k, v in full["rss_mib"].items()))
     print(
         "CPU ms per frame:         " + ", ".join(f"{k} {v:.2f}" for k, v in full["cpu_ms_per_frame"].items())
+    )
+    print(
+        "messages in/out:          "
+        + ", ".join(f"{k} {v['messages_in']}/{v['messages_out']}" for k, v in full["messages"].items())
     )
     print(
         f"CPU ms per frame, all processes {plumbing['all']:.2f}, bare loop {bare_cpu:.2f}: "
