@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
-from edgeloop_inference.module import InferenceModule
+from edgeloop_inference.module import InferenceModule, Job, Scored
 
 from edgeloop import signing
 from edgeloop.clock import FakeClock
@@ -649,3 +649,40 @@ def test_a_batch_over_the_size_limit_is_split_and_nothing_is_lost(tmp_path: Path
     # then
     assert sum(ctx.sent) == 10
     assert max(ctx.sent) <= 3
+
+
+class _Queued:
+    """Stands in for the batcher: how many frames wait in its queue."""
+
+    def __init__(self, pending: int) -> None:
+        self.pending = pending
+
+
+def test_predictions_are_held_for_the_next_run_only_while_a_full_run_waits(tmp_path: Path) -> None:
+    # given: the output side of a module whose batcher has a full run of 8 queued
+    module = InferenceModule(samples_dir=tmp_path, models_dir=tmp_path, clock=FakeClock())
+    ctx = _SizeLimitedContext(limit=1000)
+    module._ctx = ctx  # type: ignore[assignment]
+    module._batcher = _Queued(8)  # type: ignore[assignment]
+    now = FakeClock().now()
+
+    def run(first: int) -> Scored:
+        jobs = [Job(mf.frame_ref(i, file_ref=f"f/{i}.png"), 0.0) for i in range(first, first + 4)]
+        return Scored(model=None, now=now, failed=[(job, "no model") for job in jobs])
+
+    # when: a run's predictions are ready
+    module._emit([run(0)])
+    # then: held, nothing sent
+    assert ctx.sent == []
+    # when: the next run's are ready and nothing more waits
+    module._batcher = _Queued(3)  # type: ignore[assignment]
+    module._emit([run(4)])
+    # then: both runs in one message
+    assert ctx.sent == [8]
+    # when: a run comes while a full run waits, then the module stops
+    module._batcher = _Queued(8)  # type: ignore[assignment]
+    module._emit([run(8)])
+    module._stopping.set()
+    module._emit([])
+    # then: nothing held is lost
+    assert ctx.sent == [8, 4]

@@ -4,7 +4,9 @@
 batch, runs the current model once, and makes one prediction per frame (``status: error`` with
 the reason for a frame it could not score). The output thread sends the predictions of the
 runs ready at once as one ``edgeloop.predictions/1`` message (split only where the hub's size
-limit requires). Model loads run on the manager's loader thread.
+limit requires); while a full run waits in the batcher's queue it holds them back for that
+run's, so a saturated module sends fewer, fuller messages and a slow input is not delayed.
+Model loads run on the manager's loader thread.
 """
 
 from __future__ import annotations
@@ -131,6 +133,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self._last_embedding_problem: str | None = None
+        self._held: list[tuple[Job, Prediction]] = []
         self.run_latency = LatencyWindow()
         self.sample_latency = LatencyWindow()
         self._http: Any = None
@@ -255,8 +258,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
                 now = self._clock.now()
                 self._output.submit(Scored(model=None, now=now, failed=[(j, reason) for j in callers]))
         unsent = self._output.stop(timeout=10.0)
-        if unsent:
-            self._emit(unsent)
+        self._emit(unsent)  # with what the output thread held back
         self.models.shutdown()
         self._report_model()
 
@@ -348,7 +350,22 @@ class InferenceModule(EdgeModule[InferenceConfig]):
             out.extend(
                 (job, self._error(job.frame, reason, model, result.now)) for job, reason in result.failed
             )
-        self._deliver(out)
+        out = self._held + out
+        if self._more_coming(len(out)):
+            self._held = out
+            return
+        self._held = []
+        if out:
+            self._deliver(out)
+
+    def _more_coming(self, ready: int) -> bool:
+        """Whether to hold ``ready`` predictions for the next run's: a full run waits in the
+        batcher's queue (so it runs now), the message has room, and the module is not stopping."""
+        return (
+            0 < ready < PREDICTIONS_PER_MESSAGE
+            and not self._stopping.is_set()
+            and self._batcher.pending >= self._config.batching.max_batch
+        )
 
     def _embedding_problem(self, problem: str, samples: int) -> None:
         """A batch's embeddings could not be forwarded: its predictions go without them."""
