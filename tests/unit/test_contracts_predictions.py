@@ -114,3 +114,10 @@ def test_single_prediction_and_batch_envelope_messages_are_still_read() -> None:
     assert json.loads(envelope.body)["schema"] == "edgeloop.batch/1"
     assert decode(single.body) == items[:1]
     assert decode(envelope.body) == items
+
+
+def test_prediction_batches_inside_a_batch_envelope_are_read_item_by_item() -> None:
+    first, second = PredictionBatch.of([prediction(0), prediction(1)]), PredictionBatch.of([prediction(2)])
+    [message] = encode("predictions", [first, second])
+    assert json.loads(message.body)["schema"] == "edgeloop.batch/1"
+    assert decode(message.body) == [prediction(0), prediction(1), prediction(2)]

@@ -166,7 +166,8 @@ def decode_each(body: bytes | str) -> tuple[list[Contract], list[str]]:
         problems: list[str] = []
         for raw in envelope.items:
             try:
-                items.append(_item(envelope.item_schema, raw))
+                item = _item(envelope.item_schema, raw)
+                items.extend(item.unbatch() if isinstance(item, Batch) else [item])
             except ContractError as exc:
                 problems.append(str(exc))
         return items, problems
