@@ -5,7 +5,11 @@ each with limits; global limits, a duty cycle, dHash dedup, drift statistics and
 fixed rule alone ("confidence < 0.9", nothing else), measured in the same run on the same
 predictions. Limits are set high enough never to be reached, so every sample walks the
 strategies until one matches (the costlier path: an exhausted budget stops earlier).
-``python -m bench.filter [--n 20000] [--repeat 3]``; writes
+
+Each policy is fed two ways: one prediction at a time (the clock read per decision) and in
+batches of ``--batch`` as the module takes an ``edgeloop.predictions/1`` message (one
+``Engine.decide_batch`` call and one clock read a batch).
+``python -m bench.filter [--n 20000] [--repeat 3] [--batch 64]``; writes
 ``bench/results/filter.json``.
 """
 
@@ -103,30 +107,57 @@ def rate(policy: dict[str, Any], predictions: Sequence[Prediction]) -> tuple[flo
     return len(predictions) / elapsed, {**engine.selected, **engine.dropped}
 
 
+def rate_batched(
+    policy: dict[str, Any], predictions: Sequence[Prediction], batch: int
+) -> tuple[float, dict[str, int]]:
+    """Decisions per CPU second fed in batches of ``batch`` (one engine call and one clock read
+    a batch, as the module decides a message); also the outcomes."""
+    engine = Engine(Policy.model_validate(policy), rng=random.Random(0))
+    clock = SystemClock()
+    decide_batch = engine.decide_batch
+    chunks = [predictions[i : i + batch] for i in range(0, len(predictions), batch)]
+    start = time.process_time()
+    for chunk in chunks:
+        decide_batch(chunk, clock.now(), clock.monotonic())
+    elapsed = time.process_time() - start
+    return len(predictions) / elapsed, {**engine.selected, **engine.dropped}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.filter", description=__doc__)
     parser.add_argument("--n", type=int, default=20_000, help="predictions per run")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each policy (median reported)")
+    parser.add_argument("--batch", type=int, default=64, help="predictions a batch when fed in batches")
     parser.add_argument("--out", default="bench/results/filter.json")
     args = parser.parse_args(argv)
     predictions = make_predictions(args.n)
-    runs: dict[str, list[float]] = {"fixed_rule": [], "five_strategies": []}
+    policies = (("fixed_rule", FIXED_RULE), ("five_strategies", FIVE_STRATEGIES))
+    runs: dict[str, list[float]] = {f"{name}{way}": [] for name, _ in policies for way in ("", "_batched")}
     selected: dict[str, dict[str, int]] = {}
     for i in range(args.repeat):
-        for name, policy in (("fixed_rule", FIXED_RULE), ("five_strategies", FIVE_STRATEGIES)):
+        for name, policy in policies:
             value, chosen = rate(policy, predictions)
+            batched, chosen_batched = rate_batched(policy, predictions, args.batch)
             runs[name].append(value)
+            runs[f"{name}_batched"].append(batched)
             selected[name] = chosen
-            print(f"run {i + 1}/{args.repeat} {name:16s} {value:10,.0f} decisions/s")
-    fixed, five = statistics.median(runs["fixed_rule"]), statistics.median(runs["five_strategies"])
-    print(f"\nfixed rule alone      {fixed:10,.0f} decisions/s per core (median of {args.repeat})")
-    print(f"five strategies       {five:10,.0f} decisions/s per core (target >= 20,000)")
-    print(f"five / fixed          {five / fixed:10.2f}x")
+            selected[f"{name}_batched"] = chosen_batched
+            print(
+                f"run {i + 1}/{args.repeat} {name:16s} {value:10,.0f} decisions/s one at a time, "
+                f"{batched:10,.0f} in batches of {args.batch}"
+            )
+    med = {name: statistics.median(values) for name, values in runs.items()}
+    fixed, five = med["fixed_rule"], med["five_strategies"]
+    print(f"\n{'':22s}{'one at a time':>16s}{f'batches of {args.batch}':>18s}  (median of {args.repeat})")
+    print(f"fixed rule alone      {fixed:16,.0f}{med['fixed_rule_batched']:18,.0f}  decisions/s per core")
+    print(f"five strategies       {five:16,.0f}{med['five_strategies_batched']:18,.0f}  decisions/s per core")
+    print(f"five / fixed          {five / fixed:16.2f}x")
     print(f"outcomes of {args.n:,} with five strategies: {selected['five_strategies']}")
     result = {
         "n": args.n,
         "repeat": args.repeat,
-        "decisions_per_s": {"fixed_rule": fixed, "five_strategies": five},
+        "batch": args.batch,
+        "decisions_per_s": med,
         "runs": runs,
         "ratio_five_to_fixed": five / fixed,
         "outcomes_last_run": selected,

@@ -32,7 +32,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -114,10 +117,15 @@ class BareResult:
     frames: int
     seconds: float
     selected: int
+    cpu_s: float = 0.0
 
     @property
     def frames_per_s(self) -> float:
         return self.frames / self.seconds
+
+    @property
+    def cpu_ms_per_frame(self) -> float:
+        return self.cpu_s * 1000.0 / self.frames
 
 
 def bare_loop(paths: list[Path], model: bytes, policy_doc: dict[str, Any], public_pem: bytes) -> BareResult:
@@ -146,7 +154,7 @@ def bare_loop(paths: list[Path], model: bytes, policy_doc: dict[str, Any], publi
     key = PublicKey.from_pem(public_pem)
     prep = loaded.preprocessor
     selected = 0
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for first in range(0, len(paths), BATCH):
         refs, inputs, blobs = [], [], []
         for seq, path in enumerate(paths[first : first + BATCH], start=first):
@@ -178,7 +186,8 @@ def bare_loop(paths: list[Path], model: bytes, policy_doc: dict[str, Any], publi
                 context = EnvelopeContext(prediction.sample_id, "bench", "image/png")
                 seal_bytes(data, public_key=key, context=context)
                 selected += 1
-    return BareResult(len(paths), time.perf_counter() - start, selected)
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return BareResult(len(paths), elapsed, selected, cpu)
 
 
 # -- the pipeline --------------------------------------------------------------------------
@@ -221,6 +230,15 @@ def _stats(hub: Any, module: str) -> dict[str, Any]:
     payload = answer.get("payload") or {}
     module_stats: dict[str, Any] = payload.get("module", {}) if isinstance(payload, dict) else {}
     return module_stats
+
+
+def _messages(hub: Any, module: str) -> dict[str, int]:
+    """A module's message and item counts in and out (its runtime's counters)."""
+    answer = hub.invoke(module, "getStats", {}, timeout=10)
+    payload = answer.get("payload") or {}
+    runtime = payload.get("runtime", {}) if isinstance(payload, dict) else {}
+    keys = ("messages_in", "items_in", "messages_out", "items_out")
+    return {key: int(runtime.get(key, 0)) for key in keys}
 
 
 def _model_loaded(hub: Any) -> bool:
@@ -298,8 +316,50 @@ def prepare(state: Path, frames: int, seed: int, reuse: Path | None = None) -> A
     )
 
 
-def run_pipeline(work: Path, state: Path, assets: Assets, fps: float, address: str) -> dict[str, Any]:
-    """One run of the four modules under the dev hub over ``assets.frames`` at ``fps``."""
+def _module_pids() -> dict[str, int]:
+    return {name: pid for pid, cmd in _children().items() for name in MODULES if f"-m edgeloop_{name}" in cmd}
+
+
+def start_profilers(pids: dict[str, int], folder: Path) -> list[subprocess.Popen[bytes]]:
+    """One ``py-spy record`` per process (flame graph ``<name>.svg`` in ``folder``), sampling
+    at 50 Hz without stopping the process; stopped with SIGINT by ``stop_profilers``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return [
+        subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                "50",
+                "--nonblocking",
+                "-o",
+                str(folder / f"{name}.svg"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in sorted(pids.items())
+    ]
+
+
+def stop_profilers(profilers: list[subprocess.Popen[bytes]]) -> None:
+    for spy in profilers:
+        spy.send_signal(signal.SIGINT)
+    for spy in profilers:
+        try:
+            spy.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+
+
+def run_pipeline(
+    work: Path, state: Path, assets: Assets, fps: float, address: str, profile: Path | None = None
+) -> dict[str, Any]:
+    """One run of the four modules under the dev hub over ``assets.frames`` at ``fps``; with
+    ``profile``, a py-spy flame graph of each process of the run in that folder."""
     from edgeloop.devhub.paths import StatePaths
     from edgeloop.devhub.supervisor import process_env
     from edgeloop.devhub.testing import HubProcess, ModuleProcess
@@ -331,29 +391,22 @@ def run_pipeline(work: Path, state: Path, assets: Assets, fps: float, address: s
             for name in ("uploader", "filter", "inference"):
                 hub.wait_connected(name, timeout=60, inputs=True)
             _wait(lambda: _model_loaded(hub), 60, "the inference module to load its model")
-            pids = {
-                name: pid
-                for pid, cmd in _children().items()
-                for name in MODULES
-                if f"-m edgeloop_{name}" in cmd
-            }
+            pids = _module_pids()
             pids["hub"] = hub.pid
             cpu0 = {name: _cpu_s(pid) or 0.0 for name, pid in pids.items()}
             start("capture")
+            profilers = []
+            if profile is not None:
+                pids.update(_module_pids())
+                profilers = start_profilers(pids, profile)
             deadline = time.monotonic() + max(120.0, 3 * frames / fps)
             seen, done_at = 0, time.time()
             while seen < frames and time.monotonic() < deadline:
                 seen = int(_stats(hub, "filter").get("seen", 0))
                 done_at = time.time()
                 time.sleep(0.1)
-            pids.update(
-                {
-                    name: pid
-                    for pid, cmd in _children().items()
-                    for name in MODULES
-                    if f"-m edgeloop_{name}" in cmd
-                }
-            )
+            stop_profilers(profilers)
+            pids.update(_module_pids())
             result["filter_seen"] = seen
             if seen < frames:
                 tails = {name: m.log()[-1500:] for name, m in modules.items()}
@@ -370,6 +423,7 @@ def run_pipeline(work: Path, state: Path, assets: Assets, fps: float, address: s
                 for name, pid in sorted(pids.items())
             }
             result["filter_stats"] = _stats(hub, "filter")
+            result["messages"] = {name: _messages(hub, name) for name in MODULES}
             result["uploaded_by_then"] = int(_stats(hub, "uploader").get("counters", {}).get("uploaded", 0))
         finally:
             for name in MODULES:
@@ -386,6 +440,13 @@ def run_pipeline(work: Path, state: Path, assets: Assets, fps: float, address: s
         "capture_to_scored_all": _summary([(s - c) * 1000 for c, s in scored.values()]),
     }
     return result
+
+
+def plumbing_cpu(per_process: dict[str, float], bare_ms: float) -> dict[str, float]:
+    """CPU a frame of every process of the pipeline together, and what the plumbing costs:
+    that sum less the bare loop's CPU a frame for the same work."""
+    total = sum(per_process.values())
+    return {"all": round(total, 2), "plumbing": round(total - bare_ms, 2)}
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -420,6 +481,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", default="127.0.0.41", help="loopback address for the bench hub")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "pipeline.json"))
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="folder for a py-spy flame graph of each process of the throughput run (py-spy on PATH)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="edgeloop-bench-pipeline-") as tmp:
         work = Path(tmp)
@@ -429,16 +495,22 @@ def main(argv: list[str] | None = None) -> int:
                 assets.frames, assets.model, demo_policy(len(assets.frames)), assets.envelope_pem.encode()
             )
         ]
-        full = run_pipeline(work, work / "full", assets, args.fps, args.address)
+        profile = Path(args.profile).resolve() if args.profile else None
+        full = run_pipeline(work, work / "full", assets, args.fps, args.address, profile=profile)
         bare_runs.append(bare_loop(assets.frames, assets.model, full["policy"], assets.envelope_pem.encode()))
         paced = None
         if args.paced_fps > 0:
             paced_assets = prepare(work / "paced", args.paced_frames, args.seed, reuse=work / "full")
             paced = run_pipeline(work, work / "paced", paced_assets, args.paced_fps, args.address)
     bare_fps = statistics.mean(r.frames_per_s for r in bare_runs)
+    bare_cpu = statistics.mean(r.cpu_ms_per_frame for r in bare_runs)
     ratio = full["frames_per_s"] / bare_fps
+    plumbing = plumbing_cpu(full["cpu_ms_per_frame"], bare_cpu)
     print(f"{args.frames} digits frames (64x64 PNG), the demo's policy (15% budget) on both sides")
-    print(f"bare single-process loop        {bare_fps:7.0f} frames/s  (selected {bare_runs[0].selected})")
+    print(
+        f"bare single-process loop        {bare_fps:7.0f} frames/s  (selected {bare_runs[0].selected}; "
+        f"{bare_cpu:.2f} CPU ms a frame)"
+    )
     print(
         f"four modules + dev hub          {full['frames_per_s']:7.0f} frames/s  (capture asked "
         f"{args.fps:g}/s; filter saw {full['filter_seen']}, selected {full['selected']})"
@@ -458,21 +530,36 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "CPU ms per frame:         " + ", ".join(f"{k} {v:.2f}" for k, v in full["cpu_ms_per_frame"].items())
     )
+    print(
+        "messages in/out:          "
+        + ", ".join(f"{k} {v['messages_in']}/{v['messages_out']}" for k, v in full["messages"].items())
+    )
+    print(
+        f"CPU ms per frame, all processes {plumbing['all']:.2f}, bare loop {bare_cpu:.2f}: "
+        f"plumbing {plumbing['plumbing']:.2f} ms a frame"
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "frames": args.frames,
         "bare": {
             "frames_per_s": bare_fps,
-            "runs": [{"frames_per_s": r.frames_per_s, "selected": r.selected} for r in bare_runs],
+            "runs": [
+                {"frames_per_s": r.frames_per_s, "selected": r.selected, "cpu_ms": r.cpu_ms_per_frame}
+                for r in bare_runs
+            ],
         },
         "pipeline": {k: v for k, v in full.items() if k != "policy"},
         "paced": None if paced is None else {k: v for k, v in paced.items() if k != "policy"},
         "ratio_pipeline_to_bare": ratio,
+        "bare_cpu_ms_per_frame": bare_cpu,
+        "plumbing_cpu_ms_per_frame": plumbing["plumbing"],
+        "load_average": os.getloadavg(),
         "notes": "capture's CPU includes its start-up; latency from the $upstream copies of "
         "predictions (scored_at) and selections (selected_at)",
     }
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print("load average (1, 5, 15 min) at the end: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
     print(f"wrote {out}")
     return 0
 

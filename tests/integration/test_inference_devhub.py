@@ -14,7 +14,7 @@ from edgeloop import signing
 from tests import model_factory as mf
 from tests.integration.conftest import HubFactory, ModuleFactory
 from tests.integration.modules.manifests import PROBE, manifest
-from tests.support import wait_for
+from tests.support import body_items, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -24,8 +24,7 @@ def predictions(hub: Any) -> list[dict[str, Any]]:
     for message in _all_upstream(hub):
         if message["module"] != "inference":
             continue
-        body = message["body"]
-        out.extend(body["items"] if body.get("schema") == "edgeloop.batch/1" else [body])
+        out.extend(body_items(message["body"]))
     return out
 
 

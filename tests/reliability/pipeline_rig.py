@@ -36,6 +36,7 @@ from tests import model_factory as mf
 from tests.conftest import REPO_ROOT
 from tests.integration.modules.manifests import manifest
 from tests.reliability.rig import CloudSide
+from tests.support import body_items
 
 MODULES = ("capture", "inference", "filter", "uploader")
 SOURCE = "stream"
@@ -95,9 +96,7 @@ class Observed:
 
     def add(self, message: dict[str, Any]) -> None:
         self.after = max(self.after, int(message["id"]))
-        body = message.get("body")
-        items = body.get("items", [body]) if isinstance(body, dict) else []
-        for item in items:
+        for item in body_items(message.get("body")):
             if not isinstance(item, dict) or not isinstance(item.get("sample_id"), str):
                 continue
             schema, sample_id = item.get("schema"), str(item["sample_id"])

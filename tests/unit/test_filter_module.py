@@ -16,7 +16,7 @@ from edgeloop_filter.module import FilterModule
 from edgeloop_filter.state import JsonFileStateStore, MemoryStateStore, StateStore
 
 from edgeloop.clock import FakeClock
-from edgeloop.contracts import SelectedSample, Summary
+from edgeloop.contracts import PredictionBatch, SelectedSample, Summary
 from edgeloop.runtime import ModuleRuntime
 from edgeloop.runtime.fake import FakeHubClient
 from tests.filter_helpers import prediction
@@ -311,6 +311,65 @@ def test_a_prediction_delivered_again_is_counted_as_redelivered_not_decided_twic
         "dropped_by_reason": {"no_strategy_matched": 1},
         "redelivered": 2,
     }
+
+
+def test_a_prediction_batch_is_decided_in_order_and_its_selections_sent_in_one_message() -> None:
+    # given: a batch message from inference, one of its predictions decided before
+    with Running({"policy": SELECT_CATS, "state_save_interval_s": 5}) as r:
+        r.clock.advance(1)
+        r.hub.push_input("predictions", [prediction(1)])
+        wait_for(lambda: r.stats()["seen"] == 1)
+        batch = PredictionBatch.of([prediction(i, label="cat" if i % 2 else "dog") for i in range(1, 8)])
+        # when
+        r.hub.push_input("predictions", [batch])
+        wait_for(lambda: r.stats()["seen"] == 7)
+        stats = r.stats()
+        # then: held until the state is saved
+        assert r.hub.acknowledged == []
+        r.clock.advance(5)
+        wait_for(lambda: len(r.hub.acknowledged) == 2)
+    assert stats["redelivered"] == 1
+    assert [s.sample_id for s in r.selected()] == ["s000001", "s000003", "s000005", "s000007"]
+    selected_messages = [m for m in r.hub.sent if m.output == "selected"]
+    assert [m.properties["batch_size"] for m in selected_messages] == ["1", "3"]
+    assert all(s.prediction.model_version == prediction(1).model_version for s in r.selected())
+
+
+class _GateClock(FakeClock):
+    """A fake clock whose ``now`` waits at an armed gate: holds the runtime thread inside a
+    decision while more inputs arrive."""
+
+    def __init__(self, start: datetime) -> None:
+        super().__init__(start)
+        self.gate = threading.Event()
+        self.gate.set()
+        self.waiting = threading.Event()
+
+    def now(self) -> datetime:
+        if not self.gate.is_set():
+            self.waiting.set()
+            self.gate.wait(10)
+        return super().now()
+
+
+def test_selections_of_inputs_that_came_together_go_out_in_one_message() -> None:
+    # given: the filter busy deciding a first message while two more arrive
+    with Running({"policy": SELECT_CATS}) as r:
+        clock = _GateClock(T0)
+        r.runtime.clock = clock
+        clock.gate.clear()
+        r.hub.push_input("predictions", [prediction(1)])
+        assert clock.waiting.wait(10)
+        r.hub.push_input("predictions", [prediction(2)])
+        r.hub.push_input("predictions", [prediction(3), prediction(4, label="dog")])
+        # when
+        clock.gate.set()
+        wait_for(lambda: r.stats()["seen"] == 4)
+        # then: the three messages' selections left in one message, once no input waited
+        selected_messages = [m for m in r.hub.sent if m.output == "selected"]
+        assert [m.properties["batch_size"] for m in selected_messages] == ["3"]
+        assert [s.sample_id for s in r.selected()] == ["s000001", "s000002", "s000003"]
+        assert r.stats()["unsent_selected"] == 0
 
 
 def test_totals_and_decided_ids_survive_a_restart(tmp_path: Path) -> None:

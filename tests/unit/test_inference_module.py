@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -12,11 +13,12 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
-from edgeloop_inference.module import InferenceModule
+from edgeloop_inference.module import InferenceModule, Job, Scored
 
 from edgeloop import signing
 from edgeloop.clock import FakeClock
 from edgeloop.contracts import FrameRef, Prediction
+from edgeloop.errors import MessageTooLargeError
 from edgeloop.runtime import InboundMessage, ModuleRuntime
 from edgeloop.runtime.codec import decode
 from edgeloop.runtime.fake import FakeHubClient
@@ -593,3 +595,94 @@ def test_a_rollback_outlives_a_restart_until_the_twin_changes(
     assert model["rolledBackFrom"]["version"] == "3"
     assert after.get("rolledBackFrom") is None
     assert not (tmp_path / "models" / "rollback.json").exists()
+
+
+# -- output messages -----------------------------------------------------------------------
+def test_a_runs_predictions_travel_as_one_batch_message(tmp_path: Path) -> None:
+    # given: runs of 8 frames
+    desired = {"batching": {"max_batch": 8, "max_wait_ms": 1500}}
+    with Harness(tmp_path, desired, initial=mf.digits_model()) as h:
+        h.wait_model(status="loaded")
+        frames = h.digit_frames(list(range(16)))
+        # when
+        h.hub.push_input("frames", frames, max_batch=16)
+        preds = h.wait_predictions(16)
+    # then: each message is an edgeloop.predictions/1 holding at least a whole run
+    messages = [m for m in h.hub.sent if m.output == "predictions"]
+    schemas = {json.loads(m.body)["schema"] for m in messages}
+    assert schemas == {"edgeloop.predictions/1"}
+    sizes = [int(m.properties["batch_size"]) for m in messages]
+    assert sum(sizes) == 16
+    assert all(size % 8 == 0 for size in sizes)
+    assert sorted(p.sample_id for p in preds) == sorted(f.sample_id for f in frames)
+    assert all(p.model_version == "1" for p in preds)
+    assert all(json.loads(m.body)["model_version"] == "1" for m in messages)
+
+
+class _SizeLimitedContext:
+    """A context whose hub takes at most ``limit`` predictions a message, as the size limit would."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.sent: list[int] = []
+
+    def send(self, output: str, items: list[Any], *, max_batch: int = 64) -> int:
+        [batch] = items
+        if batch.item_count > self.limit:
+            raise MessageTooLargeError(f"{batch.item_count} predictions are over the limit")
+        self.sent.append(batch.item_count)
+        return 1
+
+
+def test_a_batch_over_the_size_limit_is_split_and_nothing_is_lost(tmp_path: Path) -> None:
+    # given
+    module = InferenceModule(samples_dir=tmp_path, models_dir=tmp_path, clock=FakeClock())
+    ctx = _SizeLimitedContext(limit=3)
+    module._ctx = ctx  # type: ignore[assignment]
+    frames = [mf.frame_ref(i, file_ref=f"f/{i}.png") for i in range(10)]
+    predictions = [
+        Prediction(sample_id=f.sample_id, frame=f, status="error", error="x", model_version="1")
+        for f in frames
+    ]
+    # when
+    module._send(predictions)
+    # then
+    assert sum(ctx.sent) == 10
+    assert max(ctx.sent) <= 3
+
+
+class _Queued:
+    """Stands in for the batcher: how many frames wait in its queue."""
+
+    def __init__(self, pending: int) -> None:
+        self.pending = pending
+
+
+def test_predictions_are_held_for_the_next_run_only_while_a_full_run_waits(tmp_path: Path) -> None:
+    # given: the output side of a module whose batcher has a full run of 8 queued
+    module = InferenceModule(samples_dir=tmp_path, models_dir=tmp_path, clock=FakeClock())
+    ctx = _SizeLimitedContext(limit=1000)
+    module._ctx = ctx  # type: ignore[assignment]
+    module._batcher = _Queued(8)  # type: ignore[assignment]
+    now = FakeClock().now()
+
+    def run(first: int) -> Scored:
+        jobs = [Job(mf.frame_ref(i, file_ref=f"f/{i}.png"), 0.0) for i in range(first, first + 4)]
+        return Scored(model=None, now=now, failed=[(job, "no model") for job in jobs])
+
+    # when: a run's predictions are ready
+    module._emit([run(0)])
+    # then: held, nothing sent
+    assert ctx.sent == []
+    # when: the next run's are ready and nothing more waits
+    module._batcher = _Queued(3)  # type: ignore[assignment]
+    module._emit([run(4)])
+    # then: both runs in one message
+    assert ctx.sent == [8]
+    # when: a run comes while a full run waits, then the module stops
+    module._batcher = _Queued(8)  # type: ignore[assignment]
+    module._emit([run(8)])
+    module._stopping.set()
+    module._emit([])
+    # then: nothing held is lost
+    assert ctx.sent == [8, 4]

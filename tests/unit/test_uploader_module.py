@@ -15,7 +15,7 @@ from edgeloop_uploader.module import UploaderModule
 from edgeloop_uploader.sources import Credential
 
 from edgeloop.blobstore import BlobContainer, MemoryContainer
-from edgeloop.contracts import UploadedNotice
+from edgeloop.contracts import PredictionBatch, UploadedNotice
 from edgeloop.runtime import ModuleRuntime
 from edgeloop.runtime.fake import FakeHubClient
 from tests.support import wait_for
@@ -175,6 +175,23 @@ def test_predictions_feed_the_prediction_log(running: Running) -> None:
     notice = next(n for n in running.notices() if n.strategy == "prediction-log")
     assert notice.blob_name in running.store.blobs
     assert notice.blob_name.startswith("predictions/dev-1/2026/01/05/12/")
+
+
+def test_a_prediction_batch_is_logged_whole_with_its_header_fields(running: Running) -> None:
+    # given: an edgeloop.predictions/1 message, the model said once in its header
+    batch = PredictionBatch.of([prediction(f"01Q{i:02d}") for i in range(30)])
+    assert batch.model_version == "3"
+    # when
+    running.hub.push_input("predictions", [batch])
+    uploader = running.module.uploader
+    assert uploader is not None
+    wait_for(lambda: uploader.core.db.pending_count() == 30)
+    # then: every line carries the model and its own sample, in order
+    lines = uploader.core.db.pending_lines("2026-01-05T12", 100)
+    records = [json.loads(line) for _seq, _id, line in lines]
+    assert [r["sample_id"] for r in records] == [f"01Q{i:02d}" for i in range(30)]
+    assert {(r["model_name"], r["model_version"], r["label"]) for r in records} == {("digits", "3", "7")}
+    assert len(running.hub.acknowledged) == 1
 
 
 def test_the_manifest_twin_defaults_validate_and_hold_no_secrets(repo_root: Path) -> None:

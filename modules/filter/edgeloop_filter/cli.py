@@ -111,7 +111,10 @@ def register(subparsers: Any) -> None:
     check.set_defaults(func=_check)
     rep = commands.add_parser("replay", help="what a policy selects from a JSONL log of predictions")
     rep.add_argument("policy")
-    rep.add_argument("predictions", help="one edgeloop.prediction/2 (or /1) item or batch per line")
+    rep.add_argument(
+        "predictions",
+        help="one prediction message per line (a /2 or /1 item, a batch envelope, an edgeloop.predictions/1)",
+    )
     rep.add_argument("--seed", type=int, default=0, help="seed for random rules without their own")
     rep.add_argument("--json", action="store_true", help="print the result as JSON")
     rep.set_defaults(func=_replay)

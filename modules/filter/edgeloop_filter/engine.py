@@ -157,6 +157,12 @@ class Engine:
         self._global_unlimited = policy.limits == Limits()
 
     # -- deciding ------------------------------------------------------------------------
+    def decide_batch(self, predictions: Sequence[Prediction], now: datetime, mono: float) -> list[Decision]:
+        """Decide the predictions of one message at one instant, in order (each decision sees
+        the budgets, dedup memory and drift statistics the ones before it left)."""
+        decide = self.decide
+        return [decide(p, now, mono) for p in predictions]
+
     def decide(self, p: Prediction, now: datetime, mono: float) -> Decision:
         self.seen += 1
         if p.status != "ok":

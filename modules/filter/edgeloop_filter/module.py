@@ -1,8 +1,12 @@
 """The filter as an EdgeModule: predictions in, ``selected`` and ``summaries`` out.
 
 Decisions count once they are saved: an input message is acknowledged to the hub only after
-the state holding its decisions (budgets, totals, the ids decided) is written, at most
-``state_save_interval_s`` seconds or ``UNSAVED_MESSAGES_MAX`` messages later. A filter killed
+the samples it selected are sent on ``selected`` and the state holding its decisions (budgets,
+totals, the ids decided) is written, at most ``state_save_interval_s`` seconds or
+``UNSAVED_MESSAGES_MAX`` messages later. Selections are sent once no further input waits (at
+once when the input is slow; several input messages' together, in one message, when it is
+fast) and always before the save; when the hub refuses them, nothing is saved or acknowledged
+and the next save tries again. A filter killed
 before that gets the messages again and decides them again against the saved state; a
 prediction for a sample id decided recently (delivered again after the save, or scored twice
 by an inference module that was restarted) is counted as ``redelivered`` and not decided again.
@@ -13,6 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +28,7 @@ from apscheduler.triggers.date import DateTrigger
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgeloop.contracts import Contract, Prediction, SelectedSample, Summary
+from edgeloop.errors import HubError, MessageTooLargeError
 from edgeloop.recent import RecentIds
 from edgeloop.runtime import EdgeModule, InboundMessage, MethodRegistry, ModuleContext, NoPayload
 from edgeloop_filter import observe
@@ -81,6 +87,7 @@ class FilterModule(EdgeModule[FilterConfig]):
         self._transition_due = threading.Event()
         self.decided: RecentIds[str] = RecentIds(self.config.redelivery_memory)
         self._unsaved: list[InboundMessage] = []
+        self._unsent: list[SelectedSample] = []
         self._saved_totals = _Totals()
 
     # -- configuration -------------------------------------------------------------------
@@ -174,30 +181,21 @@ class FilterModule(EdgeModule[FilterConfig]):
         self._save()
 
     def handle_input(self, input_name: str, items: list[Contract], message: InboundMessage) -> None:
+        """Decide the message's predictions with one engine call, send the selected ones in one
+        message; the message is acknowledged once the state holding the decisions is saved."""
         ctx, engine = self._ctx(), self._engine()
-        selected: list[SelectedSample] = []
-        for item in items:
-            if not isinstance(item, Prediction):
-                self.counters["wrong_schema"] += 1
-                log.warning("input %s: expected predictions, got %s", input_name, item.SCHEMA)
-                continue
-            if item.sample_id in self.decided:
-                self.counters["redelivered"] += 1
-                log.debug("prediction for %s delivered again; already decided", item.sample_id)
-                continue
-            self.decided.add(item.sample_id)
+        fresh = self._fresh(input_name, items)
+        if fresh:
             now, mono = ctx.clock.now(), ctx.clock.monotonic()
+            start_ns = time.time_ns()
+            decisions = engine.decide_batch(fresh, now, mono)
+            selected = observe.record_batch(fresh, decisions, now, start_ns=start_ns, end_ns=time.time_ns())
             if self.history.maxlen:
-                self.history.append((now, mono, item))
-            with observe.select_span(item) as stage:
-                decision = engine.decide(item, now, mono)
-                chosen = observe.record(stage, item, decision, now)
-            if chosen is not None:
-                selected.append(chosen)
-            elif decision.dropped in ("error_status", "missing_fields"):
-                log.info("dropped %s: %s (%s)", item.sample_id, decision.dropped, decision.detail)
-        if selected:
-            ctx.send(SELECTED, selected)
+                self.history.extend((now, mono, item) for item in fresh)
+            for item, decision in zip(fresh, decisions, strict=True):
+                if decision.dropped in ("error_status", "missing_fields"):
+                    log.info("dropped %s: %s (%s)", item.sample_id, decision.dropped, decision.detail)
+            self._unsent.extend(selected)
         self._unsaved.append(message)
         self._dirty = True
         mono = ctx.clock.monotonic()
@@ -206,6 +204,25 @@ class FilterModule(EdgeModule[FilterConfig]):
             or mono - self._last_save >= self.config.state_save_interval_s
         ):
             self._save()
+        elif not ctx.inputs_waiting:
+            self._send_selected()
+
+    def _fresh(self, input_name: str, items: list[Contract]) -> list[Prediction]:
+        """The predictions not decided before (a redelivered one is counted and left out)."""
+        fresh: list[Prediction] = []
+        decided = self.decided
+        for item in items:
+            if not isinstance(item, Prediction):
+                self.counters["wrong_schema"] += 1
+                log.warning("input %s: expected predictions, got %s", input_name, item.SCHEMA)
+                continue
+            if item.sample_id in decided:
+                self.counters["redelivered"] += 1
+                log.debug("prediction for %s delivered again; already decided", item.sample_id)
+                continue
+            decided.add(item.sample_id)
+            fresh.append(item)
+        return fresh
 
     def tick(self) -> None:
         ctx = self._ctx()
@@ -292,9 +309,13 @@ class FilterModule(EdgeModule[FilterConfig]):
         self._transition_due.set()
 
     def _save(self) -> None:
-        """Save the state, then acknowledge the inputs decided since the last save. When the
-        state cannot be written they are acknowledged all the same: holding them would stop the
-        input, and their decisions are made and sent."""
+        """Send the samples selected since the last save, save the state, then acknowledge the
+        inputs decided since the last save. When the hub refuses the selections, nothing is
+        saved or acknowledged (a restart decides those inputs again). When the state cannot be
+        written the inputs are acknowledged all the same: holding them would stop the input,
+        and their decisions are made and sent."""
+        if not self._send_selected():
+            return
         engine = self._engine()
         doc = {**engine.snapshot(), "totals": self._totals().as_json(), "decided": self.decided.snapshot()}
         try:
@@ -307,6 +328,31 @@ class FilterModule(EdgeModule[FilterConfig]):
         if self.ctx is not None:
             self._last_save = self.ctx.clock.monotonic()
         self._acknowledge_unsaved()
+
+    def _send_selected(self) -> bool:
+        """Send the selections not sent yet; False (kept for the next try) when the hub refused."""
+        if not self._unsent or self.ctx is None:
+            return True
+        try:
+            self.ctx.send(SELECTED, self._unsent)
+        except MessageTooLargeError:
+            self._send_one_by_one()
+        except HubError:
+            self.counters["selected_send_errors"] += 1
+            log.warning("could not send %d selected samples; trying again", len(self._unsent), exc_info=True)
+            return False
+        self._unsent = []
+        return True
+
+    def _send_one_by_one(self) -> None:
+        """One selection alone is over the size limit: send the others, drop it with the reason."""
+        assert self.ctx is not None
+        for sample in self._unsent:
+            try:
+                self.ctx.send(SELECTED, [sample])
+            except MessageTooLargeError as exc:
+                self.counters["selected_too_large"] += 1
+                log.error("selected sample %s cannot be sent: %s", sample.sample_id, exc)
 
     def _acknowledge_unsaved(self) -> None:
         unsaved, self._unsaved = self._unsaved, []
@@ -334,6 +380,7 @@ class FilterModule(EdgeModule[FilterConfig]):
             "policy_source": self.policy_source,
             "totals": self._totals().as_json(),
             "unsaved_inputs": len(self._unsaved),
+            "unsent_selected": len(self._unsent),
             **_embedding_stats(engine),
             **dict(self.counters),
         }

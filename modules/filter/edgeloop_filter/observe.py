@@ -1,15 +1,17 @@
-"""The filter's traces and metrics: one ``select`` span per prediction, counts by strategy and
-by drop reason, capture-to-selection latency, window and drift gauges (see docs/observability.md)."""
+"""The filter's traces and metrics: one ``select`` span per prediction (recorded per batch),
+counts by strategy and by drop reason, capture-to-selection latency, window and drift gauges
+(see docs/observability.md)."""
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from edgeloop import telemetry
 from edgeloop.contracts import Prediction, SelectedSample
-from edgeloop.telemetry import Stage, names
+from edgeloop.telemetry import names
 
 if TYPE_CHECKING:
     from edgeloop_filter.engine import Decision, Engine
@@ -23,31 +25,46 @@ _window = telemetry.metrics.gauge(names.M_WINDOW_OPEN, description="1 while a ti
 _psi = telemetry.metrics.gauge(names.M_DRIFT_PSI, description="Population stability index of the window.")
 
 
-def select_span(prediction: Prediction) -> AbstractContextManager[Stage]:
-    """The ``select`` span of one prediction, a child of the prediction's trace."""
-    return telemetry.stage_span(
-        names.SPAN_SELECT,
-        prediction.traceparent or prediction.frame.traceparent,
-        {names.ATTR_SAMPLE_ID: prediction.sample_id},
-    )
-
-
-def record(stage: Stage, prediction: Prediction, decision: Decision, now: datetime) -> SelectedSample | None:
-    """Put the decision on the span and the counters; the selected sample carries the span's
+def record_batch(
+    predictions: Sequence[Prediction],
+    decisions: Sequence[Decision],
+    now: datetime,
+    *,
+    start_ns: int,
+    end_ns: int,
+) -> list[SelectedSample]:
+    """The decisions of one batch: a finished ``select`` span per prediction (the batch's
+    time), the counters added once per batch; the selected samples, each carrying its span's
     ``traceparent`` on to the uploader."""
-    chosen = decision.selected
-    if chosen is None:
-        reason = decision.dropped or "unknown"
-        stage.set(names.ATTR_SELECTED, False)
-        stage.set(names.ATTR_REASON, reason)
-        _dropped.add(1, {"module": "filter", "reason": reason})
-        return None
-    stage.set(names.ATTR_SELECTED, True)
-    stage.set(names.ATTR_STRATEGY, chosen.strategy)
-    _selected.add(1, {"strategy": chosen.strategy})
-    _latency.record(max(0.0, (now - prediction.frame.captured_at).total_seconds()))
-    if stage.traceparent and stage.traceparent != chosen.traceparent:
-        chosen = chosen.model_copy(update={"traceparent": stage.traceparent})
+    chosen: list[SelectedSample] = []
+    dropped: Counter[str] = Counter()
+    for prediction, decision in zip(predictions, decisions, strict=True):
+        sample = decision.selected
+        attributes: dict[str, str | bool]
+        if sample is None:
+            reason = decision.dropped or "unknown"
+            dropped[reason] += 1
+            attributes = {names.ATTR_SAMPLE_ID: prediction.sample_id, names.ATTR_SELECTED: False,
+                          names.ATTR_REASON: reason}  # fmt: skip
+        else:
+            attributes = {names.ATTR_SAMPLE_ID: prediction.sample_id, names.ATTR_SELECTED: True,
+                          names.ATTR_STRATEGY: sample.strategy}  # fmt: skip
+        traceparent = telemetry.record_stage(
+            names.SPAN_SELECT,
+            prediction.traceparent or prediction.frame.traceparent,
+            start_ns=start_ns,
+            end_ns=end_ns,
+            attributes=attributes,
+        )
+        if sample is None:
+            continue
+        _selected.add(1, {"strategy": sample.strategy})
+        _latency.record(max(0.0, (now - prediction.frame.captured_at).total_seconds()))
+        if traceparent and traceparent != sample.traceparent:
+            sample = sample.model_copy(update={"traceparent": traceparent})
+        chosen.append(sample)
+    for reason, count in dropped.items():
+        _dropped.add(count, {"module": "filter", "reason": reason})
     return chosen
 
 

@@ -1,8 +1,12 @@
 """The inference module: frames in, predictions out, models swapped in from the twin.
 
 ``handle_input`` queues each frame for the micro-batcher; the batcher's worker decodes the
-batch, runs the current model once, and sends one prediction per frame (``status: error`` with
-the reason for a frame it could not score). Model loads run on the manager's loader thread.
+batch, runs the current model once, and makes one prediction per frame (``status: error`` with
+the reason for a frame it could not score). The output thread sends the predictions of the
+runs ready at once as one ``edgeloop.predictions/1`` message (split only where the hub's size
+limit requires); while a full run waits in the batcher's queue it holds them back for that
+run's, so a saturated module sends fewer, fuller messages and a slow input is not delayed.
+Model loads run on the manager's loader thread.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ import numpy as np
 
 from edgeloop import signing
 from edgeloop.clock import Clock, SystemClock
-from edgeloop.contracts import Contract, FrameRef, Prediction
-from edgeloop.errors import ConfigError, HubConnectionError, MethodError
+from edgeloop.contracts import Contract, FrameRef, Prediction, PredictionBatch
+from edgeloop.errors import ConfigError, HubConnectionError, MessageTooLargeError, MethodError
 from edgeloop.runtime import EdgeModule, InboundMessage, MethodRegistry, ModuleContext
 from edgeloop_inference import observe, scoring
 from edgeloop_inference.batcher import MicroBatcher
@@ -42,6 +46,8 @@ log = logging.getLogger(__name__)
 
 OUTPUT = "predictions"
 INPUT = "frames"
+#: Most predictions in one message; fewer where the hub's message size limit requires.
+PREDICTIONS_PER_MESSAGE = 256
 #: How often the reported ``model`` section (with latency percentiles) is refreshed.
 REPORT_EVERY_S = 30.0
 #: Settings whose change means the serving model must be loaded again.
@@ -127,6 +133,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self._last_embedding_problem: str | None = None
+        self._held: list[tuple[Job, Prediction]] = []
         self.run_latency = LatencyWindow()
         self.sample_latency = LatencyWindow()
         self._http: Any = None
@@ -251,8 +258,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
                 now = self._clock.now()
                 self._output.submit(Scored(model=None, now=now, failed=[(j, reason) for j in callers]))
         unsent = self._output.stop(timeout=10.0)
-        if unsent:
-            self._emit(unsent)
+        self._emit(unsent)  # with what the output thread held back
         self.models.shutdown()
         self._report_model()
 
@@ -344,7 +350,22 @@ class InferenceModule(EdgeModule[InferenceConfig]):
             out.extend(
                 (job, self._error(job.frame, reason, model, result.now)) for job, reason in result.failed
             )
-        self._deliver(out)
+        out = self._held + out
+        if self._more_coming(len(out)):
+            self._held = out
+            return
+        self._held = []
+        if out:
+            self._deliver(out)
+
+    def _more_coming(self, ready: int) -> bool:
+        """Whether to hold ``ready`` predictions for the next run's: a full run waits in the
+        batcher's queue (so it runs now), the message has room, and the module is not stopping."""
+        return (
+            0 < ready < PREDICTIONS_PER_MESSAGE
+            and not self._stopping.is_set()
+            and self._batcher.pending >= self._config.batching.max_batch
+        )
 
     def _embedding_problem(self, problem: str, samples: int) -> None:
         """A batch's embeddings could not be forwarded: its predictions go without them."""
@@ -375,7 +396,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
                 to_hub.append(prediction)
         if to_hub and self._ctx is not None:
             try:
-                self._ctx.send(OUTPUT, to_hub)
+                self._send(to_hub)
                 self._count("predictions_out", len(to_hub))
             except HubConnectionError:
                 # Not acknowledged: the hub delivers these frames again after reconnecting.
@@ -388,6 +409,24 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         for job, _prediction in results:
             if job.origin is not None:
                 job.origin.done()
+
+    def _send(self, predictions: list[Prediction]) -> None:
+        """As few ``edgeloop.predictions/1`` messages as the size limit allows."""
+        for start in range(0, len(predictions), PREDICTIONS_PER_MESSAGE):
+            self._send_batch(predictions[start : start + PREDICTIONS_PER_MESSAGE])
+
+    def _send_batch(self, predictions: list[Prediction]) -> None:
+        assert self._ctx is not None
+        try:
+            self._ctx.send(OUTPUT, [PredictionBatch.of(predictions)], max_batch=1)
+        except MessageTooLargeError:
+            if len(predictions) == 1:
+                raise
+            half = len(predictions) // 2
+            self._send_batch(predictions[:half])
+            self._send_batch(predictions[half:])
+        else:
+            self._count("messages_out")
 
     def score_now(
         self, *, data: bytes | None = None, vector: list[float] | None = None

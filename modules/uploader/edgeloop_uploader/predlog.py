@@ -1,16 +1,19 @@
 """The prediction log: every (sampled) prediction's metadata, never pixels nor sensor values,
 as JSON lines shipped in gzip batches per device and hour, like Azure ML's data collector.
 
-Lines wait in the outbox database (``predlog_pending``) until a batch is full or old enough;
-a batch then becomes an outbox entry like a sample: budgeted, sealed, uploaded.
+Each input message's predictions (an ``edgeloop.predictions/1`` batch) are logged with one
+durable write; lines wait in the outbox database (``predlog_pending``) until a batch is full or
+old enough; a batch then becomes an outbox entry like a sample: budgeted, sealed, uploaded.
+Lines are made with pydantic-core's JSON encoder (several times faster than ``json.dumps``).
 """
 
 from __future__ import annotations
 
 import gzip
-import json
 from datetime import UTC, datetime
 from typing import Any
+
+from pydantic_core import from_json, to_json
 
 from edgeloop.blobstore import prediction_log_blob_name
 from edgeloop.contracts import Prediction
@@ -62,12 +65,12 @@ def batch_bytes(lines: list[str], selections: dict[str, str], sample_ids: list[s
     """Gzip JSONL of the lines, each with its selection outcome as known when the batch is cut."""
     out: list[bytes] = []
     for line, sample_id in zip(lines, sample_ids, strict=True):
-        record = json.loads(line)
+        record = from_json(line)
         strategy = selections.get(sample_id)
         record["selected"] = strategy is not None
         if strategy:
             record["strategy"] = strategy
-        out.append(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n")
+        out.append(to_json(record) + b"\n")
     return gzip.compress(b"".join(out), compresslevel=6, mtime=0)
 
 
@@ -80,7 +83,8 @@ class PredictionLog:
         self.sealer = sealer
 
     def accept(self, items: list[Prediction]) -> int:
-        """Log the sampled share of ``items`` durably; returns how many lines were logged."""
+        """Log the sampled share of ``items`` (one message's) durably, in one write; returns how
+        many lines were logged."""
         core = self.core
         settings = core.config.prediction_log
         if not settings.enabled or not items:
@@ -93,7 +97,7 @@ class PredictionLog:
                 continue
             when = prediction.scored_at or prediction.frame.captured_at
             record = log_record(prediction, include_scores=settings.include_scores)
-            line = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+            line = to_json(record).decode("utf-8")
             rows.append((hour_key(when.astimezone(UTC)), prediction.sample_id, now, line))
         if rows:
             core.db.add_predictions(rows)

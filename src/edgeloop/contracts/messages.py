@@ -2,8 +2,11 @@
 
 Every message body is JSON with a ``schema`` field naming the contract and its major version
 (``edgeloop.prediction/2``). A message carries either one item (the bare object, so route
-``WHERE $body.confidence < 0.5`` works) or a batch envelope (``edgeloop.batch/1``) holding
-several items of one schema, to amortise the per-message SDK cost.
+``WHERE $body.confidence < 0.5`` works), a batch envelope (``edgeloop.batch/1``) holding
+several items of one schema, or a typed batch contract (``edgeloop.predictions/1``: the
+predictions of one model run, the fields they share said once) to amortise the per-message
+SDK cost and validate a batch in one call. Readers get the items of any form alike
+(``Batch.unbatch``).
 
 Frames never travel in messages: capture writes them to the shared volume and ``FrameRef``
 carries the path relative to the volume root (``file_ref``). Sensor vectors are small and
@@ -16,6 +19,7 @@ Older major versions that a newer model reads unchanged stay accepted (``ACCEPTE
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -126,6 +130,82 @@ class Prediction(Contract):
     )
 
 
+#: Prediction fields a ``PredictionBatch`` header may hold for all its items.
+SHARED_PREDICTION_FIELDS = ("model_name", "model_version", "labels", "scored_at", "latency_ms")
+
+
+class Batch(Contract):
+    """Base of typed batch contracts: one message, several items of one contract."""
+
+    @property
+    def item_count(self) -> int:
+        """How many items the batch holds."""
+        raise NotImplementedError
+
+    def unbatch(self) -> list[Contract]:
+        """The items, as the single-item contract, header fields filled in."""
+        raise NotImplementedError
+
+
+class PredictionBatch(Batch):
+    """Predictions of one model run (or of consecutive runs of one model) in one message.
+
+    The header says once what every item shares (model, label names, scoring time, run
+    latency); each item is an ``edgeloop.prediction/2`` object without its ``schema`` tag that
+    leaves those fields out. An item's own value of a shared field wins over the header's."""
+
+    SCHEMA: ClassVar[str] = "edgeloop.predictions/1"
+
+    model_name: str | None = Field(default=None, description="Model name of every item.")
+    model_version: str | None = Field(default=None, description="Model version of every item.")
+    labels: list[str] | None = Field(default=None, description="Label names for every item's scores.")
+    scored_at: datetime | None = Field(default=None, description="When every item was scored.")
+    latency_ms: float | None = Field(default=None, ge=0.0, description="Model run time of the items' batch.")
+    items: list[Prediction] = Field(
+        min_length=1, description="The predictions (edgeloop.prediction/2 objects without 'schema')."
+    )
+
+    @property
+    def key(self) -> str:
+        """The first item's sample id (the ``sample_id`` message property)."""
+        return self.items[0].sample_id
+
+    @property
+    def item_count(self) -> int:
+        return len(self.items)
+
+    def unbatch(self) -> list[Contract]:
+        header = {name: getattr(self, name) for name in SHARED_PREDICTION_FIELDS}
+        header = {name: value for name, value in header.items() if value is not None}
+        if not header:
+            return list(self.items)
+        out: list[Contract] = []
+        for item in self.items:
+            fill = {name: value for name, value in header.items() if getattr(item, name) is None}
+            out.append(item.model_copy(update=fill) if fill else item)
+        return out
+
+    @classmethod
+    def of(cls, predictions: Sequence[Prediction]) -> PredictionBatch:
+        """One batch of ``predictions``; the fields all of them share go to the header.
+
+        Raises:
+            ValueError: no predictions.
+        """
+        if not predictions:
+            raise ValueError("a prediction batch holds at least one prediction")
+        first = predictions[0]
+        shared = {
+            name: getattr(first, name)
+            for name in SHARED_PREDICTION_FIELDS
+            if getattr(first, name) is not None
+            and all(getattr(p, name) == getattr(first, name) for p in predictions)
+        }
+        blank = dict.fromkeys(shared)
+        items = [p.model_copy(update=blank) for p in predictions] if shared else list(predictions)
+        return cls(**shared, items=items)
+
+
 class SelectedSample(Contract):
     """A prediction the filter chose to upload, with the strategy that chose it and why."""
 
@@ -183,7 +263,8 @@ class BatchEnvelope(BaseModel):
 
 
 CONTRACTS: dict[str, type[Contract]] = {
-    model.SCHEMA: model for model in (FrameRef, Prediction, SelectedSample, UploadedNotice, Summary)
+    model.SCHEMA: model
+    for model in (FrameRef, Prediction, PredictionBatch, SelectedSample, UploadedNotice, Summary)
 }
 
 

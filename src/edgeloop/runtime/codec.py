@@ -2,7 +2,8 @@
 
 Outgoing: one item is sent as the bare JSON object; several items of one schema go as a
 ``edgeloop.batch/1`` envelope, split so that no message exceeds the hub's size limit.
-Incoming: either form decodes to a list of typed contract objects.
+Incoming: either form, and typed batch contracts (``edgeloop.predictions/1``, validated in one
+call), decode to a list of typed contract objects.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import from_json
 
-from edgeloop.contracts import BatchEnvelope, Contract, contract_for_schema
+from edgeloop.contracts import Batch, BatchEnvelope, Contract, contract_for_schema
 from edgeloop.errors import ContractError, MessageTooLargeError
 
 #: edgeHub and the SDK refuse messages over 256 KB (body and properties together).
@@ -65,7 +67,8 @@ def _dumps(obj: Any) -> bytes:
 
 def _properties(items: Sequence[Contract]) -> dict[str, str]:
     first = items[0]
-    props = {"schema": first.SCHEMA, "sample_id": first.key, "batch_size": str(len(items))}
+    size = first.item_count if len(items) == 1 and isinstance(first, Batch) else len(items)
+    props = {"schema": first.SCHEMA, "sample_id": first.key, "batch_size": str(size)}
     traceparent = getattr(first, "traceparent", None)
     if traceparent:
         props["traceparent"] = traceparent
@@ -146,11 +149,11 @@ def decode_each(body: bytes | str) -> tuple[list[Contract], list[str]]:
         ContractError: the body itself is not JSON, not an object, or not a valid envelope.
     """
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = from_json(body)
+    except ValueError as exc:
+        if "recursion" in str(exc):  # a hostile body nested beyond the parser's depth
+            raise ContractError("message body is JSON nested too deeply to decode") from exc
         raise ContractError(f"message body is not JSON: {exc}") from exc
-    except RecursionError as exc:  # a hostile body nested beyond the parser's depth
-        raise ContractError("message body is JSON nested too deeply to decode") from exc
     if not isinstance(doc, Mapping):
         raise ContractError(f"message body must be a JSON object, got {type(doc).__name__}")
     schema = doc.get("schema")
@@ -163,13 +166,46 @@ def decode_each(body: bytes | str) -> tuple[list[Contract], list[str]]:
         problems: list[str] = []
         for raw in envelope.items:
             try:
-                items.append(_item(envelope.item_schema, raw))
+                item = _item(envelope.item_schema, raw)
+                items.extend(item.unbatch() if isinstance(item, Batch) else [item])
             except ContractError as exc:
                 problems.append(str(exc))
         return items, problems
     if not isinstance(schema, str):
         raise ContractError("message body has no 'schema' field naming its contract")
+    model = contract_for_schema(schema)
+    if model is not None and issubclass(model, Batch):
+        return _batch(model, schema, doc)
     return [_item(schema, doc)], []
+
+
+def _batch(model: type[Batch], schema: str, doc: Mapping[str, Any]) -> tuple[list[Contract], list[str]]:
+    """A typed batch: validated in one call; when that fails, the header alone and then each
+    item, so that one bad item is left out with its reason and its batch mates kept."""
+    fields = {k: v for k, v in doc.items() if k != "schema"}
+    try:
+        return model.model_validate(fields).unbatch(), []
+    except ValidationError as exc:
+        whole = exc
+    raw_items = fields.get("items")
+    if not isinstance(raw_items, list) or not raw_items:
+        raise ContractError(f"{schema}: {_first_error(whole)}") from whole
+    good: list[Any] = []
+    problems: list[str] = []
+    for raw in raw_items:
+        try:
+            model.model_validate({**fields, "items": [raw]})
+        except ValidationError as exc:
+            where = raw.get("sample_id", "?") if isinstance(raw, Mapping) else "?"
+            problems.append(f"{schema} item {where!r}: {_first_error(exc)}")
+        else:
+            good.append(raw)
+    if len(problems) == len(raw_items) and len(raw_items) > 1:
+        # every item fails alone too: most likely the header itself
+        raise ContractError(f"{schema}: {_first_error(whole)}") from whole
+    if not good:
+        return [], problems
+    return model.model_validate({**fields, "items": good}).unbatch(), problems
 
 
 def _item(schema: str, doc: Mapping[str, Any]) -> Contract:

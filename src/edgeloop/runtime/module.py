@@ -136,6 +136,12 @@ class ModuleContext(Generic[C]):
         return self._runtime.paused
 
     @property
+    def inputs_waiting(self) -> bool:
+        """Whether more input messages wait for the runtime thread: a module may hold its
+        outputs back to send them with the next input's in one message."""
+        return self._runtime.inputs_queued() > 0
+
+    @property
     def stopping(self) -> threading.Event:
         """Set when shutdown begins; background loops should exit soon after."""
         return self._runtime.stopping
@@ -187,6 +193,8 @@ class ModuleRuntime(Generic[C]):
         self.methods = MethodRegistry()
         self.ctx: ModuleContext[C] = ModuleContext(self)
         self._events: queue.Queue[_Event] = queue.Queue()
+        self._inputs_queued = 0
+        self._inputs_lock = threading.Lock()
         self._held: deque[_Input] = deque()
         self._recent_ids: RecentIds[tuple[str, str]] = RecentIds(_RECENT_IDS)
         # Messages a module that acknowledges itself has not acknowledged yet, and how many
@@ -226,7 +234,7 @@ class ModuleRuntime(Generic[C]):
         start (the container then exits and edgeAgent restarts it).
         """
         self.client.set_handlers(
-            on_input=lambda m: self._events.put(_Input(m)),
+            on_input=self._input_arrived,
             on_desired_patch=lambda p: self._events.put(_Patch(p)),
             on_method=lambda c: self._events.put(_Method(c)),
         )
@@ -295,7 +303,7 @@ class ModuleRuntime(Generic[C]):
         deadline = self.clock.monotonic() + self._drain_timeout
         self.paused = False
         while self._held:
-            self._dispatch(self._held.popleft())
+            self._on_input(self._held.popleft())
         while self.clock.monotonic() < deadline:
             try:
                 event = self._events.get_nowait()
@@ -310,8 +318,21 @@ class ModuleRuntime(Generic[C]):
         log.info("module %s stopped", self.module_id)
 
     # -- events ----------------------------------------------------------------------------
+    def _input_arrived(self, message: InboundMessage) -> None:
+        """SDK thread: queue an input message for the runtime thread."""
+        with self._inputs_lock:
+            self._inputs_queued += 1
+        self._events.put(_Input(message))
+
+    def inputs_queued(self) -> int:
+        """Input messages received and not yet taken by the runtime thread."""
+        with self._inputs_lock:
+            return self._inputs_queued
+
     def _dispatch(self, event: _Event) -> None:
         if isinstance(event, _Input):
+            with self._inputs_lock:
+                self._inputs_queued -= 1
             self._on_input(event)
         elif isinstance(event, _Patch):
             self._on_patch(event.patch)

@@ -41,21 +41,29 @@ class ConfidenceBandRule(RuleModel):
         return self
 
 
-def _inside(value: float, bands: list[Band]) -> Band | None:
-    for low, high in bands:
+#: A band and its text in reasons (made once, when the rule is built).
+_Said = tuple[float, float, str]
+
+
+def _said(bands: list[Band]) -> list[_Said]:
+    return [(low, high, f" in [{fmt(low)}, {fmt(high)})") for low, high in bands]
+
+
+def _inside(value: float, bands: list[_Said]) -> str | None:
+    for low, high, text in bands:
         if low <= value < high or (high == 1.0 and value == 1.0):
-            return (low, high)
+            return text
     return None
 
 
 def build(config: ConfidenceBandRule, _ctx: BuildContext) -> Predicate:
-    default = list(config.bands)
-    per_class = {label: list(bands) for label, bands in config.per_class.items()}
+    default = _said(list(config.bands))
+    per_class = {label: _said(list(bands)) for label, bands in config.per_class.items()}
 
     def confidence_band(f: Features) -> str | None:
         band = _inside(f.confidence, per_class.get(f.label, default))
         if band is None:
             return None
-        return f"confidence {fmt(f.confidence)} in [{fmt(band[0])}, {fmt(band[1])})"
+        return f"confidence {fmt(f.confidence)}{band}"
 
     return confidence_band

@@ -16,10 +16,11 @@ class EntropyRule(RuleModel):
 
 def build(config: EntropyRule, _ctx: BuildContext) -> Predicate:
     above = config.above
+    tail = f" > {fmt(above)}"  # said once: the threshold never changes
 
     def entropy(f: Features) -> str | None:
         if f.entropy is None or f.entropy <= above:
             return None
-        return f"entropy {fmt(f.entropy)} > {fmt(above)}"
+        return f"entropy {fmt(f.entropy)}{tail}"
 
     return entropy

@@ -16,10 +16,11 @@ class MarginRule(RuleModel):
 
 def build(config: MarginRule, _ctx: BuildContext) -> Predicate:
     below = config.below
+    tail = f" < {fmt(below)}"  # said once: the threshold never changes
 
     def margin(f: Features) -> str | None:
         if f.margin is None or f.margin >= below:
             return None
-        return f"margin {fmt(f.margin)} < {fmt(below)}"
+        return f"margin {fmt(f.margin)}{tail}"
 
     return margin
