@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: A wall clock ahead of the monotonic clock's account by more than this has jumped forward.
 JUMP_SLACK_S = 60.0
+#: How many ids of samples dropped unclaimed the stats keep (the counts cover every one).
+RECENT_IDS = 64
 
 
 @dataclass(frozen=True)
@@ -57,9 +59,19 @@ class JanitorResult:
 
 class Janitor:
     def __init__(
-        self, root: Path, *, clock: Clock, ttl_s: float, max_bytes: int, stale_temp_s: float
+        self,
+        root: Path,
+        *,
+        clock: Clock,
+        ttl_s: float,
+        max_bytes: int,
+        stale_temp_s: float,
+        subdir: str = CAPTURE_DIR,
+        volume: str = "samples",
     ) -> None:
-        self.base = root / CAPTURE_DIR
+        self.base = root / subdir
+        self.volume = volume
+        self.recent_dropped: deque[str] = deque(maxlen=RECENT_IDS)
         self.clock = clock
         self.ttl_s = ttl_s
         self.max_bytes = max_bytes
@@ -141,7 +153,7 @@ class Janitor:
         self.files = len(kept) - index
         self.bytes = total
         counts = {reason: n for reason, n in dropped.items() if n}
-        observe.record_janitor(counts, self.bytes)
+        observe.record_janitor(counts, self.bytes, volume=self.volume)
         if counts:
             log.warning("janitor dropped unclaimed samples: %s", counts)
         return JanitorResult(counts, released, stale, self.files, self.bytes)
@@ -150,6 +162,7 @@ class Janitor:
         return {
             "dropped": dict(self.dropped),
             "droppedBytes": self.dropped_bytes,
+            "droppedRecent": list(self.recent_dropped),
             "released": self.released,
             "staleTemp": self.stale_temp,
             "files": self.files,
@@ -231,6 +244,7 @@ class Janitor:
             return 0
         self.dropped[reason] += 1
         self.dropped_bytes += f.size
+        self.recent_dropped.append(f.name.split(".", 1)[0])
         return 1
 
     def _tidy(self, buckets: list[tuple[str, _Bucket]], now: datetime) -> None:

@@ -1,7 +1,8 @@
 """Taking selected samples into the outbox: one path for every sample.
 
 A sample's content is its file on the shared volume (opened first: an open file outlives the
-capture janitor's unlink) or, for a sensor vector, a small JSON document. It is checked against
+capture janitor's unlink), a raw frame encoded now (the memory-backed path: the raw file is
+released once the sample is recorded) or, for a sensor vector, a small JSON document. It is checked against
 what capture wrote, budgeted, then either sealed straight into the outbox (a public key is
 known) or claimed as plaintext (a hard link, else a durable copy) to be sealed when a key
 arrives. The samples of one input message are recorded in one durable commit: when
@@ -29,6 +30,7 @@ from edgeloop_uploader.budget import Budget
 from edgeloop_uploader.claim import claim_file, fsync_dir, write_durably
 from edgeloop_uploader.core import Core
 from edgeloop_uploader.outbox import IN_DATABASE, QUEUED
+from edgeloop_uploader.rawencode import RawEncodeError, encode_raw_frame, suffix_for
 from edgeloop_uploader.sealing import Sealer
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,8 @@ class _Source:
     size: int
     content_type: str
     suffix: str
-    path: Path | None  # the file on the shared volume; None for a vector
+    path: Path | None  # the file on the shared volume; None for a vector or a raw frame
+    raw_path: Path | None = None  # a raw frame, encoded into ``stream``: released once recorded
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class _Pending:
     row: dict[str, Any]
     data: bytes | None  # an envelope kept in the database
     result: SealResult | None  # None: claimed as plaintext, sealed later
+    raw_path: Path | None = None
 
 
 class SampleRefused(Exception):
@@ -108,6 +112,8 @@ class Intake:
     def _take(self, item: SelectedSample) -> bool:
         if self._is_duplicate(item.sample_id):
             self.core.count("duplicates")
+            if item.sample_id not in self._pending_ids:
+                self._release_raw(item)  # recorded by an earlier life that died before releasing it
             return False
         try:
             pending = self._prepare(item)
@@ -161,7 +167,19 @@ class Intake:
             "content_type": source.content_type,
             **columns,
         }
-        return _Pending(row=row, data=data, result=result)
+        return _Pending(row=row, data=data, result=result, raw_path=source.raw_path)
+
+    def _release_raw(self, item: SelectedSample) -> None:
+        frame = item.prediction.frame
+        if frame.raw is None or frame.file_ref is None:
+            return
+        try:
+            (self.core.paths.samples / frame.file_ref).unlink()
+            self.core.count("raw_released")
+        except FileNotFoundError:
+            pass
+        except OSError:
+            log.warning("cannot release raw frame %s", frame.file_ref, exc_info=True)
 
     def _budgeted(self, source: _Source, item: SelectedSample, key: PublicKey | None) -> int:
         """What the sample will hold on disk once sealed (the envelope adds a header and a tag
@@ -246,6 +264,13 @@ class Intake:
                 core.reject(accept.row["id"], reason, category)
             return 0
         for accept in pending:
+            if accept.raw_path is not None:
+                # Recorded: the raw frame is consumed (capture's ring and janitor see it gone).
+                try:
+                    accept.raw_path.unlink(missing_ok=True)
+                    core.count("raw_released")
+                except OSError:
+                    log.warning("cannot release raw frame %s", accept.raw_path, exc_info=True)
             core.count("accepted")
             if accept.result is None:
                 core.count("waiting_for_key")
@@ -266,6 +291,16 @@ def _open(item: SelectedSample, samples_dir: Path) -> _Source:
         data = json.dumps(body, separators=(",", ":")).encode("utf-8")
         return _Source(io.BytesIO(data), len(data), "application/json", ".json", None)
     path = samples_dir / frame.file_ref
+    if frame.raw is not None:
+        try:
+            data = encode_raw_frame(
+                path, raw=frame.raw, content_type=frame.content_type, display=frame.file_ref
+            )
+            suffix = suffix_for(frame.content_type)
+        except RawEncodeError as exc:
+            raise SampleRefused(str(exc), exc.category) from exc
+        assert frame.content_type is not None
+        return _Source(io.BytesIO(data), len(data), frame.content_type, suffix, None, raw_path=path)
     try:
         fin = open(path, "rb")  # noqa: SIM115 - the caller closes it
     except FileNotFoundError as exc:
