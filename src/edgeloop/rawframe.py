@@ -18,6 +18,10 @@ JPEG again, and the uploader encodes only the frames the filter selects. A file 
 
 A reader refuses a file whose header, length or checksum disagree (``RawFrameError`` with the
 reason): a torn or short frame never reaches a model or an upload.
+
+The uploader claims a raw frame, once the encoded sample is recorded in its outbox, by renaming
+it to ``<name>.claimed`` in place (one rename, no copy); capture's janitor deletes claimed frames
+on its next run, counted as released. Until then a reader of the old name still finds it.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ DTYPES: dict[int, np.dtype[np.generic]] = {1: np.dtype(np.uint8)}
 _CODES = {dtype: code for code, dtype in DTYPES.items()}
 #: Larger than any camera frame this reads (16k x 16k x 4); a header beyond it is damage.
 MAX_PAYLOAD = 16384 * 16384 * 4
+CLAIMED_SUFFIX = ".claimed"
 
 
 class RawFrameError(ValueError):
@@ -76,6 +81,11 @@ def pack(image: np.ndarray) -> tuple[bytes, memoryview]:
     return header, payload
 
 
+def claimed_path(path: Path | str) -> Path:
+    """The name a claimed raw frame has (see the module's docstring)."""
+    return Path(f"{path}{CLAIMED_SUFFIX}")
+
+
 def parse_header(data: bytes, *, display: str) -> RawHeader:
     """Raises ``RawFrameError``."""
     if len(data) < HEADER_SIZE:
@@ -110,7 +120,11 @@ def read(path: Path | str, *, display: str) -> np.ndarray:
         OSError: it cannot be read.
         RawFrameError: torn, short, longer than its header says, or a bad checksum.
     """
-    with open(path, "rb", buffering=0) as fin:
+    try:
+        fin = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        fin = open(claimed_path(path), "rb", buffering=0)  # noqa: SIM115 - claimed since announced
+    with fin:
         size = os.fstat(fin.fileno()).st_size
         head = fin.read(HEADER_SIZE)
         header = parse_header(head, display=display)

@@ -53,7 +53,7 @@ class FramesConfig(BaseModel):
     )
     max_bytes: int = Field(
         default=256 * 1024**2,
-        ge=8 * 1024**2,
+        ge=1,
         description="Byte budget of the raw frame ring, kept at every write: the oldest frames go "
         "first; one deleted before it was claimed is counted as evicted_unclaimed. Keep it below the "
         "size of the memory-backed mount.",

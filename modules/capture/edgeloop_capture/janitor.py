@@ -1,10 +1,11 @@
 """Storage hygiene for capture's files on the shared volume.
 
-Downstream modules claim a sample by moving it away (it is gone) or hard-linking it (its link
-count is above one). The janitor removes capture's own link of claimed samples ("released",
-nothing is lost), deletes unclaimed samples older than the TTL, and keeps the unclaimed rest
-under the byte budget by deleting the oldest first. Every deletion of an unclaimed sample is a
-drop, counted by reason (``ttl``, ``budget``) and logged.
+Downstream modules claim a sample by moving it away (it is gone), hard-linking it (its link
+count is above one) or, for a raw frame, renaming it to ``<name>.claimed`` in place. The
+janitor removes capture's own name of claimed samples ("released", nothing is lost), deletes
+unclaimed samples older than the TTL, and keeps the unclaimed rest under the byte budget by
+deleting the oldest first. Every deletion of an unclaimed sample is a drop, counted by reason
+(``ttl``, ``budget``) and logged.
 
 The minute buckets (see ``writer``) sort by time, so walking them in name order is walking
 the samples oldest first; a bucket whose directory has not changed since the last run is not
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeloop.clock import Clock
+from edgeloop.rawframe import CLAIMED_SUFFIX
 from edgeloop_capture import observe
 from edgeloop_capture.ids import id_time
 from edgeloop_capture.writer import BUCKET_FORMAT, CAPTURE_DIR, INCOMING_DIR
@@ -129,7 +131,7 @@ class Janitor:
         for name, bucket in buckets:
             bucket_end = _bucket_start(name) + timedelta(minutes=1)
             for f in bucket.files:
-                if f.links > 1:
+                if f.links > 1 or f.name.endswith(CLAIMED_SUFFIX):
                     released += self._delete(name, f, None)
                 elif bucket_end <= cutoff or (
                     _bucket_start(name) <= cutoff and self._time(name, f) <= cutoff

@@ -2,8 +2,8 @@
 
 Raw frames are large (640x480 BGR is 900 KiB) and live in memory, so their budget is kept at
 every write, not only when the janitor runs: once the frames written exceed ``max_bytes``, the
-oldest are deleted first. A frame already claimed (consumed by the uploader: its file is gone,
-or hard-linked: a second name) costs nothing and is only forgotten. A frame deleted before
+oldest are deleted first. A frame already claimed (renamed ``<name>.claimed`` by the uploader,
+for the janitor to release; hard-linked; or gone) is only forgotten. A frame deleted before
 anyone claimed it is an eviction, counted and remembered by sample id (``evictedUnclaimed``),
 so a reader that finds it missing can be matched to the reason.
 
@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from edgeloop import rawframe
 from edgeloop_capture import observe
 from edgeloop_capture.writer import WrittenFile
 
@@ -92,6 +93,9 @@ class RawRing:
 
     def _evict(self, entry: _Entry) -> bool:
         """Delete one frame; True when it was unclaimed (an eviction)."""
+        if os.path.exists(entry.path + rawframe.CLAIMED_SUFFIX):
+            self.gone += 1  # claimed: the janitor releases it
+            return False
         try:
             links = os.stat(entry.path).st_nlink
             os.unlink(entry.path)

@@ -2,10 +2,10 @@
 
 A sample's content is its file on the shared volume (opened first: an open file outlives the
 capture janitor's unlink), a raw frame encoded now (the memory-backed path: the raw file is
-released once the sample is recorded) or, for a sensor vector, a small JSON document. It is checked against
-what capture wrote, budgeted, then either sealed straight into the outbox (a public key is
-known) or claimed as plaintext (a hard link, else a durable copy) to be sealed when a key
-arrives. The samples of one input message are recorded in one durable commit: when
+marked claimed once the sample is recorded) or, for a sensor vector, a small JSON document. It
+is checked against what capture wrote, budgeted, then either sealed straight into the outbox (a
+public key is known) or claimed as plaintext (a hard link, else a durable copy) to be sealed
+when a key arrives. The samples of one input message are recorded in one durable commit: when
 ``accept_batch`` returns, every sample it counts is on disk and recorded.
 """
 
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from edgeloop import rawframe
 from edgeloop.blobstore import SampleBlobName, sample_blob_name
 from edgeloop.contracts import SelectedSample
 from edgeloop.envelope import EnvelopeContext, PublicKey, SealResult, sealed_size
@@ -173,13 +174,17 @@ class Intake:
         frame = item.prediction.frame
         if frame.raw is None or frame.file_ref is None:
             return
+        self._mark_claimed(self.core.paths.samples / frame.file_ref)
+
+    def _mark_claimed(self, path: Path) -> None:
+        """Recorded: rename the raw frame to its claimed name, for capture's janitor to release."""
         try:
-            (self.core.paths.samples / frame.file_ref).unlink()
-            self.core.count("raw_released")
+            path.rename(rawframe.claimed_path(path))
+            self.core.count("raw_claimed")
         except FileNotFoundError:
-            pass
+            pass  # claimed already (a redelivery), or gone
         except OSError:
-            log.warning("cannot release raw frame %s", frame.file_ref, exc_info=True)
+            log.warning("cannot mark raw frame %s claimed", path, exc_info=True)
 
     def _budgeted(self, source: _Source, item: SelectedSample, key: PublicKey | None) -> int:
         """What the sample will hold on disk once sealed (the envelope adds a header and a tag
@@ -265,12 +270,7 @@ class Intake:
             return 0
         for accept in pending:
             if accept.raw_path is not None:
-                # Recorded: the raw frame is consumed (capture's ring and janitor see it gone).
-                try:
-                    accept.raw_path.unlink(missing_ok=True)
-                    core.count("raw_released")
-                except OSError:
-                    log.warning("cannot release raw frame %s", accept.raw_path, exc_info=True)
+                self._mark_claimed(accept.raw_path)
             core.count("accepted")
             if accept.result is None:
                 core.count("waiting_for_key")
