@@ -2,8 +2,9 @@
 
 Raw frames are large (640x480 BGR is 900 KiB) and live in memory, so their budget is kept at
 every write, not only when the janitor runs: once the frames written exceed ``max_bytes``, the
-oldest are deleted first. A frame already claimed (renamed ``<name>.claimed`` by the uploader,
-for the janitor to release; hard-linked; or gone) is only forgotten. A frame deleted before
+oldest are deleted first. A frame already claimed (renamed ``<name>.claimed`` by the uploader)
+is released then (the memory is bounded even between janitor runs); one hard-linked or already
+gone is only forgotten. A frame deleted before
 anyone claimed it is an eviction, counted and remembered by sample id (``evictedUnclaimed``),
 so a reader that finds it missing can be matched to the reason.
 
@@ -48,6 +49,7 @@ class RawRing:
         self.evicted = 0
         self.evicted_bytes = 0
         self.gone = 0
+        self.released = 0
         self.errors = 0
         self.recent: deque[str] = deque(maxlen=RECENT_IDS)
 
@@ -88,14 +90,21 @@ class RawRing:
                 "evictedUnclaimedBytes": self.evicted_bytes,
                 "evictedUnclaimedRecent": list(self.recent),
                 "goneBeforeEviction": self.gone,
+                "released": self.released,
                 "errors": self.errors,
             }
 
     def _evict(self, entry: _Entry) -> bool:
         """Delete one frame; True when it was unclaimed (an eviction)."""
-        if os.path.exists(entry.path + rawframe.CLAIMED_SUFFIX):
-            self.gone += 1  # claimed: the janitor releases it
+        try:
+            os.unlink(entry.path + rawframe.CLAIMED_SUFFIX)
+            self.released += 1  # claimed (the uploader holds its encoded copy): released now
             return False
+        except FileNotFoundError:
+            pass
+        except OSError:
+            self.errors += 1
+            log.warning("cannot release raw frame %s", entry.path, exc_info=True)
         try:
             links = os.stat(entry.path).st_nlink
             os.unlink(entry.path)
