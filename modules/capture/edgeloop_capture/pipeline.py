@@ -65,6 +65,7 @@ class Prepared:
     captured_at: datetime
     data: bytes | None = None
     pixels: np.ndarray | None = None
+    raw_parts: tuple[bytes, memoryview] | None = None  # header and payload of a raw frame
     width: int | None = None
     height: int | None = None
     dhash: str | None = None
@@ -112,10 +113,15 @@ class FramePipeline:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         height, width = image.shape[:2]
         if self.raw:
+            try:
+                raw_parts = rawframe.pack(image)
+            except ValueError as exc:
+                raise EncodeError(str(exc)) from exc
             return Prepared(
                 captured=captured,
                 captured_at=captured_at,
                 pixels=image,
+                raw_parts=raw_parts,
                 width=width,
                 height=height,
                 dhash=dhash(image),
@@ -175,9 +181,10 @@ class FramePipeline:
         common: dict[str, Any],
     ) -> FrameRef:
         assert prepared.pixels is not None
+        assert prepared.raw_parts is not None
         assert self.raw_writer is not None
         assert self.ring is not None
-        header, payload = rawframe.pack(prepared.pixels)
+        header, payload = prepared.raw_parts
         sample_id = common["sample_id"]
         written = self.raw_writer.write(
             [header, payload],
