@@ -102,6 +102,20 @@ def test_the_ring_evicts_the_oldest_unclaimed_first_and_names_them(tmp_path: Pat
     assert not rawframe.claimed_path(first).exists()
 
 
+def test_frames_left_by_an_earlier_life_count_against_the_budget_and_go_first(tmp_path: Path) -> None:
+    # given: an earlier life wrote three frames
+    earlier = pipeline(tmp_path)
+    old = [capture_one(earlier, i) for i in range(3)]
+    # when: a new life takes them in, with room for three frames, and writes two
+    p = pipeline(tmp_path, max_bytes=3 * FRAME)
+    assert p.ring is not None
+    assert p.ring.adopt(tmp_path / FRAMES_DIR) == 3
+    new = [capture_one(p, i) for i in range(3, 5)]
+    # then: the two oldest of the earlier life were evicted, by name
+    assert p.ring.stats()["evictedUnclaimedRecent"] == [old[0].sample_id, old[1].sample_id]
+    assert [(tmp_path / str(r.file_ref)).exists() for r in [*old, *new]] == [False, False, True, True, True]
+
+
 def test_a_frame_larger_than_the_budget_is_still_written_and_the_older_ones_go(tmp_path: Path) -> None:
     p = pipeline(tmp_path, max_bytes=1)
     refs = [capture_one(p, i) for i in range(3)]

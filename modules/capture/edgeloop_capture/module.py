@@ -128,6 +128,9 @@ class CaptureModule(EdgeModule[CaptureConfig]):
             max_bytes=j.max_bytes,
             stale_temp_s=j.stale_temp_s,
         )
+        adopted = self.ring.adopt(self.samples_dir / FRAMES_DIR)
+        if adopted:
+            log.info("raw frame ring: %d frames left by an earlier run taken in", adopted)
         self.frames_janitor = Janitor(
             self.samples_dir,
             clock=ctx.clock,

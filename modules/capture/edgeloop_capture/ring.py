@@ -8,17 +8,20 @@ gone is only forgotten. A frame deleted before
 anyone claimed it is an eviction, counted and remembered by sample id (``evictedUnclaimed``),
 so a reader that finds it missing can be matched to the reason.
 
-The janitor still runs over the same folder: it applies the TTL, removes temp files a dead
-writer left, and bounds what an earlier run of the module left behind.
+The frames an earlier life of the module left are taken in at start (``adopt``), oldest first.
+The janitor still runs over the same folder: it applies the TTL, releases claimed frames and
+removes temp files a dead writer left.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from edgeloop import rawframe
@@ -56,6 +59,30 @@ class RawRing:
     def configure(self, *, max_bytes: int) -> None:
         with self._lock:
             self.max_bytes = max_bytes
+
+    def adopt(self, folder: Path) -> int:
+        """Take in the raw frames an earlier life of the module left in ``folder`` (minute
+        buckets, oldest first), so the budget covers them from the first write; returns how many."""
+        found: list[_Entry] = []
+        try:
+            buckets = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+        except FileNotFoundError:
+            return 0
+        for bucket in buckets:
+            try:
+                entries = sorted(os.scandir(folder / bucket), key=lambda e: e.name)
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                if not entry.name.endswith("." + rawframe.SUFFIX):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    size = entry.stat(follow_symlinks=False).st_size
+                    found.append(_Entry(entry.name.split(".", 1)[0], entry.path, size))
+        with self._lock:
+            self._entries.extendleft(reversed(found))
+            self._bytes += sum(e.size for e in found)
+        return len(found)
 
     def add(self, written: WrittenFile, *, sample_id: str) -> list[str]:
         """Record a frame just written; evict the oldest while over budget. Returns the ids of
