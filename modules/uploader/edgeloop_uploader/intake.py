@@ -46,7 +46,7 @@ class _Source:
     content_type: str
     suffix: str
     path: Path | None  # the file on the shared volume; None for a vector or a raw frame
-    raw_path: Path | None = None  # a raw frame, encoded into ``stream``: released once recorded
+    raw_path: Path | None = None  # a raw frame, encoded into ``stream``: marked claimed once recorded
 
 
 @dataclass(frozen=True)
