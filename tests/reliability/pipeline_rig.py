@@ -194,12 +194,14 @@ class PipelineRig:
         *,
         frames: int = 240,
         fps: float = 20.0,
+        frames_store: str = "jpeg",
     ) -> None:
         self.tmp = tmp_path
         self.azurite = azurite
         self.module_factory = module_factory
         self.count = frames
         self.fps = fps
+        self.frames_store = frames_store
         self.cloud = CloudSide(azurite, private_key)
         self.samples = tmp_path / "samples"
         self.outbox = tmp_path / "outbox"
@@ -214,6 +216,7 @@ class PipelineRig:
                     {"id": SOURCE, "kind": "folder", "path": f"input/{SOURCE}", "fps": fps,
                      "settle_s": 0, "poll_s": 0.2, "format": "png"}
                 ],
+                "frames": {"store": frames_store},
             },
             "inference": {
                 "providers": ["cpu"],
@@ -337,7 +340,12 @@ class PipelineRig:
             except EnvelopeError as exc:
                 problems.append(f"{name}: {exc}")
                 continue
-            if hashlib.sha256(plain).hexdigest() != frame.get("sha256"):
+            if frame.get("raw") is not None:
+                problem = self._raw_problem(name, frame, plain)
+                if problem is not None:
+                    problems.append(problem)
+                    continue
+            elif hashlib.sha256(plain).hexdigest() != frame.get("sha256"):
                 problems.append(f"{name}: opened to other bytes than capture wrote")
                 continue
             opened.add(parts.sample_id)
@@ -351,6 +359,21 @@ class PipelineRig:
             predlog=self.prediction_log_lines(),
             problems=problems,
         )
+
+    def _raw_problem(self, name: str, frame: dict[str, Any], plain: bytes) -> str | None:
+        """A raw frame is uploaded encoded on claim (PNG here, lossless): it must decode to the
+        pixels capture read from its input file."""
+        import cv2
+        import numpy as np
+
+        if frame.get("content_type") != "image/png":
+            return f"{name}: a raw frame uploaded as {frame.get('content_type')!r}, not image/png"
+        uploaded = cv2.imdecode(np.frombuffer(plain, np.uint8), cv2.IMREAD_COLOR)
+        source = self.samples / "input" / SOURCE / _file_name(frame)
+        original = cv2.imread(str(source), cv2.IMREAD_COLOR)
+        if uploaded is None or original is None or not np.array_equal(uploaded, original):
+            return f"{name}: does not decode to the pixels capture read from {source.name}"
+        return None
 
     def prediction_log_lines(self) -> Counter[str]:
         """Prediction-log lines waiting in the uploader's outbox, by sample id."""

@@ -28,7 +28,7 @@ from edgeloop.devhub.testing import HubProcess, ModuleProcess
 from edgeloop.devtools.azurite import Azurite
 from edgeloop.envelope import EnvelopeContext, EnvelopeError, PrivateKeyring, PublicKey, open_bytes
 from tests.integration.modules.manifests import manifest
-from tests.reliability.modules.feeder import sample_bytes
+from tests.reliability.modules.feeder import sample_bytes, sample_pixels
 
 FEEDER = "tests.reliability.modules.feeder"
 CONTAINER = "data"
@@ -124,8 +124,10 @@ class UploaderRig:
         private_key: rsa.RSAPrivateKey,
         *,
         desired: Mapping[str, Any] | None = None,
+        frames_store: str = "jpeg",
     ) -> None:
         self.tmp = tmp_path
+        self.frames_store = frames_store
         self.azurite = azurite
         self.module_factory = module_factory
         self.cloud = CloudSide(azurite, private_key)
@@ -181,7 +183,8 @@ class UploaderRig:
     # -- traffic ---------------------------------------------------------------------------
     def feed(self, count: int, *, start: int = 0, interval: float = 0.0, size: int = 2048) -> None:
         self.size = size
-        body = {"count": count, "start": start, "interval": interval, "size": size}
+        raw = self.frames_store == "raw"
+        body = {"count": count, "start": start, "interval": interval, "size": size, "raw": raw}
         response = self.hub.invoke("feeder", "feed", body, timeout=30)
         assert response["status"] == 200, response
 
@@ -250,15 +253,22 @@ class UploaderRig:
         problems: list[str] = []
         for name in names:
             sample_id = _sample_of(name)
+            raw = self.frames_store == "raw"
             expected = EnvelopeContext(
-                sample_id=sample_id, device_id=_device_of(name), content_type="image/jpeg"
+                sample_id=sample_id,
+                device_id=_device_of(name),
+                content_type="image/png" if raw else "image/jpeg",
             )
             try:
                 plain = self.cloud.open(name, expected)
             except EnvelopeError as exc:
                 problems.append(f"{name}: {exc}")
                 continue
-            if plain != sample_bytes(sample_id, self.size):
+            if raw:
+                if not _decodes_to(plain, sample_pixels(sample_id)):
+                    problems.append(f"{name}: does not decode to the raw frame the feeder wrote")
+                    continue
+            elif plain != sample_bytes(sample_id, self.size):
                 problems.append(f"{name}: opened to other bytes than the feeder wrote")
                 continue
             opened.add(sample_id)
@@ -270,6 +280,15 @@ class UploaderRig:
             accepted=self.accepted(),
             problems=problems,
         )
+
+
+def _decodes_to(data: bytes, pixels: Any) -> bool:
+    """A raw frame encoded on claim (PNG, lossless) decodes to exactly its pixels."""
+    import cv2
+    import numpy as np
+
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return decoded is not None and bool(np.array_equal(decoded, pixels))
 
 
 def _sample_of(blob_name: str) -> str:

@@ -1,4 +1,5 @@
-"""Bad input against inference: truncated, garbage, empty, hostile and huge images, vectors with
+"""Bad input against inference: truncated, garbage, empty, hostile and huge images (encoded
+files, and raw frames of the memory-backed frame path), vectors with
 NaN or infinite values or the wrong length; models with the wrong input shape, a bad signature
 or a hash that does not match.
 
@@ -19,7 +20,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeloop import signing
+from edgeloop import rawframe, signing
+from edgeloop.contracts import RawPixels
 from tests import model_factory as mf
 from tests.reliability.conftest import AreaLedger
 from tests.unit.test_inference_module import Harness
@@ -90,6 +92,70 @@ def test_bad_image_files_get_one_error_record_each_and_good_frames_are_scored(
         assert pred.status == "error"
         assert name in (pred.error or ""), f"{name}: {pred.error}"
     assert by_id[huge.sample_id].status in ("ok", "error")
+
+
+def _raw(pixels: np.ndarray) -> bytes:
+    header, payload = rawframe.pack(pixels)
+    return header + bytes(payload)
+
+
+def _raw_with(header_fields: dict[str, int], payload: bytes = b"") -> bytes:
+    fields = {"version": 1, "dtype": 1, "channels": 3, "width": 16, "height": 16, "length": 768, "crc": 0}
+    fields.update(header_fields)
+    header = rawframe.HEADER.pack(
+        rawframe.MAGIC, fields["version"], fields["dtype"], fields["channels"], 0,
+        fields["width"], fields["height"], fields["length"], fields["crc"],
+    )  # fmt: skip
+    return header + payload
+
+
+_GOOD_RAW = _raw(np.full((16, 16, 3), 90, np.uint8))
+BAD_RAW_FRAMES: dict[str, tuple[bytes, str]] = {
+    "torn-header": (_GOOD_RAW[:20], "shorter than its header"),
+    "torn-pixels": (_GOOD_RAW[:-100], "short (torn)"),
+    "longer": (_GOOD_RAW + b"\0", "longer than its header says"),
+    "flipped-bit": (_GOOD_RAW[:-1] + bytes([_GOOD_RAW[-1] ^ 1]), "fails its checksum"),
+    "jpeg-named-raw": (_digit_jpeg(3), "not a raw frame"),
+    "zero-bytes": (b"", "shorter than its header"),
+    "bomb-header": (_raw_with({"width": 60_000, "height": 60_000, "length": 60_000**2 * 3}), "claims"),
+    "lying-length": (_raw_with({"length": 10}), "claims a payload of 10 bytes"),
+    "future-version": (_raw_with({"version": 7}), "format version 7"),
+    "four-channels": (_raw_with({"channels": 4, "length": 1024}), "16x16x4"),
+}
+
+
+def test_bad_raw_frames_get_one_error_record_each_naming_why_and_good_frames_are_scored(
+    tmp_path: Path, ledger: AreaLedger
+) -> None:
+    with Harness(tmp_path, initial=mf.digits_model()) as h:
+        h.wait_model(status="loaded")
+        # given: good frames around a corpus of torn, damaged and hostile raw frames
+        before = h.digit_frames([1, 2])
+        bad = {}
+        for n, (name, (data, _)) in enumerate(BAD_RAW_FRAMES.items(), start=700):
+            ref = f"frames/{name}.raw"
+            (h.samples / ref).write_bytes(data)
+            raw = RawPixels(channels=3, quality=90)
+            bad[name] = mf.frame_ref(n, file_ref=ref).model_copy(update={"raw": raw, "sha256": None})
+        after = h.digit_frames([4, 5])
+        frames = [*before, *bad.values(), *after]
+        ledger.record(inputs=len(bad))
+        # when
+        h.hub.push_input("frames", frames, max_batch=4)
+        preds = h.wait_predictions(len(frames), timeout=60)
+        alive = h.thread.is_alive()
+    # then: one prediction per frame; the bad ones are errors naming the frame and the reason
+    by_id = {p.sample_id: p for p in preds}
+    assert sorted(by_id) == sorted(f.sample_id for f in frames)
+    assert len(preds) == len(frames)
+    ledger.record(lost=len({f.sample_id for f in frames} - set(by_id)))
+    assert alive
+    assert all(by_id[f.sample_id].status == "ok" for f in [*before, *after])
+    for name, frame in bad.items():
+        pred = by_id[frame.sample_id]
+        assert pred.status == "error", name
+        assert f"{name}.raw" in (pred.error or ""), pred.error
+        assert BAD_RAW_FRAMES[name][1] in (pred.error or ""), f"{name}: {pred.error}"
 
 
 @pytest.mark.parametrize(

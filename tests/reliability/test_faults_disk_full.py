@@ -224,11 +224,12 @@ def upstream_frames(hub: Any) -> list[dict[str, Any]]:
     return items
 
 
+@pytest.mark.parametrize(("store", "folder"), [("jpeg", "capture"), ("raw", "frames")])
 def test_capture_on_a_full_volume_skips_frames_naming_it_and_resumes_when_space_returns(
-    tmp_path: Path, dev_hub: HubFactory, ledger: AreaLedger
+    tmp_path: Path, dev_hub: HubFactory, ledger: AreaLedger, store: str, folder: str
 ) -> None:
-    # given: capture writes its frames to a 4 MB tmpfs (the samples volume's capture/ folder);
-    # images arrive in a folder outside it
+    # given: capture writes its frames to a 4 MB tmpfs (the samples volume's capture/ folder, or
+    # frames/ on the raw frame path); images arrive in a folder outside it
     from edgeloop_capture.testing import write_images
 
     from tests.integration.modules.manifests import manifest
@@ -236,9 +237,10 @@ def test_capture_on_a_full_volume_skips_frames_naming_it_and_resumes_when_space_
     volume = tmp_path / "samples"
     drop = volume / "input" / "drop"
     drop.mkdir(parents=True)
-    (volume / "capture").mkdir()
+    (volume / folder).mkdir()
     desired = {
-        "sources": [{"id": "drop", "kind": "folder", "path": "input/drop", "poll_s": 0.1, "settle_s": 0}]
+        "sources": [{"id": "drop", "kind": "folder", "path": "input/drop", "poll_s": 0.1, "settle_s": 0}],
+        "frames": {"store": store},
     }
     doc = manifest(
         ["capture"],
@@ -247,14 +249,15 @@ def test_capture_on_a_full_volume_skips_frames_naming_it_and_resumes_when_space_
         env={"capture": {"EDGELOOP_SAMPLES_DIR": str(volume)}},
     )
     hub = dev_hub(doc)
-    proc = on_tmpfs("capture", hub.module_env("capture"), "$EDGELOOP_SAMPLES_DIR/capture", 4 << 20, tmp_path)
+    mount = f"$EDGELOOP_SAMPLES_DIR/{folder}"
+    proc = on_tmpfs("capture", hub.module_env("capture"), mount, 4 << 20, tmp_path)
     try:
         hub.wait_connected("capture", timeout=60)
         inside = Path(f"/proc/{proc.pid}/root") / str(volume).lstrip("/")
         write_images(drop, 3)
         wait_for(lambda: len(upstream_frames(hub)) == 3, 30, "three frames before the disk fills")
         # when: another writer fills the volume, and five more images arrive
-        filler = inside / "capture" / "filler.bin"
+        filler = inside / folder / "filler.bin"
         fill_up(filler)
         write_images(drop, 5, start=3)
 
@@ -281,9 +284,12 @@ def test_capture_on_a_full_volume_skips_frames_naming_it_and_resumes_when_space_
         )
         # then: every frame announced has its file, none for the skipped ones
         assert all((inside / f["file_ref"]).is_file() for f in frames)
+        assert all(f["file_ref"].startswith(f"{folder}/") for f in frames)
+        assert all(("raw" in f) == (store == "raw") for f in frames)
         names = sorted(f["attributes"]["file_name"] for f in frames)
         assert names == [f"img_{i:04d}.png" for i in (0, 1, 2, 8, 9, 10, 11)]
-        ledger.record(faults=1, inputs=12, lost=0, note="5 frames skipped and counted: volume full")
+        note = f"5 frames skipped and counted: volume full ({store})"
+        ledger.record(faults=1, inputs=12, lost=0, note=note)
         assert proc.running
     finally:
         proc.stop()

@@ -13,6 +13,11 @@ sample owed a selection is in storage exactly once, opens with the cloud's key t
 capture wrote, and was announced upstream; nothing else is in storage; and the filter's totals
 add up: seen = scored = selected + dropped by reason.
 
+It runs for both frame paths: encoded files on the samples volume (``frames.store: jpeg``, the
+stored blob opens to the bytes capture wrote) and raw frames in the frame ring
+(``frames.store: raw``, the blob is the frame encoded on claim and decodes to the pixels capture
+read).
+
 Counted across restarts: a killed capture goes on from the files whose references it had sent
 (kept in its state folder after each send), so it takes again only what it had read and not
 sent, under new sample ids, announced once. The one repeat its design allows is a batch the hub
@@ -45,8 +50,9 @@ FRAMES = 240
 FPS = 20.0
 
 
-@pytest.fixture
+@pytest.fixture(params=["jpeg", "raw"])
 def rig(
+    request: pytest.FixtureRequest,
     tmp_path: Path,
     dev_hub: HubFactory,
     module_process: ModuleFactory,
@@ -54,7 +60,14 @@ def rig(
     cloud_private_key: Any,
 ) -> PipelineRig:
     return PipelineRig(
-        tmp_path, dev_hub, module_process, azurite, cloud_private_key, frames=FRAMES, fps=FPS
+        tmp_path,
+        dev_hub,
+        module_process,
+        azurite,
+        cloud_private_key,
+        frames=FRAMES,
+        fps=FPS,
+        frames_store=request.param,
     ).start()
 
 
@@ -100,7 +113,10 @@ def test_every_module_killed_mid_stream_loses_nothing_and_the_counters_add_up(
     note = describe(result, kills)
     print(note)
     ledger.record(
-        faults=sum(rig.kills.values()), inputs=len(seen.frames), lost=result.lost, note=f"seed {SEED}"
+        faults=sum(rig.kills.values()),
+        inputs=len(seen.frames),
+        lost=result.lost,
+        note=f"seed {SEED}, frames {rig.frames_store}",
     )
 
     # then: capture announced every file once, across its kill; the only repeat allowed is one
@@ -118,6 +134,8 @@ def test_every_module_killed_mid_stream_loses_nothing_and_the_counters_add_up(
     assert result.scored == result.announced
     assert seen.label_conflicts == set()
     assert all(p.get("status") == "ok" for p in seen.predictions.values())
+    # ... on the path asked for
+    assert all((f.get("raw") is not None) == (rig.frames_store == "raw") for f in seen.frames.values())
     # every sample owed a selection was selected, nothing else was
     assert set(seen.selected) == result.expected_selected, note
     # ... and is in storage exactly once, opening to the bytes capture wrote, and announced

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer
 
@@ -39,6 +39,30 @@ class JanitorConfig(BaseModel):
     )
 
 
+class FramesConfig(BaseModel):
+    """Which path image frames take to inference (docs/capture.md, "Memory-backed frames")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store: Literal["jpeg", "raw"] = Field(
+        default="jpeg",
+        description="'jpeg': each frame is encoded (in its source's format, JPEG or PNG) and written "
+        "under capture/ on the samples volume. 'raw': decoded pixels are written under frames/ (mount a "
+        "memory-backed file system there); inference reads them without decoding and the uploader "
+        "encodes only the frames it claims.",
+    )
+    max_bytes: int = Field(
+        default=256 * 1024**2,
+        ge=1,
+        description="Byte budget of the raw frame ring, kept at every write: the oldest frames go "
+        "first; one deleted before it was claimed is counted as evicted_unclaimed. Keep it below the "
+        "size of the memory-backed mount.",
+    )
+    ttl_s: float = Field(
+        default=600.0, gt=0, description="Delete raw frames nobody claimed once older than this (seconds)."
+    )
+
+
 class CaptureConfig(BaseModel):
     """Settings of the capture module."""
 
@@ -50,6 +74,9 @@ class CaptureConfig(BaseModel):
         "sensor) and that kind's settings (see docs/capture.md). Each is validated on its own.",
     )
     janitor: JanitorConfig = Field(default_factory=JanitorConfig, description="Storage hygiene.")
+    frames: FramesConfig = Field(
+        default_factory=FramesConfig, description="The frame path: encoded files or raw frames in memory."
+    )
     batch_max: int = Field(default=32, ge=1, le=256, description="Most frame references sent in one message.")
     queue_size: int = Field(
         default=512,

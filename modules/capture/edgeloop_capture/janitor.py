@@ -1,10 +1,11 @@
 """Storage hygiene for capture's files on the shared volume.
 
-Downstream modules claim a sample by moving it away (it is gone) or hard-linking it (its link
-count is above one). The janitor removes capture's own link of claimed samples ("released",
-nothing is lost), deletes unclaimed samples older than the TTL, and keeps the unclaimed rest
-under the byte budget by deleting the oldest first. Every deletion of an unclaimed sample is a
-drop, counted by reason (``ttl``, ``budget``) and logged.
+Downstream modules claim a sample by moving it away (it is gone), hard-linking it (its link
+count is above one) or, for a raw frame, renaming it to ``<name>.claimed`` in place. The
+janitor removes capture's own name of claimed samples ("released", nothing is lost), deletes
+unclaimed samples older than the TTL, and keeps the unclaimed rest under the byte budget by
+deleting the oldest first. Every deletion of an unclaimed sample is a drop, counted by reason
+(``ttl``, ``budget``) and logged.
 
 The minute buckets (see ``writer``) sort by time, so walking them in name order is walking
 the samples oldest first; a bucket whose directory has not changed since the last run is not
@@ -16,13 +17,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from edgeloop.clock import Clock
+from edgeloop.rawframe import CLAIMED_SUFFIX
 from edgeloop_capture import observe
 from edgeloop_capture.ids import id_time
 from edgeloop_capture.writer import BUCKET_FORMAT, CAPTURE_DIR, INCOMING_DIR
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: A wall clock ahead of the monotonic clock's account by more than this has jumped forward.
 JUMP_SLACK_S = 60.0
+#: How many ids of samples dropped unclaimed the stats keep (the counts cover every one).
+RECENT_IDS = 64
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,19 @@ class JanitorResult:
 
 class Janitor:
     def __init__(
-        self, root: Path, *, clock: Clock, ttl_s: float, max_bytes: int, stale_temp_s: float
+        self,
+        root: Path,
+        *,
+        clock: Clock,
+        ttl_s: float,
+        max_bytes: int,
+        stale_temp_s: float,
+        subdir: str = CAPTURE_DIR,
+        volume: str = "samples",
     ) -> None:
-        self.base = root / CAPTURE_DIR
+        self.base = root / subdir
+        self.volume = volume
+        self.recent_dropped: deque[str] = deque(maxlen=RECENT_IDS)
         self.clock = clock
         self.ttl_s = ttl_s
         self.max_bytes = max_bytes
@@ -117,7 +131,7 @@ class Janitor:
         for name, bucket in buckets:
             bucket_end = _bucket_start(name) + timedelta(minutes=1)
             for f in bucket.files:
-                if f.links > 1:
+                if f.links > 1 or f.name.endswith(CLAIMED_SUFFIX):
                     released += self._delete(name, f, None)
                 elif bucket_end <= cutoff or (
                     _bucket_start(name) <= cutoff and self._time(name, f) <= cutoff
@@ -141,7 +155,7 @@ class Janitor:
         self.files = len(kept) - index
         self.bytes = total
         counts = {reason: n for reason, n in dropped.items() if n}
-        observe.record_janitor(counts, self.bytes)
+        observe.record_janitor(counts, self.bytes, volume=self.volume)
         if counts:
             log.warning("janitor dropped unclaimed samples: %s", counts)
         return JanitorResult(counts, released, stale, self.files, self.bytes)
@@ -150,6 +164,7 @@ class Janitor:
         return {
             "dropped": dict(self.dropped),
             "droppedBytes": self.dropped_bytes,
+            "droppedRecent": list(self.recent_dropped),
             "released": self.released,
             "staleTemp": self.stale_temp,
             "files": self.files,
@@ -231,6 +246,7 @@ class Janitor:
             return 0
         self.dropped[reason] += 1
         self.dropped_bytes += f.size
+        self.recent_dropped.append(f.name.split(".", 1)[0])
         return 1
 
     def _tidy(self, buckets: list[tuple[str, _Bucket]], now: datetime) -> None:

@@ -24,10 +24,11 @@ from edgeloop_capture.janitor import Janitor
 from edgeloop_capture.pipeline import FramePipeline
 from edgeloop_capture.progress import Ledger, Receipt
 from edgeloop_capture.progress_book import ProgressBook
+from edgeloop_capture.ring import RawRing
 from edgeloop_capture.sender import FrameSender
 from edgeloop_capture.sources import KINDS, SourceSettings
 from edgeloop_capture.worker import SourceWorker
-from edgeloop_capture.writer import SampleWriter
+from edgeloop_capture.writer import FRAMES_DIR, SampleWriter
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +63,18 @@ class CaptureModule(EdgeModule[CaptureConfig]):
         self.ids = ids or SampleIds()
         self.progress = progress or ProgressBook()
         self.writer = SampleWriter(samples_dir)
-        self.pipeline = FramePipeline(self.writer, self.ids)
         self.config = CaptureConfig()
+        self.ring = RawRing(max_bytes=self.config.frames.max_bytes)
+        self.pipeline = FramePipeline(
+            self.writer, self.ids, raw_writer=SampleWriter(samples_dir, subdir=FRAMES_DIR), ring=self.ring
+        )
         self.workers: dict[str, SourceWorker] = {}
         self.config_errors: dict[str, str] = {}
         self.paused = False
         self.ctx: ModuleContext[CaptureConfig] | None = None
         self.sender: FrameSender | None = None
         self.janitor: Janitor | None = None
+        self.frames_janitor: Janitor | None = None
         self._janitor_thread: threading.Thread | None = None
         self._lock = threading.RLock()
         self._reported_ids: set[str] = set()
@@ -123,6 +128,18 @@ class CaptureModule(EdgeModule[CaptureConfig]):
             max_bytes=j.max_bytes,
             stale_temp_s=j.stale_temp_s,
         )
+        adopted = self.ring.adopt(self.samples_dir / FRAMES_DIR)
+        if adopted:
+            log.info("raw frame ring: %d frames left by an earlier run taken in", adopted)
+        self.frames_janitor = Janitor(
+            self.samples_dir,
+            clock=ctx.clock,
+            ttl_s=c.frames.ttl_s,
+            max_bytes=c.frames.max_bytes,
+            stale_temp_s=j.stale_temp_s,
+            subdir=FRAMES_DIR,
+            volume="frames",
+        )
         self._janitor_thread = threading.Thread(
             target=self._janitor_loop, name="capture-janitor", daemon=True
         )
@@ -133,6 +150,8 @@ class CaptureModule(EdgeModule[CaptureConfig]):
     def apply_config(self, config: CaptureConfig, previous: CaptureConfig | None) -> None:
         self.config = config
         self.writer.fsync = config.fsync
+        self.pipeline.store_kind = config.frames.store
+        self.ring.configure(max_bytes=config.frames.max_bytes)
         if self.ctx is None:
             return  # start() builds everything from this config
         if self.sender is not None:
@@ -141,6 +160,11 @@ class CaptureModule(EdgeModule[CaptureConfig]):
         if self.janitor is not None:
             j = config.janitor
             self.janitor.configure(ttl_s=j.ttl_s, max_bytes=j.max_bytes, stale_temp_s=j.stale_temp_s)
+        if self.frames_janitor is not None:
+            f = config.frames
+            self.frames_janitor.configure(
+                ttl_s=f.ttl_s, max_bytes=f.max_bytes, stale_temp_s=config.janitor.stale_temp_s
+            )
         self._reconcile(parse_sources(config.sources), previous=previous)
         self._report(force=True)
 
@@ -155,6 +179,7 @@ class CaptureModule(EdgeModule[CaptureConfig]):
             "sources": self.source_health(),
             "sender": self.sender.stats() if self.sender else {},
             "janitor": self.janitor.stats() if self.janitor else {},
+            "frames": self.frames_stats(),
             "progress": self.progress.stats(),
             "paused": self.paused,
         }
@@ -304,12 +329,14 @@ class CaptureModule(EdgeModule[CaptureConfig]):
     def _janitor_loop(self) -> None:
         assert self.ctx is not None
         assert self.janitor is not None
+        janitors = [self.janitor, *([self.frames_janitor] if self.frames_janitor else [])]
         while not self.ctx.stopping.is_set():
-            try:
-                self.janitor.run_once()
-            except Exception:
-                self.janitor.errors += 1
-                log.exception("janitor run failed")
+            for janitor in janitors:
+                try:
+                    janitor.run_once()
+                except Exception:
+                    janitor.errors += 1
+                    log.exception("janitor run failed on %s", janitor.base)
             if self.ctx.stopping.wait(self.config.janitor.interval_s):
                 return
 
@@ -328,4 +355,12 @@ class CaptureModule(EdgeModule[CaptureConfig]):
         patch.update(health)
         self._reported_ids = set(health)
         janitor = self.janitor.stats() if self.janitor else {}
-        self.ctx.report({"sources": patch, "janitor": janitor})
+        self.ctx.report({"sources": patch, "janitor": janitor, "frames": self.frames_stats()})
+
+    def frames_stats(self) -> dict[str, Any]:
+        """The frame path in use, the raw ring and the janitor of the raw frames."""
+        return {
+            "store": self.config.frames.store,
+            "ring": self.ring.stats(),
+            "janitor": self.frames_janitor.stats() if self.frames_janitor else {},
+        }

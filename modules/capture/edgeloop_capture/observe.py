@@ -47,7 +47,8 @@ class CaptureSpan:
         )
 
 
-def record_janitor(dropped: Mapping[str, int], volume_bytes: int) -> None:
+def record_janitor(dropped: Mapping[str, int], volume_bytes: int, *, volume: str = "samples") -> None:
+    """``volume``: ``samples`` (encoded files) or ``frames`` (the raw frame ring)."""
     for reason, count in dropped.items():
-        _evicted.add(count, {"module": "capture", "reason": reason})
-    _volume.set(volume_bytes, {"volume": "samples"})
+        _evicted.add(count, {"module": "capture", "reason": reason, "volume": volume})
+    _volume.set(volume_bytes, {"volume": volume})

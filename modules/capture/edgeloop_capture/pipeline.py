@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import cv2
+import numpy as np
 
-from edgeloop.contracts import FrameRef
+from edgeloop import rawframe
+from edgeloop.contracts import FrameRef, RawPixels
 from edgeloop_capture import observe
 from edgeloop_capture.dhash import dhash
 from edgeloop_capture.ids import SampleIds
+from edgeloop_capture.ring import RawRing
 from edgeloop_capture.sources.base import Captured, Image, ImageSettings, SourceSettings
 from edgeloop_capture.writer import SampleWriter
 
@@ -54,11 +58,14 @@ def new_traceparent() -> str:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A frame encoded and hashed, ready to be written (or a sensor vector)."""
+    """A frame encoded and hashed (or kept as pixels, on the raw path), ready to be written; or
+    a sensor vector (neither ``data`` nor ``pixels``)."""
 
     captured: Captured
     captured_at: datetime
     data: bytes | None = None
+    pixels: np.ndarray | None = None
+    raw_parts: tuple[bytes, memoryview] | None = None  # header and payload of a raw frame
     width: int | None = None
     height: int | None = None
     dhash: str | None = None
@@ -68,11 +75,27 @@ class FramePipeline:
     """Resize, hash, encode and write a frame; describe it as a ``FrameRef``.
 
     ``prepare`` (pixels) and ``store`` (file and reference) can run on different threads.
+    With ``store == "raw"`` (and a raw writer and ring) frames skip encoding: the pixels are
+    written as a raw frame file into the ring.
     """
 
-    def __init__(self, writer: SampleWriter, ids: SampleIds) -> None:
+    def __init__(
+        self,
+        writer: SampleWriter,
+        ids: SampleIds,
+        *,
+        raw_writer: SampleWriter | None = None,
+        ring: RawRing | None = None,
+    ) -> None:
         self.writer = writer
         self.ids = ids
+        self.raw_writer = raw_writer
+        self.ring = ring
+        self.store_kind = "jpeg"
+
+    @property
+    def raw(self) -> bool:
+        return self.store_kind == "raw" and self.raw_writer is not None and self.ring is not None
 
     def process(
         self, settings: SourceSettings, captured: Captured, *, seq: int, captured_at: datetime
@@ -89,6 +112,20 @@ class FramePipeline:
         if settings.grayscale and image.ndim == 3:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         height, width = image.shape[:2]
+        if self.raw:
+            try:
+                raw_parts = rawframe.pack(image)
+            except ValueError as exc:
+                raise EncodeError(str(exc)) from exc
+            return Prepared(
+                captured=captured,
+                captured_at=captured_at,
+                pixels=image,
+                raw_parts=raw_parts,
+                width=width,
+                height=height,
+                dhash=dhash(image),
+            )
         return Prepared(
             captured=captured,
             captured_at=captured_at,
@@ -110,6 +147,9 @@ class FramePipeline:
             "attributes": prepared.captured.attributes,
         }
         span = observe.CaptureSpan(sample_id=sample_id, source_id=settings.id, captured_at=captured_at)
+        if prepared.pixels is not None:
+            assert isinstance(settings, ImageSettings)
+            return self._store_raw(settings, prepared, span=span, common=common)
         if prepared.data is None:
             traceparent = span.record(file_ref=None, size=None) or new_traceparent()
             return FrameRef(
@@ -129,5 +169,43 @@ class FramePipeline:
             bytes=written.size,
             sha256=written.sha256,
             dhash=prepared.dhash,
+            **common,
+        )
+
+    def _store_raw(
+        self,
+        settings: ImageSettings,
+        prepared: Prepared,
+        *,
+        span: observe.CaptureSpan,
+        common: dict[str, Any],
+    ) -> FrameRef:
+        assert prepared.pixels is not None
+        assert prepared.raw_parts is not None
+        assert self.raw_writer is not None
+        assert self.ring is not None
+        header, payload = prepared.raw_parts
+        sample_id = common["sample_id"]
+        written = self.raw_writer.write(
+            [header, payload],
+            sample_id=sample_id,
+            captured_at=prepared.captured_at,
+            ext=rawframe.SUFFIX,
+            digest=False,
+        )
+        self.ring.add(written, sample_id=sample_id)
+        traceparent = span.record(file_ref=written.file_ref, size=written.size) or new_traceparent()
+        channels = 1 if prepared.pixels.ndim == 2 else 3
+        quality = settings.jpeg_quality if settings.format == "jpeg" else settings.png_compression
+        return FrameRef(
+            traceparent=traceparent,
+            kind="image",
+            file_ref=written.file_ref,
+            content_type=CONTENT_TYPES[settings.format][1],
+            width=prepared.width,
+            height=prepared.height,
+            bytes=written.size,
+            dhash=prepared.dhash,
+            raw=RawPixels(channels=channels, quality=quality),
             **common,
         )

@@ -6,6 +6,8 @@ Layout under the volume root (``EDGELOOP_SAMPLES_DIR``)::
       .incoming/                      temp files being written (same file system, renamed away)
       20260105T1200/                  one bucket per UTC minute of capture time
         01KE6Z...Q.jpg                <sample_id>.<ext>; ids sort by capture time
+    frames/                           raw frames (``frames.store: raw``), same layout; mount a
+                                      memory-backed file system here (docs/capture.md)
 
 Bucket names sort by time, so the janitor walks buckets oldest first and rescans only the
 buckets whose directory changed since its last run.
@@ -16,11 +18,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 CAPTURE_DIR = "capture"
+FRAMES_DIR = "frames"
 INCOMING_DIR = ".incoming"
 BUCKET_FORMAT = "%Y%m%dT%H%M"
 
@@ -29,7 +33,7 @@ BUCKET_FORMAT = "%Y%m%dT%H%M"
 class WrittenFile:
     file_ref: str
     path: Path
-    sha256: str
+    sha256: str | None
     size: int
 
 
@@ -43,16 +47,26 @@ class SampleWriter:
     when a call finds them missing (a new minute, or a volume cleaned under our feet).
     """
 
-    def __init__(self, root: Path, *, fsync: bool = False) -> None:
+    def __init__(self, root: Path, *, fsync: bool = False, subdir: str = CAPTURE_DIR) -> None:
         self.root = root
-        self.base = root / CAPTURE_DIR
+        self.subdir = subdir
+        self.base = root / subdir
         self.incoming = self.base / INCOMING_DIR
         self.fsync = fsync
         self._base = str(self.base)
         self._incoming = str(self.incoming)
 
-    def write(self, data: bytes, *, sample_id: str, captured_at: datetime, ext: str) -> WrittenFile:
-        """Write ``data`` as ``capture/<bucket>/<sample_id>.<ext>``.
+    def write(
+        self,
+        data: bytes | Sequence[bytes | memoryview],
+        *,
+        sample_id: str,
+        captured_at: datetime,
+        ext: str,
+        digest: bool = True,
+    ) -> WrittenFile:
+        """Write ``data`` (one buffer, or several written in order) as
+        ``<subdir>/<bucket>/<sample_id>.<ext>``; with ``digest`` its SHA-256 is computed.
 
         Raises:
             OSError: the volume is full, read-only or gone (the caller counts and skips).
@@ -61,8 +75,9 @@ class SampleWriter:
         name = f"{sample_id}.{ext}"
         temp = os.path.join(self._incoming, name + ".tmp")
         final = os.path.join(self._base, bucket, name)
+        parts: list[bytes | memoryview] = [data] if isinstance(data, bytes) else list(data)
         try:
-            self._write_temp(temp, data)
+            size = self._write_temp(temp, parts)
             try:
                 os.replace(temp, final)
             except FileNotFoundError:
@@ -72,24 +87,30 @@ class SampleWriter:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
             raise
-        return WrittenFile(
-            file_ref=f"{CAPTURE_DIR}/{bucket}/{name}",
-            path=Path(final),
-            sha256=hashlib.sha256(data).hexdigest(),
-            size=len(data),
-        )
+        sha256 = None
+        if digest:
+            hasher = hashlib.sha256()
+            for part in parts:
+                hasher.update(part)
+            sha256 = hasher.hexdigest()
+        file_ref = f"{self.subdir}/{bucket}/{name}"
+        return WrittenFile(file_ref=file_ref, path=Path(final), sha256=sha256, size=size)
 
-    def _write_temp(self, temp: str, data: bytes) -> None:
+    def _write_temp(self, temp: str, parts: list[bytes | memoryview]) -> int:
         try:
             fd = os.open(temp, _FLAGS, 0o644)
         except FileNotFoundError:
             os.makedirs(self._incoming, exist_ok=True)
             fd = os.open(temp, _FLAGS, 0o644)
+        size = 0
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            for part in parts:
+                view = memoryview(part).cast("B")
+                size += view.nbytes
+                while view:
+                    view = view[os.write(fd, view) :]
             if self.fsync:
                 os.fsync(fd)
         finally:
             os.close(fd)
+        return size

@@ -303,6 +303,8 @@ class InferenceModule(EdgeModule[InferenceConfig]):
             raise SampleError(f"sample {frame.sample_id!r} is an image but model takes feature vectors")
         if frame.file_ref is None:
             raise SampleError(f"sample {frame.sample_id!r} has neither file_ref nor vector")
+        if frame.raw is not None:
+            return pre.decode_raw(self.samples_dir / frame.file_ref, display=frame.file_ref)
         expected = frame.sha256 if self._config.verify_sample_hash else None
         return pre.decode_file(self.samples_dir / frame.file_ref, display=frame.file_ref, sha256=expected)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeloop import rawframe
 from edgeloop.errors import EdgeLoopError
 from edgeloop.model_metadata import Preprocess
 
@@ -139,6 +140,33 @@ class Preprocessor:
         if path.suffix.lower() == ".npy":
             return self.decode_array(_load_npy(data, display), display=display)
         return self.decode_bytes(data, display=display)
+
+    def decode_raw(self, path: Path, *, display: str) -> np.ndarray:
+        """Read a raw frame file (the memory-backed path): pixels as capture decoded them, no
+        image decode. A torn, short or damaged frame is refused with the reason. Raises
+        ``SampleError``."""
+        if self.spec.input_kind == "vector":
+            raise SampleError(f"sample {display!r} is an image but the model takes feature vectors")
+        try:
+            image = rawframe.read(path, display=display)
+        except FileNotFoundError as exc:
+            raise SampleError(
+                f"raw frame {display!r} not found (evicted from the frame ring, or already released)"
+            ) from exc
+        except rawframe.RawFrameError as exc:
+            raise SampleError(str(exc)) from exc
+        except OSError as exc:
+            raise SampleError(f"cannot read raw frame {display!r}: {exc.strerror or exc}") from exc
+        import cv2
+
+        gray = image.ndim == 2
+        if self.spec.color == "gray":
+            image = image if gray else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        elif self.spec.color == "rgb":
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB if gray else cv2.COLOR_BGR2RGB)
+        elif gray:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        return self._resize(image)
 
     def decode_bytes(self, data: bytes, *, display: str) -> np.ndarray:
         """Decode an encoded image (JPEG, PNG, ...) or a vector given as bytes of an NPY."""

@@ -1,10 +1,11 @@
 """Taking selected samples into the outbox: one path for every sample.
 
 A sample's content is its file on the shared volume (opened first: an open file outlives the
-capture janitor's unlink) or, for a sensor vector, a small JSON document. It is checked against
-what capture wrote, budgeted, then either sealed straight into the outbox (a public key is
-known) or claimed as plaintext (a hard link, else a durable copy) to be sealed when a key
-arrives. The samples of one input message are recorded in one durable commit: when
+capture janitor's unlink), a raw frame encoded now (the memory-backed path: the raw file is
+marked claimed once the sample is recorded) or, for a sensor vector, a small JSON document. It
+is checked against what capture wrote, budgeted, then either sealed straight into the outbox (a
+public key is known) or claimed as plaintext (a hard link, else a durable copy) to be sealed
+when a key arrives. The samples of one input message are recorded in one durable commit: when
 ``accept_batch`` returns, every sample it counts is on disk and recorded.
 """
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from edgeloop import rawframe
 from edgeloop.blobstore import SampleBlobName, sample_blob_name
 from edgeloop.contracts import SelectedSample
 from edgeloop.envelope import EnvelopeContext, PublicKey, SealResult, sealed_size
@@ -29,6 +31,7 @@ from edgeloop_uploader.budget import Budget
 from edgeloop_uploader.claim import claim_file, fsync_dir, write_durably
 from edgeloop_uploader.core import Core
 from edgeloop_uploader.outbox import IN_DATABASE, QUEUED
+from edgeloop_uploader.rawencode import RawEncodeError, encode_raw_frame, suffix_for
 from edgeloop_uploader.sealing import Sealer
 
 log = logging.getLogger(__name__)
@@ -42,7 +45,8 @@ class _Source:
     size: int
     content_type: str
     suffix: str
-    path: Path | None  # the file on the shared volume; None for a vector
+    path: Path | None  # the file on the shared volume; None for a vector or a raw frame
+    raw_path: Path | None = None  # a raw frame, encoded into ``stream``: marked claimed once recorded
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class _Pending:
     row: dict[str, Any]
     data: bytes | None  # an envelope kept in the database
     result: SealResult | None  # None: claimed as plaintext, sealed later
+    raw_path: Path | None = None
 
 
 class SampleRefused(Exception):
@@ -108,6 +113,8 @@ class Intake:
     def _take(self, item: SelectedSample) -> bool:
         if self._is_duplicate(item.sample_id):
             self.core.count("duplicates")
+            if item.sample_id not in self._pending_ids:
+                self._release_raw(item)  # recorded by an earlier life that died before releasing it
             return False
         try:
             pending = self._prepare(item)
@@ -161,7 +168,23 @@ class Intake:
             "content_type": source.content_type,
             **columns,
         }
-        return _Pending(row=row, data=data, result=result)
+        return _Pending(row=row, data=data, result=result, raw_path=source.raw_path)
+
+    def _release_raw(self, item: SelectedSample) -> None:
+        frame = item.prediction.frame
+        if frame.raw is None or frame.file_ref is None:
+            return
+        self._mark_claimed(self.core.paths.samples / frame.file_ref)
+
+    def _mark_claimed(self, path: Path) -> None:
+        """Recorded: rename the raw frame to its claimed name, for capture's janitor to release."""
+        try:
+            path.rename(rawframe.claimed_path(path))
+            self.core.count("raw_claimed")
+        except FileNotFoundError:
+            pass  # claimed already (a redelivery), or gone
+        except OSError:
+            log.warning("cannot mark raw frame %s claimed", path, exc_info=True)
 
     def _budgeted(self, source: _Source, item: SelectedSample, key: PublicKey | None) -> int:
         """What the sample will hold on disk once sealed (the envelope adds a header and a tag
@@ -246,6 +269,8 @@ class Intake:
                 core.reject(accept.row["id"], reason, category)
             return 0
         for accept in pending:
+            if accept.raw_path is not None:
+                self._mark_claimed(accept.raw_path)
             core.count("accepted")
             if accept.result is None:
                 core.count("waiting_for_key")
@@ -266,6 +291,16 @@ def _open(item: SelectedSample, samples_dir: Path) -> _Source:
         data = json.dumps(body, separators=(",", ":")).encode("utf-8")
         return _Source(io.BytesIO(data), len(data), "application/json", ".json", None)
     path = samples_dir / frame.file_ref
+    if frame.raw is not None:
+        try:
+            data = encode_raw_frame(
+                path, raw=frame.raw, content_type=frame.content_type, display=frame.file_ref
+            )
+            suffix = suffix_for(frame.content_type)
+        except RawEncodeError as exc:
+            raise SampleRefused(str(exc), exc.category) from exc
+        assert frame.content_type is not None
+        return _Source(io.BytesIO(data), len(data), frame.content_type, suffix, None, raw_path=path)
     try:
         fin = open(path, "rb")  # noqa: SIM115 - the caller closes it
     except FileNotFoundError as exc:

@@ -62,8 +62,26 @@ class Contract(BaseModel):
         return {"schema": self.SCHEMA, **self.model_dump(mode="json", exclude_none=True)}
 
 
+class RawPixels(BaseModel):
+    """How to read a raw frame file (``edgeloop.rawframe``) and what to encode it as on claim."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    channels: Literal[1, 3] = Field(description="1 (gray) or 3 (BGR, as OpenCV decodes).")
+    dtype: Literal["uint8"] = Field(default="uint8", description="Pixel type.")
+    quality: int = Field(
+        ge=0,
+        le=100,
+        description="Encoding setting for the uploaded file named by content_type: JPEG quality "
+        "(1-100) or PNG compression (0-9).",
+    )
+
+
 class FrameRef(Contract):
-    """A captured sample: an image file on the shared volume or an inline sensor vector."""
+    """A captured sample: an image file on the shared volume or an inline sensor vector.
+
+    An image is either an encoded file (JPEG/PNG, ``raw`` absent) or, on the memory-backed path,
+    a raw frame file (``raw`` set): decoded pixels that readers use without decoding, encoded to
+    ``content_type`` only when the uploader claims the sample."""
 
     SCHEMA: ClassVar[str] = "edgeloop.frame/1"
 
@@ -75,12 +93,18 @@ class FrameRef(Contract):
     file_ref: FileRef | None = Field(
         default=None, description="Path of the sample file relative to the shared volume root."
     )
-    content_type: str | None = Field(default=None, description="MIME type of the file (image/jpeg...).")
+    content_type: str | None = Field(
+        default=None,
+        description="MIME type of the file (image/jpeg...); for a raw frame, the type it is uploaded as.",
+    )
     width: int | None = Field(default=None, ge=1, description="Image width in pixels.")
     height: int | None = Field(default=None, ge=1, description="Image height in pixels.")
     bytes: int | None = Field(default=None, ge=0, description="Size of the sample file.")
     sha256: Sha256Hex | None = Field(default=None, description="SHA-256 of the sample file.")
     dhash: HexHash64 | None = Field(default=None, description="64-bit difference hash of the image.")
+    raw: RawPixels | None = Field(
+        default=None, description="Set when file_ref is a raw frame file (the memory-backed frame path)."
+    )
     vector: list[float] | None = Field(default=None, description="Sensor readings, for kind=vector.")
     attributes: dict[str, str] = Field(
         default_factory=dict, description="Source-specific facts (file name, frame index, sensor unit...)."

@@ -3,7 +3,9 @@ volume and sends ``SelectedSample`` references on output ``out``.
 
 Environment: ``EDGELOOP_SAMPLES_DIR`` (the shared volume), ``FEEDER_RECORD`` (a JSONL file: one
 line per sample sent, written after the hub accepted it). Method ``feed`` ({"count", "start",
-"interval"}) sends from a background thread; samples are ``s-000000``, ``s-000001``...
+"interval", "raw"}) sends from a background thread; samples are ``s-000000``, ``s-000001``...
+With ``raw`` each sample is a raw frame (``edgeloop.rawframe``, the memory-backed frame path)
+of ``sample_pixels``, for the uploader to encode as PNG on claim.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgeloop.contracts import Contract, FrameRef, LabelScore, Prediction, SelectedSample
+from edgeloop import rawframe
+from edgeloop.contracts import Contract, FrameRef, LabelScore, Prediction, RawPixels, SelectedSample
 from edgeloop.errors import HubError
 from edgeloop.runtime import EdgeModule, InboundMessage, MethodRegistry, ModuleContext, run_module
 
@@ -35,6 +39,7 @@ class FeedRequest(BaseModel):
     start: int = Field(default=0, ge=0)
     interval: float = Field(default=0.0, ge=0)
     size: int = Field(default=2048, ge=1, le=10_000_000)
+    raw: bool = Field(default=False)
 
 
 def sample_bytes(sample_id: str, size: int) -> bytes:
@@ -43,12 +48,21 @@ def sample_bytes(sample_id: str, size: int) -> bytes:
     return (seed * (size // len(seed) + 1))[:size]
 
 
-def selected_sample(sample_id: str, seq: int, data: bytes, file_ref: str) -> SelectedSample:
+def sample_pixels(sample_id: str) -> np.ndarray:
+    """Deterministic 16x16 BGR pixels of a raw sample."""
+    return np.frombuffer(sample_bytes(sample_id, 16 * 16 * 3), dtype=np.uint8).reshape(16, 16, 3)
+
+
+def selected_sample(
+    sample_id: str, seq: int, data: bytes, file_ref: str, *, raw: bool = False
+) -> SelectedSample:
     now = datetime.now(UTC)
     frame = FrameRef(
         sample_id=sample_id, source_id="feeder", seq=seq, captured_at=now, kind="image",
-        file_ref=file_ref, content_type="image/jpeg", bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
+        file_ref=file_ref, content_type="image/png" if raw else "image/jpeg", bytes=len(data),
+        sha256=None if raw else hashlib.sha256(data).hexdigest(),
+        raw=RawPixels(channels=3, quality=3) if raw else None,
+        width=16 if raw else None, height=16 if raw else None,
     )  # fmt: skip
     prediction = Prediction(
         sample_id=sample_id, frame=frame, status="ok", model_name="digits", model_version="1",
@@ -94,10 +108,13 @@ class Feeder(EdgeModule[FeederConfig]):
         (self._samples / "frames").mkdir(parents=True, exist_ok=True)
         for seq in range(request.start, request.start + request.count):
             sample_id = f"s-{seq:06d}"
-            data = sample_bytes(sample_id, request.size)
-            file_ref = f"frames/{sample_id}.jpg"
+            if request.raw:
+                header, payload = rawframe.pack(sample_pixels(sample_id))
+                data, file_ref = header + bytes(payload), f"frames/{sample_id}.raw"
+            else:
+                data, file_ref = sample_bytes(sample_id, request.size), f"frames/{sample_id}.jpg"
             (self._samples / file_ref).write_bytes(data)
-            item = selected_sample(sample_id, seq, data, file_ref)
+            item = selected_sample(sample_id, seq, data, file_ref, raw=request.raw)
             while not self._ctx.stopping.is_set():
                 try:
                     self._ctx.send("out", [item])
