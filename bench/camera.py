@@ -262,7 +262,7 @@ class Profiler:
         self.folder.mkdir(parents=True, exist_ok=True)
         command = [
             self.py_spy, "record", "--pid", str(pid), "--format", "flamegraph", "--rate", "50",
-            "--nonblocking", "--output", str(self.folder / f"{name}.svg"),
+            "--output", str(self.folder / f"{name}.svg"),
         ]  # fmt: skip
         log = open(self.folder / f"{name}.py-spy.log", "wb")  # noqa: SIM115 (the child keeps it)
         self._procs[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)

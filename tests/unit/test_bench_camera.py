@@ -13,7 +13,7 @@ import pytest
 
 from bench.camera import paced_reference
 from bench.camera_model import LABELS, build_model, multiply_adds
-from bench.profiles import parse_flamegraph, self_samples
+from bench.profiles import parse_flamegraph, self_samples, summary
 from bench.targets import TARGETS, Target, load_results, lookup, rows, table
 from edgeloop.model_metadata import read_session_metadata
 
@@ -175,3 +175,18 @@ def test_own_samples_are_a_frames_less_its_callees() -> None:
     # then
     assert total == 10
     assert own == {"main (app.py)": 1, "encode (app.py)": 5, "write (io.py)": 1, "decode <x> (app.py)": 3}
+
+
+def test_waiting_samples_are_counted_apart_from_the_work(tmp_path: Path) -> None:
+    # given: two of ten samples in a thread blocked on a condition
+    svg = SVG.replace(
+        "decode &lt;x&gt; (app.py:12) (3 samples", "Condition.wait (threading.py:320) (3 samples"
+    )
+    path = tmp_path / "capture.svg"
+    path.write_text(svg)
+    # when
+    lines = summary(path, top=5)
+    # then: shares of the 7 busy samples
+    assert lines[0] == "capture: 10 samples, 3 waiting; shares of the 7 busy ones"
+    assert lines[1] == "   71.4%  encode (app.py)"
+    assert not any("Condition.wait" in line for line in lines)
