@@ -410,7 +410,14 @@ def report(runs: list[Run], bare: list[BareResult]) -> dict[str, Any]:
             f"pipeline, {run.store:4s}, {asked:12s}       {r['frames_per_s']:7.1f} frames/s  "
             f"= {ratio:.2f}x bare ({reference:.1f}/s)  selected {r['selected']}"
         )
-        print("    CPU ms/frame: " + _per_process(r["cpu_ms_per_frame"], ".2f"))
+        total = sum(r["cpu_ms_per_frame"].values())
+        r["cpu_ms_per_frame_all"] = round(total, 2)
+        r["cores_busy"] = round(total * r["frames_per_s"] / 1000, 2)
+        print(
+            "    CPU ms/frame: " + _per_process(r["cpu_ms_per_frame"], ".2f") + f"; all {total:.1f} "
+            f"(bare {bare_cpu:.1f}), {r['cores_busy']:.2f} cores busy (bare at this rate "
+            f"{bare_cpu * r['frames_per_s'] / 1000:.2f})"
+        )
         print("    RSS MiB:      " + _per_process(r["rss_mib"], ".0f"))
         lat = r["latency_ms"]
         print(

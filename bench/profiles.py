@@ -10,7 +10,7 @@ samples ``fg:w`` and its depth as ``y``) and prints, per file, the functions who
 py-spy samples every thread, waiting ones included (its idle filter does not catch threads
 blocked in a lock, a queue or a selector here), so samples whose own function is one of
 ``WAITS`` are counted apart as waiting and the shares are of the busy samples: the process's
-work. A thread blocked in native code that is not listed (a socket read) still counts as busy.
+work. A thread blocked in native code that is not listed (``fsync``, a TLS read) counts as busy.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ WAITS = frozenset(
         "BaseEventLoop._run_once (asyncio/base_events.py)",
         # the uploader's lanes wait for a job on a SimpleQueue (C, no Python frame of its own)
         "Lanes._serve (edgeloop_uploader/lanes.py:52)",
+        # a blocking HTTP response read: the uploader waiting for the blob service
+        "SocketIO.readinto (socket.py)",
     }
 )
 
