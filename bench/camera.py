@@ -258,15 +258,17 @@ class Profiler:
         self.py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
+    def py_spy_missing(self) -> bool:
+        return not Path(self.py_spy).is_file()
+
     def attach(self, name: str, pid: int) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         command = [
             self.py_spy, "record", "--pid", str(pid), "--format", "flamegraph", "--rate", "50",
             "--output", str(self.folder / f"{name}.svg"),
         ]  # fmt: skip
-        log = open(self.folder / f"{name}.py-spy.log", "wb")  # noqa: SIM115 (the child keeps it)
-        self._procs[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        with open(self.folder / f"{name}.py-spy.log", "wb") as log:
+            self._procs[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
         for proc in self._procs.values():
@@ -278,6 +280,9 @@ class Profiler:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 print(f"py-spy for {name} did not finish in 30 s", file=sys.stderr)
+            if not (self.folder / f"{name}.svg").is_file():
+                log = (self.folder / f"{name}.py-spy.log").read_text(errors="replace").strip()
+                print(f"no profile of {name}: py-spy said: {log[-500:]}", file=sys.stderr)
         self._procs.clear()
 
 
@@ -457,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--paced {args.paced!r}: comma-separated numbers of frames/s, e.g. 15,30")
     if any(p <= 0 or p > 1000 for p in paces):
         parser.error(f"--paced {args.paced!r}: each pace must be in (0, 1000] frames/s")
+    if args.profile is not None and Profiler(args.profile).py_spy_missing():
+        parser.error("--profile needs py-spy on the PATH or beside this Python (the dev extra)")
     stores = list(STORES) if args.frames_store == "both" else [args.frames_store]
     if "raw" in stores and not frames_store_supported():
         print("note: capture's configuration has no frames.store here; the raw runs are skipped")
