@@ -108,7 +108,10 @@ def _camera(r: dict[str, Any]) -> tuple[str, dict[str, float]]:
     runs, bare = r["runs"], r["bare"]
     saturated = runs.get("jpeg-saturated") or next(v for k, v in runs.items() if k.endswith("saturated"))
     paced = ", ".join(
-        f"{v['pace']:g}/s {v['ratio_to_bare']:.2f}x" for v in runs.values() if v.get("pace") is not None
+        f"{'' if v.get('store', 'jpeg') == 'jpeg' else v['store'] + ' '}{v['pace']:g}/s "
+        f"{v['ratio_to_bare']:.2f}x"
+        for v in runs.values()
+        if v.get("pace") is not None
     )
     cpu = sum(saturated["cpu_ms_per_frame"].values())
     return (
