@@ -105,6 +105,19 @@ def test_every_benchmark_summary_reads_its_ratio() -> None:
             "bare": {"frames_per_s": 1500.0},
             "ratio_pipeline_to_bare": 0.2,
         },
+        "camera": {
+            "bare": {"frames_per_s": 150.0, "cpu_ms_per_frame": 5.5},
+            "runs": {
+                "jpeg-saturated": {
+                    "pace": None,
+                    "frames_per_s": 60.0,
+                    "ratio_to_bare": 0.4,
+                    "cpu_ms_per_frame": {"capture": 8.0, "inference": 6.0},
+                },
+                "jpeg-15fps": {"pace": 15.0, "frames_per_s": 15.0, "ratio_to_bare": 1.0},
+                "raw-15fps": {"pace": 15.0, "store": "raw", "frames_per_s": 15.0, "ratio_to_bare": 0.98},
+            },
+        },
         "learning": {
             "headline": {
                 "policy_share_mean": 0.9,
@@ -124,3 +137,5 @@ def test_every_benchmark_summary_reads_its_ratio() -> None:
     assert lines["pipeline"][1]["latency_p95_ms"] == 45.0
     expected = "90% of the upload-everything gain (worst cell 70%), +30.0 accuracy points over random"
     assert expected in lines["learning"][0]
+    assert "0.40x a bare loop (150/s); paced 15/s 1.00x, raw 15/s 0.98x" in lines["camera"][0]
+    assert lines["camera"][1]["cpu_ms_per_frame_all"] == 14.0
