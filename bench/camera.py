@@ -107,7 +107,8 @@ class Assets:
 
 def prepare(state: Path, model: bytes) -> Assets:
     """Keys in ``state/keys``; ``model`` signed as the initial model on the models volume."""
-    from edgeloop.demo.assets import INITIAL_MODEL
+    from edgeloop_demo.assets import INITIAL_MODEL
+
     from edgeloop.devhub.paths import StatePaths
     from edgeloop.keys import ENVELOPE_PUBLIC, SIGNING_PRIVATE, SIGNING_PUBLIC, init_keys
     from edgeloop.signing import read_key_file, sign

@@ -28,12 +28,12 @@ import numpy as np
 import pytest
 from edgeloop_cloud.factory import services_from_env
 from edgeloop_cloud.labels import load_labels
+from edgeloop_demo.scenario import ScenarioConfig, build
 
 from edgeloop import envelope
-from edgeloop.demo.scenario import ScenarioConfig, build
 from edgeloop.devtools.azurite import Azurite, free_port
 from edgeloop.keys import KeySet
-from tests.cloud_support import CLOUD_TEST_CONFIG, upload_sealed
+from tests.cloud_support import cloud_test_config, upload_sealed
 from tests.conftest import REPO_ROOT, subprocess_env
 from tests.integration.azurite_fixtures import azurite  # noqa: F401
 
@@ -126,7 +126,9 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None
 @pytest.fixture
 def env(azurite: Azurite, keys: KeySet, tmp_path: Path) -> dict[str, str]:  # noqa: F811
     config = tmp_path / "cloud.json"
-    config.write_text(json.dumps(CLOUD_TEST_CONFIG), encoding="utf-8")
+    settings = cloud_test_config(tmp_path / "base")
+    settings["training"].pop("base_data")  # labelling reads no base data
+    config.write_text(json.dumps(settings), encoding="utf-8")
     return {
         "EDGELOOP_STORAGE_CONNECTION_STRING": azurite.connection_string,
         "EDGELOOP_SAMPLE_KEYS": str(keys.envelope_private),
