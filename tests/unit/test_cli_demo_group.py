@@ -13,7 +13,14 @@ def _help(pythonpath: list[str], *args: str) -> subprocess.CompletedProcess[str]
     code = (
         "import sys\n"
         "sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__module__.startswith('__editable__')]\n"
-        "from edgeloop.cli import main\n"
+        # The project's editable install can find the demo by itself: without "demo" on the path,
+        # refuse it as an environment without the package would.
+        + (
+            ""
+            if "demo" in pythonpath
+            else "sys.modules['edgeloop_demo'] = None\n"  # import fails, find_spec gives None
+        )
+        + "from edgeloop.cli import main\n"
         f"sys.exit(main({list(args)!r}))\n"
     )
     env = subprocess_env({"PYTHONPATH": ":".join(str(REPO_ROOT / p) for p in pythonpath)})
