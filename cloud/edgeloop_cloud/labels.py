@@ -50,23 +50,27 @@ class LabelSet:
 def parse_labels(name: str, text: str) -> tuple[list[Label], list[str]]:
     """The labels in one CSV or JSONL document, and a problem line for each bad row."""
     if name.endswith(".csv"):
-        return _parse_csv(name, text)
+        return parse_csv(name, text)
     if name.endswith((".jsonl", ".json")):
         return _parse_jsonl(name, text)
     return [], [f"{name}: not a labels file (expected .csv or .jsonl)"]
 
 
-def _parse_csv(name: str, text: str) -> tuple[list[Label], list[str]]:
+def parse_csv(name: str, text: str) -> tuple[list[Label], list[str]]:
+    """The labels in a CSV with ``sample_id`` and ``label`` columns (any others are ignored),
+    and a problem line for each row that gives none (no sample id, empty label)."""
     reader = csv.DictReader(io.StringIO(text))
     if reader.fieldnames is None or not {"sample_id", "label"} <= set(reader.fieldnames):
         return [], [f"{name}: CSV header must name 'sample_id' and 'label' (got {reader.fieldnames})"]
     labels, problems = [], []
     for line_no, row in enumerate(reader, start=2):
         sample_id, label = (row.get("sample_id") or "").strip(), (row.get("label") or "").strip()
-        if not sample_id or not label:
-            problems.append(f"{name}:{line_no}: empty sample_id or label")
-            continue
-        labels.append(Label(sample_id=sample_id, label=label, source=name, line=line_no))
+        if not sample_id:
+            problems.append(f"{name}:{line_no}: no sample_id; not imported")
+        elif not label:
+            problems.append(f"{name}:{line_no}: sample {sample_id!r} has an empty label; not imported")
+        else:
+            labels.append(Label(sample_id=sample_id, label=label, source=name, line=line_no))
     return labels, problems
 
 

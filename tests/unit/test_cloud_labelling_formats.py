@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 from edgeloop_cloud.labelling import csvformat, labelstudio
 from edgeloop_cloud.labelling.entries import QueueEntry
+from edgeloop_cloud.labels import load_labels, parse_labels
+
+from edgeloop.blobstore import MemoryContainer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -129,3 +132,19 @@ def test_csv_without_the_columns_is_named() -> None:
     labels, problems = csvformat.parse_csv("x.csv", "id,class\n1,cat\n")
     assert labels == []
     assert "'sample_id' and 'label'" in problems[0]
+
+
+def test_a_labels_csv_in_the_data_container_names_each_row_it_cannot_use() -> None:
+    # given: the pipeline's labels/ reader and the import share one CSV reader
+    container = MemoryContainer("data")
+    text = "file,sample_id,label\nf1,s1,cat\nf2,,dog\nf3,s3,\nf4,s4,dog\n"
+    container.write("labels/a.csv", text.encode())
+    # when
+    result = load_labels(container)
+    # then
+    assert {k: v.label for k, v in result.labels.items()} == {"s1": "cat", "s4": "dog"}
+    assert result.problems == [
+        "labels/a.csv:3: no sample_id; not imported",
+        "labels/a.csv:4: sample 's3' has an empty label; not imported",
+    ]
+    assert csvformat.parse_csv("labels/a.csv", text) == parse_labels("labels/a.csv", text)
