@@ -10,40 +10,18 @@ import numpy as np
 import pytest
 from edgeloop_cloud.config import CloudConfig
 from edgeloop_cloud.gate import GateConfig
-from edgeloop_cloud.pipeline import CloudServices, run_trigger_once
+from edgeloop_cloud.pipeline import run_trigger_once
 from edgeloop_cloud.trainers.command import CommandTrainerConfig
 from edgeloop_cloud.training import TrainingParams
-from edgeloop_cloud.trigger import TriggerPolicy
-from edgeloop_demo.scenario import ScenarioConfig, build
 
-from edgeloop.blobstore import MemoryContainer
-from edgeloop.clock import FakeClock
 from tests.cloud_support import base_data_config, digits_base_folder
+from tests.pipeline_support import label_all, memory_services, quick_trigger, scenario_frames
 from tests.trainer_support import EXAMPLE_TRAINER
-from tests.unit.test_cloud_pipeline import KEY, XorOpener, _upload
-
-
-def _services(config: CloudConfig) -> CloudServices:
-    clock = FakeClock()
-    return CloudServices(
-        data=MemoryContainer("data", clock=clock), models=MemoryContainer("models", clock=clock),
-        runs=MemoryContainer("runs", clock=clock), opener=XorOpener(), signing_key=KEY, config=config,
-        clock=clock,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def frames() -> list[tuple[np.ndarray, str]]:
-    scenario = build(ScenarioConfig(seed=7))
-    return [(scenario.base.frames[i], str(int(scenario.base.labels[i]))) for i in range(120)]
-
-
-def _label_all(svc: CloudServices, frames: list[tuple[np.ndarray, str]]) -> None:
-    rows = ["sample_id,label"]
-    for n, (frame, label) in enumerate(frames):
-        _upload(svc.data, f"s{n:03d}", frame, audit=n % 4 == 0)
-        rows.append(f"s{n:03d},{label}")
-    svc.data.write("labels/batch-1.csv", "\n".join(rows).encode())
+    return scenario_frames(120)
 
 
 def test_without_base_data_training_and_the_gate_use_the_labelled_samples_alone(
@@ -51,12 +29,12 @@ def test_without_base_data_training_and_the_gate_use_the_labelled_samples_alone(
 ) -> None:
     # given: no training.base_data, 120 labelled samples of which 30 are audit samples
     config = CloudConfig(
-        trigger=TriggerPolicy(min_new_labels=20, cooldown_minutes=0),
+        trigger=quick_trigger(),
         training=TrainingParams(scratch_steps=60),
         gate=GateConfig(floor=0.0, max_latency_ms=1000.0),
     )
-    svc = _services(config)
-    _label_all(svc, frames)
+    svc = memory_services(config)
+    label_all(svc, frames, audit_every=4)
     # when
     outcome = run_trigger_once(svc)
     # then: the run says there was no base data; the gate judged on the 30 audit items only
@@ -75,12 +53,12 @@ def test_configured_base_data_feeds_the_gate_hold_out_and_the_run_record(
     frames: list[tuple[np.ndarray, str]],
 ) -> None:
     config = CloudConfig(
-        trigger=TriggerPolicy(min_new_labels=20, cooldown_minutes=0),
+        trigger=quick_trigger(),
         training=TrainingParams(scratch_steps=60, base_data=base_data_config()),
         gate=GateConfig(floor=0.0, max_latency_ms=1000.0),
     )
-    svc = _services(config)
-    _label_all(svc, frames)
+    svc = memory_services(config)
+    label_all(svc, frames, audit_every=4)
     outcome = run_trigger_once(svc)
     record = svc.ledger.record(outcome.run_id or "")
     assert record is not None
@@ -103,13 +81,13 @@ def test_a_command_trainer_gets_the_configured_reference_as_base_data(
     )
     command = [sys.executable, str(script), "{inputs}", "{outputs}"]
     config = CloudConfig(
-        trigger=TriggerPolicy(min_new_labels=20, cooldown_minutes=0),
+        trigger=quick_trigger(),
         trainer=CommandTrainerConfig(kind="command", command=command, timeout_s=120),
         training=TrainingParams(base_data=base_data_config()),
         gate=GateConfig(floor=0.0, max_latency_ms=1000.0, min_audit_items=5),
     )
-    svc = _services(config)
-    _label_all(svc, frames)
+    svc = memory_services(config)
+    label_all(svc, frames, audit_every=4)
     # when
     outcome = run_trigger_once(svc)
     # then

@@ -13,49 +13,33 @@ from edgeloop_cloud.gate import GateConfig
 from edgeloop_cloud.pipeline import CloudServices, run_trigger_once
 from edgeloop_cloud.trainers.command import CommandTrainerConfig
 from edgeloop_cloud.training import TrainingParams
-from edgeloop_cloud.trigger import TriggerPolicy
-from edgeloop_demo.scenario import ScenarioConfig, build
 
-from edgeloop.blobstore import MemoryContainer
 from edgeloop.clock import FakeClock
 from tests.cloud_support import base_data_config
+from tests.pipeline_support import label_all, memory_services, quick_trigger, scenario_frames
 from tests.trainer_support import EXAMPLE_TRAINER
-from tests.unit.test_cloud_pipeline import KEY, XorOpener, _upload
 
 
 def _services(clock: FakeClock, command: list[str], **gate: float) -> CloudServices:
     config = CloudConfig(
-        trigger=TriggerPolicy(min_new_labels=20, cooldown_minutes=0),
+        trigger=quick_trigger(),
         trainer=CommandTrainerConfig(kind="command", command=command, timeout_s=120),
         training=TrainingParams(base_data=base_data_config()),
         gate=GateConfig(**{"floor": 0.0, "max_latency_ms": 1000.0, "min_audit_items": 5, **gate}),
     )
-    return CloudServices(
-        data=MemoryContainer("data", clock=clock), models=MemoryContainer("models", clock=clock),
-        runs=MemoryContainer("runs", clock=clock), opener=XorOpener(), signing_key=KEY, config=config,
-        clock=clock,
-    )  # fmt: skip
+    return memory_services(config, clock)
 
 
 @pytest.fixture(scope="module")
 def frames() -> list[tuple[np.ndarray, str]]:
-    scenario = build(ScenarioConfig(seed=7))
-    return [(scenario.base.frames[i], str(int(scenario.base.labels[i]))) for i in range(160)]
-
-
-def _label_all(svc: CloudServices, frames: list[tuple[np.ndarray, str]], audit_every: int = 8) -> None:
-    rows = ["sample_id,label"]
-    for n, (frame, label) in enumerate(frames):
-        _upload(svc.data, f"s{n:03d}", frame, audit=n % audit_every == 0)
-        rows.append(f"s{n:03d},{label}")
-    svc.data.write("labels/batch-1.csv", "\n".join(rows).encode())
+    return scenario_frames(160)
 
 
 def test_a_command_trainer_makes_the_candidate_of_a_pass(frames: list[tuple[np.ndarray, str]]) -> None:
     # given: 160 labelled samples, 20 of them from the audit share
     clock = FakeClock()
     svc = _services(clock, [sys.executable, str(EXAMPLE_TRAINER / "train.py"), "{inputs}", "{outputs}"])
-    _label_all(svc, frames)
+    label_all(svc, frames, audit_every=8)
     # when
     outcome = run_trigger_once(svc)
     # then
@@ -79,14 +63,14 @@ def test_a_crashing_trainer_fails_the_run_and_the_champion_stays(
     clock = FakeClock()
     good = [sys.executable, str(EXAMPLE_TRAINER / "train.py"), "{inputs}", "{outputs}"]
     svc = _services(clock, good)
-    _label_all(svc, frames[:80])
+    label_all(svc, frames[:80], audit_every=8)
     assert run_trigger_once(svc).status == "promoted"
     script = tmp_path / "crash.py"
     script.write_text("import sys\nprint('loading 80 samples')\nsys.exit('CUDA out of memory')\n")
     svc.config = svc.config.model_copy(
         update={"trainer": CommandTrainerConfig(kind="command", command=[sys.executable, str(script)])}
     )
-    _label_all(svc, frames)
+    label_all(svc, frames, audit_every=8)
     # when
     outcome = run_trigger_once(svc)
     # then
