@@ -21,6 +21,10 @@ from edgeloop_cloud.basedata_config import BaseDataConfig
 from edgeloop_cloud.config import CloudConfig
 from edgeloop_cloud.errors import SampleError, TrainingError
 from edgeloop_cloud.gate import GateConfig
+from edgeloop_cloud.labelling.export import export_for_labelling
+from edgeloop_cloud.labelling.images import FolderImages
+from edgeloop_cloud.labelling.importer import import_labels
+from edgeloop_cloud.labels import load_labels
 from edgeloop_cloud.pipeline import CloudServices, run_trigger_once
 from edgeloop_cloud.samples import decode_sample
 from edgeloop_cloud.trainers.command import CommandTrainerConfig
@@ -169,6 +173,7 @@ def _upload_vector(data: BlobContainer, sample_id: str, values: np.ndarray, *, a
         "sealed": "1",
         "plaintext_sha256": hashlib.sha256(plain).hexdigest(),
         "strategy": "audit" if audit else "random",
+        "content_type": "application/json",
     }
     data.write(
         f"sensor/v1/2026/01/05/dev1/{sample_id}.json.elenv", bytes(b ^ 0x5A for b in plain), metadata=metadata
@@ -216,3 +221,28 @@ def test_a_pass_on_drifted_vectors_retrains_with_a_command_and_beats_the_champio
     card = svc.registry.card("sensor", "v2")
     assert card["preprocess"]["input_kind"] == "vector"
     assert card["training_manifest"]["trainer"]["kind"] == "command"
+
+
+def test_vector_samples_are_not_exported_as_images_and_import_from_a_csv(tmp_path: Path) -> None:
+    # given: two uploaded vector samples, nothing labelled
+    clock = FakeClock()
+    svc = CloudServices(
+        data=MemoryContainer("data", clock=clock), models=MemoryContainer("models", clock=clock),
+        runs=MemoryContainer("runs", clock=clock), opener=XorOpener(), signing_key=KEY,
+        config=CloudConfig(model_name="sensor"), clock=clock,
+    )  # fmt: skip
+    _upload_vector(svc.data, "s1", np.array([1.0, 2.0]), audit=False)
+    _upload_vector(svc.data, "s2", np.array([3.0, 4.0]), audit=True)
+    # when: exported for Label Studio
+    sink = FolderImages(tmp_path / "images")
+    report = export_for_labelling(svc, sink=sink, out_dir=tmp_path / "out", classes=["a", "b"])
+    # then: neither is exported, each listed with the reason; no image was written
+    assert report.exported == []
+    assert len(report.problems) == 2
+    assert all("a sensor vector has no image to label" in p for p in report.problems), report.problems
+    assert list((tmp_path / "images").iterdir()) == []
+    # when: labelled from the user's own records as a CSV
+    imported = import_labels(svc, name="labels.csv", text="sample_id,label\ns1,a\ns2,b\n", classes=["a", "b"])
+    # then
+    assert imported.imported == {"s1": "a", "s2": "b"}
+    assert {k: v.label for k, v in load_labels(svc.data).labels.items()} == {"s1": "a", "s2": "b"}
