@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -246,3 +247,39 @@ def test_vector_samples_are_not_exported_as_images_and_import_from_a_csv(tmp_pat
     # then
     assert imported.imported == {"s1": "a", "s2": "b"}
     assert {k: v.label for k, v in load_labels(svc.data).labels.items()} == {"s1": "a", "s2": "b"}
+
+
+def _trainer_inputs(folder: Path, base: Path) -> Path:
+    folder.mkdir()
+    manifest = {"schema": "edgeloop.training-manifest/1", "model_name": "sensor", "run_id": "r", "seed": 0,
+                "base_data": str(base), "champion": None, "samples": []}  # fmt: skip
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_the_gboost_trainer_reads_class_folders_and_leaves_their_holdout_out(tmp_path: Path) -> None:
+    # given: base data as <class>/<file>.json with a holdout/<class>/ folder
+    base = tmp_path / "base"
+    for n in range(6):
+        _vector(base / "forged" / f"f{n}.json", [-1.0 - n, 0.5])
+        _vector(base / "genuine" / f"g{n}.json", [1.0 + n, -0.5])
+    _vector(base / "holdout" / "forged" / "h1.json", [-2.0, 0.5])
+    _vector(base / "holdout" / "genuine" / "h2.json", [2.0, -0.5])
+    inputs = _trainer_inputs(tmp_path / "inputs", base)
+    # when
+    done = subprocess.run([sys.executable, str(TRAINER), str(inputs), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    # then: the 12 training readings, not the 2 held out
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["train_samples"] == 12
+
+
+def test_the_gboost_trainer_refuses_base_data_that_marks_no_holdout(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    _vector(base / "forged" / "f.json", [-1.0, 0.5])
+    _vector(base / "genuine" / "g.json", [1.0, -0.5])
+    inputs = _trainer_inputs(tmp_path / "inputs", base)
+    done = subprocess.run([sys.executable, str(TRAINER), str(inputs), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode != 0
+    assert "needs a holdout/<class>/ folder marking the gate's hold-out" in done.stderr

@@ -7,12 +7,12 @@ files it names (``{"vector": [...]}`` documents, as the uploader ships sensor re
 when there is one, the champion's ONNX. ``base_data``, when set, is the reference of
 ``training.base_data`` (or the trainer's own ``base_data``): a folder with ``labels.csv``
 (``file,label,holdout``) or a sub-folder per class of ``.json`` vector files, or a CSV manifest
-file. Its samples not in the gate's hold-out (the ``holdout`` column, or a ``holdout/`` sub-folder)
-train too; base data that marks no hold-out is refused, since the gate's drawn hold-out would leak
-into training. The audit samples are never trained on; the script reports its accuracy on them. It writes
-``model.onnx`` (scikit-learn's GradientBoostingClassifier exported with skl2onnx, with
-``edgeloop.preprocess`` for vectors: the training mean and std per feature, applied on the
-device, and ``edgeloop.labels``) and ``metrics.json`` to OUTPUTS.
+file. Its samples not in the gate's hold-out (the ``holdout`` column, or a ``holdout/``
+sub-folder) train too; base data that marks no hold-out is refused, since the gate's drawn
+hold-out would leak into training. The audit samples are never trained on; the script reports
+its accuracy on them. It writes ``model.onnx`` (scikit-learn's GradientBoostingClassifier
+exported with skl2onnx, with ``edgeloop.preprocess`` for vectors: the training mean and std per
+feature, applied on the device, and ``edgeloop.labels``) and ``metrics.json`` to OUTPUTS.
 It needs numpy, scikit-learn, skl2onnx and onnx; not EdgeLoop itself.
 """
 
