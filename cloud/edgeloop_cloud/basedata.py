@@ -1,6 +1,8 @@
 """The base data every candidate trains on, loaded from the ``training.base_data`` setting.
 
-The set goes through the same decode -> preprocess path as uploaded samples. Its hold-out part
+The files are images or sensor vector documents (``.json``, ``{"vector": [...]}`` as the
+uploader ships a vector sample), one kind per set, and go through the same decode -> preprocess
+path as uploaded samples. Its hold-out part
 (marked in the data, or a seeded share of each class) is the fixed part of the gate's held-out
 set. With no setting there is no base set: the built-in trainer trains on the labelled samples
 alone and the gate judges on the audit items alone.
@@ -21,12 +23,15 @@ import numpy as np
 from edgeloop.blobstore import BlobContainer, BlobNotFoundError, BlobStoreError
 from edgeloop_cloud.basedata_config import SETTING, BaseDataConfig
 from edgeloop_cloud.errors import CloudError, SampleError
-from edgeloop_cloud.samples import decode_image
+from edgeloop_cloud.samples import decode_sample
 
 log = logging.getLogger(__name__)
 
 #: File endings read as images (OpenCV decodes the first four; ``.npy`` is an array).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".npy")
+#: File ending of a sensor vector document (``{"vector": [...], ...}``).
+VECTOR_SUFFIX = ".json"
+SAMPLE_SUFFIXES = (*IMAGE_SUFFIXES, VECTOR_SUFFIX)
 MANIFEST_NAME = "labels.csv"
 HOLDOUT_FOLDER = "holdout"
 _TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no", "")
@@ -38,7 +43,8 @@ class BaseDataError(CloudError):
 
 @dataclass(frozen=True)
 class BaseSet:
-    """Images with their labels, split into train and fixed held-out parts."""
+    """Samples (images, or one-axis float32 vectors) with their labels, split into train and
+    fixed held-out parts."""
 
     train_images: list[np.ndarray]
     train_labels: list[str]
@@ -71,8 +77,9 @@ def load_base_data(
     """The base set ``config`` names (``data`` is the data container, for ``blob_prefix``).
 
     Raises:
-        BaseDataError: a missing folder or file, an unknown class, an unreadable image, bad
-            manifest rows or no images at all; the message starts with the setting's name.
+        BaseDataError: a missing folder or file, an unknown class, an unreadable image or vector
+            file, images mixed with vectors, vectors of different lengths, bad manifest rows or
+            no samples at all; the message starts with the setting's name.
     """
     if config is None:
         return BaseSet.none()
@@ -83,18 +90,22 @@ def load_base_data(
     else:
         items = _class_folders(names, ref)
     if not items:
-        raise BaseDataError(f"{SETTING} {ref!r} holds no images (expected <class>/<file> or {MANIFEST_NAME})")
+        raise BaseDataError(
+            f"{SETTING} {ref!r} holds no images or vector files (expected <class>/<file> or {MANIFEST_NAME})"
+        )
     _check_classes(items, config, ref)
+    _check_one_kind(items, ref)
     marked = any(i.holdout is not None for i in items)
     held = [bool(i.holdout) for i in items] if marked else _draw(items, config)
     images = [_decode(read, i.file, ref) for i in items]
+    _check_vector_lengths(items, images, ref)
     train = [k for k in range(len(items)) if not held[k]]
     hold = [k for k in range(len(items)) if held[k]]
     if not train:
-        raise BaseDataError(f"{SETTING} {ref!r}: every image is in the hold-out, none is left to train on")
+        raise BaseDataError(f"{SETTING} {ref!r}: every sample is in the hold-out, none is left to train on")
     unknown = sorted({items[k].label for k in hold} - {items[k].label for k in train})
     if unknown:
-        raise BaseDataError(f"{SETTING} {ref!r}: hold-out classes {unknown} have no training images")
+        raise BaseDataError(f"{SETTING} {ref!r}: hold-out classes {unknown} have no training samples")
     digest = hashlib.sha256(b"".join(images[k].tobytes() for k in train + hold)).hexdigest()
     description: dict[str, object] = {
         "source": ref,
@@ -104,7 +115,7 @@ def load_base_data(
         "classes": sorted({i.label for i in items}),
         "sha256": digest,
     }
-    log.info("base data %s: %d train + %d hold-out images", ref, len(train), len(hold))
+    log.info("base data %s: %d train + %d hold-out samples", ref, len(train), len(hold))
     return BaseSet(
         train_images=[images[k] for k in train],
         train_labels=[items[k].label for k in train],
@@ -180,7 +191,7 @@ def _class_folders(names: Sequence[str], ref: str) -> list[_Item]:
     items = []
     for name in names:
         parts = PurePosixPath(name).parts
-        if not name.lower().endswith(IMAGE_SUFFIXES) or any(p.startswith(".") for p in parts):
+        if not name.lower().endswith(SAMPLE_SUFFIXES) or any(p.startswith(".") for p in parts):
             continue
         if len(parts) == 3 and parts[0] == HOLDOUT_FOLDER:
             items.append(_Item(name, parts[1], True))
@@ -225,6 +236,35 @@ def _decode(read: Callable[[str], bytes], name: str, ref: str) -> np.ndarray:
     except (OSError, BlobStoreError) as exc:
         raise BaseDataError(f"{SETTING} {ref!r}: cannot read {name}: {exc}") from exc
     try:
-        return decode_image(data, sample_id=name)
+        return decode_sample(data, sample_id=name)
     except SampleError as exc:
-        raise BaseDataError(f"{SETTING} {ref!r}: unreadable image {name}: {exc}") from exc
+        kind = "vector file" if _is_vector(name) else "image"
+        raise BaseDataError(f"{SETTING} {ref!r}: unreadable {kind} {name}: {exc}") from exc
+
+
+def _is_vector(name: str) -> bool:
+    return name.lower().endswith(VECTOR_SUFFIX)
+
+
+def _check_one_kind(items: Sequence[_Item], ref: str) -> None:
+    """A set is all images or all vectors: a model takes one kind of input."""
+    vectors = [i.file for i in items if _is_vector(i.file)]
+    images = [i.file for i in items if not _is_vector(i.file)]
+    if vectors and images:
+        raise BaseDataError(
+            f"{SETTING} {ref!r} mixes vector files ({vectors[0]}) and images ({images[0]}); "
+            "a model takes one kind of input"
+        )
+
+
+def _check_vector_lengths(items: Sequence[_Item], arrays: Sequence[np.ndarray], ref: str) -> None:
+    """Every vector of a set has as many values as the first."""
+    if not arrays or arrays[0].ndim != 1:
+        return
+    first = arrays[0].shape[0]
+    for item, array in zip(items, arrays, strict=True):
+        if array.shape[0] != first:
+            raise BaseDataError(
+                f"{SETTING} {ref!r}: vectors of different lengths: {items[0].file} has {first} "
+                f"values, {item.file} has {array.shape[0]}"
+            )

@@ -1,11 +1,12 @@
 """The ``training.base_data`` setting: which labelled dataset every candidate trains on.
 
 The data is one of a local folder, a prefix in the data container or a CSV dataset manifest.
-A folder or prefix holds one sub-folder per class of image files (``<class>/<file>``) or a
-``labels.csv`` manifest beside the images. Part of the data is the gate's fixed hold-out: a
-``holdout`` sub-folder laid out like the rest (``holdout/<class>/<file>``), a ``holdout``
-column in the manifest, or, when the data marks none, ``holdout_share`` of each class drawn
-with ``holdout_seed``.
+A folder or prefix holds one sub-folder per class of sample files (``<class>/<file>``) or a
+``labels.csv`` manifest beside them. Sample files are images (PNG, JPEG, BMP, ``.npy``) or
+sensor vector documents (``.json``: ``{"vector": [...]}``), one kind per set. Part of the data
+is the gate's fixed hold-out: a ``holdout`` sub-folder laid out like the rest
+(``holdout/<class>/<file>``), a ``holdout`` column in the manifest, or, when the data marks
+none, ``holdout_share`` of each class drawn with ``holdout_seed``.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ class BaseDataConfig(BaseModel):
     folder: str | None = Field(
         default=None,
         description=(
-            "A local folder: one sub-folder per class of image files (a 'holdout' sub-folder laid out "
-            "the same is the gate's fixed hold-out), or a labels.csv manifest beside the images."
+            "A local folder: one sub-folder per class of image or vector (.json) files (a 'holdout' "
+            "sub-folder laid out the same is the gate's fixed hold-out), or a labels.csv manifest "
+            "beside them."
         ),
     )
     blob_prefix: str | None = Field(
@@ -50,7 +52,7 @@ class BaseDataConfig(BaseModel):
     )
     classes: list[str] | None = Field(
         default=None,
-        description="The labels the data may carry (an image of another class is an error); unset: any.",
+        description="The labels the data may carry (a sample of another class is an error); unset: any.",
     )
 
     @model_validator(mode="after")

@@ -2,7 +2,8 @@
 
 Training and the gate apply exactly the pipeline the device applies (see
 ``edgeloop.model_metadata``): convert to ``color`` -> resize to ``width`` x ``height`` ->
-``float32 * scale`` -> ``(x - mean) / std`` -> ``layout``. Each model is scored through its own
+``float32 * scale`` -> ``(x - mean) / std`` -> ``layout``; a sensor vector (``input_kind``
+``vector``) is ``(v * scale - mean) / std`` per feature. Each model is scored through its own
 description, so a candidate and a champion with different inputs are compared on the same images.
 """
 
@@ -59,8 +60,22 @@ def image_row(image: np.ndarray, preprocess: Preprocess) -> np.ndarray:
     return values
 
 
+def vector_row(vector: np.ndarray, preprocess: Preprocess) -> np.ndarray:
+    """One input row for a sensor vector: ``(v * scale - mean) / std`` per feature."""
+    values = np.asarray(vector, dtype=np.float32)
+    if values.ndim != 1:
+        raise TrainingError(f"the model takes feature vectors; got an array of shape {values.shape}")
+    if preprocess.vector_size is not None and values.shape[0] != preprocess.vector_size:
+        size = preprocess.vector_size
+        raise TrainingError(f"a vector has {values.shape[0]} values; the model takes {size}")
+    mean = np.asarray(preprocess.mean, dtype=np.float32)
+    std = np.asarray(preprocess.std, dtype=np.float32)
+    return np.asarray((values * np.float32(preprocess.scale) - mean) / std, dtype=np.float32)
+
+
 def batch(images: Sequence[np.ndarray], preprocess: Preprocess) -> np.ndarray:
-    """Stack rows for many images into one float32 batch."""
+    """Stack rows for many samples (images, or vectors for a vector model) into one float32 batch."""
     if not images:
         raise TrainingError("no images to prepare")
-    return np.stack([image_row(img, preprocess) for img in images]).astype(np.float32)
+    row = vector_row if preprocess.input_kind == "vector" else image_row
+    return np.stack([row(img, preprocess) for img in images]).astype(np.float32)

@@ -32,7 +32,7 @@ from edgeloop_cloud.gate import GateDecision
 from edgeloop_cloud.gating import Gated, card, eval_items, gate_model
 from edgeloop_cloud.registry import Champion, Registry
 from edgeloop_cloud.runs import Run, RunLedger, make_run_id
-from edgeloop_cloud.samples import SampleOpener, SampleRef, decode_image, fetch_plaintext, find_samples
+from edgeloop_cloud.samples import SampleOpener, SampleRef, decode_sample, fetch_plaintext, find_samples
 from edgeloop_cloud.trainers.azureml import AzureMLPort
 from edgeloop_cloud.trainers.errors import TrainerFailed
 from edgeloop_cloud.trainers.factory import make_trainer, run_trainer
@@ -221,7 +221,7 @@ def _load_examples(
         ref = inventory.samples[sample_id]
         try:
             plaintext = fetch_plaintext(svc.data, ref, svc.opener)
-            image = decode_image(plaintext, sample_id=sample_id)
+            image = decode_sample(plaintext, sample_id=sample_id)
         except (SampleError, CloudError, BlobStoreError) as exc:
             skipped.append({"sample_id": sample_id, "blob": ref.blob_name, "reason": str(exc)})
             continue

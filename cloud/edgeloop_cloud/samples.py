@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import re
 from collections.abc import Iterator, Mapping
@@ -156,6 +157,39 @@ def fetch_plaintext(container: BlobContainer, ref: SampleRef, opener: SampleOpen
         if expected and hashlib.sha256(plaintext).hexdigest() != expected.lower():
             raise SampleError(f"sample {ref.sample_id}: plaintext sha256 does not match the blob metadata")
     return plaintext
+
+
+def decode_sample(data: bytes, *, sample_id: str = "") -> np.ndarray:
+    """A sample's array: a sensor vector (the uploader's JSON document ``{"vector": [...]}``,
+    float32, one axis) or an image (``decode_image``).
+
+    Raises:
+        SampleError: neither a vector document nor an image.
+    """
+    if data.lstrip()[:1] == b"{":
+        return decode_vector(data, sample_id=sample_id)
+    return decode_image(data, sample_id=sample_id)
+
+
+def decode_vector(data: bytes, *, sample_id: str = "") -> np.ndarray:
+    """The float32 values of a vector sample document (``{"vector": [...], ...}``).
+
+    Raises:
+        SampleError: not JSON, no ``vector`` list of numbers, or values that are not finite.
+    """
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise SampleError(f"sample {sample_id}: not a JSON vector document: {exc}") from exc
+    values = doc.get("vector") if isinstance(doc, dict) else None
+    if not isinstance(values, list) or not values:
+        raise SampleError(f"sample {sample_id}: the JSON document has no non-empty 'vector' list")
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        raise SampleError(f"sample {sample_id}: 'vector' holds values that are not numbers")
+    vector = np.asarray(values, dtype=np.float32)
+    if not np.all(np.isfinite(vector)):
+        raise SampleError(f"sample {sample_id}: 'vector' holds NaN or infinite values")
+    return vector
 
 
 def decode_image(data: bytes, *, sample_id: str = "") -> np.ndarray:

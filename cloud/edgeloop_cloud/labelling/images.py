@@ -33,10 +33,17 @@ def viewable(data: bytes, content_type: str, *, sample_id: str) -> tuple[bytes, 
     """The image as PNG or JPEG bytes a browser shows; other payloads (``.npy``) become PNG.
 
     Raises:
-        SampleError: the bytes are not an image.
+        SampleError: the bytes are not an image (a sensor vector document is named as such).
     """
     if content_type in _EXTENSIONS:
         return data, content_type
+    if content_type == "application/json" or data.lstrip()[:1] == b"{":
+        from edgeloop_cloud.errors import SampleError
+
+        raise SampleError(
+            f"sample {sample_id}: a sensor vector has no image to label; label it from your own "
+            "records and import a sample_id,label CSV"
+        )
     import cv2
     import numpy as np
 

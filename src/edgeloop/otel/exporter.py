@@ -75,9 +75,15 @@ class PredictionSpanExporter(SpanExporter):
 
 
 def prediction_span_processor(
-    sink: PredictionSink, *, source_id: str = "otel", volume_root: str | None = None, **batch: Any
+    sink: PredictionSink,
+    *,
+    source_id: str = "otel",
+    volume_root: str | None = None,
+    max_batch: int = 1,
+    **batch: Any,
 ) -> BatchSpanProcessor:
-    """A ``BatchSpanProcessor`` (sends off the app's thread) around a ``PredictionSpanExporter``;
-    ``batch`` goes to the processor (``schedule_delay_millis``, ``max_export_batch_size``...)."""
+    """A ``BatchSpanProcessor`` (sends off the app's thread) around a ``PredictionSpanExporter``
+    sending up to ``max_batch`` predictions a message; ``batch`` goes to the processor
+    (``schedule_delay_millis``, ``max_export_batch_size``...)."""
     mapping = SpanMapping(source_id=source_id, volume_root=volume_root)
-    return BatchSpanProcessor(PredictionSpanExporter(sink, mapping=mapping), **batch)
+    return BatchSpanProcessor(PredictionSpanExporter(sink, mapping=mapping, max_batch=max_batch), **batch)
