@@ -14,9 +14,8 @@ from __future__ import annotations
 import random
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from edgeloop.contracts import EmbeddingError, Prediction, SelectedSample, decode_embedding
 from edgeloop_filter.budget import Budgets
@@ -58,8 +57,10 @@ BAD_EMBEDDING = "bad_embedding"
 EMBEDDING_LENGTH_CHANGED = "embedding_length_changed"
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
+    """A decision: the selected sample, or why it was dropped (a tuple: made per prediction,
+    cheaper than a frozen dataclass)."""
+
     selected: SelectedSample | None
     dropped: str | None = None
     detail: str = ""
@@ -70,7 +71,9 @@ class _Instant:
 
     __slots__ = ("mono", "now", "open", "strategies_open", "wall")
 
-    def __init__(self, now: datetime, mono: float, wall: float, open: bool, strategies_open: list[bool]) -> None:
+    def __init__(
+        self, now: datetime, mono: float, wall: float, open: bool, strategies_open: list[bool]
+    ) -> None:
         self.now = now
         self.mono = mono
         self.wall = wall
@@ -101,6 +104,8 @@ class _Compiled:
         return self.labels.count(label) / len(self.labels) > balance.max_share
 
     def match(self, f: Features) -> str | None:
+        if len(self.predicates) == 1:  # the usual case: the rule's reason is the reason
+            return self.predicates[0](f)
         reasons = []
         for predicate in self.predicates:
             reason = predicate(f)
@@ -236,7 +241,7 @@ class Engine:
         wall, mono = at.wall, at.mono
         size = p.frame.bytes or 0
         blocked: set[str] = set()
-        factor = 0.0
+        factor = 0.0  # the drift boost of the limits, worked out when a limit is first checked
         for s, open_now in zip(self._strategies, at.strategies_open, strict=True):
             if not open_now:
                 blocked.add(WINDOW_CLOSED)
@@ -244,24 +249,25 @@ class Engine:
             reason = s.match(f)
             if reason is None:
                 continue
-            if s.capped(f.label):
+            if s.strategy.class_balance is not None and s.capped(f.label):
                 blocked.add(CLASS_CAPPED)
                 continue
-            if not factor:
-                factor = self._boost()
             if not s.unlimited:
+                factor = factor or self._boost()
                 limit = self.budgets.scope(s.name).allows(s.limits, size, wall, mono, factor)
                 if limit is not None:
                     blocked.add(OVER_BUDGET)
                     continue
             if not self._global_unlimited:
+                factor = factor or self._boost()
                 shared = self.budgets.scope(Budgets.GLOBAL)
                 limit = shared.allows(self._global_limits, size, wall, mono, factor)
                 if limit is not None:
                     return self._drop(OVER_BUDGET, f"policy limit {limit} reached")
-            duplicate = self._duplicate(p, f, wall)
-            if duplicate is not None:
-                return self._drop(DUPLICATE, duplicate)
+            if self.policy.dedup.enabled:
+                duplicate = self._duplicate(p, f, wall)
+                if duplicate is not None:
+                    return self._drop(DUPLICATE, duplicate)
             return self._select(p, f, s, reason, at, size)
         if NO_EMBEDDING in f.notes:
             blocked.add(NO_EMBEDDING)
@@ -285,7 +291,9 @@ class Engine:
             return None
         return f"dHash within {distance} bits of a recent selection from {f.source_id!r}"
 
-    def _select(self, p: Prediction, f: Features, s: _Compiled, reason: str, at: _Instant, size: int) -> Decision:
+    def _select(
+        self, p: Prediction, f: Features, s: _Compiled, reason: str, at: _Instant, size: int
+    ) -> Decision:
         wall, mono = at.wall, at.mono
         if not s.unlimited:
             self.budgets.scope(s.name).spend(s.limits, size, wall, mono)
