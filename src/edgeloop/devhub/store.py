@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS subscriptions (
 CREATE TABLE IF NOT EXISTS queue (
     id INTEGER PRIMARY KEY AUTOINCREMENT, module TEXT NOT NULL, input TEXT NOT NULL,
     props TEXT NOT NULL, body BLOB NOT NULL, expires REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS queue_module ON queue (module, id);
+-- No index on module: nothing looks a queue up by it, and each one cost a page write a commit.
+DROP INDEX IF EXISTS queue_module;
 CREATE TABLE IF NOT EXISTS twins (
     module TEXT PRIMARY KEY, desired TEXT NOT NULL, desired_version INTEGER NOT NULL,
     reported TEXT NOT NULL, reported_version INTEGER NOT NULL, seed TEXT NOT NULL);
