@@ -100,6 +100,23 @@ def test_a_batch_is_recorded_done_in_one_commit_and_announced_in_one_message(tmp
     assert [[n.sample_id for n in message] for message in messages] == [["01S1", "01S2", "01S3"]]
 
 
+def test_recording_uploads_done_does_not_write_their_envelopes_to_the_log_again(tmp_path: Path) -> None:
+    # given: two envelopes of about 200 KB kept in the outbox database, then a checkpoint
+    h = Harness(tmp_path, config=ONE_WORKER)
+    for sample_id in ("01S1", "01S2"):
+        data = bytes(range(256)) * 800
+        assert h.uploader.accept_selected(selected(h.samples, sample_id, data=data))
+    db = h.uploader.db
+    db._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    wal = Path(f"{db.path}-wal")
+    # when: both are uploaded and recorded done (their envelopes deleted from the database)
+    assert h.uploader.upload_ready() == 2
+    # then: the log holds the changed rows, not 400 KB of freed pages written over with zeros
+    assert db.counts()[DONE] == 2
+    assert db.sealed_bytes("01S1") is None
+    assert wal.stat().st_size < 100_000, wal.stat().st_size
+
+
 def test_a_crash_before_a_batch_is_recorded_leaves_no_half_and_redelivers_each_once(
     tmp_path: Path,
 ) -> None:

@@ -14,9 +14,8 @@ from __future__ import annotations
 import random
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from edgeloop.contracts import EmbeddingError, Prediction, SelectedSample, decode_embedding
 from edgeloop_filter.budget import Budgets
@@ -58,11 +57,28 @@ BAD_EMBEDDING = "bad_embedding"
 EMBEDDING_LENGTH_CHANGED = "embedding_length_changed"
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
+    """A decision: the selected sample, or why it was dropped (a tuple: made per prediction,
+    cheaper than a frozen dataclass)."""
+
     selected: SelectedSample | None
     dropped: str | None = None
     detail: str = ""
+
+
+class _Instant:
+    """One decision instant: what every decision taken at it shares."""
+
+    __slots__ = ("mono", "now", "open", "strategies_open", "wall")
+
+    def __init__(
+        self, now: datetime, mono: float, wall: float, open: bool, strategies_open: list[bool]
+    ) -> None:
+        self.now = now
+        self.mono = mono
+        self.wall = wall
+        self.open = open
+        self.strategies_open = strategies_open
 
 
 class _Compiled:
@@ -88,6 +104,8 @@ class _Compiled:
         return self.labels.count(label) / len(self.labels) > balance.max_share
 
     def match(self, f: Features) -> str | None:
+        if len(self.predicates) == 1:  # the usual case: the rule's reason is the reason
+            return self.predicates[0](f)
         reasons = []
         for predicate in self.predicates:
             reason = predicate(f)
@@ -159,11 +177,26 @@ class Engine:
     # -- deciding ------------------------------------------------------------------------
     def decide_batch(self, predictions: Sequence[Prediction], now: datetime, mono: float) -> list[Decision]:
         """Decide the predictions of one message at one instant, in order (each decision sees
-        the budgets, dedup memory and drift statistics the ones before it left)."""
-        decide = self.decide
-        return [decide(p, now, mono) for p in predictions]
+        the budgets, dedup memory and drift statistics the ones before it left). What depends
+        on the instant alone (the wall clock, whether each schedule is open) is worked out once
+        for the batch."""
+        instant = self._instant(now, mono)
+        decide = self._decide
+        return [decide(p, instant) for p in predictions]
 
     def decide(self, p: Prediction, now: datetime, mono: float) -> Decision:
+        return self._decide(p, self._instant(now, mono))
+
+    def _instant(self, now: datetime, mono: float) -> _Instant:
+        return _Instant(
+            now,
+            mono,
+            now.timestamp(),
+            self._gate.always_open or self._gate.is_open(now),
+            [s.gate.always_open or s.gate.is_open(now) for s in self._strategies],
+        )
+
+    def _decide(self, p: Prediction, at: _Instant) -> Decision:
         self.seen += 1
         if p.status != "ok":
             return self._drop(ERROR_STATUS, p.error or "status=error")
@@ -180,11 +213,11 @@ class Engine:
             self._attach_embedding(p, f)
         share = self.policy.audit.share
         audited = share > 0.0 and self.rng.random() < share
-        if not self._gate.always_open and not self._gate.is_open(now):
+        if not at.open:
             return self._drop(WINDOW_CLOSED, "policy schedule closed")
         if audited:
-            return self._select_audit(p, f, now)
-        return self._try_strategies(p, f, now, mono)
+            return self._select_audit(p, f, at.now)
+        return self._try_strategies(p, f, at)
 
     def _attach_embedding(self, p: Prediction, f: Features) -> None:
         """Decode the prediction's embedding for novelty rules; a bad one counts as absent."""
@@ -204,37 +237,38 @@ class Engine:
         self.embedding_problems[key] += 1
         self.last_embedding_problem = detail
 
-    def _try_strategies(self, p: Prediction, f: Features, now: datetime, mono: float) -> Decision:
-        wall = now.timestamp()
+    def _try_strategies(self, p: Prediction, f: Features, at: _Instant) -> Decision:
+        wall, mono = at.wall, at.mono
         size = p.frame.bytes or 0
         blocked: set[str] = set()
-        factor = 0.0
-        for s in self._strategies:
-            if not s.gate.always_open and not s.gate.is_open(now):
+        factor = 0.0  # the drift boost of the limits, worked out when a limit is first checked
+        for s, open_now in zip(self._strategies, at.strategies_open, strict=True):
+            if not open_now:
                 blocked.add(WINDOW_CLOSED)
                 continue
             reason = s.match(f)
             if reason is None:
                 continue
-            if s.capped(f.label):
+            if s.strategy.class_balance is not None and s.capped(f.label):
                 blocked.add(CLASS_CAPPED)
                 continue
-            if not factor:
-                factor = self._boost()
             if not s.unlimited:
+                factor = factor or self._boost()
                 limit = self.budgets.scope(s.name).allows(s.limits, size, wall, mono, factor)
                 if limit is not None:
                     blocked.add(OVER_BUDGET)
                     continue
             if not self._global_unlimited:
+                factor = factor or self._boost()
                 shared = self.budgets.scope(Budgets.GLOBAL)
                 limit = shared.allows(self._global_limits, size, wall, mono, factor)
                 if limit is not None:
                     return self._drop(OVER_BUDGET, f"policy limit {limit} reached")
-            duplicate = self._duplicate(p, f, wall)
-            if duplicate is not None:
-                return self._drop(DUPLICATE, duplicate)
-            return self._select(p, f, s, reason, now, mono, size)
+            if self.policy.dedup.enabled:
+                duplicate = self._duplicate(p, f, wall)
+                if duplicate is not None:
+                    return self._drop(DUPLICATE, duplicate)
+            return self._select(p, f, s, reason, at, size)
         if NO_EMBEDDING in f.notes:
             blocked.add(NO_EMBEDDING)
         for why in _BLOCKED_ORDER:
@@ -258,9 +292,9 @@ class Engine:
         return f"dHash within {distance} bits of a recent selection from {f.source_id!r}"
 
     def _select(
-        self, p: Prediction, f: Features, s: _Compiled, reason: str, now: datetime, mono: float, size: int
+        self, p: Prediction, f: Features, s: _Compiled, reason: str, at: _Instant, size: int
     ) -> Decision:
-        wall = now.timestamp()
+        wall, mono = at.wall, at.mono
         if not s.unlimited:
             self.budgets.scope(s.name).spend(s.limits, size, wall, mono)
         if not self._global_unlimited:
@@ -268,7 +302,7 @@ class Engine:
         if s.strategy.class_balance is not None:
             s.labels.append(f.label)
         strategy = s.strategy
-        return self._selected(p, f, s.name, f"{s.name}: {reason}", strategy.tags, strategy.priority, now)
+        return self._selected(p, f, s.name, f"{s.name}: {reason}", strategy.tags, strategy.priority, at.now)
 
     def _select_audit(self, p: Prediction, f: Features, now: datetime) -> Decision:
         """An audit draw: no budget spent or checked, no dedup (it must stay a random draw)."""

@@ -1,8 +1,10 @@
 """One module's MQTT connection (asyncio protocol over TLS).
 
 Bad input never takes the hub down: a malformed, oversize or out-of-place packet closes this
-connection with a logged reason. ``TCP_QUICKACK`` is set after every read (paho never sets
-``TCP_NODELAY``; without quick ACKs each hop stalls on Linux delayed ACKs).
+connection with a logged reason. ``TCP_QUICKACK`` is set after every read that nothing was
+written back for (paho never sets ``TCP_NODELAY``; without quick ACKs each hop stalls on Linux
+delayed ACKs; a read answered at once, as a PUBLISH by its PUBACK, has its ACK carried by the
+answer).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class MqttConnection:
         self._sock: Any = None
         self._next_packet_id = 0
         self._out: list[bytes] = []
+        self._writes = 0  # TLS writes so far (a read answered by none needs a quick ACK)
         self._connect_timer: asyncio.TimerHandle | None = None
 
     # -- stream protocol ------------------------------------------------------------------
@@ -55,12 +58,8 @@ class MqttConnection:
         )
 
     def data_received(self, data: bytes) -> None:
-        if _QUICKACK is not None and self._sock is not None:
-            try:
-                self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-            except OSError:
-                self._sock = None
         self.last_seen = time.monotonic()
+        writes = self._writes
         self.broker.begin_batch()
         try:
             for packet in self.reader.feed(data):
@@ -71,7 +70,18 @@ class MqttConnection:
             self.broker.stats["protocol_errors"] += 1
             self.close(f"protocol error: {exc}")
         finally:
-            self.broker.end_batch()
+            self.broker.end_batch()  # writes what these packets asked for, before returning
+        if self._writes == writes:
+            self._quick_ack()
+
+    def _quick_ack(self) -> None:
+        """Acknowledge what was read now rather than after the delayed-ACK timer: needed only
+        when nothing went back to the peer after the read (a write carries the ACK itself)."""
+        if _QUICKACK is not None and self._sock is not None and not self.closed:
+            try:
+                self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            except OSError:
+                self._sock = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed:
@@ -146,7 +156,8 @@ class MqttConnection:
 
     def flush_out(self) -> None:
         if self._out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(self._out))
+            self.transport.write(self._out[0] if len(self._out) == 1 else b"".join(self._out))
+            self._writes += 1
         self._out.clear()
 
     def send_puback(self, packet_id: int) -> None:

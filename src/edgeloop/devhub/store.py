@@ -21,10 +21,13 @@ CREATE TABLE IF NOT EXISTS identities (
     module TEXT PRIMARY KEY, key TEXT NOT NULL, generation_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS subscriptions (
     client_id TEXT NOT NULL, filter TEXT NOT NULL, qos INTEGER NOT NULL, PRIMARY KEY (client_id, filter));
+-- Queue ids come from the store's own counter (see ``enqueue``), not AUTOINCREMENT, whose
+-- sqlite_sequence row cost a page write a commit; a state dir from before keeps its table.
 CREATE TABLE IF NOT EXISTS queue (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, module TEXT NOT NULL, input TEXT NOT NULL,
+    id INTEGER PRIMARY KEY, module TEXT NOT NULL, input TEXT NOT NULL,
     props TEXT NOT NULL, body BLOB NOT NULL, expires REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS queue_module ON queue (module, id);
+-- No index on module: nothing looks a queue up by it, and each one cost a page write a commit.
+DROP INDEX IF EXISTS queue_module;
 CREATE TABLE IF NOT EXISTS twins (
     module TEXT PRIMARY KEY, desired TEXT NOT NULL, desired_version INTEGER NOT NULL,
     reported TEXT NOT NULL, reported_version INTEGER NOT NULL, seed TEXT NOT NULL);
@@ -78,6 +81,8 @@ class Store:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(upstream)")}
         if "system" not in columns:  # a state dir from before system properties were kept
             self._db.execute("ALTER TABLE upstream ADD COLUMN system TEXT NOT NULL DEFAULT '{}'")
+        last_id = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM queue").fetchone()[0]
+        self._next_queue_id = int(last_id) + 1
         self._db.commit()
 
     def close(self) -> None:
@@ -126,11 +131,16 @@ class Store:
 
     # -- queues ---------------------------------------------------------------------------
     def enqueue(self, module: str, input_name: str, props: str, body: bytes, expires: float) -> int:
-        cursor = self._db.execute(
-            "INSERT INTO queue (module, input, props, body, expires) VALUES (?, ?, ?, ?, ?)",
-            (module, input_name, props, body, expires),
+        """Add a message; its id is above every id this store handed out or found, so an id
+        is never reused while the hub runs (a delivered message's id may still sit in a
+        connection's send list) and a queue is delivered in id order after a restart."""
+        message_id = self._next_queue_id
+        self._db.execute(
+            "INSERT INTO queue (id, module, input, props, body, expires) VALUES (?, ?, ?, ?, ?, ?)",
+            (message_id, module, input_name, props, body, expires),
         )
-        return int(cursor.lastrowid or 0)
+        self._next_queue_id = message_id + 1
+        return message_id
 
     def queued(self) -> list[QueuedMessage]:
         self._apply_deletes()
