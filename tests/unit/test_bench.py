@@ -8,7 +8,7 @@ import pytest
 
 from bench.__main__ import BENCHES
 from bench.learning import chunks, gain_per_100, share_of_gain
-from bench.pipeline import percentile
+from bench.rig import percentile
 
 
 @pytest.mark.parametrize(
