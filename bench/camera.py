@@ -300,7 +300,11 @@ def report(runs: list[Run], bare: list[BareResult]) -> dict[str, Any]:
             f"(bare {bare_cpu:.1f}), {r['cores_busy']:.2f} cores busy (bare at this rate "
             f"{bare_cpu * r['frames_per_s'] / 1000:.2f})"
         )
-        print("    RSS MiB:      " + per_process(r["rss_mib"], ".0f"))
+        print(
+            "    RSS MiB:      "
+            + per_process(r["rss_mib"], ".0f")
+            + f"; capture's start-up apart: {r.get('capture_startup_cpu_s', 0.0):.2f} CPU s"
+        )
         print("    messages in/out: " + messages_line(r["messages"]))
         if "idle_cpu_ms_per_s" in r:
             idle = r["idle_cpu_ms_per_s"]

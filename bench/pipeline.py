@@ -330,7 +330,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(latency_line(f"capture -> inference scored, all, {label}", lat["capture_to_scored_all"]))
     print("RSS at the end (MiB):     " + per_process(full["rss_mib"], ".0f"))
-    print("CPU ms per frame:         " + per_process(full["cpu_ms_per_frame"], ".2f"))
+    print(
+        "CPU ms per frame:         "
+        + per_process(full["cpu_ms_per_frame"], ".2f")
+        + f"  (capture's start-up apart: {full.get('capture_startup_cpu_s', 0.0):.2f} s)"
+    )
     if "idle_cpu_ms_per_s" in full:
         idle = full["idle_cpu_ms_per_s"]
         print(f"idle CPU ms a second:     {per_process(idle, '.1f')} (all {sum(idle.values()):.1f})")
@@ -357,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         "plumbing_cpu_ms_per_frame": plumbing["plumbing"],
         "idle_cpu_ms_per_s": full.get("idle_cpu_ms_per_s"),
         "load_average": os.getloadavg(),
-        "notes": "capture's CPU includes its start-up; latency from the $upstream copies of "
+        "notes": "capture's CPU counts from its connection to the hub (its start-up apart, "
+        "capture_startup_cpu_s); latency from the $upstream copies of "
         "predictions (scored_at) and selections (selected_at)",
     }
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
