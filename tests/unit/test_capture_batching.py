@@ -1,5 +1,6 @@
-"""Capture's cheaper per-frame path: files already in the stored format are stored as read, and
-the sender waits a short window for fuller messages when references come faster than it sends."""
+"""Capture's cheaper per-frame path: files (and MJPG video frames) already in the stored format
+are stored as read, and the sender waits a short window for fuller messages when references come
+faster than it sends."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from edgeloop_capture.ids import SampleIds
 from edgeloop_capture.pipeline import FramePipeline
 from edgeloop_capture.sender import FrameSender
 from edgeloop_capture.sources.base import Captured
+from edgeloop_capture.sources.mjpeg import complete_jpeg
+from edgeloop_capture.testing import write_video
 from edgeloop_capture.writer import SampleWriter
 
 from edgeloop.contracts import FrameRef
@@ -158,3 +161,35 @@ def test_a_reference_that_comes_alone_goes_at_once() -> None:
     assert rec.sent.wait(2.0)
     assert time.monotonic() - started < 1.0
     sender.stop()
+
+
+@pytest.mark.parametrize(
+    ("settings", "as_read"),
+    [({}, True), ({"max_width": 32}, False), ({"format": "png"}, False)],
+    ids=["jpeg unchanged", "resized", "png"],
+)
+def test_an_mjpg_video_stores_each_frame_as_the_file_holds_it_when_unchanged(
+    tmp_path: Path, settings: dict[str, object], as_read: bool
+) -> None:
+    # given: an MJPG video (its frames are JPEG images held whole in the file)
+    video = write_video(tmp_path / "input" / "clip.avi", 6)
+    held = video.read_bytes()
+    source = {"id": "cam", "kind": "video", "path": "input/clip.avi", "realtime": False, **settings}
+    # when
+    with Capture(tmp_path, {"sources": [source]}) as capture:
+        wait_for(lambda: len(capture.frames()) == 6)
+        refs = capture.frames()
+    # then: stored as the file holds them (no encode), or encoded when changed
+    stored = [(tmp_path / r.file_ref).read_bytes() for r in refs if r.file_ref]
+    assert len(stored) == 6
+    assert all((data in held) is as_read for data in stored)
+    assert [r.seq for r in refs] == list(range(6))
+    assert all(cv2.imdecode(np.frombuffer(d, np.uint8), cv2.IMREAD_COLOR) is not None for d in stored)
+
+
+def test_a_packet_that_is_not_a_whole_jpeg_is_not_stored_as_read() -> None:
+    whole = np.frombuffer(encoded(colour(), ".jpg"), np.uint8).reshape(1, -1)
+    assert complete_jpeg(whole) is not None
+    without_tables = whole.tobytes().replace(b"\xff\xc4", b"\xff\xfe")
+    assert complete_jpeg(np.frombuffer(without_tables, np.uint8).reshape(1, -1)) is None
+    assert complete_jpeg(colour()) is None  # decoded pixels, not a packet
