@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,11 +51,9 @@ class FrameSender:
         batch_window_s: float = 0.0,
         queue_size: int = 512,
         retry_max_s: float = 30.0,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._send = send
         self._on_sent = on_sent
-        self._monotonic = monotonic
         self.batch_max = batch_max
         self.batch_window_s = batch_window_s
         self.retry_max_s = retry_max_s
@@ -122,7 +119,8 @@ class FrameSender:
 
     def _take(self, *, block: bool) -> list[_Outgoing]:
         """What is ready (waiting up to ``_POLL_S`` for a first one when ``block``); then, when
-        ``block`` and more than one was ready, what comes within ``batch_window_s``."""
+        ``block`` and more than one but not ``batch_max`` were ready, what came within
+        ``batch_window_s``."""
         batch: list[_Outgoing] = []
         try:
             batch.append(self._queue.get(timeout=_POLL_S) if block else self._queue.get_nowait())
@@ -130,19 +128,19 @@ class FrameSender:
                 batch.append(self._queue.get_nowait())
         except queue.Empty:
             pass
-        if block and len(batch) > 1 and self.batch_window_s > 0:
-            self._fill(batch, deadline=self._monotonic() + self.batch_window_s)
+        if block and 1 < len(batch) < self.batch_max and self.batch_window_s > 0:
+            self._fill(batch)
         return batch
 
-    def _fill(self, batch: list[_Outgoing], *, deadline: float) -> None:
-        while len(batch) < self.batch_max and not self._stop.is_set():
-            left = deadline - self._monotonic()
-            if left <= 0:
-                return
-            try:
-                batch.append(self._queue.get(timeout=left))
-            except queue.Empty:
-                return
+    def _fill(self, batch: list[_Outgoing]) -> None:
+        """Wait the window out (one sleep, not a wake-up per reference), then take what came."""
+        if self._stop.wait(self.batch_window_s):
+            return
+        try:
+            while len(batch) < self.batch_max:
+                batch.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
 
     def _run(self) -> None:
         delay = 0.5
