@@ -130,12 +130,13 @@ class FramePipeline:
                 height=height,
                 dhash=dhash(image),
             )
-        as_read = captured.encoded
-        keep = unchanged and as_read is not None and stored_as_read(as_read, settings.format)
+        as_read = captured.encoded if unchanged else None
+        if as_read is None or not stored_as_read(as_read, settings.format):
+            as_read = encode(image, settings)
         return Prepared(
             captured=captured,
             captured_at=captured_at,
-            data=as_read if keep and as_read is not None else encode(image, settings),
+            data=as_read,
             width=width,
             height=height,
             dhash=dhash(image),
