@@ -128,6 +128,15 @@ def _camera(r: dict[str, Any]) -> tuple[str, dict[str, float]]:
     )
 
 
+def _frames(r: dict[str, Any]) -> tuple[str, dict[str, float]]:
+    jpeg, raw = r["jpeg"]["total_ms"], r["raw"]["total_ms"]
+    return (
+        f"frame paths, 640x480: raw {raw:.2f} ms CPU a frame = {r['ratio_raw_to_jpeg']:.2f}x jpeg "
+        f"({jpeg:.2f} ms), capture + inference + uploader",
+        {"ratio": r["ratio_raw_to_jpeg"], "raw_ms": raw, "jpeg_ms": jpeg},
+    )
+
+
 def _learning(r: dict[str, Any]) -> tuple[str, dict[str, float]]:
     h = r["headline"]
     return (
@@ -162,6 +171,7 @@ BENCHES = (
         ("--files", "80", "--rounds", "2"),
         _versus("uploader (sealed, durable)", "uploader_files_per_s", "files/s", "ratio", "plain uploads"),
     ),
+    Bench("frames", ("--frames", "60", "--rounds", "2"), _frames),
     Bench("devhub", ("--messages", "1000", "--pings", "150"), _devhub),
     Bench("cloud", ("--seeds", "1"), _cloud),
     Bench("pipeline", ("--frames", "1600", "--paced-frames", "600"), _pipeline),

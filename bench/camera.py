@@ -35,10 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,22 +47,9 @@ import cv2
 import numpy as np
 
 from bench.camera_model import build_model
-from bench.pipeline import (
-    MODULES,
-    _children,
-    _cpu_s,
-    _latency_line,
-    _model_loaded,
-    _stats,
-    _summary,
-    _wait,
-    demo_policy,
-    manifest,
-    read_upstream,
-    rss_kib,
-)
+from bench.pipeline import demo_policy, manifest
+from bench.rig import ROOT, Profiler, RunSpec, latency_line, measure, messages_line, per_process, rss_kib
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "camera.json"
 SOURCE_ID = "camera"
 VIDEO = Path("input") / "camera.avi"
@@ -250,140 +234,32 @@ def camera_manifest(state: Path, run: Run, budget: int, assets: Assets, storage:
     return doc
 
 
-class Profiler:
-    """``py-spy record`` attached to running processes, one flame graph each; SIGINT ends a
-    recording and makes py-spy write its file."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def py_spy_missing(self) -> bool:
-        return not Path(self.py_spy).is_file()
-
-    def attach(self, name: str, pid: int) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        command = [
-            self.py_spy, "record", "--pid", str(pid), "--format", "flamegraph", "--rate", "50",
-            "--output", str(self.folder / f"{name}.svg"),
-        ]  # fmt: skip
-        with open(self.folder / f"{name}.py-spy.log", "wb") as log:
-            self._procs[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-
-    def stop(self) -> None:
-        for proc in self._procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        for name, proc in self._procs.items():
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                print(f"py-spy for {name} did not finish in 30 s", file=sys.stderr)
-            if not (self.folder / f"{name}.svg").is_file():
-                log = (self.folder / f"{name}.py-spy.log").read_text(errors="replace").strip()
-                print(f"no profile of {name}: py-spy said: {log[-500:]}", file=sys.stderr)
-        self._procs.clear()
-
-
-def _module_pids() -> dict[str, int]:
-    return {name: pid for pid, cmd in _children().items() for name in MODULES if f"-m edgeloop_{name}" in cmd}
-
-
-def run_pipeline(work: Path, run: Run, model: bytes, address: str) -> dict[str, Any]:
+def run_pipeline(work: Path, run: Run, model: bytes, address: str, idle_s: float = 0.0) -> dict[str, Any]:
     """The four modules under the dev hub over the video, saturated or paced."""
     from edgeloop.devhub.paths import StatePaths
-    from edgeloop.devhub.supervisor import process_env
-    from edgeloop.devhub.testing import HubProcess, ModuleProcess
-    from edgeloop.devtools.azurite import Azurite
 
     state = work / run.label
-    paths = StatePaths.of(state)
     assets = prepare(state, model)
-    write_camera_video(paths.volumes / "samples" / VIDEO, run.frames, run.pace or 30.0)
+    write_camera_video(StatePaths.of(state).volumes / "samples" / VIDEO, run.frames, run.pace or 30.0)
     budget = max(1, int(run.frames * 0.15))
-    result: dict[str, Any] = {"frames": run.frames, "pace": run.pace, "store": run.store, "budget": budget}
-    profiler = Profiler(run.profile) if run.profile is not None else None
-    with Azurite(work / f"azurite-{run.label}", host=address) as azurite:
-        doc = camera_manifest(state, run, budget, assets, azurite.connection_string)
-        hub = HubProcess(
-            address=address, manifest=doc, state_dir=state, extra_args=["--log-level", "WARNING"]
-        )
-        hub.start()
-        modules: dict[str, ModuleProcess] = {}
-
-        def start(name: str) -> None:
-            env = process_env(hub.module_env(name), folder=ROOT, extra=assets.env, environ=os.environ)
-            modules[name] = ModuleProcess.python_module(
-                f"edgeloop_{name}", env=env, log_path=paths.log_file(name), cwd=ROOT
-            ).start()
-
-        try:
-            for name in ("uploader", "filter", "inference"):
-                start(name)
-            for name in ("uploader", "filter", "inference"):
-                hub.wait_connected(name, timeout=60, inputs=True)
-            _wait(lambda: _model_loaded(hub), 60, "the inference module to load its model")
-            pids = {**_module_pids(), "hub": hub.pid}
-            cpu0 = {name: _cpu_s(pid) or 0.0 for name, pid in pids.items()}
-            if profiler is not None:
-                for name, pid in pids.items():
-                    profiler.attach(name, pid)
-            start("capture")
-            pids.update(_module_pids())
-            if profiler is not None and "capture" in pids:
-                profiler.attach("capture", pids["capture"])
-            pace = run.pace or 1000.0
-            deadline = time.monotonic() + max(120.0, 3 * run.frames / pace)
-            seen, done_at = 0, time.time()
-            while seen < run.frames and time.monotonic() < deadline:
-                seen = int(_stats(hub, "filter").get("seen", 0))
-                done_at = time.time()
-                time.sleep(0.1)
-            result["filter_seen"] = seen
-            if seen < run.frames:
-                tails = {name: m.log()[-1500:] for name, m in modules.items()}
-                raise RuntimeError(
-                    f"the filter saw {seen} of {run.frames} frames in time; module logs:\n"
-                    + "\n".join(f"--- {name}\n{tail}" for name, tail in tails.items())
-                    + f"\n--- hub\n{hub.log_tail()}"
-                )
-            result["rss_mib"] = {
-                name: round((rss_kib(pid) or 0) / 1024, 1) for name, pid in sorted(pids.items())
-            }
-            result["cpu_ms_per_frame"] = {
-                name: round(((_cpu_s(pid) or 0.0) - cpu0.get(name, 0.0)) * 1000 / max(seen, 1), 2)
-                for name, pid in sorted(pids.items())
-            }
-            result["uploaded_by_then"] = int(_stats(hub, "uploader").get("counters", {}).get("uploaded", 0))
-        finally:
-            if profiler is not None:
-                profiler.stop()
-            for name in MODULES:
-                if name in modules:
-                    modules[name].stop()
-            hub.close()
-    scored, chosen = read_upstream(paths.upstream_log)
-    first = min(c for c, _ in scored.values())
-    result["seconds"] = done_at - first
-    result["frames_per_s"] = seen / result["seconds"]
-    result["selected"] = len(chosen)
-    result["latency_ms"] = {
-        "capture_to_decision_selected": _summary([(s - c) * 1000 for c, s in chosen.values()]),
-        "capture_to_scored_all": _summary([(s - c) * 1000 for c, s in scored.values()]),
-    }
-    return result
+    spec = RunSpec(
+        state=state,
+        make_manifest=lambda storage: camera_manifest(state, run, budget, assets, storage),
+        env=assets.env,
+        frames=run.frames,
+        pace=run.pace or 1000.0,
+        address=address,
+        idle_s=idle_s,
+        profiler=None if run.profile is None else Profiler(run.profile),
+        extra={"frames": run.frames, "pace": run.pace, "store": run.store, "budget": budget},
+    )
+    return measure(work, spec)
 
 
 # -- the report ----------------------------------------------------------------------------
 def paced_reference(pace: float, bare_fps: float) -> float:
     """What the bare loop delivers when frames come at ``pace``: the pace, or its own rate if lower."""
     return min(pace, bare_fps)
-
-
-def _per_process(values: dict[str, float], fmt: str) -> str:
-    return ", ".join(f"{k} {v:{fmt}}" for k, v in values.items())
 
 
 def report(runs: list[Run], bare: list[BareResult]) -> dict[str, Any]:
@@ -420,17 +296,24 @@ def report(runs: list[Run], bare: list[BareResult]) -> dict[str, Any]:
         r["cpu_ms_per_frame_all"] = round(total, 2)
         r["cores_busy"] = round(total * r["frames_per_s"] / 1000, 2)
         print(
-            "    CPU ms/frame: " + _per_process(r["cpu_ms_per_frame"], ".2f") + f"; all {total:.1f} "
+            "    CPU ms/frame: " + per_process(r["cpu_ms_per_frame"], ".2f") + f"; all {total:.1f} "
             f"(bare {bare_cpu:.1f}), {r['cores_busy']:.2f} cores busy (bare at this rate "
             f"{bare_cpu * r['frames_per_s'] / 1000:.2f})"
         )
-        print("    RSS MiB:      " + _per_process(r["rss_mib"], ".0f"))
+        print(
+            "    RSS MiB:      "
+            + per_process(r["rss_mib"], ".0f")
+            + f"; capture's start-up apart: {r.get('capture_startup_cpu_s', 0.0):.2f} CPU s"
+        )
+        print("    messages in/out: " + messages_line(r["messages"]))
+        if "idle_cpu_ms_per_s" in r:
+            idle = r["idle_cpu_ms_per_s"]
+            print(f"    idle CPU ms/s:   {per_process(idle, '.1f')} (all {sum(idle.values()):.1f})")
         lat = r["latency_ms"]
         print(
-            "    "
-            + _latency_line("capture -> filter decision, selected", lat["capture_to_decision_selected"])
+            "    " + latency_line("capture -> filter decision, selected", lat["capture_to_decision_selected"])
         )
-        print("    " + _latency_line("capture -> inference scored, all", lat["capture_to_scored_all"]))
+        print("    " + latency_line("capture -> inference scored, all", lat["capture_to_scored_all"]))
     return out
 
 
@@ -453,6 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--profile", type=Path, default=None, help="py-spy flame graphs of the saturated runs here"
+    )
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=3.0,
+        help="seconds with nothing flowing before the first run's capture starts: each process's idle CPU",
     )
     parser.add_argument("--address", default="127.0.0.42", help="loopback address for the bench hub")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -494,8 +383,9 @@ def main(argv: list[str] | None = None) -> int:
         keys = prepare(work / "bare", model)
         policy = demo_policy(args.frames)
         bare = [bare_loop(video, model, policy, keys.envelope_pem.encode())]
-        for run in runs:
-            run.result = run_pipeline(work, run, model, args.address)
+        for i, run in enumerate(runs):
+            idle_s = args.idle_seconds if i == 0 else 0.0
+            run.result = run_pipeline(work, run, model, args.address, idle_s=idle_s)
             print(f"{run.label}: {run.result['frames_per_s']:.1f} frames/s", flush=True)
         bare.append(bare_loop(video, model, policy, keys.envelope_pem.encode()))
     print(

@@ -32,65 +32,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-MODULES = ("capture", "inference", "filter", "uploader")
+from bench.rig import (
+    ROOT,
+    UPSTREAM_ROUTES,
+    Profiler,
+    RunSpec,
+    latency_line,
+    measure,
+    messages_line,
+    per_process,
+)
+
 SOURCE_ID = "demo"
 BATCH = 8
-
-
-# -- pure helpers --------------------------------------------------------------------------
-def percentile(values: list[float], q: float) -> float:
-    """The ``q``-th percentile (0..100) with linear interpolation between closest ranks."""
-    if not values:
-        raise ValueError("percentile of no values")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100.0
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def rss_kib(pid: int) -> int | None:
-    """Resident set size of a process in KiB (``VmRSS`` of ``/proc/<pid>/status``)."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return None
-
-
-def _children() -> dict[int, str]:
-    """Child processes of this one: pid -> command line."""
-    me, out = os.getpid(), {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(stat[1]) != me:
-                continue
-            out[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, IndexError, ValueError):
-            continue
-    return out
 
 
 # -- the frames ----------------------------------------------------------------------------
@@ -191,12 +156,6 @@ def bare_loop(paths: list[Path], model: bytes, policy_doc: dict[str, Any], publi
 
 
 # -- the pipeline --------------------------------------------------------------------------
-UPSTREAM_ROUTES = {
-    "benchPredictions": "FROM /messages/modules/inference/outputs/predictions INTO $upstream",
-    "benchSelected": "FROM /messages/modules/filter/outputs/selected INTO $upstream",
-}
-
-
 def manifest(state: Path, fps: float, budget: int, envelope_pem: str, signing_pem: str, storage: str) -> Any:
     """The demo's manifest, with two routes that record predictions and selections upstream."""
     from edgeloop_demo.run import DemoOptions, demo_manifest
@@ -215,68 +174,6 @@ def demo_policy(frames: int) -> dict[str, Any]:
     doc = manifest(ROOT, 1.0, max(1, int(frames * 0.15)), "", "", "")
     policy: dict[str, Any] = doc["modulesContent"]["filter"]["properties.desired"]["policy"]
     return policy
-
-
-def _wait(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
-
-
-def _stats(hub: Any, module: str) -> dict[str, Any]:
-    answer = hub.invoke(module, "getStats", {}, timeout=10)
-    payload = answer.get("payload") or {}
-    module_stats: dict[str, Any] = payload.get("module", {}) if isinstance(payload, dict) else {}
-    return module_stats
-
-
-def _messages(hub: Any, module: str) -> dict[str, int]:
-    """A module's message and item counts in and out (its runtime's counters)."""
-    answer = hub.invoke(module, "getStats", {}, timeout=10)
-    payload = answer.get("payload") or {}
-    runtime = payload.get("runtime", {}) if isinstance(payload, dict) else {}
-    keys = ("messages_in", "items_in", "messages_out", "items_out")
-    return {key: int(runtime.get(key, 0)) for key in keys}
-
-
-def _model_loaded(hub: Any) -> bool:
-    model = hub.twin("inference").get("properties", {}).get("reported", {}).get("model", {})
-    return isinstance(model, dict) and model.get("status") == "loaded"
-
-
-def _when(value: str) -> float:
-    return datetime.fromisoformat(value).astimezone(UTC).timestamp()
-
-
-def read_upstream(path: Path) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]]]:
-    """From the hub's upstream log: sample id -> (captured_at, scored_at) for every prediction
-    and -> (captured_at, selected_at) for every selection, as epoch seconds."""
-    from edgeloop.contracts import Prediction, SelectedSample
-    from edgeloop.runtime.codec import decode
-
-    scored: dict[str, tuple[float, float]] = {}
-    chosen: dict[str, tuple[float, float]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        entry = json.loads(line)
-        body = entry["body"]
-        for item in decode(body if isinstance(body, str) else json.dumps(body)):
-            if isinstance(item, Prediction) and item.scored_at is not None:
-                scored[item.sample_id] = (item.frame.captured_at.timestamp(), item.scored_at.timestamp())
-            elif isinstance(item, SelectedSample):
-                captured = item.prediction.frame.captured_at.timestamp()
-                chosen[item.sample_id] = (captured, item.selected_at.timestamp())
-    return scored, chosen
-
-
-def _cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds a process has used so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -316,129 +213,40 @@ def prepare(state: Path, frames: int, seed: int, reuse: Path | None = None) -> A
     )
 
 
-def _module_pids() -> dict[str, int]:
-    return {name: pid for pid, cmd in _children().items() for name in MODULES if f"-m edgeloop_{name}" in cmd}
-
-
-def start_profilers(pids: dict[str, int], folder: Path) -> list[subprocess.Popen[bytes]]:
-    """One ``py-spy record`` per process (flame graph ``<name>.svg`` in ``folder``), sampling
-    at 50 Hz without stopping the process; stopped with SIGINT by ``stop_profilers``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    return [
-        subprocess.Popen(
-            [
-                spy,
-                "record",
-                "--pid",
-                str(pid),
-                "--rate",
-                "50",
-                "--nonblocking",
-                "-o",
-                str(folder / f"{name}.svg"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for name, pid in sorted(pids.items())
-    ]
-
-
-def stop_profilers(profilers: list[subprocess.Popen[bytes]]) -> None:
-    for spy in profilers:
-        spy.send_signal(signal.SIGINT)
-    for spy in profilers:
-        try:
-            spy.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            spy.kill()
-
-
 def run_pipeline(
-    work: Path, state: Path, assets: Assets, fps: float, address: str, profile: Path | None = None
+    work: Path,
+    state: Path,
+    assets: Assets,
+    fps: float,
+    address: str,
+    profile: Path | None = None,
+    idle_s: float = 0.0,
 ) -> dict[str, Any]:
     """One run of the four modules under the dev hub over ``assets.frames`` at ``fps``; with
     ``profile``, a py-spy flame graph of each process of the run in that folder."""
-    from edgeloop.devhub.paths import StatePaths
-    from edgeloop.devhub.supervisor import process_env
-    from edgeloop.devhub.testing import HubProcess, ModuleProcess
-    from edgeloop.devtools.azurite import Azurite
-
-    paths = StatePaths.of(state)
     frames = len(assets.frames)
     budget = max(1, int(frames * 0.15))
-    result: dict[str, Any] = {"frames": frames, "fps_asked": fps, "budget": budget}
-    with Azurite(work / f"azurite-{state.name}", host=address) as azurite:
-        doc = manifest(state, fps, budget, assets.envelope_pem, assets.signing_pem, azurite.connection_string)
-        result["policy"] = doc["modulesContent"]["filter"]["properties.desired"]["policy"]
-        assert result["policy"] == demo_policy(frames)
-        hub = HubProcess(
-            address=address, manifest=doc, state_dir=state, extra_args=["--log-level", "WARNING"]
-        )
-        hub.start()
-        modules: dict[str, ModuleProcess] = {}
+    policies: list[Any] = []
 
-        def start(name: str) -> None:
-            env = process_env(hub.module_env(name), folder=ROOT, extra=assets.env, environ=os.environ)
-            modules[name] = ModuleProcess.python_module(
-                f"edgeloop_{name}", env=env, log_path=paths.log_file(name), cwd=ROOT
-            ).start()
+    def make_manifest(storage: str) -> Any:
+        doc = manifest(state, fps, budget, assets.envelope_pem, assets.signing_pem, storage)
+        policies.append(doc["modulesContent"]["filter"]["properties.desired"]["policy"])
+        return doc
 
-        try:
-            for name in ("uploader", "filter", "inference"):
-                start(name)
-            for name in ("uploader", "filter", "inference"):
-                hub.wait_connected(name, timeout=60, inputs=True)
-            _wait(lambda: _model_loaded(hub), 60, "the inference module to load its model")
-            pids = _module_pids()
-            pids["hub"] = hub.pid
-            cpu0 = {name: _cpu_s(pid) or 0.0 for name, pid in pids.items()}
-            start("capture")
-            profilers = []
-            if profile is not None:
-                pids.update(_module_pids())
-                profilers = start_profilers(pids, profile)
-            deadline = time.monotonic() + max(120.0, 3 * frames / fps)
-            seen, done_at = 0, time.time()
-            while seen < frames and time.monotonic() < deadline:
-                seen = int(_stats(hub, "filter").get("seen", 0))
-                done_at = time.time()
-                time.sleep(0.1)
-            stop_profilers(profilers)
-            pids.update(_module_pids())
-            result["filter_seen"] = seen
-            if seen < frames:
-                tails = {name: m.log()[-1500:] for name, m in modules.items()}
-                raise RuntimeError(
-                    f"the filter saw {seen} of {frames} frames in time; module logs:\n"
-                    + "\n".join(f"--- {name}\n{tail}" for name, tail in tails.items())
-                    + f"\n--- hub\n{hub.log_tail()}"
-                )
-            result["rss_mib"] = {
-                name: round((rss_kib(pid) or 0) / 1024, 1) for name, pid in sorted(pids.items())
-            }
-            result["cpu_ms_per_frame"] = {
-                name: round(((_cpu_s(pid) or 0.0) - cpu0.get(name, 0.0)) * 1000 / max(seen, 1), 2)
-                for name, pid in sorted(pids.items())
-            }
-            result["filter_stats"] = _stats(hub, "filter")
-            result["messages"] = {name: _messages(hub, name) for name in MODULES}
-            result["uploaded_by_then"] = int(_stats(hub, "uploader").get("counters", {}).get("uploaded", 0))
-        finally:
-            for name in MODULES:
-                if name in modules:
-                    modules[name].stop()
-            hub.close()
-    scored, chosen = read_upstream(paths.upstream_log)
-    first = min(c for c, _ in scored.values())
-    result["seconds"] = done_at - first
-    result["frames_per_s"] = seen / result["seconds"]
-    result["selected"] = len(chosen)
-    result["latency_ms"] = {
-        "capture_to_decision_selected": _summary([(s - c) * 1000 for c, s in chosen.values()]),
-        "capture_to_scored_all": _summary([(s - c) * 1000 for c, s in scored.values()]),
-    }
+    spec = RunSpec(
+        state=state,
+        make_manifest=make_manifest,
+        env=assets.env,
+        frames=frames,
+        pace=fps,
+        address=address,
+        idle_s=idle_s,
+        profiler=None if profile is None else Profiler(profile, nonblocking=True),
+        extra={"frames": frames, "fps_asked": fps, "budget": budget},
+    )
+    result = measure(work, spec)
+    result["policy"] = policies[0]
+    assert result["policy"] == demo_policy(frames)
     return result
 
 
@@ -447,23 +255,6 @@ def plumbing_cpu(per_process: dict[str, float], bare_ms: float) -> dict[str, flo
     that sum less the bare loop's CPU a frame for the same work."""
     total = sum(per_process.values())
     return {"all": round(total, 2), "plumbing": round(total - bare_ms, 2)}
-
-
-def _summary(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"n": 0}
-    return {
-        "n": len(values),
-        "p50": round(percentile(values, 50), 1),
-        "p95": round(percentile(values, 95), 1),
-        "max": round(max(values), 1),
-    }
-
-
-def _latency_line(text: str, s: dict[str, float]) -> str:
-    if not s.get("n"):
-        return f"{text:52s} (none)"
-    return f"{text:52s} p50 {s['p50']:6.1f} ms  p95 {s['p95']:6.1f} ms  (n={s['n']:.0f})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -479,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
         "--paced-fps", type=float, default=100.0, help="capture's pace in the latency run (0: skip it)"
     )
     parser.add_argument("--address", default="127.0.0.41", help="loopback address for the bench hub")
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=3.0,
+        help="seconds with nothing flowing before capture starts: each process's idle CPU (0: skip)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "pipeline.json"))
     parser.add_argument(
@@ -496,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         ]
         profile = Path(args.profile).resolve() if args.profile else None
-        full = run_pipeline(work, work / "full", assets, args.fps, args.address, profile=profile)
+        full = run_pipeline(
+            work, work / "full", assets, args.fps, args.address, profile=profile, idle_s=args.idle_seconds
+        )
         bare_runs.append(bare_loop(assets.frames, assets.model, full["policy"], assets.envelope_pem.encode()))
         paced = None
         if args.paced_fps > 0:
@@ -516,24 +315,30 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.fps:g}/s; filter saw {full['filter_seen']}, selected {full['selected']})"
     )
     print(f"pipeline / bare                 {ratio:7.2f}x")
+    print(
+        f"capture alone                   {len(assets.frames) / full['capture_seconds']:7.0f} frames/s  "
+        "(first to last captured_at)"
+    )
     for run, label in ((full, f"at {args.fps:g}/s asked"), (paced, f"paced at {args.paced_fps:g}/s")):
         if run is None:
             continue
         lat = run["latency_ms"]
         print(
-            _latency_line(
+            latency_line(
                 f"capture -> filter decision, selected, {label}", lat["capture_to_decision_selected"]
             )
         )
-        print(_latency_line(f"capture -> inference scored, all, {label}", lat["capture_to_scored_all"]))
-    print("RSS at the end (MiB):     " + ", ".join(f"{k} {v:.0f}" for k, v in full["rss_mib"].items()))
+        print(latency_line(f"capture -> inference scored, all, {label}", lat["capture_to_scored_all"]))
+    print("RSS at the end (MiB):     " + per_process(full["rss_mib"], ".0f"))
     print(
-        "CPU ms per frame:         " + ", ".join(f"{k} {v:.2f}" for k, v in full["cpu_ms_per_frame"].items())
+        "CPU ms per frame:         "
+        + per_process(full["cpu_ms_per_frame"], ".2f")
+        + f"  (capture's start-up apart: {full.get('capture_startup_cpu_s', 0.0):.2f} s)"
     )
-    print(
-        "messages in/out:          "
-        + ", ".join(f"{k} {v['messages_in']}/{v['messages_out']}" for k, v in full["messages"].items())
-    )
+    if "idle_cpu_ms_per_s" in full:
+        idle = full["idle_cpu_ms_per_s"]
+        print(f"idle CPU ms a second:     {per_process(idle, '.1f')} (all {sum(idle.values()):.1f})")
+    print("messages in/out:          " + messages_line(full["messages"]))
     print(
         f"CPU ms per frame, all processes {plumbing['all']:.2f}, bare loop {bare_cpu:.2f}: "
         f"plumbing {plumbing['plumbing']:.2f} ms a frame"
@@ -554,8 +359,10 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_pipeline_to_bare": ratio,
         "bare_cpu_ms_per_frame": bare_cpu,
         "plumbing_cpu_ms_per_frame": plumbing["plumbing"],
+        "idle_cpu_ms_per_s": full.get("idle_cpu_ms_per_s"),
         "load_average": os.getloadavg(),
-        "notes": "capture's CPU includes its start-up; latency from the $upstream copies of "
+        "notes": "capture's CPU counts from its connection to the hub (its start-up apart, "
+        "capture_startup_cpu_s); latency from the $upstream copies of "
         "predictions (scored_at) and selections (selected_at)",
     }
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

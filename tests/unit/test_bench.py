@@ -8,7 +8,7 @@ import pytest
 
 from bench.__main__ import BENCHES
 from bench.learning import chunks, gain_per_100, share_of_gain
-from bench.pipeline import percentile
+from bench.rig import percentile
 
 
 @pytest.mark.parametrize(
@@ -84,6 +84,7 @@ def test_every_benchmark_summary_reads_its_ratio() -> None:
         "inference": {"module_samples_per_s": 900.0, "module_over_bare": 0.9},
         "filter": {"decisions_per_s": {"five_strategies": 30000.0}, "ratio_five_to_fixed": 0.5},
         "uploader": {"uploader_files_per_s": 100.0, "ratio": 0.9},
+        "frames": {"jpeg": {"total_ms": 6.0}, "raw": {"total_ms": 4.5}, "ratio_raw_to_jpeg": 0.75},
         "devhub": {
             "throughput": [{"messages_per_s": 800.0, "hub_to_sender_cpu": 0.5}],
             "round_trip": {"rtt_p50_ms": 2.6},
@@ -139,3 +140,4 @@ def test_every_benchmark_summary_reads_its_ratio() -> None:
     assert expected in lines["learning"][0]
     assert "0.40x a bare loop (150/s); paced 15/s 1.00x, raw 15/s 0.98x" in lines["camera"][0]
     assert lines["camera"][1]["cpu_ms_per_frame_all"] == 14.0
+    assert "raw 4.50 ms CPU a frame = 0.75x jpeg (6.00 ms)" in lines["frames"][0]

@@ -658,7 +658,7 @@ class _Queued:
         self.pending = pending
 
 
-def test_predictions_are_held_for_the_next_run_only_while_a_full_run_waits(tmp_path: Path) -> None:
+def test_predictions_are_held_for_the_next_run_only_while_frames_wait(tmp_path: Path) -> None:
     # given: the output side of a module whose batcher has a full run of 8 queued
     module = InferenceModule(samples_dir=tmp_path, models_dir=tmp_path, clock=FakeClock())
     ctx = _SizeLimitedContext(limit=1000)
@@ -674,15 +674,19 @@ def test_predictions_are_held_for_the_next_run_only_while_a_full_run_waits(tmp_p
     module._emit([run(0)])
     # then: held, nothing sent
     assert ctx.sent == []
-    # when: the next run's are ready and nothing more waits
+    # when: a partial run waits (the rest of a message): held again
     module._batcher = _Queued(3)  # type: ignore[assignment]
     module._emit([run(4)])
-    # then: both runs in one message
-    assert ctx.sent == [8]
+    assert ctx.sent == []
+    # when: the next run's are ready and nothing more waits
+    module._batcher = _Queued(0)  # type: ignore[assignment]
+    module._emit([run(8)])
+    # then: the three runs in one message
+    assert ctx.sent == [12]
     # when: a run comes while a full run waits, then the module stops
     module._batcher = _Queued(8)  # type: ignore[assignment]
-    module._emit([run(8)])
+    module._emit([run(12)])
     module._stopping.set()
     module._emit([])
     # then: nothing held is lost
-    assert ctx.sent == [8, 4]
+    assert ctx.sent == [12, 4]

@@ -78,6 +78,14 @@ class CaptureConfig(BaseModel):
         default_factory=FramesConfig, description="The frame path: encoded files or raw frames in memory."
     )
     batch_max: int = Field(default=32, ge=1, le=256, description="Most frame references sent in one message.")
+    batch_window_ms: float = Field(
+        default=10.0,
+        ge=0,
+        le=1000,
+        description="After the first reference of a message is ready, wait up to this long (ms) for more "
+        "(up to batch_max) before sending: fuller messages cost every later module less, for at most "
+        "this much latency. 0 sends what is ready at once.",
+    )
     queue_size: int = Field(
         default=512,
         ge=1,

@@ -116,6 +116,7 @@ class CaptureModule(EdgeModule[CaptureConfig]):
             self._send,
             on_sent=self._sent,
             batch_max=c.batch_max,
+            batch_window_s=c.batch_window_ms / 1000.0,
             queue_size=c.queue_size,
             retry_max_s=c.retry_max_s,
         )
@@ -156,6 +157,7 @@ class CaptureModule(EdgeModule[CaptureConfig]):
             return  # start() builds everything from this config
         if self.sender is not None:
             self.sender.batch_max = config.batch_max
+            self.sender.batch_window_s = config.batch_window_ms / 1000.0
             self.sender.retry_max_s = config.retry_max_s
         if self.janitor is not None:
             j = config.janitor

@@ -14,6 +14,7 @@ from edgeloop import rawframe
 from edgeloop.contracts import FrameRef, RawPixels
 from edgeloop_capture import observe
 from edgeloop_capture.dhash import dhash
+from edgeloop_capture.encoded import stored_as_read
 from edgeloop_capture.ids import SampleIds
 from edgeloop_capture.ring import RawRing
 from edgeloop_capture.sources.base import Captured, Image, ImageSettings, SourceSettings
@@ -72,7 +73,8 @@ class Prepared:
 
 
 class FramePipeline:
-    """Resize, hash, encode and write a frame; describe it as a ``FrameRef``.
+    """Resize, hash, encode and write a frame; describe it as a ``FrameRef``. A file read in
+    the stored format and not resized is stored as read, not encoded again (``encoded``).
 
     ``prepare`` (pixels) and ``store`` (file and reference) can run on different threads.
     With ``store == "raw"`` (and a raw writer and ring) frames skip encoding: the pixels are
@@ -109,8 +111,10 @@ class FramePipeline:
             return Prepared(captured=captured, captured_at=captured_at)
         assert isinstance(settings, ImageSettings)
         image = fit(captured.image, settings.max_width, settings.max_height)
+        unchanged = image is captured.image
         if settings.grayscale and image.ndim == 3:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+            unchanged = False
         height, width = image.shape[:2]
         if self.raw:
             try:
@@ -126,10 +130,13 @@ class FramePipeline:
                 height=height,
                 dhash=dhash(image),
             )
+        as_read = captured.encoded if unchanged else None
+        if as_read is None or not stored_as_read(as_read, settings.format):
+            as_read = encode(image, settings)
         return Prepared(
             captured=captured,
             captured_at=captured_at,
-            data=encode(image, settings),
+            data=as_read,
             width=width,
             height=height,
             dhash=dhash(image),

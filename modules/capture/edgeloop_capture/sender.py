@@ -1,7 +1,11 @@
 """Sends frame references on ``frames`` in batches from one thread.
 
 Sources put references into a bounded queue; the sender takes whatever is ready (up to
-``batch_max``) and sends it in as few messages as the limits allow. When the hub is slow the
+``batch_max``) and sends it in as few messages as the limits allow. When more than one was
+ready (references come faster than messages go), it first waits up to ``batch_window_s`` for
+more: fuller messages cost every later hop less (one SDK send and receive, one hub hop, one
+progress write per message), for at most the window of latency; a reference that comes alone
+(a paced source keeping up) goes at once. When the hub is slow the
 queue fills and sources wait: references are batched, never dropped. A failed send is retried
 with backoff, keeping the batch. Once a batch is sent (``send`` returned: the hub has it), the
 receipts that came with its references go to ``on_sent``, which moves the sources' positions on.
@@ -44,12 +48,14 @@ class FrameSender:
         *,
         on_sent: SentFn = _nothing,
         batch_max: int = 32,
+        batch_window_s: float = 0.0,
         queue_size: int = 512,
         retry_max_s: float = 30.0,
     ) -> None:
         self._send = send
         self._on_sent = on_sent
         self.batch_max = batch_max
+        self.batch_window_s = batch_window_s
         self.retry_max_s = retry_max_s
         self._queue: queue.Queue[_Outgoing] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
@@ -112,6 +118,9 @@ class FrameSender:
         return {**dict(self.counters), "queued": self._queue.qsize() + len(self._pending)}
 
     def _take(self, *, block: bool) -> list[_Outgoing]:
+        """What is ready (waiting up to ``_POLL_S`` for a first one when ``block``); then, when
+        ``block`` and more than one but not ``batch_max`` were ready, what came within
+        ``batch_window_s``."""
         batch: list[_Outgoing] = []
         try:
             batch.append(self._queue.get(timeout=_POLL_S) if block else self._queue.get_nowait())
@@ -119,7 +128,19 @@ class FrameSender:
                 batch.append(self._queue.get_nowait())
         except queue.Empty:
             pass
+        if block and 1 < len(batch) < self.batch_max and self.batch_window_s > 0:
+            self._fill(batch)
         return batch
+
+    def _fill(self, batch: list[_Outgoing]) -> None:
+        """Wait the window out (one sleep, not a wake-up per reference), then take what came."""
+        if self._stop.wait(self.batch_window_s):
+            return
+        try:
+            while len(batch) < self.batch_max:
+                batch.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
 
     def _run(self) -> None:
         delay = 0.5

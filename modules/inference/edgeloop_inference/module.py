@@ -4,8 +4,9 @@
 batch, runs the current model once, and makes one prediction per frame (``status: error`` with
 the reason for a frame it could not score). The output thread sends the predictions of the
 runs ready at once as one ``edgeloop.predictions/1`` message (split only where the hub's size
-limit requires); while a full run waits in the batcher's queue it holds them back for that
-run's, so a saturated module sends fewer, fuller messages and a slow input is not delayed.
+limit requires); while frames wait in the batcher's queue (the rest of an input message, or a
+run already due) it holds them back for the next run's, so a saturated module sends fewer,
+fuller messages and a slow input is not delayed.
 Model loads run on the manager's loader thread.
 """
 
@@ -361,12 +362,11 @@ class InferenceModule(EdgeModule[InferenceConfig]):
             self._deliver(out)
 
     def _more_coming(self, ready: int) -> bool:
-        """Whether to hold ``ready`` predictions for the next run's: a full run waits in the
-        batcher's queue (so it runs now), the message has room, and the module is not stopping."""
+        """Whether to hold ``ready`` predictions for the next run's: frames wait in the
+        batcher's queue (they run next, within ``max_wait_ms``), the message has room, and the
+        module is not stopping."""
         return (
-            0 < ready < PREDICTIONS_PER_MESSAGE
-            and not self._stopping.is_set()
-            and self._batcher.pending >= self._config.batching.max_batch
+            0 < ready < PREDICTIONS_PER_MESSAGE and not self._stopping.is_set() and self._batcher.pending > 0
         )
 
     def _embedding_problem(self, problem: str, samples: int) -> None:

@@ -72,6 +72,9 @@ class Captured:
     """One frame or reading as a source produced it."""
 
     image: Image | None = None
+    #: The file the image was decoded from, as read (file sources): stored as it is when it is
+    #: already in the stored format and the frame is not resized (``encoded``).
+    encoded: bytes | None = None
     vector: list[float] | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     #: Where the source is once this item is sent (file sources; see ``progress``).

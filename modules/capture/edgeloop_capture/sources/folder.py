@@ -64,13 +64,16 @@ class FolderSource:
                 if not keep:
                     ctl.passed(entry.name)
                     continue
-                image = self._read(ctl, Path(entry.path))
-                if image is None:
+                read = self._read(ctl, Path(entry.path))
+                if read is None:
                     ctl.passed(entry.name)
                     continue
                 if not ctl.throttle():
                     return
-                yield Captured(image=image, attributes={"file_name": entry.name}, mark=entry.name)
+                image, data = read
+                yield Captured(
+                    image=image, encoded=data, attributes={"file_name": entry.name}, mark=entry.name
+                )
             if not ctl.wait(self.settings.poll_s):
                 return
 
@@ -109,17 +112,19 @@ class FolderSource:
         return any(fnmatch.fnmatch(lower, pattern.lower()) for pattern in self.settings.patterns)
 
     @staticmethod
-    def _read(ctl: SourceControl, path: Path) -> Image | None:
+    def _read(ctl: SourceControl, path: Path) -> tuple[Image, bytes] | None:
+        """The decoded image and the file's bytes; None (counted as skipped) when unreadable."""
         try:
-            data = np.fromfile(path, dtype=np.uint8)
+            raw = path.read_bytes()
         except OSError as exc:
             ctl.skip("unreadable_file", f"{path.name}: {exc.strerror}")
             return None
         try:
-            image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+            image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR) if raw else None
         except cv2.error as exc:  # e.g. a header claiming more pixels than OpenCV allows
             ctl.skip("unreadable_file", f"{path.name}: OpenCV refused it: {str(exc).strip()[-120:]}")
             return None
         if image is None:
             ctl.skip("unreadable_file", f"{path.name}: not an image OpenCV can decode")
-        return image
+            return None
+        return image, raw

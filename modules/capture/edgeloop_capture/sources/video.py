@@ -2,7 +2,9 @@
 
 The last frame sent is the source's position: after a restart the frames up to it are read and
 dropped (decoded, not seeked to: seeking by frame number is not exact in every container), and
-a file replaced since (another size or modification time) starts over."""
+a file replaced since (another size or modification time) starts over. An MJPG file whose
+frames are stored as JPEG unchanged is read as packets (``mjpeg``): each frame's JPEG is stored
+as read, not encoded again."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import cv2
 from pydantic import Field
 
 from edgeloop_capture.progress import CursorMark, FileCursor, FileIdentity, Position
+from edgeloop_capture.sources import mjpeg
 from edgeloop_capture.sources.base import Captured, ImageSettings, SourceControl, SourceError
 
 #: Consecutive unreadable frames tolerated before the rest of the file counts as gone.
@@ -72,7 +75,10 @@ class VideoSource:
         """One pass through the file; frames up to index ``after`` are read and dropped."""
         if not path.is_file():
             raise SourceError(f"video file {str(path)!r} not found")
-        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        cap = mjpeg.open_packets(path) if mjpeg.wanted(self.settings) else None
+        packets = cap is not None
+        if cap is None:
+            cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
         try:
             if not cap.isOpened():
                 raise SourceError(f"cannot open video file {str(path)!r} (not a video OpenCV can read)")
@@ -101,7 +107,11 @@ class VideoSource:
                 if index <= after:
                     bad = 0  # sent before a restart: read and dropped
                 elif ctl.keep(index, media_time):
-                    ok, image = cap.retrieve()
+                    if packets:
+                        image, encoded = mjpeg.retrieve(cap)
+                        ok = image is not None
+                    else:
+                        (ok, image), encoded = cap.retrieve(), None
                     if not ok or image is None:
                         ctl.skip("corrupt_frame", f"{path.name} frame {index}")
                         self._pass_over(ctl, mark)
@@ -112,6 +122,7 @@ class VideoSource:
                         self._read = mark
                         yield Captured(
                             image=image,
+                            encoded=encoded,
                             attributes={
                                 "frame_index": str(index),
                                 "file_name": path.name,
