@@ -66,7 +66,7 @@ TARGETS = (
         ("ratios", "raw-saturated"),
         _at_least(0.9),
     ),
-    Target("capture >= 0.9x its bare decode+encode loop", "capture", ("ratio",), _at_least(0.9)),
+    Target("capture >= 0.9x its bare loop (frames stored as read)", "capture", ("ratio",), _at_least(0.9)),
     Target(
         "inference >= 0.9x bare ONNX Runtime at batch 8", "inference", ("module_over_bare",), _at_least(0.9)
     ),
