@@ -18,8 +18,6 @@ from edgeloop_cloud.trainers.manifest import TrainerRequest, write_inputs
 from edgeloop.errors import ConfigError
 from tests.trainer_support import EXAMPLE_TRAINER, digit_samples, job
 
-pytest.importorskip("azure.ai.ml", reason="azure-ai-ml (the azureml extra) builds the job specification")
-
 COMMAND = "python train.py ${{inputs.training}} ${{outputs.model}}"
 
 
@@ -37,7 +35,40 @@ def _request(tmp_path: Path) -> TrainerRequest:
     return TrainerRequest(inputs=tmp_path / "inputs", outputs=tmp_path / "outputs", manifest=manifest)
 
 
+def _needs_sdk() -> None:
+    pytest.importorskip("azure.ai.ml", reason="azure-ai-ml (the azureml extra) validates the job it builds")
+
+
+def test_the_job_specification_holds_the_inputs_outputs_and_limits_of_the_run(tmp_path: Path) -> None:
+    # given
+    config = _config(base_data="azureml:digits-base:2", timeout_s=3600,
+                     command=COMMAND + " --base ${{inputs.base_data}} --seed ${{inputs.seed}}")  # fmt: skip
+    # when
+    spec = build_job(config, _request(tmp_path))
+    # then
+    assert spec.command == config.command
+    assert Path(spec.code) == EXAMPLE_TRAINER.resolve()
+    assert (spec.environment, spec.compute) == ("azureml:edgeloop-train:3", "cpu-cluster")
+    assert spec.inputs["training"].type == "uri_folder"
+    assert spec.inputs["training"].value == str(tmp_path / "inputs")
+    assert (spec.inputs["base_data"].type, spec.inputs["base_data"].value) == (
+        "uri_folder",
+        "azureml:digits-base:2",
+    )
+    assert (spec.inputs["seed"].type, spec.inputs["seed"].value) == ("integer", 7)
+    assert spec.outputs == {"model": "uri_folder"}
+    assert spec.timeout_s == 3600
+    assert spec.tags == {"edgeloop.model": "digits", "edgeloop.run_id": "run-1"}
+
+
+def test_a_missing_code_folder_fails_before_anything_is_submitted(tmp_path: Path) -> None:
+    config = _config(code=str(tmp_path / "nowhere"))
+    with pytest.raises(TrainerFailed, match=r"trainer.code .*nowhere.* is not a folder"):
+        build_job(config, _request(tmp_path))
+
+
 def test_the_job_specification_is_a_valid_azure_ml_command_job(tmp_path: Path) -> None:
+    _needs_sdk()
     # given
     config = _config(base_data="azureml:digits-base:2", register_model="digits-candidates",
                      command=COMMAND + " --base ${{inputs.base_data}} --seed ${{inputs.seed}}")  # fmt: skip
@@ -62,6 +93,7 @@ def test_the_job_specification_is_a_valid_azure_ml_command_job(tmp_path: Path) -
 
 
 def test_the_registered_model_points_at_the_jobs_model_output() -> None:
+    _needs_sdk()
     # given
     from edgeloop_cloud.trainers.candidate import Candidate
 
