@@ -87,7 +87,11 @@ def test_the_real_filter_selects_an_apps_span_predictions_and_continues_their_tr
     dev_hub: HubFactory, module_process: ModuleFactory, tmp_path: Path, max_batch: int
 ) -> None:
     # given: the app's predictions routed to the filter, which selects every one
-    policy = {"version": "otel-it", "strategies": [{"name": "all", "rules": [{"type": "every_nth", "n": 1}]}]}
+    policy = {
+        "version": "otel-it",
+        "audit": {"share": 0},  # no random audit draw: every prediction goes to the "all" strategy
+        "strategies": [{"name": "all", "rules": [{"type": "every_nth", "n": 1}]}],
+    }
     routes = {
         "toFilter": "FROM /messages/modules/app/outputs/predictions "
         'INTO BrokeredEndpoint("/modules/filter/inputs/predictions")',
