@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from edgeloop_cloud.labelling import csvformat, labelstudio
 from edgeloop_cloud.labelling.entries import QueueEntry
-from edgeloop_cloud.labels import load_labels, parse_labels
+from edgeloop_cloud.labels import load_labels, parse_csv, parse_labels
 
 from edgeloop.blobstore import MemoryContainer
 
@@ -112,7 +112,7 @@ def test_queue_csv_filled_in_imports_back() -> None:
     assert written.splitlines()[0] == ",".join(csvformat.COLUMNS)
     filled = written.replace("s1,u1,cat,0.25,", "s1,u1,cat,0.25,dog")
     # when
-    labels, problems = csvformat.parse_csv("q.csv", filled)
+    labels, problems = parse_csv("q.csv", filled)
     # then
     assert [(e.sample_id, e.label) for e in labels] == [("s1", "dog")]
     assert problems == ["q.csv:3: sample 's2' has an empty label; not imported"]
@@ -122,14 +122,14 @@ def test_real_csv_export_reads_each_annotation_as_a_row() -> None:
     # given: Label Studio's CSV export holds one row per annotation (sample a answered twice)
     text = (FIXTURES / "labelstudio-1.23.2-export.csv").read_text(encoding="utf-8")
     # when
-    labels, problems = csvformat.parse_csv("export.csv", text)
+    labels, problems = parse_csv("export.csv", text)
     # then
     assert sorted((e.sample_id, e.label) for e in labels) == [("a", "1"), ("a", "2")]
     assert problems == []
 
 
 def test_csv_without_the_columns_is_named() -> None:
-    labels, problems = csvformat.parse_csv("x.csv", "id,class\n1,cat\n")
+    labels, problems = parse_csv("x.csv", "id,class\n1,cat\n")
     assert labels == []
     assert "'sample_id' and 'label'" in problems[0]
 
@@ -147,4 +147,4 @@ def test_a_labels_csv_in_the_data_container_names_each_row_it_cannot_use() -> No
         "labels/a.csv:3: no sample_id; not imported",
         "labels/a.csv:4: sample 's3' has an empty label; not imported",
     ]
-    assert csvformat.parse_csv("labels/a.csv", text) == parse_labels("labels/a.csv", text)
+    assert parse_csv("labels/a.csv", text) == parse_labels("labels/a.csv", text)

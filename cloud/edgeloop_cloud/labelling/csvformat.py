@@ -3,8 +3,8 @@
 The queue CSV has the columns ``sample_id,file,predicted_label,confidence,label`` with ``label``
 left empty: filled in, the same file imports back (any CSV with ``sample_id`` and ``label``
 columns does, Label Studio's CSV export of a project made from these tasks included).
-Rows whose label is still empty are not labels: they are listed, not imported. Reading is
-``labels.parse_csv``, the same reader that reads CSV files under ``labels/``.
+Rows whose label is still empty are not labels: they are listed, not imported. Reading it back
+is ``labels.parse_csv``, the same reader that reads CSV files under ``labels/``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,6 @@ import io
 from collections.abc import Iterable
 
 from edgeloop_cloud.labelling.entries import QueueEntry
-from edgeloop_cloud.labels import parse_csv
-
-__all__ = ["COLUMNS", "parse_csv", "queue_csv"]
 
 COLUMNS = ("sample_id", "file", "predicted_label", "confidence", "label")
 

@@ -20,8 +20,8 @@ from pathlib import PurePath
 from typing import Any
 
 from edgeloop.blobstore import ANY, BlobContainer, BlobExistsError
-from edgeloop_cloud.labelling import csvformat, labelstudio
-from edgeloop_cloud.labels import LABELS_PREFIX, Label, load_labels, settle
+from edgeloop_cloud.labelling import labelstudio
+from edgeloop_cloud.labels import LABELS_PREFIX, Label, load_labels, parse_csv, settle
 from edgeloop_cloud.pipeline import CloudServices
 from edgeloop_cloud.samples import find_samples
 
@@ -56,7 +56,7 @@ def detect_format(name: str) -> str:
 
 def parse(name: str, text: str, fmt: str) -> tuple[list[Label], list[str]]:
     if fmt == "csv":
-        return csvformat.parse_csv(name, text)
+        return parse_csv(name, text)
     return labelstudio.parse_export(name, text)
 
 
