@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 from collections import Counter, deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -66,19 +67,15 @@ class Decision(NamedTuple):
     detail: str = ""
 
 
+@dataclass(frozen=True, slots=True)
 class _Instant:
-    """One decision instant: what every decision taken at it shares."""
+    """One decision instant: what every decision taken at it shares (made once a batch)."""
 
-    __slots__ = ("mono", "now", "open", "strategies_open", "wall")
-
-    def __init__(
-        self, now: datetime, mono: float, wall: float, open: bool, strategies_open: list[bool]
-    ) -> None:
-        self.now = now
-        self.mono = mono
-        self.wall = wall
-        self.open = open
-        self.strategies_open = strategies_open
+    now: datetime
+    mono: float
+    wall: float
+    open: bool
+    strategies_open: list[bool]
 
 
 class _Compiled:
