@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from edgeloop.blobstore import AzureContainer, parse_sample_blob_name
-from edgeloop.devtools.azurite import Azurite
+from edgeloop.devtools.azurite import Azurite, connection_string
 from edgeloop.envelope import EnvelopeContext, open_bytes
 from tests.integration.azurite_fixtures import azurite  # noqa: F401
 from tests.integration.conftest import HubFactory, ModuleFactory
 from tests.integration.modules.manifests import manifest
+from tests.integration.slow_link import SlowLink
 from tests.integration.uploader_feeder import trace
 from tests.support import wait_for
 from tests.unit.uploader_support import keyring, public_pem
@@ -112,7 +113,8 @@ def test_sigkill_mid_upload_under_the_dev_hub_then_restart_delivers_every_sample
     tmp_path: Path,
     azurite: Azurite,  # noqa: F811
 ) -> None:
-    # given: thirty accepted samples being uploaded
+    # given: thirty accepted samples being uploaded over a slow link (about 9 MB at 1 MB/s,
+    # so the kill lands mid-upload however fast the machine is)
     samples = tmp_path / "samples"
     samples.mkdir()
     hub = dev_hub(_manifest())
@@ -121,25 +123,27 @@ def test_sigkill_mid_upload_under_the_dev_hub_then_restart_delivers_every_sample
         "EDGELOOP_OUTBOX_DIR": str(tmp_path / "outbox"),
         "EDGELOOP_STORAGE_CONNECTION_STRING": azurite.connection_string,
     }
-    first = module_process(hub, "uploader", env=env)
-    module_process(hub, "feeder", package="tests.integration.uploader_feeder", env=env)
-    hub.wait_connected("uploader", inputs=True)
-    hub.wait_connected("feeder")
-    fed = hub.invoke("feeder", "feed", {"count": 30, "size": 300_000}, timeout=60)
-    digests: dict[str, str] = fed["payload"]["sha256"]
+    store = AzureContainer.from_credential(azurite.connection_string, container="data")
 
     def states() -> dict[str, int]:
         answer = hub.invoke("uploader", "getQueue")
         return answer["payload"]["states"] if answer["status"] == 200 else {}
 
-    wait_for(
-        lambda: sum(states().values()) == 30 and states()["done"] >= 2,
-        timeout=60,
-        what="accepted, uploads begun",
-    )
-    # when: killed with SIGKILL while uploads are under way, then started again
-    first.kill()
-    store = AzureContainer.from_credential(azurite.connection_string, container="data")
+    with SlowLink((azurite.host, azurite.port), bytes_per_s=1_000_000) as link:
+        slow = connection_string(azurite.host, link.port)
+        first = module_process(hub, "uploader", env={**env, "EDGELOOP_STORAGE_CONNECTION_STRING": slow})
+        module_process(hub, "feeder", package="tests.integration.uploader_feeder", env=env)
+        hub.wait_connected("uploader", inputs=True)
+        hub.wait_connected("feeder")
+        fed = hub.invoke("feeder", "feed", {"count": 30, "size": 300_000}, timeout=60)
+        digests: dict[str, str] = fed["payload"]["sha256"]
+        wait_for(
+            lambda: sum(states().values()) == 30 and states()["done"] >= 2,
+            timeout=60,
+            what="accepted, uploads begun",
+        )
+        # when: killed with SIGKILL while uploads are under way, then started again
+        first.kill()
     before = [b.name for b in store.list() if b.name.endswith(".elenv")]
     assert len(before) < 30, "the kill came too late to interrupt anything"
     module_process(hub, "uploader", env=env)
