@@ -23,7 +23,7 @@ from edgeloop_uploader.storage import azure_store_factory
 
 from edgeloop.blobstore import AzureContainer, BlobContainer, parse_sample_blob_name
 from edgeloop.contracts import UploadedNotice
-from edgeloop.devtools.azurite import Azurite
+from edgeloop.devtools.azurite import Azurite, connection_string
 from edgeloop.envelope import (
     EnvelopeContext,
     EnvelopeContextError,
@@ -35,6 +35,7 @@ from edgeloop.runtime import ModuleRuntime
 from edgeloop.runtime.fake import FakeHubClient
 from tests.conftest import REPO_ROOT, subprocess_env
 from tests.integration.azurite_fixtures import azurite, container_sas_url  # noqa: F401
+from tests.integration.slow_link import SlowLink
 from tests.support import wait_for
 from tests.unit.uploader_support import keyring, public_pem, selected
 
@@ -170,12 +171,13 @@ def test_storage_outage_then_restart_delivers_every_sample_once(
             assert _open(store, name) == images[parse_sample_blob_name(name).sample_id]
 
 
-def _driver(tmp_path: Path, server: Azurite, *, stay: bool) -> subprocess.Popen[str]:
+def _driver(tmp_path: Path, server: Azurite, *, stay: bool, port: int | None = None) -> subprocess.Popen[str]:
+    """The uploader driver against ``server`` (through ``port`` on loopback when given)."""
     key_file = tmp_path / "envelope-public.pem"
     key_file.write_text(public_pem(0))
     env = subprocess_env(
         {
-            "EDGELOOP_STORAGE_CONNECTION_STRING": server.connection_string,
+            "EDGELOOP_STORAGE_CONNECTION_STRING": connection_string(server.host, port or server.port),
             "EDGELOOP_ENVELOPE_PUBLIC_KEY_FILE": str(key_file),
         }
     )
@@ -213,13 +215,15 @@ def test_sigkill_mid_upload_then_restart_delivers_every_sample_once(
     for sample_id, data in originals.items():
         (frames / f"{sample_id}.jpg").write_bytes(data)
     _store(azurite).ensure_container()
-    # when: the uploader is killed with SIGKILL while uploads are under way
-    first = _driver(tmp_path, azurite, stay=True)
-    try:
-        wait_for(lambda: len(_notices(tmp_path)) >= 5, timeout=60, what="first uploads")
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.communicate(timeout=10)
+    # when: the uploader is killed with SIGKILL while uploads are under way (over a 1 MB/s
+    # link, so 12 MB cannot all be shipped before the kill however fast the uploader is)
+    with SlowLink((azurite.host, azurite.port), bytes_per_s=1_000_000) as link:
+        first = _driver(tmp_path, azurite, stay=True, port=link.port)
+        try:
+            wait_for(lambda: len(_notices(tmp_path)) >= 5, timeout=60, what="first uploads")
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.communicate(timeout=10)
     shipped_before = len({n["sample_id"] for n in _notices(tmp_path)})
     assert shipped_before < len(originals), "the kill came too late to interrupt anything"
     # and restarted (edgeHub redelivers the unacknowledged messages: the driver feeds all again)
