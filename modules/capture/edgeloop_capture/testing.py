@@ -4,6 +4,7 @@ deliberately broken files, all made on the spot (no fixtures on disk)."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,12 +40,18 @@ def write_video(path: Path, frames: int, *, width: int = 64, height: int = 48, f
 
 
 def write_images(folder: Path, count: int, *, start: int = 0, ext: str = "png") -> list[Path]:
-    """``count`` numbered pattern images (``img_0000.png`` ...)."""
+    """``count`` numbered pattern images (``img_0000.png`` ...), each written under a hidden
+    name and renamed, so a folder source watching ``folder`` never sees a half-written file."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(start, start + count):
         path = folder / f"img_{i:04d}.{ext}"
-        cv2.imwrite(str(path), pattern(i))
+        ok, data = cv2.imencode(f".{ext}", pattern(i))
+        if not ok:
+            raise ValueError(f"OpenCV cannot encode .{ext} images")
+        hidden = folder / f".{path.name}.part"
+        hidden.write_bytes(data.tobytes())
+        os.replace(hidden, path)
         paths.append(path)
     return paths
 
