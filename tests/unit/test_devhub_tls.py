@@ -160,3 +160,52 @@ def test_a_client_that_does_not_speak_tls_is_dropped_and_others_are_served(tmp_p
         server.close()
 
     asyncio.run(scenario())
+
+
+class _Renegotiating:
+    """The server's TLS object as during a client's renegotiation: writes wait for a read."""
+
+    def __init__(self, real: ssl.SSLObject) -> None:
+        self.real = real
+        self.blocked = True
+
+    def write(self, data: bytes) -> int:
+        if self.blocked:
+            raise ssl.SSLWantReadError("renegotiating")
+        return self.real.write(data)
+
+    def read(self, size: int, buffer: Any) -> int:
+        self.blocked = False  # the handshake record came in and finished it
+        return self.real.read(size, buffer)
+
+
+def test_writes_during_a_renegotiation_go_out_in_order_once_it_is_done(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        server, port, client, protocols = await serve(tmp_path)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
+        writer.write(b"hi")
+        await writer.drain()
+        await until(lambda: protocols and bytes(protocols[0].data) == b"hi")
+        transport = protocols[0].transport
+        transport._ssl = _Renegotiating(transport._ssl)
+
+        # given writes that OpenSSL cannot take while the client renegotiates
+        transport.write(b"one,")
+        transport.write(b"two,")
+        assert not transport.is_closing()
+
+        # when the client's next record arrives and the renegotiation is over
+        writer.write(b"more")
+        await writer.drain()
+        transport.write(b"three")
+
+        # then everything reaches the client in the order written
+        received = b""
+        while len(received) < len(b"one,two,three"):
+            received += await asyncio.wait_for(reader.read(100), 10)
+        assert received == b"one,two,three"
+        writer.close()
+        server.close_all()
+        server.close()
+
+    asyncio.run(scenario())

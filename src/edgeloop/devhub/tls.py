@@ -51,7 +51,8 @@ class TlsTransport:
         self._ssl = server.context.wrap_bio(self._incoming, self._outgoing, server_side=True)
         self._fd = raw.fileno()
         self._protocol: StreamProtocol | None = None
-        self._out: deque[bytes] = deque()
+        self._out: deque[bytes] = deque()  # encrypted, waiting for the socket to take it
+        self._held: deque[bytes] = deque()  # plaintext, waiting for a renegotiation to finish
         self._closing = False
         self._closed = False
         self._timer: asyncio.TimerHandle | None = None
@@ -131,7 +132,9 @@ class TlsTransport:
             chunks.append(bytes(plain[:size]))
             if not incoming.pending:
                 break
-        if self._outgoing.pending:  # OpenSSL may answer a record (a key update) itself
+        if self._held:
+            self._write_held()
+        elif self._outgoing.pending:  # OpenSSL may answer a record (a key update) itself
             self._send_encrypted()
         self._deliver(chunks)
 
@@ -143,11 +146,29 @@ class TlsTransport:
     def write(self, data: bytes) -> None:
         if self._closing or not data:
             return
+        if self._held:  # keep the order of what waits for a handshake to finish
+            self._held.append(data)
+            return
         try:
             self._ssl.write(data)
+        except ssl.SSLWantReadError:  # the client renegotiates (TLS 1.2): write when it is done
+            self._held.append(data)
         except ssl.SSLError as exc:
             self._lost(exc)
             return
+        self._send_encrypted()
+
+    def _write_held(self) -> None:
+        """Write what waited for a renegotiation, in order, as far as OpenSSL takes it now."""
+        while self._held and not self._closing:
+            try:
+                self._ssl.write(self._held[0])
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLError as exc:
+                self._lost(exc)
+                return
+            self._held.popleft()
         self._send_encrypted()
 
     def _send_encrypted(self) -> None:
