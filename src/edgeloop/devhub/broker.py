@@ -64,6 +64,8 @@ class ModuleTopics:
     events: str
     inputs: str
     origin: str
+    #: The subscription that delivers the module's inputs (``inputs`` + ``#``).
+    inputs_filter: str = ""
 
     @classmethod
     def of(cls, device_id: str, module: str) -> ModuleTopics:
@@ -72,6 +74,7 @@ class ModuleTopics:
             events=f"{base}messages/events/",
             inputs=f"{base}inputs/",
             origin=f"%24.cdid={_quote(device_id)}&%24.cmid={_quote(module)}",
+            inputs_filter=f"{base}inputs/#",
         )
 
 
@@ -455,7 +458,7 @@ class Broker:
             self._lazy_timer = asyncio.get_running_loop().call_later(_LAZY_COMMIT_SECS, self._lazy_commit)
 
     def pump(self, conn: MqttConnection) -> None:
-        if conn.closed or not conn.inputs_ready or self._inputs_filter(conn.module) not in conn.subscriptions:
+        if conn.closed or not conn.inputs_ready or conn.topics.inputs_filter not in conn.subscriptions:
             return
         queue = self.queues[conn.module]
         now = self.clock()

@@ -228,11 +228,13 @@ def encode_connack(return_code: int, session_present: bool = False) -> bytes:
 
 def encode_publish(topic: str, payload: bytes, qos: int = 0, packet_id: int = 0, dup: bool = False) -> bytes:
     raw_topic = topic.encode("utf-8")
-    header = struct.pack("!H", len(raw_topic)) + raw_topic
-    if qos:
-        header += struct.pack("!H", packet_id)
     flags = (qos << 1) | (0x08 if dup else 0)
-    return bytes([(PUBLISH << 4) | flags]) + _length(len(header) + len(payload)) + header + payload
+    size = 2 + len(raw_topic) + (2 if qos else 0) + len(payload)
+    parts = [bytes([(PUBLISH << 4) | flags]), _length(size), struct.pack("!H", len(raw_topic)), raw_topic]
+    if qos:
+        parts.append(struct.pack("!H", packet_id))
+    parts.append(payload)
+    return b"".join(parts)  # the payload is copied once
 
 
 def encode_puback(packet_id: int) -> bytes:

@@ -1,9 +1,11 @@
-"""A lean TLS server transport on the asyncio loop: non-blocking ``ssl.SSLSocket`` driven by
-``add_reader``/``add_writer``.
+"""A lean TLS server transport on the asyncio loop: OpenSSL over memory buffers, the plain
+socket driven by ``add_reader``/``add_writer``.
 
-asyncio's own TLS transport runs every record through a Python state machine and memory BIOs;
-for the small packets of MQTT that costs more than the hub's routing itself. Here OpenSSL
-reads and writes the socket directly, so a packet costs one ``recv`` or ``send`` call.
+asyncio's own TLS transport runs every record through a Python state machine; for the small
+packets of MQTT that costs more than the hub's routing itself. Here each readable event is one
+``recv`` into a reused buffer, fed to OpenSSL, which decrypts every complete record in it; each
+write is encrypted and sent with one ``send``. (An ``ssl.SSLSocket`` reading the socket itself
+costs two ``read`` system calls a record: its header, then its body.)
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 log = logging.getLogger(__name__)
 
+#: Bytes read from a socket at once; also the plaintext buffer, larger than any TLS record
+#: (16 KB), so a record is always decrypted whole.
 _READ_SIZE = 256 * 1024
 
 
@@ -41,13 +45,14 @@ class TlsTransport:
         self._server = server
         self._loop = server.loop
         self._peer = peer
-        self._sock: ssl.SSLSocket = server.context.wrap_socket(
-            raw, server_side=True, do_handshake_on_connect=False
-        )
-        self._fd = self._sock.fileno()
+        self._sock = raw
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._ssl = server.context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        self._fd = raw.fileno()
         self._protocol: StreamProtocol | None = None
-        self._out: deque[bytes] = deque()
-        self._writing = False
+        self._out: deque[bytes] = deque()  # encrypted, waiting for the socket to take it
+        self._held: deque[bytes] = deque()  # plaintext, waiting for a renegotiation to finish
         self._closing = False
         self._closed = False
         self._timer: asyncio.TimerHandle | None = None
@@ -55,74 +60,135 @@ class TlsTransport:
     # -- handshake ------------------------------------------------------------------------
     def start(self, timeout: float) -> None:
         self._timer = self._loop.call_later(timeout, self._abort, "TLS handshake timed out")
-        self._loop.add_reader(self._fd, self._handshake)
+        self._loop.add_reader(self._fd, self._handshake_ready)
         self._handshake()
+
+    def _handshake_ready(self) -> None:
+        if self._fill():
+            self._handshake()
 
     def _handshake(self) -> None:
         try:
-            self._sock.do_handshake()
+            self._ssl.do_handshake()
         except ssl.SSLWantReadError:
-            self._loop.remove_writer(self._fd)
-            return
-        except ssl.SSLWantWriteError:
-            self._loop.add_writer(self._fd, self._handshake)
+            self._send_encrypted()
             return
         except (ssl.SSLError, OSError) as exc:
             log.info("TLS handshake with %s failed: %s", self._peer, exc)
+            self._send_encrypted()
             self._abort(None)
             return
         if self._timer is not None:
             self._timer.cancel()
-        self._loop.remove_writer(self._fd)
+        self._send_encrypted()
+        if self._closed:
+            return
         self._loop.add_reader(self._fd, self._read_ready)
         self._protocol = self._server.protocol_factory()
         self._protocol.connection_made(self)
+        if self._incoming.pending:  # the client's first packets came with its last handshake flight
+            self._decrypt()
 
     # -- reading --------------------------------------------------------------------------
-    def _read_ready(self) -> None:
-        chunks: list[bytes] = []
+    def _fill(self) -> bool:
+        """One ``recv`` into OpenSSL's input; False when nothing came (or the peer is gone)."""
         buffer = self._server.read_buffer
+        try:
+            size = self._sock.recv_into(buffer)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            self._lost(exc)
+            return False
+        if not size:
+            self._lost(None)
+            return False
+        self._incoming.write(buffer[:size])
+        return True
+
+    def _read_ready(self) -> None:
+        if self._fill():
+            self._decrypt()
+
+    def _decrypt(self) -> None:
+        """Decrypt every complete record received and hand the bytes to the protocol."""
+        chunks: list[bytes] = []
+        plain = self._server.plain_buffer
+        incoming = self._incoming
+        read = self._ssl.read
         while True:
             try:
-                size = self._sock.recv_into(buffer)
-            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                size = cast(int, read(_READ_SIZE, plain))  # into a buffer it returns a count
+            except ssl.SSLWantReadError:  # the rest of a record is still on its way
                 break
-            except (ssl.SSLError, OSError) as exc:
+            except ssl.SSLError as exc:
+                self._deliver(chunks)
                 self._lost(exc)
                 return
-            if not size:
-                if chunks:
-                    self._deliver(chunks)
+            if not size:  # the peer's close_notify
+                self._deliver(chunks)
                 self._lost(None)
                 return
-            chunks.append(bytes(buffer[:size]))
-            if not self._sock.pending():
+            chunks.append(bytes(plain[:size]))
+            if not incoming.pending:
                 break
-        if chunks:
-            self._deliver(chunks)
+        if self._held:
+            self._write_held()
+        elif self._outgoing.pending:  # OpenSSL may answer a record (a key update) itself
+            self._send_encrypted()
+        self._deliver(chunks)
 
     def _deliver(self, chunks: list[bytes]) -> None:
-        if self._protocol is not None and not self._closed:
+        if chunks and self._protocol is not None and not self._closed:
             self._protocol.data_received(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
     # -- writing --------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
         if self._closing or not data:
             return
+        if self._held:  # keep the order of what waits for a handshake to finish
+            self._held.append(data)
+            return
+        try:
+            self._ssl.write(data)
+        except ssl.SSLWantReadError:  # the client renegotiates (TLS 1.2): write when it is done
+            self._held.append(data)
+        except ssl.SSLError as exc:
+            self._lost(exc)
+            return
+        self._send_encrypted()
+
+    def _write_held(self) -> None:
+        """Write what waited for a renegotiation, in order, as far as OpenSSL takes it now."""
+        while self._held and not self._closing:
+            try:
+                self._ssl.write(self._held[0])
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLError as exc:
+                self._lost(exc)
+                return
+            self._held.popleft()
+        self._send_encrypted()
+
+    def _send_encrypted(self) -> None:
+        """Send what OpenSSL has encrypted: one ``send``; what the socket does not take waits
+        for it to become writable."""
+        data = self._outgoing.read()
+        if not data or self._closed:
+            return
         if self._out:
             self._out.append(data)
             return
         try:
             sent = self._sock.send(data)
-        except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+        except (BlockingIOError, InterruptedError):
             sent = 0
-        except (ssl.SSLError, OSError) as exc:
+        except OSError as exc:
             self._lost(exc)
             return
         if sent < len(data):
-            # OpenSSL wants the same bytes again on a retry: keep the chunk whole when nothing went.
-            self._out.append(data if sent == 0 else data[sent:])
-            self._writing = True
+            self._out.append(data[sent:])
             self._loop.add_writer(self._fd, self._write_ready)
 
     def _write_ready(self) -> None:
@@ -130,16 +196,15 @@ class TlsTransport:
             chunk = self._out[0]
             try:
                 sent = self._sock.send(chunk)
-            except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+            except (BlockingIOError, InterruptedError):
                 return
-            except (ssl.SSLError, OSError) as exc:
+            except OSError as exc:
                 self._lost(exc)
                 return
             if sent < len(chunk):
                 self._out[0] = chunk[sent:]
                 return
             self._out.popleft()
-        self._writing = False
         self._loop.remove_writer(self._fd)
         if self._closing:
             self._finish()
@@ -153,6 +218,8 @@ class TlsTransport:
             return self._sock
         if name == "peername":
             return self._peer
+        if name == "ssl_object":
+            return self._ssl
         return default
 
     def close(self) -> None:
@@ -209,8 +276,10 @@ class TlsServer:
         self._timeout = handshake_timeout
         self._transports: set[TlsTransport] = set()
         self._closed = False
-        #: One reusable read buffer (a fresh 256 KB object per read would cost an mmap each).
+        #: Reusable buffers for what is read and what it decrypts to (a fresh 256 KB object per
+        #: read would cost an mmap each).
         self.read_buffer = memoryview(bytearray(_READ_SIZE))
+        self.plain_buffer = memoryview(bytearray(_READ_SIZE))
 
     @property
     def sockets(self) -> list[socket.socket]:

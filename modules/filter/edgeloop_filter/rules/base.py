@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 #: Note left on ``Features`` by a rule that needed an embedding the prediction lacks.
 NO_EMBEDDING = "no_embedding"
+_NO_NOTES: frozenset[str] = frozenset()
 
 
 class RuleModel(BaseModel):
@@ -65,7 +67,7 @@ class Features:
         self.model_version = model_version
         self.embedding = embedding
         self.drifting = drifting
-        self.notes: set[str] = set()
+        self.notes: AbstractSet[str] = _NO_NOTES  # a set of its own once a rule notes something
         self._entropy = entropy
         self._scores = scores
         self._novelty: float | None = None
@@ -92,7 +94,7 @@ class Features:
         was; None (noted as ``no_embedding``) when the prediction carries no usable one."""
         if self._novelty is None:
             if self.embedding is None or self._novelty_of is None:
-                self.notes.add(NO_EMBEDDING)
+                self.notes = self.notes | {NO_EMBEDDING}
                 return None
             self._novelty = self._novelty_of(self.embedding)
         return self._novelty

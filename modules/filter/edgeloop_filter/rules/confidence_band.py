@@ -49,21 +49,15 @@ def _said(bands: list[Band]) -> list[_Said]:
     return [(low, high, f" in [{fmt(low)}, {fmt(high)})") for low, high in bands]
 
 
-def _inside(value: float, bands: list[_Said]) -> str | None:
-    for low, high, text in bands:
-        if low <= value < high or (high == 1.0 and value == 1.0):
-            return text
-    return None
-
-
 def build(config: ConfidenceBandRule, _ctx: BuildContext) -> Predicate:
     default = _said(list(config.bands))
     per_class = {label: _said(list(bands)) for label, bands in config.per_class.items()}
 
     def confidence_band(f: Features) -> str | None:
-        band = _inside(f.confidence, per_class.get(f.label, default))
-        if band is None:
-            return None
-        return f"confidence {fmt(f.confidence)}{band}"
+        value = f.confidence
+        for low, high, text in per_class.get(f.label, default) if per_class else default:
+            if low <= value < high or (high == 1.0 and value == 1.0):
+                return f"confidence {fmt(value)}{text}"
+        return None
 
     return confidence_band
