@@ -30,7 +30,7 @@ import onnxruntime as ort
 from edgeloop.contracts import FrameRef
 from edgeloop.model_metadata import read_session_metadata
 from edgeloop.runtime import ModuleRuntime
-from edgeloop.runtime.codec import encode
+from edgeloop.runtime.codec import OutboundMessage, encode
 from edgeloop.runtime.fake import FakeHubClient
 
 RESULTS = Path(__file__).resolve().parent / "results" / "inference.json"
@@ -73,9 +73,12 @@ def write_frames(root: Path, count: int, size: int) -> list[FrameRef]:
 
 
 def _session(model: bytes, threads: int) -> ort.InferenceSession:
+    """The session options the module uses by default (``intra_op_spinning`` off), so that both
+    sides run the model the same way."""
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
 
 
@@ -123,6 +126,25 @@ def model_only(model: bytes, root: Path, frames: list[FrameRef], batch: int, thr
     return runs * batch / (time.perf_counter() - started)
 
 
+class CountingHub(FakeHubClient):
+    """The in-memory hub, which also says when ``expected`` predictions have reached it (read
+    from the ``batch_size`` message property): the bench waits on that instead of polling the
+    module's stats, which would cost the module time the bare loop does not pay."""
+
+    def __init__(self, desired: dict[str, Any], *, expected: int) -> None:
+        super().__init__(desired)
+        self.expected = expected
+        self.received = 0
+        self.all_received = threading.Event()
+
+    def send(self, message: OutboundMessage) -> None:
+        super().send(message)
+        if message.output == "predictions":
+            self.received += int(message.properties.get("batch_size", "1"))
+            if self.received >= self.expected:
+                self.all_received.set()
+
+
 def module_path(
     model: bytes, root: Path, frames: list[FrameRef], batch: int, threads: int, *, work: Path
 ) -> tuple[float, dict[str, Any]]:
@@ -138,7 +160,7 @@ def module_path(
         "intra_op_threads": threads,
         "allow_unsigned": True,
     }
-    hub = FakeHubClient(desired)
+    hub = CountingHub(desired, expected=len(frames))
     module = InferenceModule(samples_dir=root, models_dir=models)
     runtime = ModuleRuntime(module, client=hub, tick_interval=0.5, report_interval=3600)
     thread = threading.Thread(target=runtime.run, daemon=True)
@@ -146,13 +168,11 @@ def module_path(
     _wait(lambda: module.models.current is not None, 60)
     bodies = [m.body for m in encode("frames", frames, max_batch=batch)]
 
-    def done() -> bool:
-        return int(module.stats().get("predictions_out", 0)) >= len(frames)
-
     started = time.perf_counter()
     for body in bodies:
         hub.push_raw_input("frames", body)
-    _wait(done, 300)
+    if not hub.all_received.wait(300):
+        raise TimeoutError(f"the module sent {hub.received} of {len(frames)} predictions")
     elapsed = time.perf_counter() - started
     stats = module.stats()
     runtime.request_stop("bench over")

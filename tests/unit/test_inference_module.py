@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
+from edgeloop_inference import scoring
 from edgeloop_inference.module import InferenceModule, Job, Scored
 
 from edgeloop import signing
@@ -640,12 +641,12 @@ def test_a_batch_over_the_size_limit_is_split_and_nothing_is_lost(tmp_path: Path
     ctx = _SizeLimitedContext(limit=3)
     module._ctx = ctx  # type: ignore[assignment]
     frames = [mf.frame_ref(i, file_ref=f"f/{i}.png") for i in range(10)]
-    predictions = [
-        Prediction(sample_id=f.sample_id, frame=f, status="error", error="x", model_version="1")
+    records = [
+        scoring.error_fields(f, "x", model_name=None, model_version="1", scored_at=FakeClock().now())
         for f in frames
     ]
     # when
-    module._send(predictions)
+    module._send(records)
     # then
     assert sum(ctx.sent) == 10
     assert max(ctx.sent) <= 3
