@@ -116,6 +116,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         public_key_env_file: str | None = None,
     ) -> None:
         self.samples_dir = Path(samples_dir)
+        self._samples_root = str(self.samples_dir)
         self.public_key_env_file = public_key_env_file
         self.models_dir = Path(models_dir)
         self._clock = clock or SystemClock()
@@ -308,7 +309,8 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         if frame.raw is not None:
             return pre.decode_raw(self.samples_dir / frame.file_ref, display=frame.file_ref)
         expected = frame.sha256 if self._config.verify_sample_hash else None
-        return pre.decode_file(self.samples_dir / frame.file_ref, display=frame.file_ref, sha256=expected)
+        path = os.path.join(self._samples_root, frame.file_ref)
+        return pre.decode_file(path, display=frame.file_ref, sha256=expected)
 
     def _run(self, model: LoadedModel, decoded: list[np.ndarray], result: Scored) -> None:
         try:
