@@ -161,7 +161,7 @@ def test_validated_predictions_carry_the_same_values_as_the_fields() -> None:
     # given
     probs = scoring.softmax(np.random.default_rng(2).normal(size=(8, 10)))
     frames, labels = _frames(8), [str(j) for j in range(10)]
-    options = {"top_k": 3, "include_scores": True, "model_name": "m", "model_version": "1"}
+    options: dict[str, Any] = {"top_k": 3, "include_scores": True, "model_name": "m", "model_version": "1"}
     # when
     predictions = scoring.predictions(
         frames, probs, labels=labels, latency_ms=0.5, scored_at=SCORED_AT, **options
