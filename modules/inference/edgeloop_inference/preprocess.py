@@ -129,7 +129,7 @@ class Preprocessor:
         ``SampleError``. ``path`` may be a plain string: the scoring thread passes one, which
         spares it building a ``Path`` per frame."""
         try:
-            with open(path, "rb") as file:
+            with open(path, "rb", buffering=0) as file:  # one read of the whole file, no buffer
                 data = file.read()
         except FileNotFoundError as exc:
             raise SampleError(f"sample file {display!r} not found") from exc
