@@ -209,6 +209,30 @@ def test_vector_model_scores_inline_vectors(tmp_path: Path) -> None:
     assert "has 1 values; the model takes 4" in (preds["s000002"].error or "")
 
 
+def test_a_prediction_failing_its_contract_leaves_as_an_error_and_its_run_mates_as_scored(
+    tmp_path: Path,
+) -> None:
+    # given: a model whose float32 sums overflow for one sample, so its scores are NaN
+    desired = {"batching": {"max_batch": 8, "max_wait_ms": 1500}}
+    with Harness(tmp_path, desired, initial=mf.vector_model(features=4)) as h:
+        h.wait_model(status="loaded")
+        frames = [
+            mf.frame_ref(1, vector=[0.1, 0.2, 0.3, 0.4]),
+            mf.frame_ref(2, vector=[3e38] * 4),
+            mf.frame_ref(3, vector=[0.4, 0.3, 0.2, 0.1]),
+        ]
+        # when: the three are scored in one run
+        h.hub.push_input("frames", frames)
+        preds = {p.sample_id: p for p in h.wait_predictions(3)}
+        wait_for(lambda: len(h.hub.acknowledged) == 1, what="the frames message acknowledged")
+        stats = h.module.stats()
+    # then: the NaN sample is accounted for with the reason, its mates are scored
+    assert [preds[f"s00000{i}"].status for i in (1, 2, 3)] == ["ok", "error", "ok"]
+    assert "fails its contract: confidence" in (preds["s000002"].error or "")
+    assert stats["sample_errors"] == 1
+    assert stats["batchSizes"] == {"3": 1}
+
+
 def test_without_any_model_every_sample_gets_an_error_record(tmp_path: Path) -> None:
     with Harness(tmp_path) as h:
         h.wait_model(status="none")
