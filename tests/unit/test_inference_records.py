@@ -153,6 +153,8 @@ def test_mismatched_inputs_are_refused_with_what_is_wrong() -> None:
         _fields(_frames(3), probs, ["a", "b", "c"])
     with pytest.raises(ValueError, match="2 labels for 3 classes"):
         _fields(_frames(2), probs, ["a", "b"])
+    with pytest.raises(ValueError, match="top_k must be at least 1, got 0"):
+        _fields(_frames(2), probs, ["a", "b", "c"], top_k=0)
     with pytest.raises(ValueError, match="1 embeddings for 2 frames"):
         _fields(_frames(2), probs, ["a", "b", "c"], embeddings=["x"])
 

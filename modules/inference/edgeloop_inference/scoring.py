@@ -94,9 +94,11 @@ def prediction_fields(
 
     Raises:
         ValueError: ``embeddings``, ``probs`` or ``labels`` do not match the frames' count or
-            the number of classes.
+            the number of classes, or ``top_k`` is below 1.
     """
     rows = len(frames)
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
     if probs.ndim != 2 or probs.shape[0] != rows:
         raise ValueError(f"scores of shape {list(probs.shape)} for {rows} frames")
     if len(labels) < probs.shape[1]:
