@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
+from edgeloop_inference import scoring
 from edgeloop_inference.module import InferenceModule, Job, Scored
 
 from edgeloop import signing
@@ -206,6 +207,30 @@ def test_vector_model_scores_inline_vectors(tmp_path: Path) -> None:
     assert preds["s000001"].label in {"state0", "state1", "state2"}
     assert preds["s000002"].status == "error"
     assert "has 1 values; the model takes 4" in (preds["s000002"].error or "")
+
+
+def test_a_prediction_failing_its_contract_leaves_as_an_error_and_its_run_mates_as_scored(
+    tmp_path: Path,
+) -> None:
+    # given: a model whose float32 sums overflow for one sample, so its scores are NaN
+    desired = {"batching": {"max_batch": 8, "max_wait_ms": 1500}}
+    with Harness(tmp_path, desired, initial=mf.vector_model(features=4)) as h:
+        h.wait_model(status="loaded")
+        frames = [
+            mf.frame_ref(1, vector=[0.1, 0.2, 0.3, 0.4]),
+            mf.frame_ref(2, vector=[3e38] * 4),
+            mf.frame_ref(3, vector=[0.4, 0.3, 0.2, 0.1]),
+        ]
+        # when: the three are scored in one run
+        h.hub.push_input("frames", frames)
+        preds = {p.sample_id: p for p in h.wait_predictions(3)}
+        wait_for(lambda: len(h.hub.acknowledged) == 1, what="the frames message acknowledged")
+        stats = h.module.stats()
+    # then: the NaN sample is accounted for with the reason, its mates are scored
+    assert [preds[f"s00000{i}"].status for i in (1, 2, 3)] == ["ok", "error", "ok"]
+    assert "fails its contract: confidence" in (preds["s000002"].error or "")
+    assert stats["sample_errors"] == 1
+    assert stats["batchSizes"] == {"3": 1}
 
 
 def test_without_any_model_every_sample_gets_an_error_record(tmp_path: Path) -> None:
@@ -640,12 +665,12 @@ def test_a_batch_over_the_size_limit_is_split_and_nothing_is_lost(tmp_path: Path
     ctx = _SizeLimitedContext(limit=3)
     module._ctx = ctx  # type: ignore[assignment]
     frames = [mf.frame_ref(i, file_ref=f"f/{i}.png") for i in range(10)]
-    predictions = [
-        Prediction(sample_id=f.sample_id, frame=f, status="error", error="x", model_version="1")
+    records = [
+        scoring.error_fields(f, "x", model_name=None, model_version="1", scored_at=FakeClock().now())
         for f in frames
     ]
     # when
-    module._send(predictions)
+    module._send(records)
     # then
     assert sum(ctx.sent) == 10
     assert max(ctx.sent) <= 3

@@ -1,25 +1,29 @@
 """Micro-batching on a worker thread: a batch runs when ``max_batch`` items wait or ``max_wait``
 seconds passed since its first item, whichever comes first.
 
-Items come from any thread (``submit``); one worker takes them in order and hands each batch to
-``process``. ``stop`` lets the worker finish what is queued (no waiting for batches to fill);
-whatever is still queued when the drain deadline passes is returned to the caller, never
-processed, so each item is processed exactly once or handed back.
+Items come from any thread (``submit``, or ``submit_many`` for the frames of one message under
+one lock); one worker takes them in order and hands each batch to ``process``, taking the items
+a batch can hold in one step rather than one at a time. ``stop`` lets the worker finish what is
+queued (no waiting for batches to fill); whatever is still queued when the drain deadline passes
+is returned to the caller, never processed, so each item is processed exactly once or handed
+back.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: How long the idle worker sleeps between looks at the stop flag.
+_IDLE_WAIT_S = 0.05
 
 
 class MicroBatcher(Generic[T]):
@@ -35,7 +39,11 @@ class MicroBatcher(Generic[T]):
         self._process = process
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
-        self._queue: queue.Queue[T] = queue.Queue(maxsize=queue_limit)
+        self._limit = max(1, queue_limit)
+        self._items: deque[T] = deque()
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # items queued (worker waits)
+        self._room = threading.Condition(self._lock)  # room in the queue (submitters wait)
         self._stopping = threading.Event()
         self._abandon = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -48,30 +56,46 @@ class MicroBatcher(Generic[T]):
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        return len(self._items)
 
     def start(self) -> None:
         self._thread.start()
 
     def submit(self, item: T) -> None:
         """Queue one item; blocks while the queue is full. Raises RuntimeError once stopped."""
-        if self._stopping.is_set():
-            raise RuntimeError("the batcher is stopping and takes no more items")
-        self._queue.put(item)
+        self.submit_many([item])
+
+    def submit_many(self, items: Sequence[T]) -> None:
+        """Queue ``items`` in order, under one lock while there is room; blocks while the queue
+        is full. Raises RuntimeError once stopped (items already queued stay queued)."""
+        start = 0
+        while start < len(items):
+            with self._lock:
+                if self._stopping.is_set():
+                    raise RuntimeError("the batcher is stopping and takes no more items")
+                room = self._limit - len(self._items)
+                if room <= 0:
+                    self._room.wait(_IDLE_WAIT_S)
+                    continue
+                taken = items[start : start + room]
+                self._items.extend(taken)
+                start += len(taken)
+                self._arrived.notify()
 
     def stop(self, timeout: float = 15.0) -> list[T]:
         """Process what is queued, then end the worker. Returns items left unprocessed when the
         drain took longer than ``timeout`` (the caller accounts for them)."""
         self._stopping.set()
+        with self._lock:
+            self._arrived.notify_all()
+            self._room.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout)
         self._abandon.set()
-        left: list[T] = []
-        while True:
-            try:
-                left.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
+        with self._lock:
+            left = list(self._items)
+            self._items.clear()
+            self._room.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout)
         return left
@@ -79,13 +103,11 @@ class MicroBatcher(Generic[T]):
     # -- worker ----------------------------------------------------------------------------
     def _run(self) -> None:
         while not self._abandon.is_set():
-            try:
-                first = self._queue.get(timeout=0.05)
-            except queue.Empty:
+            batch = self._next_batch()
+            if batch is None:
                 if self._stopping.is_set():
                     return
                 continue
-            batch = self._collect(first)
             self.batch_sizes[len(batch)] += 1
             try:
                 self._process(batch)
@@ -93,21 +115,33 @@ class MicroBatcher(Generic[T]):
                 self.errors += 1
                 log.exception("processing a batch of %d failed", len(batch))
 
-    def _collect(self, first: T) -> list[T]:
-        batch = [first]
-        max_batch = self._max_batch
-        deadline = time.monotonic() + self._max_wait_s
-        while len(batch) < max_batch:
-            try:
-                batch.append(self._queue.get_nowait())
-                continue
-            except queue.Empty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._stopping.is_set():
-                break
-            try:
-                batch.append(self._queue.get(timeout=remaining))
-            except queue.Empty:
-                break
+    def _next_batch(self) -> list[T] | None:
+        """The next batch, or None when nothing came within the idle wait (or when stopping
+        with nothing queued)."""
+        with self._lock:
+            if not self._items:
+                if self._stopping.is_set():
+                    return None
+                self._arrived.wait(_IDLE_WAIT_S)
+                if not self._items or self._abandon.is_set():
+                    return None
+            batch = self._take(self._max_batch)
+            deadline = time.monotonic() + self._max_wait_s
+            while len(batch) < self._max_batch and not self._stopping.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._arrived.wait(remaining)
+                if self._abandon.is_set():
+                    break
+                batch.extend(self._take(self._max_batch - len(batch)))
+            return batch
+
+    def _take(self, most: int) -> list[T]:
+        """Up to ``most`` items from the front of the queue (the lock is held)."""
+        items = self._items
+        count = min(most, len(items))
+        batch = [items.popleft() for _ in range(count)]
+        if count:
+            self._room.notify_all()
         return batch

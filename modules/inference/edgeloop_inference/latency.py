@@ -21,6 +21,12 @@ class LatencyWindow:
             self._values.extend([ms] * times)
             self.count += times
 
+    def add_many(self, values: list[float]) -> None:
+        """Several observations under one lock."""
+        with self._lock:
+            self._values.extend(values)
+            self.count += len(values)
+
     def summary(self) -> dict[str, float | int | None]:
         with self._lock:
             values = np.fromiter(self._values, dtype=np.float64)

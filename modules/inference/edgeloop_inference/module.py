@@ -30,14 +30,15 @@ import numpy as np
 
 from edgeloop import signing
 from edgeloop.clock import Clock, SystemClock
-from edgeloop.contracts import Contract, FrameRef, Prediction, PredictionBatch
+from edgeloop.contracts import Contract, FrameRef, Prediction
 from edgeloop.errors import ConfigError, HubConnectionError, MessageTooLargeError, MethodError
 from edgeloop.runtime import EdgeModule, InboundMessage, MethodRegistry, ModuleContext
-from edgeloop_inference import observe, scoring
+from edgeloop_inference import observe, outgoing, scoring
 from edgeloop_inference.batcher import MicroBatcher
 from edgeloop_inference.config import InferenceConfig, ModelSpec
 from edgeloop_inference.latency import LatencyWindow
 from edgeloop_inference.manager import LoadRequest, ModelManager, read_public_key
+from edgeloop_inference.outgoing import Record
 from edgeloop_inference.preprocess import SampleError
 from edgeloop_inference.providers import available_providers
 from edgeloop_inference.session import LoadedModel, ModelRejectedError
@@ -76,9 +77,10 @@ class InputMessage:
         self._acknowledge = acknowledge
         self._lock = threading.Lock()
 
-    def done(self) -> None:
+    def done(self, count: int = 1) -> None:
+        """``count`` more of its frames' predictions are sent."""
         with self._lock:
-            self._remaining -= 1
+            self._remaining -= count
             last = self._remaining == 0
         if last:
             self._acknowledge(self.message)
@@ -114,6 +116,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         public_key_env_file: str | None = None,
     ) -> None:
         self.samples_dir = Path(samples_dir)
+        self._samples_root = str(self.samples_dir)
         self.public_key_env_file = public_key_env_file
         self.models_dir = Path(models_dir)
         self._clock = clock or SystemClock()
@@ -134,7 +137,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self._last_embedding_problem: str | None = None
-        self._held: list[tuple[Job, Prediction]] = []
+        self._held: list[tuple[Job, Record]] = []
         self.run_latency = LatencyWindow()
         self.sample_latency = LatencyWindow()
         self._http: Any = None
@@ -232,9 +235,8 @@ class InferenceModule(EdgeModule[InferenceConfig]):
             ctx.acknowledge(message)
             return
         origin = InputMessage(message, len(frames), ctx.acknowledge)
-        for frame in frames:
-            self._count("samples_in")
-            self._batcher.submit(Job(frame, now, origin=origin))
+        self._count("samples_in", len(frames))
+        self._batcher.submit_many([Job(frame, now, origin=origin) for frame in frames])
 
     def tick(self) -> None:
         """Refresh the reported model section (latency percentiles) every ``REPORT_EVERY_S``."""
@@ -307,7 +309,8 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         if frame.raw is not None:
             return pre.decode_raw(self.samples_dir / frame.file_ref, display=frame.file_ref)
         expected = frame.sha256 if self._config.verify_sample_hash else None
-        return pre.decode_file(self.samples_dir / frame.file_ref, display=frame.file_ref, sha256=expected)
+        path = os.path.join(self._samples_root, frame.file_ref)
+        return pre.decode_file(path, display=frame.file_ref, sha256=expected)
 
     def _run(self, model: LoadedModel, decoded: list[np.ndarray], result: Scored) -> None:
         try:
@@ -330,14 +333,14 @@ class InferenceModule(EdgeModule[InferenceConfig]):
     def _emit(self, results: list[Scored]) -> None:
         """Output thread: build the prediction records and deliver them, in arrival order."""
         config = self._config
-        out: list[tuple[Job, Prediction]] = []
+        out: list[tuple[Job, Record]] = []
         for result in results:
             model = result.model
             if result.jobs and result.probs is not None and model is not None:
                 texts, problem = scoring.embedding_texts(result.embeddings, len(result.jobs))
                 if problem is not None:
                     self._embedding_problem(problem, len(result.jobs))
-                records = scoring.predictions(
+                records = scoring.prediction_fields(
                     [j.frame for j in result.jobs],
                     result.probs,
                     labels=model.labels,
@@ -376,8 +379,8 @@ class InferenceModule(EdgeModule[InferenceConfig]):
             self._last_embedding_problem = problem
         log.warning("predictions sent without embedding: %s", problem)
 
-    def _error(self, frame: FrameRef, reason: str, model: LoadedModel | None, now: Any) -> Prediction:
-        return scoring.error_prediction(
+    def _error(self, frame: FrameRef, reason: str, model: LoadedModel | None, now: Any) -> Record:
+        return scoring.error_fields(
             frame,
             reason,
             model_name=model.identity.name if model else None,
@@ -385,17 +388,17 @@ class InferenceModule(EdgeModule[InferenceConfig]):
             scored_at=now,
         )
 
-    def _deliver(self, results: list[tuple[Job, Prediction]]) -> None:
-        to_hub: list[Prediction] = []
+    def _deliver(self, results: list[tuple[Job, Record]]) -> None:
+        to_hub: list[Record] = []
         done = time.perf_counter()
-        results = observe.record_predictions(results, done)
-        for job, prediction in results:
-            self.sample_latency.add((done - job.enqueued) * 1000.0)
+        jobs = [job for job, _record in results]
+        observe.record_records(jobs, [record for _job, record in results], done)
+        self.sample_latency.add_many([(done - job.enqueued) * 1000.0 for job in jobs])
+        for job, record in results:
             if job.reply is not None:
-                if not job.reply.done():
-                    job.reply.set_result(prediction)
+                self._reply(job.reply, record)
             else:
-                to_hub.append(prediction)
+                to_hub.append(record)
         if to_hub and self._ctx is not None:
             try:
                 self._send(to_hub)
@@ -408,27 +411,43 @@ class InferenceModule(EdgeModule[InferenceConfig]):
             except Exception:
                 self._count("send_errors", len(to_hub))
                 log.exception("could not send %d predictions", len(to_hub))
-        for job, _prediction in results:
-            if job.origin is not None:
-                job.origin.done()
+        origins = Counter(job.origin for job in jobs if job.origin is not None)
+        for origin, count in origins.items():
+            origin.done(count)
 
-    def _send(self, predictions: list[Prediction]) -> None:
+    def _reply(self, reply: Future[Prediction], record: Record) -> None:
+        if reply.done():
+            return
+        prediction, problem = outgoing.prediction_of(record)
+        if problem is not None:
+            self._invalid_prediction(problem)
+        reply.set_result(prediction)
+
+    def _send(self, records: list[Record]) -> None:
         """As few ``edgeloop.predictions/1`` messages as the size limit allows."""
-        for start in range(0, len(predictions), PREDICTIONS_PER_MESSAGE):
-            self._send_batch(predictions[start : start + PREDICTIONS_PER_MESSAGE])
+        for start in range(0, len(records), PREDICTIONS_PER_MESSAGE):
+            self._send_batch(records[start : start + PREDICTIONS_PER_MESSAGE])
 
-    def _send_batch(self, predictions: list[Prediction]) -> None:
+    def _send_batch(self, records: list[Record]) -> None:
         assert self._ctx is not None
+        batch, records, problems = outgoing.batch_of(records)
+        for problem in problems:
+            self._invalid_prediction(problem)
         try:
-            self._ctx.send(OUTPUT, [PredictionBatch.of(predictions)], max_batch=1)
+            self._ctx.send(OUTPUT, [batch], max_batch=1)
         except MessageTooLargeError:
-            if len(predictions) == 1:
+            if len(records) == 1:
                 raise
-            half = len(predictions) // 2
-            self._send_batch(predictions[:half])
-            self._send_batch(predictions[half:])
+            half = len(records) // 2
+            self._send_batch(records[:half])
+            self._send_batch(records[half:])
         else:
             self._count("messages_out")
+
+    def _invalid_prediction(self, problem: str) -> None:
+        """A prediction failed its contract and went out as an error record instead."""
+        self._count("sample_errors")
+        log.warning("%s; sent as an error record", problem)
 
     def score_now(
         self, *, data: bytes | None = None, vector: list[float] | None = None

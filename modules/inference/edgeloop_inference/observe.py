@@ -5,6 +5,8 @@ the Azure Percept MM exporter keyed on (``confidence``, ``model_name``, ``model_
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from edgeloop import telemetry
@@ -54,6 +56,53 @@ def _attributes(prediction: Prediction, frame: FrameRef) -> dict[str, str | floa
         (names.ATTR_MODEL_VERSION, prediction.model_version),
         (names.ATTR_FILE_REF, frame.file_ref),
         (names.ATTR_LABEL, prediction.label),
+    ):
+        if value is not None:
+            attributes[key] = value
+    return attributes
+
+
+def record_records(jobs: Sequence[Any], records: Sequence[dict[str, Any]], done: float) -> None:
+    """``record_predictions`` for prediction records (``outgoing.Record``), the output thread's
+    form: one span per sample when tracing is on, each record's ``traceparent`` replaced by its
+    span's; the scored and failed counts are added once per model version, not per sample.
+    With telemetry off no span work is done per sample (the ``traceparent`` passes through)."""
+    scored: Counter[str] = Counter()
+    failed = 0
+    for record in records:
+        if record["status"] == "ok":
+            scored[record.get("model_version") or ""] += 1
+        else:
+            failed += 1
+    for version, count in scored.items():
+        _scored.add(count, {"model_version": version})
+    if failed:
+        _errors.add(failed, {"module": "inference", "kind": "sample"})
+    if not telemetry.current().enabled:
+        return
+    end_ns = time.time_ns()
+    for job, record in zip(jobs, records, strict=True):
+        start_ns = end_ns - int(max(0.0, done - job.enqueued) * 1e9)
+        traceparent = telemetry.record_stage(
+            names.SPAN_INFER,
+            record.get("traceparent") or job.frame.traceparent,
+            start_ns=start_ns,
+            end_ns=end_ns,
+            attributes=_record_attributes(record, job.frame),
+            error=record.get("error") if record["status"] != "ok" else None,
+        )
+        if traceparent:
+            record["traceparent"] = traceparent
+
+
+def _record_attributes(record: dict[str, Any], frame: FrameRef) -> dict[str, str | float]:
+    attributes: dict[str, str | float] = {names.ATTR_SAMPLE_ID: record["sample_id"]}
+    for key, value in (
+        (names.ATTR_CONFIDENCE, record.get("confidence")),
+        (names.ATTR_MODEL_NAME, record.get("model_name")),
+        (names.ATTR_MODEL_VERSION, record.get("model_version")),
+        (names.ATTR_FILE_REF, frame.file_ref),
+        (names.ATTR_LABEL, record.get("label")),
     ):
         if value is not None:
             attributes[key] = value

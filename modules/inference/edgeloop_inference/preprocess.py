@@ -9,6 +9,7 @@ decoded samples into one float32 batch with a single vectorised affine step.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,12 +123,14 @@ class Preprocessor:
         return cls(spec, shape, h, w, None)
 
     # -- one sample ------------------------------------------------------------------------
-    def decode_file(self, path: Path, *, display: str, sha256: str | None = None) -> np.ndarray:
+    def decode_file(self, path: str | Path, *, display: str, sha256: str | None = None) -> np.ndarray:
         """Read and decode a sample file; when ``sha256`` is given the bytes must match it (a
         file replaced by another valid image would otherwise score silently). Raises
-        ``SampleError``."""
+        ``SampleError``. ``path`` may be a plain string: the scoring thread passes one, which
+        spares it building a ``Path`` per frame."""
         try:
-            data = path.read_bytes()
+            with open(path, "rb", buffering=0) as file:  # one read of the whole file, no buffer
+                data = file.read()
         except FileNotFoundError as exc:
             raise SampleError(f"sample file {display!r} not found") from exc
         except OSError as exc:
@@ -137,7 +140,7 @@ class Preprocessor:
                 f"sample file {display!r} ({len(data)} bytes) does not match the sha256 capture "
                 "recorded: changed or damaged since capture"
             )
-        if path.suffix.lower() == ".npy":
+        if os.path.splitext(path)[1].lower() == ".npy":
             return self.decode_array(_load_npy(data, display), display=display)
         return self.decode_bytes(data, display=display)
 

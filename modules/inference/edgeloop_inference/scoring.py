@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import numpy as np
+from pydantic import TypeAdapter
 
 from edgeloop.contracts import MAX_EMBEDDING_VALUES, FrameRef, Prediction, encode_embedding
+
+_PREDICTIONS = TypeAdapter(list[Prediction])
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -70,6 +74,80 @@ def embedding_texts(embeddings: np.ndarray | None, rows: int) -> tuple[list[str 
     return texts, (f"{bad} of {rows} embeddings held NaN or infinite values" if bad else None)
 
 
+def prediction_fields(
+    frames: Sequence[FrameRef],
+    probs: np.ndarray,
+    *,
+    labels: Sequence[str],
+    top_k: int,
+    include_scores: bool,
+    model_name: str,
+    model_version: str,
+    latency_ms: float,
+    scored_at: datetime,
+    embeddings: Sequence[str | None] | None = None,
+) -> list[dict[str, Any]]:
+    """The fields of one ``ok`` prediction per frame, as plain dicts (not validated here: the
+    message they go in is validated once, see ``outgoing``). Everything numeric is worked out
+    for the whole batch at once; only the dicts are built per frame. ``embeddings``: one text
+    per frame (``embedding_texts``, or ``edgeloop.contracts.encode_embedding`` of each row).
+
+    Raises:
+        ValueError: ``embeddings``, ``probs`` or ``labels`` do not match the frames' count or
+            the number of classes, or ``top_k`` is below 1.
+    """
+    rows = len(frames)
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    if probs.ndim != 2 or probs.shape[0] != rows:
+        raise ValueError(f"scores of shape {list(probs.shape)} for {rows} frames")
+    if len(labels) < probs.shape[1]:
+        raise ValueError(f"{len(labels)} labels for {probs.shape[1]} classes")
+    if embeddings is not None and len(embeddings) != rows:
+        raise ValueError(f"{len(embeddings)} embeddings for {rows} frames")
+    order, confidence, margin, entropy = summarise(probs, top_k)
+    label_list = list(labels)
+    rounded = np.round(probs, 6)
+    names = np.asarray(label_list, dtype=object)
+    top_labels = names[order].tolist()
+    top_scores = np.take_along_axis(rounded, order, axis=1).tolist()
+    scores = rounded.tolist() if include_scores else [[]] * rows
+    label_field = label_list if include_scores else None
+    texts = embeddings if embeddings is not None else [None] * rows
+    return [
+        {
+            "sample_id": frame.sample_id,
+            "frame": frame,
+            "status": "ok",
+            "model_name": model_name,
+            "model_version": model_version,
+            "label": top[0],
+            "confidence": conf,
+            "margin": marg,
+            "entropy": ent,
+            # plain dicts for the nested items: pydantic-core validates them with the message
+            "top_k": [{"label": name, "score": score} for name, score in zip(top, values, strict=True)],
+            "scores": row,
+            "labels": label_field,
+            "latency_ms": latency_ms,
+            "scored_at": scored_at,
+            "traceparent": frame.traceparent,
+            "embedding": text,
+        }
+        for frame, top, values, row, conf, marg, ent, text in zip(
+            frames,
+            top_labels,
+            top_scores,
+            scores,
+            confidence.tolist(),
+            margin.tolist(),
+            entropy.tolist(),
+            texts,
+            strict=True,
+        )
+    ]
+
+
 def predictions(
     frames: Sequence[FrameRef],
     probs: np.ndarray,
@@ -83,47 +161,42 @@ def predictions(
     scored_at: datetime,
     embeddings: Sequence[str | None] | None = None,
 ) -> list[Prediction]:
-    """One ``ok`` prediction per frame (validated construction: faster than ``model_construct``
-    in pydantic 2, and the frame instance is not validated again). ``embeddings``: one text per
-    frame (``embedding_texts``, or ``edgeloop.contracts.encode_embedding`` of each row)."""
-    if embeddings is not None and len(embeddings) != len(frames):
-        raise ValueError(f"{len(embeddings)} embeddings for {len(frames)} frames")
-    order, confidence, margin, entropy = summarise(probs, top_k)
-    label_list = list(labels)
-    rounded = np.round(probs, 6).tolist()
-    orders, confidences, margins, entropies = (
-        order.tolist(),
-        confidence.tolist(),
-        margin.tolist(),
-        entropy.tolist(),
+    """One ``ok`` prediction per frame: ``prediction_fields`` validated in one pydantic call
+    (the frame instances are not validated again)."""
+    fields = prediction_fields(
+        frames,
+        probs,
+        labels=labels,
+        top_k=top_k,
+        include_scores=include_scores,
+        model_name=model_name,
+        model_version=model_version,
+        latency_ms=latency_ms,
+        scored_at=scored_at,
+        embeddings=embeddings,
     )
-    out = []
-    for i, frame in enumerate(frames):
-        row = rounded[i]
-        # plain dicts for the nested items: pydantic-core validates them faster than it
-        # takes LabelScore instances built one by one in Python
-        top = [{"label": label_list[j], "score": row[j]} for j in orders[i]]
-        out.append(
-            Prediction(
-                sample_id=frame.sample_id,
-                frame=frame,
-                status="ok",
-                model_name=model_name,
-                model_version=model_version,
-                label=label_list[orders[i][0]],
-                confidence=confidences[i],
-                margin=margins[i],
-                entropy=entropies[i],
-                top_k=top,
-                scores=row if include_scores else [],
-                labels=label_list if include_scores else None,
-                latency_ms=latency_ms,
-                scored_at=scored_at,
-                traceparent=frame.traceparent,
-                embedding=embeddings[i] if embeddings is not None else None,
-            )
-        )
-    return out
+    return _PREDICTIONS.validate_python(fields)
+
+
+def error_fields(
+    frame: FrameRef,
+    reason: str,
+    *,
+    model_name: str | None,
+    model_version: str | None,
+    scored_at: datetime,
+) -> dict[str, Any]:
+    """The fields of a record saying why this sample was not scored (``error_prediction``)."""
+    return {
+        "sample_id": frame.sample_id,
+        "frame": frame,
+        "status": "error",
+        "error": reason,
+        "model_name": model_name,
+        "model_version": model_version,
+        "scored_at": scored_at,
+        "traceparent": frame.traceparent,
+    }
 
 
 def error_prediction(
@@ -135,13 +208,6 @@ def error_prediction(
     scored_at: datetime,
 ) -> Prediction:
     """A record saying why this sample was not scored, so every sample is accounted for."""
-    return Prediction(
-        sample_id=frame.sample_id,
-        frame=frame,
-        status="error",
-        error=reason,
-        model_name=model_name,
-        model_version=model_version,
-        scored_at=scored_at,
-        traceparent=frame.traceparent,
+    return Prediction.model_validate(
+        error_fields(frame, reason, model_name=model_name, model_version=model_version, scored_at=scored_at)
     )
