@@ -67,7 +67,8 @@ def decode(data: bytes | None) -> Image:
 
 def new_traceparent() -> str:
     """A W3C trace context starting a trace for this sample (capture is where it begins)."""
-    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+    ids = os.urandom(24).hex()
+    return f"00-{ids[:32]}-{ids[32:]}-01"
 
 
 @dataclass(frozen=True)
