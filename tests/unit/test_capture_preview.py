@@ -131,6 +131,16 @@ def test_a_packet_libjpeg_cannot_decode_has_no_preview() -> None:
     assert mjpeg.preview(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 4) is None
 
 
+def test_a_frame_claiming_more_pixels_than_opencv_decodes_whole_has_no_preview() -> None:
+    # given: a frame header saying 65535x65535 (over OpenCV's 2^30 pixels)
+    data = jpeg(scene(9, 64, 48))
+    sof = data.index(b"\xff\xc0")
+    huge = data[: sof + 5] + struct.pack(">HH", 65535, 65535) + data[sof + 9 :]
+    assert mjpeg.jpeg_size(huge) == (65535, 65535)
+    # then
+    assert mjpeg.preview(huge) is None
+
+
 def previewed(data: bytes) -> Captured:
     packet = mjpeg.preview(data)
     assert packet is not None

@@ -41,6 +41,9 @@ _REDUCED = (
 #: The smallest preview taken: 4x4 pixels a dHash cell (9x8 cells), each pixel already the
 #: mean of a block of the frame. Smaller frames are decoded grey at full size.
 PREVIEW_MIN = (36, 32)
+#: The most pixels OpenCV decodes whole (its ``OPENCV_IO_MAX_IMAGE_PIXELS`` default): a frame
+#: claiming more is refused here too, though its preview alone would be small enough.
+MAX_PIXELS = 1 << 30
 
 
 def wanted(settings: ImageSettings) -> bool:
@@ -101,16 +104,19 @@ def retrieve(cap: Any) -> Packet | None:
 
 def preview(data: bytes) -> Packet | None:
     """``data`` (one complete JPEG) with its size and a grey decode at a fraction of it; None
-    when its header holds no size or libjpeg cannot decode it."""
+    when its header holds no size, claims more than ``MAX_PIXELS`` or libjpeg cannot decode it."""
     size = jpeg_size(data)
-    if size is None:
+    if size is None or size[0] * size[1] > MAX_PIXELS:
         return None
     width, height = size
     scale, flag = next(
         ((s, f) for s, f in _REDUCED if width // s >= PREVIEW_MIN[0] and height // s >= PREVIEW_MIN[1]),
         (1, cv2.IMREAD_GRAYSCALE),
     )
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    except cv2.error:
+        return None
     if image is None:
         return None
     expected = (-(-height // scale), -(-width // scale))  # libjpeg rounds a scaled size up
