@@ -203,6 +203,11 @@ def test_a_previewed_frame_on_the_raw_path_is_stored_as_its_whole_decode(tmp_pat
     assert ref.raw is not None
     pixels = rawframe.read(tmp_path / ref.file_ref, display="x")
     assert np.array_equal(pixels, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+    # and its dHash is the preview's, as on the JPEG path: a source's hashes do not change with
+    # the store kind
+    packet = mjpeg.preview(data)
+    assert packet is not None
+    assert ref.dhash == dhash(packet.preview)
 
 
 def test_a_previewed_frame_that_does_not_decode_whole_is_an_encode_error(tmp_path: Path) -> None:

@@ -136,6 +136,8 @@ class FramePipeline:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
             unchanged = False
         height, width = image.shape[:2]
+        # a source's hashes are all taken the same way, whatever the store kind
+        hashed = dhash(image if captured.preview is None else captured.preview)
         if self.raw:
             try:
                 raw_parts = rawframe.pack(image)
@@ -148,7 +150,7 @@ class FramePipeline:
                 raw_parts=raw_parts,
                 width=width,
                 height=height,
-                dhash=dhash(image),
+                dhash=hashed,
             )
         as_read = captured.encoded if unchanged else None
         if as_read is None or not stored_as_read(as_read, settings.format):
@@ -159,7 +161,7 @@ class FramePipeline:
             data=as_read,
             width=width,
             height=height,
-            dhash=dhash(image),
+            dhash=hashed,
         )
 
     def _as_read_from_preview(
