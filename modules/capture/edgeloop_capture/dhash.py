@@ -24,11 +24,9 @@ def dhash(image: Image) -> str:
     if coarse.ndim == 3:
         coarse = cv2.cvtColor(coarse, cv2.COLOR_BGR2GRAY)
     cells = cv2.resize(coarse, (_WIDTH, _HEIGHT), interpolation=cv2.INTER_AREA).astype(np.int16)
-    bits = (cells[:, 1:] > cells[:, :-1]).flatten()
-    value = 0
-    for bit in bits:
-        value = (value << 1) | int(bit)
-    return f"{value:016x}"
+    bits = cells[:, 1:] > cells[:, :-1]
+    # row by row, the first cell's bit the most significant
+    return np.packbits(bits).tobytes().hex()
 
 
 def hamming(a: str, b: str) -> int:

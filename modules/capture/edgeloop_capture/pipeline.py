@@ -27,14 +27,19 @@ class EncodeError(Exception):
     """OpenCV could not encode a frame."""
 
 
-def fit(image: Image, max_width: int | None, max_height: int | None) -> Image:
-    """Downscale to fit the limits, keeping the aspect ratio; never upscales."""
-    height, width = image.shape[:2]
-    scale = min(
+def fit_scale(width: int, height: int, max_width: int | None, max_height: int | None) -> float:
+    """The factor that fits a ``width`` x ``height`` image to the limits (1.0: it fits)."""
+    return min(
         (max_width / width) if max_width else 1.0,
         (max_height / height) if max_height else 1.0,
         1.0,
     )
+
+
+def fit(image: Image, max_width: int | None, max_height: int | None) -> Image:
+    """Downscale to fit the limits, keeping the aspect ratio; never upscales."""
+    height, width = image.shape[:2]
+    scale = fit_scale(width, height, max_width, max_height)
     if scale >= 1.0:
         return image
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -52,9 +57,18 @@ def encode(image: Image, settings: ImageSettings) -> bytes:
     return buf.tobytes()
 
 
+def decode(data: bytes | None) -> Image:
+    """A frame the source left encoded, decoded whole (BGR). Raises ``EncodeError``."""
+    image = None if data is None else cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise EncodeError("OpenCV could not decode the frame as read")
+    return image
+
+
 def new_traceparent() -> str:
     """A W3C trace context starting a trace for this sample (capture is where it begins)."""
-    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+    ids = os.urandom(24).hex()
+    return f"00-{ids[:32]}-{ids[32:]}-01"
 
 
 @dataclass(frozen=True)
@@ -74,7 +88,8 @@ class Prepared:
 
 class FramePipeline:
     """Resize, hash, encode and write a frame; describe it as a ``FrameRef``. A file read in
-    the stored format and not resized is stored as read, not encoded again (``encoded``).
+    the stored format and not resized is stored as read, not encoded again (``encoded``); one
+    the source did not decode whole (``preview``) is decoded only when its pixels are needed.
 
     ``prepare`` (pixels) and ``store`` (file and reference) can run on different threads.
     With ``store == "raw"`` (and a raw writer and ring) frames skip encoding: the pixels are
@@ -107,15 +122,22 @@ class FramePipeline:
 
     def prepare(self, settings: SourceSettings, captured: Captured, *, captured_at: datetime) -> Prepared:
         """Raises ``EncodeError``."""
-        if captured.image is None:
+        if captured.image is None and captured.preview is None:
             return Prepared(captured=captured, captured_at=captured_at)
         assert isinstance(settings, ImageSettings)
+        if captured.image is None:
+            prepared = self._as_read_from_preview(settings, captured, captured_at=captured_at)
+            if prepared is not None:
+                return prepared
+            captured.image = decode(captured.encoded)
         image = fit(captured.image, settings.max_width, settings.max_height)
         unchanged = image is captured.image
         if settings.grayscale and image.ndim == 3:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
             unchanged = False
         height, width = image.shape[:2]
+        # a source's hashes are all taken the same way, whatever the store kind
+        hashed = dhash(image if captured.preview is None else captured.preview)
         if self.raw:
             try:
                 raw_parts = rawframe.pack(image)
@@ -128,7 +150,7 @@ class FramePipeline:
                 raw_parts=raw_parts,
                 width=width,
                 height=height,
-                dhash=dhash(image),
+                dhash=hashed,
             )
         as_read = captured.encoded if unchanged else None
         if as_read is None or not stored_as_read(as_read, settings.format):
@@ -139,7 +161,33 @@ class FramePipeline:
             data=as_read,
             width=width,
             height=height,
-            dhash=dhash(image),
+            dhash=hashed,
+        )
+
+    def _as_read_from_preview(
+        self, settings: ImageSettings, captured: Captured, *, captured_at: datetime
+    ) -> Prepared | None:
+        """A frame the source did not decode whole, stored as read with its size and its
+        preview's dHash; None when its pixels are needed (raw frames, resized, grey, another
+        format)."""
+        assert captured.preview is not None
+        assert captured.size is not None
+        width, height = captured.size
+        if (
+            self.raw
+            or settings.grayscale
+            or captured.encoded is None
+            or fit_scale(width, height, settings.max_width, settings.max_height) < 1.0
+            or not stored_as_read(captured.encoded, settings.format)
+        ):
+            return None
+        return Prepared(
+            captured=captured,
+            captured_at=captured_at,
+            data=captured.encoded,
+            width=width,
+            height=height,
+            dhash=dhash(captured.preview),
         )
 
     def store(self, settings: SourceSettings, prepared: Prepared, *, seq: int) -> FrameRef:

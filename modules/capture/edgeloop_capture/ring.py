@@ -88,7 +88,7 @@ class RawRing:
         """Record a frame just written; evict the oldest while over budget. Returns the ids of
         the frames evicted unclaimed by this call."""
         with self._lock:
-            self._entries.append(_Entry(sample_id, str(written.path), written.size))
+            self._entries.append(_Entry(sample_id, written.location, written.size))
             self._bytes += written.size
             evicted: list[str] = []
             # The newest frame is never evicted by its own write: it has not been announced yet.

@@ -1,8 +1,8 @@
 """A pipeline stage: one thread applying a function to items from a bounded queue, in order.
 
-Decoding, encoding and writing a frame each take about a millisecond of mostly GIL-free work
-(OpenCV and file system calls); running them as stages of one source overlaps them on
-several cores while keeping each source's frames in order.
+Reading a frame and storing it (encoding, hashing, writing) are mostly GIL-free work (OpenCV
+and file system calls); running the store as a stage of its source overlaps the two on several
+cores while keeping each source's frames in order.
 """
 
 from __future__ import annotations

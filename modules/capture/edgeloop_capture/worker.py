@@ -1,8 +1,11 @@
 """One thread per source: reads frames, applies rate settings, hands them to the pipeline,
 retries with backoff when the source fails, and keeps the source's health.
 
-Each frame then goes through two stages of the same source, each on its own thread: encode
-(resize, JPEG/PNG, dHash) and write (atomic file, reference, emit). Frames stay in order."""
+Each frame then goes through the source's store stage, on a thread of its own: prepare (resize,
+JPEG/PNG, dHash) and write (atomic file, reference, emit). Frames stay in order. One stage, not
+one for preparing and one for writing: most frames are stored as read (little to prepare), and
+writing one costs far less than encoding one, so a second hand-off between threads cost more a
+frame than the overlap gave."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from typing import Any
 from edgeloop.clock import Clock
 from edgeloop.contracts import FrameRef
 from edgeloop.errors import MethodError
-from edgeloop_capture.pipeline import EncodeError, FramePipeline, Prepared
+from edgeloop_capture.pipeline import EncodeError, FramePipeline
 from edgeloop_capture.progress import Ledger, Receipt
 from edgeloop_capture.sources.base import Captured, Source, SourceError, SourceSettings
 from edgeloop_capture.stage import Stage
@@ -48,13 +51,12 @@ class _Snapshot:
 
 @dataclass
 class _Job:
-    """A frame on its way through the encode and write stages."""
+    """A frame on its way through the store stage."""
 
     captured: Captured
     captured_at: datetime
     snapshot: _Snapshot | None
     receipt: Receipt | None = None
-    prepared: Prepared | None = None
 
     def settle(self) -> None:
         """Handled without a reference (skipped): the position may move past it."""
@@ -100,8 +102,7 @@ class SourceWorker:
         self._snapshot: _Snapshot | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._encode_stage: Stage[_Job] | None = None
-        self._write_stage: Stage[_Job] | None = None
+        self._stage: Stage[_Job] | None = None
         self._skip_lock = threading.Lock()
         # health
         self.state = "starting"
@@ -121,10 +122,9 @@ class SourceWorker:
 
     # -- control from the module -----------------------------------------------------------
     def start(self) -> None:
-        """Start the source thread and its encode and write stages."""
+        """Start the source thread and its store stage."""
         name = f"capture-{self.settings.id}"
-        self._encode_stage = Stage(f"{name}-encode", self._prepare_job)
-        self._write_stage = Stage(f"{name}-write", self._store_job)
+        self._stage = Stage(f"{name}-store", self._store_job)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -138,9 +138,8 @@ class SourceWorker:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.warning("source %s did not stop within %.1fs", self.settings.id, timeout)
-        if self._encode_stage is not None and self._write_stage is not None:
-            self._encode_stage.close(timeout)
-            self._write_stage.close(timeout)
+        if self._stage is not None:
+            self._stage.close(timeout)
 
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
@@ -334,7 +333,7 @@ class SourceWorker:
             self._idle()
 
     def _handle(self, captured: Captured) -> None:
-        """On the source thread: stamp the frame and hand it to the encode stage."""
+        """On the source thread: stamp the frame and hand it to the store stage."""
         self._read += 1
         with self._lock:
             snapshot, self._snapshot = self._snapshot, None
@@ -346,28 +345,22 @@ class SourceWorker:
         if self.progress is not None and captured.mark is not None:
             receipt = self.progress.expect(captured.mark)
         job = _Job(captured=captured, captured_at=self.clock.now(), snapshot=snapshot, receipt=receipt)
-        assert self._encode_stage is not None
-        if not self._encode_stage.put(job, lambda: self.stopping):
+        assert self._stage is not None
+        if not self._stage.put(job, lambda: self.stopping):
             job.abandon()
             if snapshot is not None:
                 snapshot.finish(error=MethodError(409, f"source {self.settings.id!r} stopped"))
 
-    def _prepare_job(self, job: _Job) -> None:
-        """Encode stage: resize, encode, hash."""
+    def _store_job(self, job: _Job) -> None:
+        """Store stage: resize, encode, hash; the file, the reference, the health, then out to
+        the sender."""
         try:
-            job.prepared = self.pipeline.prepare(self.settings, job.captured, captured_at=job.captured_at)
+            prepared = self.pipeline.prepare(self.settings, job.captured, captured_at=job.captured_at)
         except EncodeError as exc:
             self._job_failed(job, "encode_failed", exc)
             return
-        assert self._write_stage is not None
-        if not self._write_stage.put(job, lambda: False):
-            job.abandon()
-
-    def _store_job(self, job: _Job) -> None:
-        """Write stage: the file, the reference, the health, then out to the sender."""
-        assert job.prepared is not None
         try:
-            ref = self.pipeline.store(self.settings, job.prepared, seq=self.seq)
+            ref = self.pipeline.store(self.settings, prepared, seq=self.seq)
         except OSError as exc:
             self._job_failed(job, "write_failed", exc)
             return
@@ -387,9 +380,8 @@ class SourceWorker:
 
     def _drain(self) -> None:
         """Wait until every frame read so far is written and emitted."""
-        if self._encode_stage is not None and self._write_stage is not None:
-            self._encode_stage.drain()
-            self._write_stage.drain()
+        if self._stage is not None:
+            self._stage.drain()
 
     def _failed(self, reason: str) -> None:
         self.errors += 1

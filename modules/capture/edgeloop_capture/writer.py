@@ -32,9 +32,14 @@ BUCKET_FORMAT = "%Y%m%dT%H%M"
 @dataclass(frozen=True)
 class WrittenFile:
     file_ref: str
-    path: Path
+    #: The file's path as a string (a ``Path`` a frame costs more than the rest of the bookkeeping).
+    location: str
     sha256: str | None
     size: int
+
+    @property
+    def path(self) -> Path:
+        return Path(self.location)
 
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -94,7 +99,7 @@ class SampleWriter:
                 hasher.update(part)
             sha256 = hasher.hexdigest()
         file_ref = f"{self.subdir}/{bucket}/{name}"
-        return WrittenFile(file_ref=file_ref, path=Path(final), sha256=sha256, size=size)
+        return WrittenFile(file_ref=file_ref, location=final, sha256=sha256, size=size)
 
     def _write_temp(self, temp: str, parts: list[bytes | memoryview]) -> int:
         try:

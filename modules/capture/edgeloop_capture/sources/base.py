@@ -75,6 +75,12 @@ class Captured:
     #: The file the image was decoded from, as read (file sources): stored as it is when it is
     #: already in the stored format and the frame is not resized (``encoded``).
     encoded: bytes | None = None
+    #: Stands in for ``image`` when the source did not decode the frame whole (``image`` None;
+    #: MJPG packets): ``encoded`` decoded grey at a fraction of its size, enough for the dHash.
+    #: The pipeline decodes ``encoded`` whole only when it needs the pixels.
+    preview: Image | None = None
+    #: The whole image's width and height, with ``preview``.
+    size: tuple[int, int] | None = None
     vector: list[float] | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     #: Where the source is once this item is sent (file sources; see ``progress``).

@@ -4,13 +4,13 @@ The last frame sent is the source's position: after a restart the frames up to i
 dropped (decoded, not seeked to: seeking by frame number is not exact in every container), and
 a file replaced since (another size or modification time) starts over. An MJPG file whose
 frames are stored as JPEG unchanged is read as packets (``mjpeg``): each frame's JPEG is stored
-as read, not encoded again."""
+as read, not encoded again, and decoded only at a fraction of its size for the dHash."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import cv2
 from pydantic import Field
@@ -107,12 +107,8 @@ class VideoSource:
                 if index <= after:
                     bad = 0  # sent before a restart: read and dropped
                 elif ctl.keep(index, media_time):
-                    if packets:
-                        image, encoded = mjpeg.retrieve(cap)
-                        ok = image is not None
-                    else:
-                        (ok, image), encoded = cap.retrieve(), None
-                    if not ok or image is None:
+                    captured = _retrieve(cap, packets=packets)
+                    if captured is None:
                         ctl.skip("corrupt_frame", f"{path.name} frame {index}")
                         self._pass_over(ctl, mark)
                     else:
@@ -120,16 +116,13 @@ class VideoSource:
                         if self.settings.realtime and not ctl.pace(media_time):
                             return
                         self._read = mark
-                        yield Captured(
-                            image=image,
-                            encoded=encoded,
-                            attributes={
-                                "frame_index": str(index),
-                                "file_name": path.name,
-                                "loop_pass": str(loop_pass),
-                            },
-                            mark=mark,
-                        )
+                        captured.attributes = {
+                            "frame_index": str(index),
+                            "file_name": path.name,
+                            "loop_pass": str(loop_pass),
+                        }
+                        captured.mark = mark
+                        yield captured
                 else:
                     self._pass_over(ctl, mark)
                 index += 1
@@ -139,3 +132,15 @@ class VideoSource:
     def _pass_over(self, ctl: SourceControl, mark: CursorMark) -> None:
         self._read = mark
         ctl.passed(mark)
+
+
+def _retrieve(cap: Any, *, packets: bool) -> Captured | None:
+    """The grabbed frame: its packet with size and preview (``packets``: stored as read, not
+    decoded whole) or decoded; None when it is unreadable."""
+    if packets:
+        packet = mjpeg.retrieve(cap)
+        if packet is None:
+            return None
+        return Captured(encoded=packet.data, preview=packet.preview, size=(packet.width, packet.height))
+    ok, image = cap.retrieve()
+    return Captured(image=image) if ok and image is not None else None
