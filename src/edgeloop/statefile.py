@@ -18,8 +18,11 @@ def write_json_atomically(path: Path, doc: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, separators=(",", ":"))
+        # json.dumps, not json.dump: only the one-shot form uses the C encoder (about 3.5x
+        # faster on a folder source's list of taken names, written at every sent message).
+        data = json.dumps(doc, separators=(",", ":")).encode("utf-8")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
