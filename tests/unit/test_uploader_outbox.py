@@ -3,6 +3,8 @@ recovery after a crash, key rotation. A memory blob store and a fake clock stand
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import random
@@ -41,17 +43,23 @@ def test_a_selected_sample_is_one_request_with_metadata_and_tags_and_is_reported
     assert h.open_sample("01S1") == original
     blob = h.store.blobs[name]
     assert blob.content_type == "application/vnd.edgeloop.envelope"
-    # and it carries what the sidecar used to: identity, hashes, the selection and the answer
+    # and it carries what the sidecar used to, each fact once: the hashes, the selection and the
+    # answer as metadata; the sample, device, model and key in the name, the tags or the envelope
     meta = blob.metadata
-    assert meta["key_id"] == key_id(0)
-    assert meta["sample_id"] == "01S1"
-    assert meta["traceparent"] == TRACEPARENT
-    assert meta["strategy"] == "uncertainty"
-    assert meta["reason"] == "margin 0.05 < 0.1"
-    assert (meta["label"], meta["confidence"]) == ("7", "0.41")
-    assert meta["plaintext_sha256"] == item.prediction.frame.sha256
-    assert meta["plaintext_bytes"] == str(len(original))
+    assert meta == {
+        "content_type": "image/jpeg",
+        "plaintext_sha256": item.prediction.frame.sha256,
+        "blob_sha256": hashlib.sha256(blob.data).hexdigest(),
+        "strategy": "uncertainty",
+        "label": "7",
+        "confidence": "0.41",
+        "reason": "margin 0.05 < 0.1",
+        "selected_at": meta["selected_at"],
+        "traceparent": TRACEPARENT,
+    }
     assert meta["selected_at"].startswith("2026-01-05T12:30:02")
+    header = read_header(io.BytesIO(blob.data))
+    assert (header.key_id, header.context.sample_id, header.context.device_id) == (key_id(0), "01S1", "dev-1")
     # and index tags the cloud can query
     assert blob.tags == {
         "strategy": "uncertainty",
