@@ -3,6 +3,7 @@ recovery after a crash, key rotation. A memory blob store and a fake clock stand
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -499,8 +500,8 @@ def test_a_batch_the_database_cannot_record_is_refused_whole_naming_the_full_dis
     real = h.uploader.db.transaction
 
     @contextmanager
-    def full(*, durable: bool = False) -> Iterator[Any]:
-        with real(durable=durable) as conn:
+    def full(*, durable: bool = False, size: int = 0) -> Iterator[Any]:
+        with real(durable=durable, size=size) as conn:
             yield conn
             raise sqlite3.OperationalError("database or disk is full")
 
@@ -517,3 +518,24 @@ def test_a_batch_the_database_cannot_record_is_refused_whole_naming_the_full_dis
     assert all("disk is full" in r["reason"] for r in stats["recent_rejections"])
     # and the next message, with room again, is accepted
     assert h.uploader.accept_selected(selected(h.samples, "01F999", b"z" * 1000))
+
+
+def test_samples_committed_whose_log_sync_failed_stay_and_are_uploaded_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: the log's fsync after the commit fails (an I/O error of the volume)
+    h = Harness(tmp_path)
+
+    def broken() -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(h.uploader.db, "_sync_log", broken)
+    items = [selected(h.samples, f"01G{i:03d}") for i in range(3)]
+    # when
+    h.uploader.accept_selected_batch(items)
+    monkeypatch.undo()
+    h.pump()
+    # then: the rows the database holds are not refused, and each is uploaded once
+    assert h.uploader.counters["rejected"] == 0
+    assert sorted(n.sample_id for n in h.notices) == ["01G000", "01G001", "01G002"]
+    assert len(h.store.puts) == 3
