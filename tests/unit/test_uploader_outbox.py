@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from edgeloop_cloud.opener import EnvelopeOpener
+from edgeloop_cloud.samples import fetch_plaintext, find_samples, find_samples_by_tags
 from edgeloop_uploader.backoff import backoff_delay
 from edgeloop_uploader.config import RetryConfig
 from edgeloop_uploader.outbox import DONE, QUARANTINED, QUEUED, UPLOADING
@@ -79,6 +81,31 @@ def test_a_selected_sample_is_one_request_with_metadata_and_tags_and_is_reported
     # and the outbox keeps no file of it
     assert list((h.outbox / "sealed").iterdir()) == []
     assert list((h.outbox / "claims").iterdir()) == []
+
+
+def test_the_cloud_finds_opens_and_describes_a_sample_from_what_the_blob_carries(h: Harness) -> None:
+    # given: a sample uploaded with the trimmed metadata (no sample id, device or key id in it)
+    original = b"\xff\xd8 a frame" * 100
+    assert h.uploader.accept_selected(selected(h.samples, "01S1", original))
+    h.pump()
+    # when: the cloud lists, queries by tags and opens it
+    (listed,) = find_samples(h.store)
+    (tagged,) = find_samples_by_tags(h.store, {"device": "dev-1", "label_state": "unlabelled"})
+    # then: the name gives the sample and device, the metadata the rest, the envelope opens
+    assert (listed.sample_id, listed.device, listed.model, listed.model_version) == (
+        "01S1",
+        "dev-1",
+        "digits",
+        "3",
+    )
+    assert tagged.blob_name == listed.blob_name
+    assert fetch_plaintext(h.store, listed, EnvelopeOpener(keyring(0))) == original
+    assert not listed.is_audit
+    assert {k: listed.describe()[k] for k in ("strategy", "label", "confidence")} == {
+        "strategy": "uncertainty",
+        "label": "7",
+        "confidence": "0.41",
+    }
 
 
 def test_the_sidecar_is_opt_in_and_follows_its_sample(tmp_path: Path) -> None:
