@@ -1,7 +1,11 @@
 """Encrypted, durable upload throughput next to plain azure-storage-blob uploads of the same files
 to the same Azurite, in alternating rounds of one run.
 
-The plain side reads each file and ``upload_blob``s it, nothing else. The uploader side is the
+Like with like: the same files, the same Azurite, the same credential kind on both sides
+(``--credential key``, the default: a connection string, every request signed with the account
+key; ``--credential sas``: a container SAS URL with create and write permission, as a device is
+given, nothing signed per request). The plain side reads each file and ``upload_blob``s it with
+the SDK's defaults, nothing else. The uploader side is the
 whole path: seal (RSA-OAEP wrap + AES-256-GCM) straight from the sample volume, the batch's
 durable commit (SQLite WAL, fsync with ``durability: full``), one create-only request per sample
 (the sealed blob with its metadata and index tags), the done record and the ``uploaded`` notice.
@@ -14,6 +18,7 @@ ratios are printed. CPU seconds per file of this process and of Azurite show whe
 (both share the machine).
 
     python -m bench.uploader [--files 150] [--size 72000] [--workers 2] [--rounds 2] [--sidecar]
+                             [--credential key|sas]
 """
 
 from __future__ import annotations
@@ -29,10 +34,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import (
+    BlobServiceClient,
+    ContainerClient,
+    ContainerSasPermissions,
+    generate_container_sas,
+)
 from edgeloop_uploader.config import UploaderConfig
 from edgeloop_uploader.service import Uploader
 
@@ -89,10 +100,32 @@ class Meter:
         }
 
 
-def plain_round(server: Azurite, paths: list[Path], container: str, workers: int, meter: Meter) -> None:
+def container_credential(server: Azurite, container: str, kind: str) -> str:
+    """Create ``container``; its connection string (``key``) or a container SAS URL (``sas``) with
+    the permissions a device's SAS has (create, write), valid for a day."""
+    service = BlobServiceClient.from_connection_string(server.connection_string, retry_total=0)
+    box = service.create_container(container)
+    if kind == "key":
+        return server.connection_string
+    token = generate_container_sas(
+        str(service.account_name),
+        container,
+        account_key=service.credential.account_key,
+        permission=ContainerSasPermissions(create=True, write=True),
+        expiry=datetime.now(UTC) + timedelta(days=1),
+    )
+    return f"{box.url}?{token}"
+
+
+def plain_round(
+    server: Azurite, paths: list[Path], container: str, workers: int, kind: str, meter: Meter
+) -> None:
     """Upload every file with plain azure-storage-blob, timed by ``meter``."""
-    client = BlobServiceClient.from_connection_string(server.connection_string, retry_total=0)
-    box = client.create_container(container)
+    credential = container_credential(server, container, kind)
+    if kind == "key":
+        box = ContainerClient.from_connection_string(credential, container_name=container, retry_total=0)
+    else:
+        box = ContainerClient.from_container_url(credential, retry_total=0)
 
     def one(path: Path) -> None:
         with open(path, "rb") as fin:
@@ -100,7 +133,7 @@ def plain_round(server: Azurite, paths: list[Path], container: str, workers: int
 
     with meter.timing(), ThreadPoolExecutor(workers) as pool:
         list(pool.map(one, paths))
-    client.close()
+    box.close()
 
 
 def uploader_round(
@@ -116,6 +149,7 @@ def uploader_round(
 ) -> None:
     """Accept and upload every file through the uploader, timed by ``meter`` from the first
     accepted sample to the last ``uploaded`` notice (sent once its upload is recorded done)."""
+    credential = container_credential(server, container, options["credential"])
     noticed: list[int] = [0]
     all_noticed = threading.Event()
 
@@ -129,7 +163,7 @@ def uploader_round(
         outbox_dir=outbox,
         device_id="bench",
         clock=SystemClock(),
-        env_credential=server.connection_string,
+        env_credential=credential,
         notify=notify,
     )
     config = UploaderConfig.model_validate(
@@ -177,23 +211,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sidecar", action="store_true", help="also write the JSON sidecar (storage.sidecar: true)"
     )
+    parser.add_argument(
+        "--credential",
+        choices=["key", "sas"],
+        default="key",
+        help="both sides: a connection string (shared key) or a create/write container SAS URL",
+    )
     args = parser.parse_args(argv)
     key = generate_private_key()
     pem = PublicKey(key.public_key(), "").pem().decode("ascii")
     workers, in_flight = args.workers, 2 * args.workers
     requests = in_flight if args.sidecar else workers
-    options = {"durability": args.durability, "sidecar": args.sidecar}
+    options = {"durability": args.durability, "sidecar": args.sidecar, "credential": args.credential}
     with tempfile.TemporaryDirectory() as tmp, Azurite(Path(tmp) / "azurite") as server:
         root = Path(tmp)
         samples = root / "samples"
         paths = make_files(samples, args.files, args.size)
         plain, wider, ours = Meter(server.pid), Meter(server.pid), Meter(server.pid)
         sides: list[tuple[str, Meter, Callable[[int], None]]] = [
-            (f"plain x{workers}", plain, lambda n: plain_round(server, paths, f"plain{n}", workers, plain)),
+            (
+                f"plain x{workers}",
+                plain,
+                lambda n: plain_round(server, paths, f"plain{n}", workers, args.credential, plain),
+            ),
             (
                 f"plain x{in_flight}",
                 wider,
-                lambda n: plain_round(server, paths, f"wide{n}", in_flight, wider),
+                lambda n: plain_round(server, paths, f"wide{n}", in_flight, args.credential, wider),
             ),
             (
                 "uploader",
@@ -207,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{args.files} files of {args.size} bytes; plain: {workers} concurrent uploads (and "
             f"{in_flight}); uploader: {workers} workers, {blobs} per sample, up to {requests} "
-            f"requests in flight; durability {args.durability}"
+            f"requests in flight; durability {args.durability}; credential {args.credential} on both sides"
         )
         for n in range(args.rounds):
             for _label, _meter, run in sides if n % 2 == 0 else sides[::-1]:  # so drift cancels out
@@ -224,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         "uploader_requests_in_flight_max": requests,
         "durability": args.durability,
         "sidecar": args.sidecar,
+        "credential": args.credential,
         "rounds": args.rounds,
         "plain": plain.summary(args.files),
         "plain_same_requests_in_flight": wider.summary(args.files),

@@ -3,6 +3,7 @@ SIGKILL mid-upload, the disk budget, and an expired SAS replaced by ``setCredent
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edgeloop_cloud.samples import find_samples, find_samples_by_tags
+from edgeloop_cloud.opener import EnvelopeOpener
+from edgeloop_cloud.samples import fetch_plaintext, find_samples, find_samples_by_tags
 from edgeloop_uploader.config import UploaderConfig
 from edgeloop_uploader.module import UploaderModule
 from edgeloop_uploader.sources import Credential
@@ -118,9 +120,11 @@ def test_round_trip_and_tamper_and_swap_detection(
     for sample_id, data in images.items():
         assert _open(store, names[sample_id]) == data
         meta = store.info(names[sample_id]).metadata
-        assert meta["sample_id"] == sample_id
-        assert meta["device_id"] == "dev-1"
         assert meta["reason"] == "margin 0.05 < 0.1"
+        assert meta["plaintext_sha256"] == hashlib.sha256(data).hexdigest()
+    # and the cloud's reader opens each one from what the blob carries (name, metadata, envelope)
+    opener = EnvelopeOpener(keyring(0))
+    assert {ref.sample_id: fetch_plaintext(store, ref, opener) for ref in find_samples(store)} == images
     # and one blob a sample, which the cloud finds by its index tags as by listing
     assert sorted(b.name for b in store.list()) == sorted(names.values())
     tagged = list(find_samples_by_tags(store, {"strategy": "uncertainty", "device": "dev-1"}))

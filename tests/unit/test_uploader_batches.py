@@ -300,3 +300,48 @@ def test_lanes_run_jobs_hand_back_failures_and_reuse_an_idle_lane() -> None:
     # then
     with pytest.raises(RuntimeError, match="closed"):
         lanes.submit(lambda: None)
+
+
+@pytest.mark.parametrize(("durability", "syncs"), [("full", 1), ("normal", 0)])
+def test_an_accepted_message_is_synced_to_disk_after_the_lock_is_let_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durability: str, syncs: int
+) -> None:
+    # given
+    h = Harness(tmp_path, config={"outbox": {"durability": durability}})
+    db = h.uploader.db
+    synced: list[bool] = []
+    real_sync = db._sync_log
+
+    def probe() -> None:  # as an upload worker would, while the log is synced
+        taken = db._lock.acquire(timeout=5)
+        if taken:
+            db._lock.release()
+        synced.append(taken)
+
+    def sync() -> None:
+        other = threading.Thread(target=probe)
+        other.start()
+        other.join()
+        real_sync()
+
+    monkeypatch.setattr(db, "_sync_log", sync)
+    # when: one message of two samples
+    assert h.uploader.accept_selected_batch([selected(h.samples, "01S1"), selected(h.samples, "01S2")]) == 2
+    # then: the log is synced once for the message under ``full``, without the lock held
+    assert synced == [True] * syncs
+
+
+def test_checkpoints_keep_the_log_bounded_without_one_inside_a_commit(tmp_path: Path) -> None:
+    # given: no checkpoint runs inside a commit (they run after it, on their own connection)
+    h = Harness(tmp_path)
+    db = h.uploader.db
+    assert db._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    wal = Path(f"{db.path}-wal")
+    # when: 6 MB of envelopes are accepted, 8 samples of 100 KB a message, and uploaded
+    for message in range(8):
+        items = [selected(h.samples, f"01M{message}{i}", bytes(range(256)) * 400) for i in range(8)]
+        assert h.uploader.accept_selected_batch(items) == 8
+        h.pump()
+    # then: the log never grew far past the megabyte after which a checkpoint runs
+    assert h.uploader.db.counts()[DONE] == 64
+    assert wal.stat().st_size < 2_500_000, wal.stat().st_size

@@ -3,6 +3,9 @@ recovery after a crash, key rotation. A memory blob store and a fake clock stand
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import io
 import json
 import logging
 import random
@@ -13,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from edgeloop_cloud.opener import EnvelopeOpener
+from edgeloop_cloud.samples import fetch_plaintext, find_samples, find_samples_by_tags
 from edgeloop_uploader.backoff import backoff_delay
 from edgeloop_uploader.config import RetryConfig
 from edgeloop_uploader.outbox import DONE, QUARANTINED, QUEUED, UPLOADING
@@ -41,17 +46,23 @@ def test_a_selected_sample_is_one_request_with_metadata_and_tags_and_is_reported
     assert h.open_sample("01S1") == original
     blob = h.store.blobs[name]
     assert blob.content_type == "application/vnd.edgeloop.envelope"
-    # and it carries what the sidecar used to: identity, hashes, the selection and the answer
+    # and it carries what the sidecar used to, each fact once: the hashes, the selection and the
+    # answer as metadata; the sample, device, model and key in the name, the tags or the envelope
     meta = blob.metadata
-    assert meta["key_id"] == key_id(0)
-    assert meta["sample_id"] == "01S1"
-    assert meta["traceparent"] == TRACEPARENT
-    assert meta["strategy"] == "uncertainty"
-    assert meta["reason"] == "margin 0.05 < 0.1"
-    assert (meta["label"], meta["confidence"]) == ("7", "0.41")
-    assert meta["plaintext_sha256"] == item.prediction.frame.sha256
-    assert meta["plaintext_bytes"] == str(len(original))
+    assert meta == {
+        "content_type": "image/jpeg",
+        "plaintext_sha256": item.prediction.frame.sha256,
+        "blob_sha256": hashlib.sha256(blob.data).hexdigest(),
+        "strategy": "uncertainty",
+        "label": "7",
+        "confidence": "0.41",
+        "reason": "margin 0.05 < 0.1",
+        "selected_at": meta["selected_at"],
+        "traceparent": TRACEPARENT,
+    }
     assert meta["selected_at"].startswith("2026-01-05T12:30:02")
+    header = read_header(io.BytesIO(blob.data))
+    assert (header.key_id, header.context.sample_id, header.context.device_id) == (key_id(0), "01S1", "dev-1")
     # and index tags the cloud can query
     assert blob.tags == {
         "strategy": "uncertainty",
@@ -70,6 +81,31 @@ def test_a_selected_sample_is_one_request_with_metadata_and_tags_and_is_reported
     # and the outbox keeps no file of it
     assert list((h.outbox / "sealed").iterdir()) == []
     assert list((h.outbox / "claims").iterdir()) == []
+
+
+def test_the_cloud_finds_opens_and_describes_a_sample_from_what_the_blob_carries(h: Harness) -> None:
+    # given: a sample uploaded with the trimmed metadata (no sample id, device or key id in it)
+    original = b"\xff\xd8 a frame" * 100
+    assert h.uploader.accept_selected(selected(h.samples, "01S1", original))
+    h.pump()
+    # when: the cloud lists, queries by tags and opens it
+    (listed,) = find_samples(h.store)
+    (tagged,) = find_samples_by_tags(h.store, {"device": "dev-1", "label_state": "unlabelled"})
+    # then: the name gives the sample and device, the metadata the rest, the envelope opens
+    assert (listed.sample_id, listed.device, listed.model, listed.model_version) == (
+        "01S1",
+        "dev-1",
+        "digits",
+        "3",
+    )
+    assert tagged.blob_name == listed.blob_name
+    assert fetch_plaintext(h.store, listed, EnvelopeOpener(keyring(0))) == original
+    assert not listed.is_audit
+    assert {k: listed.describe()[k] for k in ("strategy", "label", "confidence")} == {
+        "strategy": "uncertainty",
+        "label": "7",
+        "confidence": "0.41",
+    }
 
 
 def test_the_sidecar_is_opt_in_and_follows_its_sample(tmp_path: Path) -> None:
@@ -491,8 +527,8 @@ def test_a_batch_the_database_cannot_record_is_refused_whole_naming_the_full_dis
     real = h.uploader.db.transaction
 
     @contextmanager
-    def full(*, durable: bool = False) -> Iterator[Any]:
-        with real(durable=durable) as conn:
+    def full(*, durable: bool = False, size: int = 0) -> Iterator[Any]:
+        with real(durable=durable, size=size) as conn:
             yield conn
             raise sqlite3.OperationalError("database or disk is full")
 
@@ -509,3 +545,24 @@ def test_a_batch_the_database_cannot_record_is_refused_whole_naming_the_full_dis
     assert all("disk is full" in r["reason"] for r in stats["recent_rejections"])
     # and the next message, with room again, is accepted
     assert h.uploader.accept_selected(selected(h.samples, "01F999", b"z" * 1000))
+
+
+def test_samples_committed_whose_log_sync_failed_stay_and_are_uploaded_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: the log's fsync after the commit fails (an I/O error of the volume)
+    h = Harness(tmp_path)
+
+    def broken() -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(h.uploader.db, "_sync_log", broken)
+    items = [selected(h.samples, f"01G{i:03d}") for i in range(3)]
+    # when
+    h.uploader.accept_selected_batch(items)
+    monkeypatch.undo()
+    h.pump()
+    # then: the rows the database holds are not refused, and each is uploaded once
+    assert h.uploader.counters["rejected"] == 0
+    assert sorted(n.sample_id for n in h.notices) == ["01G000", "01G001", "01G002"]
+    assert len(h.store.puts) == 3

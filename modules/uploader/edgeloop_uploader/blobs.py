@@ -32,31 +32,31 @@ def _ascii(value: Any) -> str:
     return _NOT_PRINTABLE_ASCII.sub("_", str(value))[:1024]
 
 
-def envelope_metadata(entry: Entry, device_id: str) -> dict[str, str]:
+def envelope_metadata(entry: Entry) -> dict[str, str]:
     """The sample's facts as blob metadata, so the cloud reads them without a sidecar or the key:
-    identity, envelope and hashes, the selection (strategy, reason, tags, when) and the model's
-    answer (label, confidence). The full prediction is in the prediction log."""
+    the plaintext's content type and hash, the envelope's hash (what a retry compares), the
+    selection (strategy, reason, tags, when) and the model's answer (label, confidence).
+
+    Facts the blob carries elsewhere are not repeated: the sample id, device, model and version
+    are in the blob name (and the index tags), the key id and envelope version in the envelope's
+    header, the kind in the name (``predictions/``), the plaintext size in the envelope's size. The
+    header also names the sample, device and content type; the cloud checks it against the name
+    and the ``content_type`` here. Every metadata item is one more header that the storage parses
+    and the SDK sorts and signs on each request. The full prediction is in the
+    prediction log."""
     selected = entry.info.get("selected") or {}
     prediction = selected.get("prediction") or {}
     selection_tags = selected.get("tags") or []
     fields = {
-        "sample_id": entry.id,
-        "kind": entry.kind,
-        "device_id": entry.info.get("device_id", device_id),
-        "key_id": entry.key_id,
-        "envelope": f"ELENV/{ENVELOPE_VERSION}",
         "content_type": entry.content_type,
         "plaintext_sha256": entry.plaintext_sha256,
         "blob_sha256": entry.ciphertext_sha256,
         "strategy": entry.info.get("strategy"),
-        "model": prediction.get("model_name"),
-        "model_version": prediction.get("model_version"),
         "label": prediction.get("label"),
         "confidence": prediction.get("confidence"),
         "reason": selected.get("reason"),
         "selection_tags": ",".join(str(t) for t in selection_tags) if selection_tags else None,
         "selected_at": selected.get("selected_at"),
-        "plaintext_bytes": entry.info.get("plaintext_bytes"),
         "traceparent": entry.info.get("traceparent"),
     }
     return {k: _ascii(v) for k, v in fields.items() if v is not None}

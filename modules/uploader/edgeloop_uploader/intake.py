@@ -253,14 +253,19 @@ class Intake:
         self.budget.forget_held()
         if not pending:
             return 0
+        size = sum(len(accept.data or b"") for accept in pending)
         try:
-            with core.db.transaction(durable=True) as conn:
+            with core.db.transaction(durable=True, size=size) as conn:
                 for accept in pending:
                     core.db.store_sealed(conn, accept.row["id"], accept.data)
                     core.db.insert(conn, **accept.row)
         except (sqlite3.OperationalError, OSError) as exc:
             reason, category = recording_failure(exc)
+            recorded = _recorded(core, [accept.row["id"] for accept in pending])
             for accept in pending:
+                if accept.row["id"] in recorded:  # committed, the log's sync failed: it stays
+                    log.error("sample %s recorded, maybe not on disk: %s", accept.row["id"], exc)
+                    continue
                 core.sealed_cache.pop(accept.row["id"])
                 for column in ("sealed_path", "plain_path"):
                     path = accept.row.get(column)
@@ -314,6 +319,14 @@ def _open(item: SelectedSample, samples_dir: Path) -> _Source:
         raise SampleRefused(f"cannot open {frame.file_ref!r}: {exc.strerror or exc}", "io") from exc
     content_type = frame.content_type or mimetypes.guess_type(frame.file_ref)[0] or "application/octet-stream"
     return _Source(fin, size, content_type, Path(frame.file_ref).suffix, path)
+
+
+def _recorded(core: Core, ids: list[str]) -> set[str]:
+    """Those of ``ids`` the outbox holds (none when it cannot be read either)."""
+    try:
+        return core.db.existing_ids(ids)
+    except (sqlite3.Error, OSError):
+        return set()
 
 
 def _describe(item: SelectedSample) -> str:

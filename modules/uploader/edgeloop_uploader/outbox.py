@@ -15,8 +15,11 @@ its sealed file. ``uploading`` entries found at start were cut off by a crash an
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +29,14 @@ QUEUED, UPLOADING, DONE, QUARANTINED, EVICTED = "queued", "uploading", "done", "
 #: ``sealed_path`` of an entry whose envelope is kept in the database (table ``sealed_data``).
 IN_DATABASE = ":outbox.db:"
 STATES = (QUEUED, UPLOADING, DONE, QUARANTINED, EVICTED)
+#: A checkpoint (the log copied into the database) once about this much went to the log...
+_CHECKPOINT_BYTES = 1024 * 1024
+#: ... or this long after the last one, whichever comes first.
+_CHECKPOINT_S = 1.0
+#: What a transaction writes to the log beside the payload it declares: a page or so.
+_PAGE = 4096
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -111,39 +122,49 @@ class OutboxDB:
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
-        # Checkpoint at about 1 MB and cut the WAL back to 4 MB after, so the log's size is
-        # bounded on a small volume (samples up to 256 KB are stored in the database).
-        self._conn.execute("PRAGMA wal_autocheckpoint=256")
+        # No checkpoint inside a commit: they run on their own connection after the commit, so
+        # the lock every upload worker needs is not held while a megabyte of envelopes is
+        # copied and synced (``_after_write``). The WAL is cut back to 4 MB after one.
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
         self._conn.execute("PRAGMA journal_size_limit=4194304")
         # Freed pages are not zeroed when that costs extra writes: the envelopes stored here
         # are ciphertext, and zeroing each one's overflow pages on delete wrote every uploaded
         # envelope to the log a second time (SQLite builds often default to ON).
         self._conn.execute("PRAGMA secure_delete=FAST")
+        # Commits do not wait for the disk; a durable one syncs the log after the lock is let go.
+        self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
+        self._checkpointer = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._checkpointer.execute("PRAGMA journal_size_limit=4194304")
+        self._checkpointer.execute("PRAGMA synchronous=NORMAL")
+        self._checkpoint_lock = threading.Lock()
+        self._unchecked_bytes = 0  # written to the log since the last checkpoint (an estimate)
+        self._checkpoint_at = time.monotonic()
         self._full = durability == "full"
-        self._synchronous = ""
-        self._set_synchronous("NORMAL")
 
     def set_durability(self, durability: str) -> None:
         self._full = durability == "full"
 
-    def _set_synchronous(self, mode: str) -> None:
-        if mode != self._synchronous:
-            self._conn.execute(f"PRAGMA synchronous={mode}")
-            self._synchronous = mode
-
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._checkpoint_lock:
+            self._checkpointer.close()
             self._conn.close()
 
     @contextmanager
-    def transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
-        """One transaction. ``durable`` ones (accepting an entry) reach the disk before COMMIT
-        returns when the outbox is configured ``full``; the others (uploading, done, notified,
-        evicted) need not: losing them to a power loss only repeats an idempotent step, and the
-        next durable commit makes them durable too (WAL order)."""
+    def transaction(self, *, durable: bool = False, size: int = 0) -> Iterator[sqlite3.Connection]:
+        """One transaction (``size``: about how many bytes it writes, beside its rows).
+
+        ``durable`` ones (accepting an entry) are on the disk when this returns if the outbox is
+        configured ``full``: the log is synced once the transaction is committed and the lock
+        let go, so other threads' transactions go on meanwhile, and a crash before the sync
+        leaves a commit that the caller has not yet been told of. The others (uploading, done,
+        notified, evicted) need not: losing them to a power loss only repeats an idempotent
+        step, and the next durable sync makes them durable too (WAL order).
+
+        Raises:
+            OSError: the log could not be synced (the transaction is committed, maybe not on disk).
+        """
         with self._lock:
-            self._set_synchronous("FULL" if durable and self._full else "NORMAL")
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
@@ -152,8 +173,37 @@ class OutboxDB:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
-            finally:
-                self._set_synchronous("NORMAL")
+        if durable and self._full:
+            self._sync_log()
+        self._after_write(size + _PAGE)
+
+    def _sync_log(self) -> None:
+        """fsync the WAL: every transaction committed before is then on the disk. A checkpoint
+        syncs the log before it copies it into the database, so a transaction that a checkpoint
+        took out of the log in between is on the disk too."""
+        fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _after_write(self, size: int) -> None:
+        """Checkpoint once about a megabyte went to the log, or a second after the last one,
+        on the checkpointer's connection (a passive checkpoint never blocks a transaction); a
+        thread that finds another one checkpointing leaves it to it."""
+        self._unchecked_bytes += size
+        now = time.monotonic()
+        if self._unchecked_bytes < _CHECKPOINT_BYTES and now - self._checkpoint_at < _CHECKPOINT_S:
+            return
+        if not self._checkpoint_lock.acquire(blocking=False):
+            return
+        try:
+            self._unchecked_bytes, self._checkpoint_at = 0, now
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:  # a full disk: the log keeps it, the next one tries again
+            log.warning("outbox checkpoint failed: %s", exc)
+        finally:
+            self._checkpoint_lock.release()
 
     def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:
         with self._lock:
@@ -202,7 +252,9 @@ class OutboxDB:
             sql += " AND state = ?"
             args.append(expect_state)
         with self._lock:
-            return self._conn.execute(sql, args).rowcount == 1
+            changed = self._conn.execute(sql, args).rowcount == 1
+        self._after_write(_PAGE)
+        return changed
 
     def claim_next(self, now: float) -> Entry | None:
         """Move the most urgent ready entry (highest priority, then oldest) to ``uploading``."""
@@ -385,7 +437,7 @@ class OutboxDB:
     # -- prediction log ----------------------------------------------------------------------
     def add_predictions(self, rows: list[tuple[str, str, float, str]]) -> None:
         """Rows of (hour, sample_id, added_at, json line)."""
-        with self.transaction(durable=True) as conn:
+        with self.transaction(durable=True, size=sum(len(row[3]) for row in rows)) as conn:
             conn.executemany(
                 "INSERT INTO predlog_pending (hour, sample_id, added_at, line) VALUES (?, ?, ?, ?)", rows
             )

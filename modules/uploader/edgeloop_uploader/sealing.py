@@ -134,7 +134,7 @@ class Sealer:
                 fin, size=size, entry_id=entry.id, content_type=entry.content_type, key=key
             )
         fields = self.fields(sealed, entry.info)
-        with core.db.transaction(durable=True) as conn:
+        with core.db.transaction(durable=True, size=len(sealed.data or b"")) as conn:
             core.db.store_sealed(conn, entry.id, sealed.data)
             core.db.update_in(conn, entry.id, updated_at=core.now(), **fields)
         if sealed.data is not None:

@@ -207,7 +207,7 @@ class Shipper:
     ) -> None:
         core = self.core
         data = self._read_sealed(entry)
-        metadata = blobs.envelope_metadata(entry, core.device_id)
+        metadata = blobs.envelope_metadata(entry)
         if traceparent:  # the cloud continues the trace from the upload
             metadata["traceparent"] = traceparent
         tags = blobs.envelope_tags(entry, core.device_id)
