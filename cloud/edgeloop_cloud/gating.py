@@ -56,10 +56,15 @@ def gate_model(
     registry: Registry,
     config: GateConfig,
     clock: Clock,
+    champion_model: bytes | None = None,
 ) -> Gated:
-    """Score ``model`` and the champion on ``items`` and decide; the record says on what."""
+    """Score ``model`` and the champion on ``items`` and decide; the record says on what.
+    ``champion_model``: the champion's bytes when the caller has them already (read and
+    checked against its card), else they are read from ``registry``."""
     candidate = evaluate(model, items, repeats=config.latency_repeats, clock=clock)
-    champion_eval = _champion_eval(registry, champion, items, config, clock) if champion else None
+    champion_eval = (
+        _champion_eval(registry, champion, items, config, clock, champion_model) if champion else None
+    )
     decision = decide(
         candidate, champion_eval, config, champion_version=champion.version if champion else None
     )
@@ -74,12 +79,18 @@ def gate_model(
 
 
 def _champion_eval(
-    registry: Registry, champion: Champion, items: list[EvalItem], config: GateConfig, clock: Clock
+    registry: Registry,
+    champion: Champion,
+    items: list[EvalItem],
+    config: GateConfig,
+    clock: Clock,
+    model: bytes | None,
 ) -> Evaluation:
-    try:
-        model = registry.read_model(champion.name, champion.version)
-    except (CloudError, BlobStoreError) as exc:
-        return Evaluation(loaded=False, error=str(exc))
+    if model is None:
+        try:
+            model = registry.read_model(champion.name, champion.version)
+        except (CloudError, BlobStoreError) as exc:
+            return Evaluation(loaded=False, error=str(exc))
     return evaluate(model, items, repeats=config.latency_repeats, clock=clock)
 
 

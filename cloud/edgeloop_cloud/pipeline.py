@@ -266,8 +266,9 @@ def execute_run(
              run.run_id, len(base_examples), len(new_train), len(audit), len(skipped))  # fmt: skip
     trainer = make_trainer(cfg.trainer, base=base_examples, params=cfg.training, azureml=svc.azureml,
                            base_data=_base_reference(cfg))  # fmt: skip
+    champion_model = _champion_model(svc, champion)  # read once: training starts from it, the gate scores it
     job = TrainingJob(model_name=name, run_id=run.run_id, seed=cfg.training.seed, samples=samples,
-                      examples=new_train, champion=_champion_model(svc, champion),
+                      examples=new_train, champion=champion_model,
                       champion_version=champion.version if champion else None)  # fmt: skip
     try:
         trained = run_trainer(trainer, job)
@@ -278,8 +279,8 @@ def execute_run(
     model = trained.to_bytes(name=name, version=version)
     trainer_doc = {**trainer.describe(), "metrics": trained.metrics, "log_tail": trained.log_tail}
     run.update(phase="trained", version=version, trainer=trainer_doc)
-    gated = gate_model(model=model, items=eval_items(base, audit), champion=champion,
-                       registry=svc.registry, config=cfg.gate, clock=svc.clock)  # fmt: skip
+    gated = gate_model(model=model, items=eval_items(base, audit), champion=champion, registry=svc.registry,
+                       config=cfg.gate, clock=svc.clock, champion_model=champion_model)  # fmt: skip
     gated.doc["run_id"] = run.run_id
     model_card = card(manifest=trained.manifest, base=base.description, new_train=new_train, audit=audit,
                       skipped=skipped, evaluation=gated.decision.candidate, gate_doc=gated.doc,

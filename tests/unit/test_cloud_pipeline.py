@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 import cv2
 import numpy as np
@@ -143,8 +144,18 @@ def test_nothing_new_means_no_run_and_new_labels_start_a_round(stream: list[tupl
     assert "no newly labelled" in idle.reasons[0]
     # when: another batch of labels arrives, the audit share's among them
     _write_labels(svc.data, "labels/b.jsonl", [(f"s{n:03d}", lbl) for n, (_f, lbl) in enumerate(stream)])
+    reads: list[str] = []
+    read = svc.models.read
+
+    def counted_read(name: str) -> tuple[bytes, Any]:
+        reads.append(name)
+        return read(name)
+
+    svc.models.read = counted_read  # type: ignore[method-assign]
     second = run_trigger_once(svc)
-    # then: a second run trained on every non-audit label and gated against v1 on the audit share
+    # then: a second run trained on every non-audit label and gated against v1 on the audit share,
+    # reading v1's model once for both (training starts from it, the gate scores it)
+    assert reads.count("digits/v1/model.onnx") == 1, reads
     assert second.status in ("promoted", "rejected", "waiting")
     assert second.version == "v2"
     assert second.counts == {"train": 60, "audit": 20, "skipped": 0}
