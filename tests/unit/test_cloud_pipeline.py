@@ -151,7 +151,7 @@ def test_nothing_new_means_no_run_and_new_labels_start_a_round(stream: list[tupl
         reads.append(name)
         return read(name)
 
-    svc.models.read = counted_read  # type: ignore[method-assign]
+    svc.models.read = counted_read  # type: ignore[method-assign, assignment]
     second = run_trigger_once(svc)
     # then: a second run trained on every non-audit label and gated against v1 on the audit share,
     # reading v1's model once for both (training starts from it, the gate scores it)
