@@ -16,6 +16,7 @@ pre-decoded tensors.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -55,6 +56,8 @@ def make_model(kind: str) -> tuple[bytes, int]:
 
 
 def write_frames(root: Path, count: int, size: int) -> list[FrameRef]:
+    """PNG frames on disk and their references with the fields capture sends (size, hashes,
+    attributes, trace context), which the module's input decoding validates."""
     rng = np.random.default_rng(0)
     frames = []
     (root / "frames").mkdir(parents=True, exist_ok=True)
@@ -62,6 +65,7 @@ def write_frames(root: Path, count: int, size: int) -> list[FrameRef]:
         ref = f"frames/f{i:06d}.png"
         pixels = cv2.GaussianBlur(rng.integers(0, 255, (size, size), dtype=np.uint8), (3, 3), 0)
         cv2.imwrite(str(root / ref), pixels)
+        data = (root / ref).read_bytes()
         frames.append(
             FrameRef(
                 sample_id=f"f{i:06d}",
@@ -70,6 +74,13 @@ def write_frames(root: Path, count: int, size: int) -> list[FrameRef]:
                 captured_at=datetime(2026, 1, 1, tzinfo=UTC),
                 kind="image",
                 file_ref=ref,
+                content_type="image/png",
+                width=size,
+                height=size,
+                bytes=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+                dhash=f"{i * 2654435761 % 2**64:016x}",
+                attributes={"file": f"f{i:06d}.png", "frame_index": str(i)},
                 traceparent=f"00-{i:032x}-{i + 1:016x}-01",
             )
         )
