@@ -7,10 +7,12 @@ the same model with the same session settings (the module's: intra-op spinning o
 batch size; the bare loop stops at the probabilities, the module also decodes the input
 messages, builds a prediction per frame (top-k, margin, entropy) and encodes them for the hub (an
 in-memory ``FakeHubClient``, which tells the bench when the last prediction arrived, so nothing
-polls the module meanwhile). Rounds alternate between the two; the median of each is printed
-with their ratio (target: module >= 0.9 of bare) and the CPU time each spends a sample (all
-threads), and written to ``bench/results/inference.json``. A third line shows the model alone on
-pre-decoded tensors.
+polls the module meanwhile). The frame references carry the fields capture sends (size, sha256,
+dhash, attributes), so the module's decoding of them and its check of each file against its
+sha256 (``verify_sample_hash``, on by default) are priced too. Rounds alternate between the
+two; the median of each is printed with their ratio (target: module >= 0.9 of bare) and the CPU
+time each spends a sample (all threads), and written to ``bench/results/inference.json``. A
+third line shows the model alone on pre-decoded tensors.
 """
 
 from __future__ import annotations
