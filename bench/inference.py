@@ -7,15 +7,18 @@ the same model with the same session settings (the module's: intra-op spinning o
 batch size; the bare loop stops at the probabilities, the module also decodes the input
 messages, builds a prediction per frame (top-k, margin, entropy) and encodes them for the hub (an
 in-memory ``FakeHubClient``, which tells the bench when the last prediction arrived, so nothing
-polls the module meanwhile). Rounds alternate between the two; the median of each is printed
-with their ratio (target: module >= 0.9 of bare) and the CPU time each spends a sample (all
-threads), and written to ``bench/results/inference.json``. A third line shows the model alone on
-pre-decoded tensors.
+polls the module meanwhile). The frame references carry the fields capture sends (size, sha256,
+dhash, attributes), so the module's decoding of them and its check of each file against its
+sha256 (``verify_sample_hash``, on by default) are priced too. Rounds alternate between the
+two; the median of each is printed with their ratio (target: module >= 0.9 of bare) and the CPU
+time each spends a sample (all threads), and written to ``bench/results/inference.json``. A
+third line shows the model alone on pre-decoded tensors.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -55,6 +58,8 @@ def make_model(kind: str) -> tuple[bytes, int]:
 
 
 def write_frames(root: Path, count: int, size: int) -> list[FrameRef]:
+    """PNG frames on disk and their references with the fields capture sends (size, hashes,
+    attributes, trace context), which the module's input decoding validates."""
     rng = np.random.default_rng(0)
     frames = []
     (root / "frames").mkdir(parents=True, exist_ok=True)
@@ -62,6 +67,7 @@ def write_frames(root: Path, count: int, size: int) -> list[FrameRef]:
         ref = f"frames/f{i:06d}.png"
         pixels = cv2.GaussianBlur(rng.integers(0, 255, (size, size), dtype=np.uint8), (3, 3), 0)
         cv2.imwrite(str(root / ref), pixels)
+        data = (root / ref).read_bytes()
         frames.append(
             FrameRef(
                 sample_id=f"f{i:06d}",
@@ -70,6 +76,13 @@ def write_frames(root: Path, count: int, size: int) -> list[FrameRef]:
                 captured_at=datetime(2026, 1, 1, tzinfo=UTC),
                 kind="image",
                 file_ref=ref,
+                content_type="image/png",
+                width=size,
+                height=size,
+                bytes=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+                dhash=f"{i * 2654435761 % 2**64:016x}",
+                attributes={"file": f"f{i:06d}.png", "frame_index": str(i)},
                 traceparent=f"00-{i:032x}-{i + 1:016x}-01",
             )
         )

@@ -198,6 +198,25 @@ def test_a_message_says_shared_fields_once_and_reads_back_as_the_records() -> No
     assert decode(message.body) == [Prediction.model_validate(r) for r in records]
 
 
+def test_the_message_equals_one_built_from_fully_validated_predictions_and_leaves_records_whole() -> None:
+    # given: records of two runs of one model
+    probs = scoring.softmax(np.random.default_rng(5).normal(size=(5, 3)))
+    frames = _frames(5)
+    records = _fields(frames[:2], probs[:2], list("xyz")) + _fields(
+        frames[2:], probs[2:], list("xyz"), scored_at=SCORED_AT + timedelta(seconds=1), latency_ms=0.7
+    )
+    copies = [dict(record) for record in records]
+    # when
+    batch, _sent, _problems = outgoing.batch_of(records)
+    # then: the header fields are taken out of the message's items, not out of the records
+    assert records == copies
+    assert batch == PredictionBatch.of([Prediction.model_validate(r) for r in copies])
+    assert (
+        batch.model_dump_json()
+        == PredictionBatch.of([Prediction.model_validate(r) for r in copies]).model_dump_json()
+    )
+
+
 def test_a_record_failing_its_contract_goes_out_as_an_error_and_its_mates_are_kept() -> None:
     # given: a model that emitted NaN for one sample
     probs = np.array([[0.9, 0.1], [np.nan, np.nan], [0.2, 0.8]])

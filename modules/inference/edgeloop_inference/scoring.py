@@ -110,7 +110,8 @@ def prediction_fields(
     rounded = np.round(probs, 6)
     names = np.asarray(label_list, dtype=object)
     top_labels = names[order].tolist()
-    top_scores = np.take_along_axis(rounded, order, axis=1).tolist()
+    # plain fancy indexing: take_along_axis builds its index in Python, 8 us a call of batch 8
+    top_scores = rounded[np.arange(rows)[:, None], order].tolist()
     scores = rounded.tolist() if include_scores else [[]] * rows
     label_field = label_list if include_scores else None
     texts = embeddings if embeddings is not None else [None] * rows

@@ -8,13 +8,14 @@ call), decode to a list of typed contract objects.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from pydantic_core import from_json
 
 from edgeloop.contracts import Batch, BatchEnvelope, Contract, contract_for_schema
@@ -77,10 +78,16 @@ def _properties(items: Sequence[Contract]) -> dict[str, str]:
 
 def _wire(item: Contract) -> bytes:
     """The item's JSON with its ``schema`` tag first; pydantic's own serializer is about three
-    times faster than ``json.dumps`` of ``model_dump`` on the per-sample hot path."""
-    fields = item.model_dump_json(exclude_none=True).encode("utf-8")
-    head = b'{"schema":' + json.dumps(item.SCHEMA).encode("ascii")
+    times faster than ``json.dumps`` of ``model_dump`` on the per-sample hot path, and its bytes
+    are taken as they are (``model_dump_json`` would make a str of them, to be encoded again)."""
+    fields = item.__pydantic_serializer__.to_json(item, exclude_none=True)
+    head = _schema_head(item.SCHEMA)
     return head + (b"," + fields[1:] if fields != b"{}" else b"}")
+
+
+@functools.cache
+def _schema_head(schema: str) -> bytes:
+    return b'{"schema":' + json.dumps(schema).encode("ascii")
 
 
 def _message(output: str, items: Sequence[Contract]) -> OutboundMessage:
@@ -158,25 +165,54 @@ def decode_each(body: bytes | str) -> tuple[list[Contract], list[str]]:
         raise ContractError(f"message body must be a JSON object, got {type(doc).__name__}")
     schema = doc.get("schema")
     if schema == BatchEnvelope.SCHEMA:
-        try:
-            envelope = BatchEnvelope.model_validate({k: v for k, v in doc.items() if k != "schema"})
-        except ValidationError as exc:
-            raise ContractError(f"bad batch envelope: {_first_error(exc)}") from exc
-        items: list[Contract] = []
-        problems: list[str] = []
-        for raw in envelope.items:
-            try:
-                item = _item(envelope.item_schema, raw)
-                items.extend(item.unbatch() if isinstance(item, Batch) else [item])
-            except ContractError as exc:
-                problems.append(str(exc))
-        return items, problems
+        return _envelope(doc)
     if not isinstance(schema, str):
         raise ContractError("message body has no 'schema' field naming its contract")
     model = contract_for_schema(schema)
     if model is not None and issubclass(model, Batch):
         return _batch(model, schema, doc)
     return [_item(schema, doc)], []
+
+
+def _envelope(doc: Mapping[str, Any]) -> tuple[list[Contract], list[str]]:
+    """A batch envelope's items: validated in one call when they are all of a plain contract
+    and all valid (about half the cost of one call per item); otherwise item by item, so that
+    one bad item is left out with its reason and its batch mates kept."""
+    item_schema, raw_items = doc.get("item_schema"), doc.get("items")
+    if (
+        len(doc) != 3
+        or not isinstance(item_schema, str)
+        or not isinstance(raw_items, list)
+        or not all(isinstance(raw, dict) for raw in raw_items)
+    ):
+        try:
+            envelope = BatchEnvelope.model_validate({k: v for k, v in doc.items() if k != "schema"})
+        except ValidationError as exc:
+            raise ContractError(f"bad batch envelope: {_first_error(exc)}") from exc
+        item_schema, raw_items = envelope.item_schema, envelope.items
+    model = contract_for_schema(item_schema)
+    if model is not None and not issubclass(model, Batch):
+        for raw in raw_items:  # the parser's own dicts: the tag can go in place
+            raw.pop("schema", None)
+        try:
+            return list(_list_adapter(model).validate_python(raw_items)), []
+        except ValidationError:
+            pass  # at least one bad item: find which, item by item
+    items: list[Contract] = []
+    problems: list[str] = []
+    for raw in raw_items:
+        try:
+            item = _item(item_schema, raw)
+            items.extend(item.unbatch() if isinstance(item, Batch) else [item])
+        except ContractError as exc:
+            problems.append(str(exc))
+    return items, problems
+
+
+@functools.cache
+def _list_adapter(model: type[Contract]) -> TypeAdapter[list[Contract]]:
+    """One validator for a list of ``model`` items, built once per contract."""
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
 
 
 def _batch(model: type[Batch], schema: str, doc: Mapping[str, Any]) -> tuple[list[Contract], list[str]]:
