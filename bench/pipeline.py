@@ -348,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, hop in paced["hops_ms"].items():
             print(latency_line(f"  hop {name.replace('_', ' ')}, paced", hop))
         print("messages, paced:  " + messages_line(paced["messages"]))
+        runs = paced["inference_batches"]
+        print(f"inference runs, paced: sizes {runs['sizes']}, at once {runs['at_once']}")
     print("RSS at the end (MiB):     " + per_process(full["rss_mib"], ".0f"))
     print(
         "CPU ms per frame:         "

@@ -334,6 +334,11 @@ def measure(work: Path, spec: RunSpec) -> dict[str, Any]:
             result["cpu_ms_per_frame"] = _cpu_ms(pids, cpu0, max(seen, 1))
             result["filter_stats"] = module_stats(hub, "filter")
             result["messages"] = {name: messages(hub, name) for name in MODULES}
+            inference = module_stats(hub, "inference")
+            result["inference_batches"] = {
+                "sizes": inference.get("batchSizes", {}),
+                "at_once": inference.get("eagerBatches"),
+            }
             result["uploaded_by_then"] = int(
                 module_stats(hub, "uploader").get("counters", {}).get("uploaded", 0)
             )
