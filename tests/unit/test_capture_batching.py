@@ -236,3 +236,59 @@ def test_references_coming_fast_wait_the_window_again_after_a_slow_spell() -> No
     sender.stop()
     # then: it waited for them: one message of ten
     assert [len(b) for b in rec.batches] == [10]
+
+
+class _Receipts:
+    def __init__(self) -> None:
+        self.calls: list[list[object]] = []
+
+    def on_sent(self, receipts: object) -> None:
+        assert isinstance(receipts, list)
+        self.calls.append(list(receipts))
+
+
+def test_positions_are_written_once_for_the_batches_sent_while_more_waited() -> None:
+    # given: six references with their receipts queued, messages of two
+    rec, done = _Recorder(), _Receipts()
+    sender = FrameSender(rec.send, on_sent=done.on_sent, batch_max=2, batch_window_s=0.0)
+    receipts = [object() for _ in range(6)]
+    for ref, receipt in zip(_refs(6), receipts, strict=True):
+        sender.put(ref, lambda: False, receipt=receipt)  # type: ignore[arg-type]
+    # when: it sends them
+    sender.start()
+    wait_for(lambda: len(rec.batches) == 3 and done.calls, what="three messages and their receipts")
+    sender.stop()
+    # then: the waiting references went first, and one call settled all three messages' receipts
+    assert [len(b) for b in rec.batches] == [2, 2, 2]
+    assert done.calls == [receipts]
+    assert sender.counters["settles_deferred"] == 2
+
+
+def test_a_batch_sent_with_nothing_waiting_is_settled_at_once() -> None:
+    # given: a sender with references that come one at a time
+    rec, done = _Recorder(), _Receipts()
+    sender = FrameSender(rec.send, on_sent=done.on_sent, batch_max=10, batch_window_s=0.0)
+    sender.start()
+    first, second = object(), object()
+    # when: one comes, is sent, then another
+    sender.put(_refs(1)[0], lambda: False, receipt=first)  # type: ignore[arg-type]
+    wait_for(lambda: len(done.calls) == 1, what="the first receipt settled")
+    sender.put(_refs(1, first=1)[0], lambda: False, receipt=second)  # type: ignore[arg-type]
+    wait_for(lambda: len(done.calls) == 2, what="the second receipt settled")
+    sender.stop()
+    # then: each settled right after its own send
+    assert done.calls == [[first], [second]]
+
+
+def test_receipts_wait_no_longer_than_settle_every_s_while_references_keep_coming() -> None:
+    # given: six queued references, messages of two, receipts settled at least every batch
+    rec, done = _Recorder(), _Receipts()
+    sender = FrameSender(rec.send, on_sent=done.on_sent, batch_max=2, batch_window_s=0.0, settle_every_s=0.0)
+    receipts = [object() for _ in range(6)]
+    for ref, receipt in zip(_refs(6), receipts, strict=True):
+        sender.put(ref, lambda: False, receipt=receipt)  # type: ignore[arg-type]
+    sender.start()
+    wait_for(lambda: sum(len(c) for c in done.calls) == 6, what="every receipt settled")
+    sender.stop()
+    # then: one call a message, in order
+    assert done.calls == [receipts[0:2], receipts[2:4], receipts[4:6]]
