@@ -11,10 +11,7 @@ the few ready after a slow send at a paced rate (100 frames/s against a 10 ms wi
 would add one reference a message and 10 ms to each). When the hub is slow the
 queue fills and sources wait: references are batched, never dropped. A failed send is retried
 with backoff, keeping the batch. Once a batch is sent (``send`` returned: the hub has it), the
-receipts that came with its references go to ``on_sent``, which moves the sources' positions on
-(and writes them, an fsync). While more references wait, that waits too, for up to
-``settle_every_s``: the waiting references go first, and one write covers the batches sent
-meanwhile. A crash in between sends those references again (the positions lag, never lead).
+receipts that came with its references go to ``on_sent``, which moves the sources' positions on.
 """
 
 from __future__ import annotations
@@ -40,8 +37,6 @@ _POLL_S = 0.05
 _SMOOTHING = 0.25
 #: Longest gap between references counted (an idle spell weighs no more than this).
 _GAP_CAP_S = 1.0
-#: Longest a sent batch's receipts wait for ``on_sent`` while more references are queued.
-SETTLE_EVERY_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -64,16 +59,12 @@ class FrameSender:
         batch_window_s: float = 0.0,
         queue_size: int = 512,
         retry_max_s: float = 30.0,
-        settle_every_s: float = SETTLE_EVERY_S,
     ) -> None:
         self._send = send
         self._on_sent = on_sent
         self.batch_max = batch_max
         self.batch_window_s = batch_window_s
         self.retry_max_s = retry_max_s
-        self.settle_every_s = settle_every_s
-        self._unsettled: list[Receipt] = []
-        self._unsettled_since = 0.0
         self._queue: queue.Queue[_Outgoing] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -133,7 +124,6 @@ class FrameSender:
         """Send one batch of what is ready now; returns how many references went out."""
         batch = self._pending or self._take(block=False)
         if not batch:
-            self._settle()
             return 0
         self._pending = batch
         self._send([item.ref for item in batch])
@@ -142,29 +132,12 @@ class FrameSender:
         self.counters["sent"] += len(batch)
         receipts = [item.receipt for item in batch if item.receipt is not None]
         if receipts:
-            if not self._unsettled:
-                self._unsettled_since = time.monotonic()
-            self._unsettled.extend(receipts)
-        if self._unsettled and (
-            self._queue.empty()
-            or self._stop.is_set()
-            or time.monotonic() - self._unsettled_since >= self.settle_every_s
-        ):
-            self._settle()
-        else:
-            self.counters["settles_deferred"] += bool(self._unsettled)
+            try:
+                self._on_sent(receipts)
+            except Exception:  # the batch is sent: never send it again for this
+                self.counters["progress_errors"] += 1
+                log.exception("recording %d sent frame references failed", len(receipts))
         return len(batch)
-
-    def _settle(self) -> None:
-        """The receipts of the batches sent so far to ``on_sent`` (one call)."""
-        receipts, self._unsettled = self._unsettled, []
-        if not receipts:
-            return
-        try:
-            self._on_sent(receipts)
-        except Exception:  # the batch is sent: never send it again for this
-            self.counters["progress_errors"] += 1
-            log.exception("recording %d sent frame references failed", len(receipts))
 
     def stats(self) -> dict[str, Any]:
         return {**dict(self.counters), "queued": self._queue.qsize() + len(self._pending)}
@@ -203,7 +176,6 @@ class FrameSender:
             if not self._pending:
                 self._pending = self._take(block=True)
             if not self._pending:
-                self._settle()
                 if self._stop.is_set():
                     return
                 continue
@@ -218,7 +190,6 @@ class FrameSender:
                     delay,
                     exc_info=True,
                 )
-                self._settle()
                 if self._stop.wait(delay):
                     return
                 delay = min(delay * 2, self.retry_max_s)
