@@ -3,7 +3,7 @@ seconds passed since its first item, whichever comes first; or at once, with wha
 when items have been coming more slowly than the worker processes them.
 
 The wait for a fuller batch pays only while items come faster than batches are processed: then
-a fuller run costs less a item and the queue would grow. When the time between arrivals (one
+a fuller run costs less an item and the queue would grow. When the time between arrivals (one
 ``submit``/``submit_many`` call, a moving average) is longer than a batch's processing (likewise),
 the worker keeps up with what comes, and waiting would only add latency (a paced camera: up to
 ``max_wait`` on every frame), so it runs what is queued at once; the items of one call still
