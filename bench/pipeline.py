@@ -44,6 +44,7 @@ import cv2
 import numpy as np
 
 from bench.rig import (
+    FRAMES_ROUTE,
     ROOT,
     UPSTREAM_ROUTES,
     Profiler,
@@ -156,8 +157,18 @@ def bare_loop(paths: list[Path], model: bytes, policy_doc: dict[str, Any], publi
 
 
 # -- the pipeline --------------------------------------------------------------------------
-def manifest(state: Path, fps: float, budget: int, envelope_pem: str, signing_pem: str, storage: str) -> Any:
-    """The demo's manifest, with two routes that record predictions and selections upstream."""
+def manifest(
+    state: Path,
+    fps: float,
+    budget: int,
+    envelope_pem: str,
+    signing_pem: str,
+    storage: str,
+    *,
+    hops: bool = False,
+) -> Any:
+    """The demo's manifest, with two routes that record predictions and selections upstream
+    (and with ``hops`` a third, capture's frame references, for the latency of each hop)."""
     from edgeloop_demo.run import DemoOptions, demo_manifest
 
     opts = DemoOptions(state_dir=state, repo_root=ROOT, fps=fps, budget=budget)
@@ -166,6 +177,8 @@ def manifest(state: Path, fps: float, budget: int, envelope_pem: str, signing_pe
     )
     routes = doc["modulesContent"]["$edgeHub"]["properties.desired"]["routes"]
     routes.update(UPSTREAM_ROUTES)
+    if hops:
+        routes.update(FRAMES_ROUTE)
     return doc
 
 
@@ -221,15 +234,17 @@ def run_pipeline(
     address: str,
     profile: Path | None = None,
     idle_s: float = 0.0,
+    hops: bool = False,
 ) -> dict[str, Any]:
     """One run of the four modules under the dev hub over ``assets.frames`` at ``fps``; with
-    ``profile``, a py-spy flame graph of each process of the run in that folder."""
+    ``profile``, a py-spy flame graph of each process of the run in that folder; with ``hops``,
+    capture's messages recorded upstream too, for the latency of each hop."""
     frames = len(assets.frames)
     budget = max(1, int(frames * 0.15))
     policies: list[Any] = []
 
     def make_manifest(storage: str) -> Any:
-        doc = manifest(state, fps, budget, assets.envelope_pem, assets.signing_pem, storage)
+        doc = manifest(state, fps, budget, assets.envelope_pem, assets.signing_pem, storage, hops=hops)
         policies.append(doc["modulesContent"]["filter"]["properties.desired"]["policy"])
         return doc
 
@@ -300,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         paced = None
         if args.paced_fps > 0:
             paced_assets = prepare(work / "paced", args.paced_frames, args.seed, reuse=work / "full")
-            paced = run_pipeline(work, work / "paced", paced_assets, args.paced_fps, args.address)
+            paced = run_pipeline(work, work / "paced", paced_assets, args.paced_fps, args.address, hops=True)
     bare_fps = statistics.mean(r.frames_per_s for r in bare_runs)
     bare_cpu = statistics.mean(r.cpu_ms_per_frame for r in bare_runs)
     ratio = full["frames_per_s"] / bare_fps
@@ -329,6 +344,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         print(latency_line(f"capture -> inference scored, all, {label}", lat["capture_to_scored_all"]))
+    if paced is not None:
+        for name, hop in paced["hops_ms"].items():
+            print(latency_line(f"  hop {name.replace('_', ' ')}, paced", hop))
+        print("messages, paced:  " + messages_line(paced["messages"]))
+        runs = paced["inference_batches"]
+        print(f"inference runs, paced: sizes {runs['sizes']}, at once {runs['at_once']}")
     print("RSS at the end (MiB):     " + per_process(full["rss_mib"], ".0f"))
     print(
         "CPU ms per frame:         "

@@ -40,6 +40,17 @@ UPSTREAM_ROUTES = {
     "benchPredictions": "FROM /messages/modules/inference/outputs/predictions INTO $upstream",
     "benchSelected": "FROM /messages/modules/filter/outputs/selected INTO $upstream",
 }
+#: Records capture's frame references upstream too (the paced run's hops; one more hub write a
+#: capture message, so the throughput run goes without it).
+FRAMES_ROUTE = {"benchFrames": "FROM /messages/modules/capture/outputs/frames INTO $upstream"}
+#: The hops of one frame, in order: (name, from, to) over the stamps ``read_stamps`` gives.
+HOPS = (
+    ("capture_to_hub", "captured", "frames_at_hub"),
+    ("hub_to_scored", "frames_at_hub", "scored"),
+    ("scored_to_hub", "scored", "predictions_at_hub"),
+    ("hub_to_decision", "predictions_at_hub", "selected"),
+    ("decision_to_hub", "selected", "selection_at_hub"),
+)
 
 
 # -- figures -------------------------------------------------------------------------------
@@ -185,24 +196,39 @@ def model_loaded(hub: Any) -> bool:
     return isinstance(model, dict) and model.get("status") == "loaded"
 
 
-def read_upstream(path: Path) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]]]:
-    """From the hub's upstream log: sample id -> (captured_at, scored_at) for every prediction
-    and -> (captured_at, selected_at) for every selection, as epoch seconds."""
-    from edgeloop.contracts import Prediction, SelectedSample
+def read_stamps(path: Path) -> dict[str, dict[str, float]]:
+    """From the hub's upstream log: sample id -> its stamps, as epoch seconds: ``captured``
+    (``captured_at``), ``frames_at_hub`` (the hub's receipt of capture's message, with
+    ``FRAMES_ROUTE``), ``scored`` (``scored_at``: the run's start, after the batcher's wait),
+    ``predictions_at_hub``, ``selected`` (``selected_at``) and ``selection_at_hub``. The hub
+    stamps a message when it has read it (``time.time()``, the modules' clock too)."""
+    from edgeloop.contracts import FrameRef, Prediction, SelectedSample
     from edgeloop.runtime.codec import decode
 
-    scored: dict[str, tuple[float, float]] = {}
-    chosen: dict[str, tuple[float, float]] = {}
+    stamps: dict[str, dict[str, float]] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         entry = json.loads(line)
-        body = entry["body"]
+        body, at = entry["body"], float(entry["ts"])
         for item in decode(body if isinstance(body, str) else json.dumps(body)):
-            if isinstance(item, Prediction) and item.scored_at is not None:
-                scored[item.sample_id] = (item.frame.captured_at.timestamp(), item.scored_at.timestamp())
+            if isinstance(item, FrameRef):
+                one = stamps.setdefault(item.sample_id, {"captured": item.captured_at.timestamp()})
+                one["frames_at_hub"] = at
+            elif isinstance(item, Prediction) and item.scored_at is not None:
+                one = stamps.setdefault(item.sample_id, {"captured": item.frame.captured_at.timestamp()})
+                one["scored"], one["predictions_at_hub"] = item.scored_at.timestamp(), at
             elif isinstance(item, SelectedSample):
                 captured = item.prediction.frame.captured_at.timestamp()
-                chosen[item.sample_id] = (captured, item.selected_at.timestamp())
-    return scored, chosen
+                one = stamps.setdefault(item.sample_id, {"captured": captured})
+                one["selected"], one["selection_at_hub"] = item.selected_at.timestamp(), at
+    return stamps
+
+
+def hop_latencies(stamps: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Each hop's latency (``HOPS``) over the frames that have both its stamps, in ms."""
+    return {
+        name: summary([(s[b] - s[a]) * 1000 for s in stamps.values() if a in s and b in s])
+        for name, a, b in HOPS
+    }
 
 
 # -- one run -------------------------------------------------------------------------------
@@ -308,6 +334,11 @@ def measure(work: Path, spec: RunSpec) -> dict[str, Any]:
             result["cpu_ms_per_frame"] = _cpu_ms(pids, cpu0, max(seen, 1))
             result["filter_stats"] = module_stats(hub, "filter")
             result["messages"] = {name: messages(hub, name) for name in MODULES}
+            inference = module_stats(hub, "inference")
+            result["inference_batches"] = {
+                "sizes": inference.get("batchSizes", {}),
+                "at_once": inference.get("eagerBatches"),
+            }
             result["uploaded_by_then"] = int(
                 module_stats(hub, "uploader").get("counters", {}).get("uploaded", 0)
             )
@@ -318,7 +349,9 @@ def measure(work: Path, spec: RunSpec) -> dict[str, Any]:
                 if name in modules:
                     modules[name].stop()
             hub.close()
-    scored, chosen = read_upstream(paths.upstream_log)
+    stamps = read_stamps(paths.upstream_log)
+    scored = {k: (v["captured"], v["scored"]) for k, v in stamps.items() if "scored" in v}
+    chosen = {k: (v["captured"], v["selected"]) for k, v in stamps.items() if "selected" in v}
     first = min(c for c, _ in scored.values())
     result["seconds"] = done_at - first
     # capture's own pace: first to last captured_at (the rest of ``seconds`` is the later hops)
@@ -329,6 +362,7 @@ def measure(work: Path, spec: RunSpec) -> dict[str, Any]:
         "capture_to_decision_selected": summary([(s - c) * 1000 for c, s in chosen.values()]),
         "capture_to_scored_all": summary([(s - c) * 1000 for c, s in scored.values()]),
     }
+    result["hops_ms"] = hop_latencies(stamps)
     return result
 
 

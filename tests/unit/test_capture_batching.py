@@ -193,3 +193,46 @@ def test_a_packet_that_is_not_a_whole_jpeg_is_not_stored_as_read() -> None:
     without_tables = whole.tobytes().replace(b"\xff\xc4", b"\xff\xfe")
     assert complete_jpeg(np.frombuffer(without_tables, np.uint8).reshape(1, -1)) is None
     assert complete_jpeg(colour()) is None  # decoded pixels, not a packet
+
+
+def test_references_coming_slower_than_half_the_window_go_without_it() -> None:
+    # given: a 0.5 s window, and three references that came 0.3 s apart while the sender was
+    # busy: the window would bring fewer than two more at this pace
+    rec = _Recorder()
+    sender = FrameSender(rec.send, batch_max=10, batch_window_s=0.5)
+    for i, ref in enumerate(_refs(3)):
+        if i:
+            time.sleep(0.3)
+        sender.put(ref, lambda: False)
+    assert not sender.window_pays()
+    # when: it starts
+    started = time.monotonic()
+    sender.start()
+    # then: the three go at once, without waiting the window
+    assert rec.sent.wait(2.0)
+    assert time.monotonic() - started < 0.35
+    sender.stop()
+    assert [len(b) for b in rec.batches] == [3]
+    assert sender.counters["window_skipped"] == 1
+
+
+def test_references_coming_fast_wait_the_window_again_after_a_slow_spell() -> None:
+    # given: references that came slowly, then a burst of them back to back
+    rec = _Recorder()
+    sender = FrameSender(rec.send, batch_max=10, batch_window_s=0.3)
+    for i, ref in enumerate(_refs(2)):
+        if i:
+            time.sleep(0.3)
+        sender.put(ref, lambda: False)
+    for ref in _refs(10, first=2)[:6]:
+        sender.put(ref, lambda: False)
+    assert sender.window_pays()
+    # when: it starts, and two more come within the window
+    sender.start()
+    time.sleep(0.1)
+    for ref in _refs(2, first=8):
+        sender.put(ref, lambda: False)
+    assert rec.sent.wait(2.0)
+    sender.stop()
+    # then: it waited for them: one message of ten
+    assert [len(b) for b in rec.batches] == [10]

@@ -715,3 +715,24 @@ def test_predictions_are_held_for_the_next_run_only_while_frames_wait(tmp_path: 
     module._emit([])
     # then: nothing held is lost
     assert ctx.sent == [12, 4]
+
+
+def test_a_frame_coming_after_a_pause_is_scored_without_waiting_for_a_full_batch(tmp_path: Path) -> None:
+    # given: batches that would wait 3 s to fill, and frames that came before
+    desired = {"batching": {"max_batch": 8, "max_wait_ms": 3000}}
+    with Harness(tmp_path, desired, initial=mf.digits_model()) as h:
+        h.wait_model(status="loaded")
+        for index in range(2):
+            h.hub.push_input("frames", h.digit_frames(list(range(8))))
+            h.wait_predictions(8 * (index + 1))
+        # when: after a pause far longer than a run, one frame comes (a paced camera)
+        time.sleep(0.5)
+        sent = time.monotonic()
+        h.hub.push_input("frames", h.digit_frames([5]))
+        h.wait_predictions(17, timeout=10.0)
+        took = time.monotonic() - sent
+        stats = h.module.stats()
+    # then: it was scored at once, alone, instead of after the 3 s wait
+    assert took < 1.5
+    assert stats["batchSizes"]["1"] == 1
+    assert stats["eagerBatches"] >= 1

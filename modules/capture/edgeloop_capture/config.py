@@ -84,7 +84,8 @@ class CaptureConfig(BaseModel):
         le=1000,
         description="After the first reference of a message is ready, wait up to this long (ms) for more "
         "(up to batch_max) before sending: fuller messages cost every later module less, for at most "
-        "this much latency. 0 sends what is ready at once.",
+        "this much latency. Only when references come fast enough for the window to bring two more (their "
+        "average gap under half the window). 0 sends what is ready at once.",
     )
     queue_size: int = Field(
         default=512,

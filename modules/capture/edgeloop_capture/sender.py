@@ -4,8 +4,11 @@ Sources put references into a bounded queue; the sender takes whatever is ready 
 ``batch_max``) and sends it in as few messages as the limits allow. When more than one was
 ready (references come faster than messages go), it first waits up to ``batch_window_s`` for
 more: fuller messages cost every later hop less (one SDK send and receive, one hub hop, one
-progress write per message), for at most the window of latency; a reference that comes alone
-(a paced source keeping up) goes at once. When the hub is slow the
+progress write per message), for at most the window of latency. It waits only when the window
+would bring at least two more: the moving average of the time between references is under half
+the window. A reference that comes alone (a paced source keeping up) goes at once, and so do
+the few ready after a slow send at a paced rate (100 frames/s against a 10 ms window: the window
+would add one reference a message and 10 ms to each). When the hub is slow the
 queue fills and sources wait: references are batched, never dropped. A failed send is retried
 with backoff, keeping the batch. Once a batch is sent (``send`` returned: the hub has it), the
 receipts that came with its references go to ``on_sent``, which moves the sources' positions on.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +33,10 @@ log = logging.getLogger(__name__)
 SendFn = Callable[[Sequence[FrameRef]], None]
 SentFn = Callable[[Sequence[Receipt]], None]
 _POLL_S = 0.05
+#: Weight of the newest gap in the moving average of the time between references.
+_SMOOTHING = 0.25
+#: Longest gap between references counted (an idle spell weighs no more than this).
+_GAP_CAP_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,8 @@ class FrameSender:
         self._thread: threading.Thread | None = None
         self.counters: Counter[str] = Counter()
         self._pending: list[_Outgoing] = []
+        self._last_put: float | None = None
+        self._gap_s: float | None = None  # moving average of the time between references
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="capture-sender", daemon=True)
@@ -71,6 +81,7 @@ class FrameSender:
         """Queue a reference (and the receipt to settle once it is sent), waiting while the
         queue is full; False if stopping first."""
         item = _Outgoing(ref, receipt)
+        self._arrived_now()
         try:
             self._queue.put_nowait(item)
             return True
@@ -84,6 +95,20 @@ class FrameSender:
                 continue
         self.counters["unsent_at_stop"] += 1
         return False
+
+    def window_pays(self) -> bool:
+        """Whether waiting the window would bring at least two more references: the moving
+        average of the time between them is under half the window (unknown: it does)."""
+        gap = self._gap_s
+        return gap is None or 2 * gap < self.batch_window_s
+
+    def _arrived_now(self) -> None:
+        now = time.monotonic()
+        if self._last_put is not None:
+            gap = min(now - self._last_put, _GAP_CAP_S)
+            old = self._gap_s
+            self._gap_s = gap if old is None else old + _SMOOTHING * (gap - old)
+        self._last_put = now
 
     def stop(self, timeout: float = 10.0) -> None:
         """Send what is queued (within ``timeout``), then end the thread."""
@@ -119,8 +144,8 @@ class FrameSender:
 
     def _take(self, *, block: bool) -> list[_Outgoing]:
         """What is ready (waiting up to ``_POLL_S`` for a first one when ``block``); then, when
-        ``block`` and more than one but not ``batch_max`` were ready, what came within
-        ``batch_window_s``."""
+        ``block`` and more than one but not ``batch_max`` were ready and the window pays, what
+        came within ``batch_window_s``."""
         batch: list[_Outgoing] = []
         try:
             batch.append(self._queue.get(timeout=_POLL_S) if block else self._queue.get_nowait())
@@ -129,7 +154,10 @@ class FrameSender:
         except queue.Empty:
             pass
         if block and 1 < len(batch) < self.batch_max and self.batch_window_s > 0:
-            self._fill(batch)
+            if self.window_pays():
+                self._fill(batch)
+            else:
+                self.counters["window_skipped"] += 1
         return batch
 
     def _fill(self, batch: list[_Outgoing]) -> None:

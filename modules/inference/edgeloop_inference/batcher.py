@@ -1,5 +1,13 @@
 """Micro-batching on a worker thread: a batch runs when ``max_batch`` items wait or ``max_wait``
-seconds passed since its first item, whichever comes first.
+seconds passed since its first item, whichever comes first; or at once, with what is queued,
+when items have been coming more slowly than the worker processes them.
+
+The wait for a fuller batch pays only while items come faster than batches are processed: then
+a fuller run costs less an item and the queue would grow. When the time between arrivals (one
+``submit``/``submit_many`` call, a moving average) is longer than a batch's processing (likewise),
+the worker keeps up with what comes, and waiting would only add latency (a paced camera: up to
+``max_wait`` on every frame), so it runs what is queued at once; the items of one call still
+run together. Until both are known (the first batches) it waits, as without the rule.
 
 Items come from any thread (``submit``, or ``submit_many`` for the frames of one message under
 one lock); one worker takes them in order and hands each batch to ``process``, taking the items
@@ -24,6 +32,10 @@ T = TypeVar("T")
 
 #: How long the idle worker sleeps between looks at the stop flag.
 _IDLE_WAIT_S = 0.05
+#: Weight of the newest sample in the moving averages of the arrival gap and processing time.
+_SMOOTHING = 0.25
+#: Longest gap between arrivals counted (an idle spell weighs no more than this).
+_GAP_CAP_S = 1.0
 
 
 class MicroBatcher(Generic[T]):
@@ -49,6 +61,10 @@ class MicroBatcher(Generic[T]):
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.batch_sizes: Counter[int] = Counter()
         self.errors = 0
+        self.eager_batches = 0  # run at once: items were coming more slowly than processed
+        self._last_arrival: float | None = None
+        self._arrival_gap_s: float | None = None  # moving average (lock held)
+        self._process_s: float | None = None  # moving average (worker thread)
 
     def configure(self, *, max_batch: int, max_wait_s: float) -> None:
         """New limits, in force from the next batch."""
@@ -77,6 +93,8 @@ class MicroBatcher(Generic[T]):
                 if room <= 0:
                     self._room.wait(_IDLE_WAIT_S)
                     continue
+                if start == 0:
+                    self._arrived_now()
                 taken = items[start : start + room]
                 self._items.extend(taken)
                 start += len(taken)
@@ -100,6 +118,21 @@ class MicroBatcher(Generic[T]):
             self._thread.join(timeout)
         return left
 
+    def keeping_up(self) -> bool:
+        """Whether items have been coming more slowly than batches are processed (the moving
+        averages of both), so a batch runs at once with what is queued."""
+        gap, busy = self._arrival_gap_s, self._process_s
+        return gap is not None and busy is not None and gap > busy
+
+    def _arrived_now(self) -> None:
+        """One arrival (a ``submit_many`` call): update the moving average of the gap (lock held)."""
+        now = time.monotonic()
+        if self._last_arrival is not None:
+            gap = min(now - self._last_arrival, _GAP_CAP_S)
+            old = self._arrival_gap_s
+            self._arrival_gap_s = gap if old is None else old + _SMOOTHING * (gap - old)
+        self._last_arrival = now
+
     # -- worker ----------------------------------------------------------------------------
     def _run(self) -> None:
         while not self._abandon.is_set():
@@ -109,11 +142,14 @@ class MicroBatcher(Generic[T]):
                     return
                 continue
             self.batch_sizes[len(batch)] += 1
+            started = time.monotonic()
             try:
                 self._process(batch)
             except Exception:
                 self.errors += 1
                 log.exception("processing a batch of %d failed", len(batch))
+            took, old = time.monotonic() - started, self._process_s
+            self._process_s = took if old is None else old + _SMOOTHING * (took - old)
 
     def _next_batch(self) -> list[T] | None:
         """The next batch, or None when nothing came within the idle wait (or when stopping
@@ -126,6 +162,9 @@ class MicroBatcher(Generic[T]):
                 if not self._items or self._abandon.is_set():
                     return None
             batch = self._take(self._max_batch)
+            if len(batch) < self._max_batch and self.keeping_up():
+                self.eager_batches += 1
+                return batch
             deadline = time.monotonic() + self._max_wait_s
             while len(batch) < self._max_batch and not self._stopping.is_set():
                 remaining = deadline - time.monotonic()

@@ -97,7 +97,8 @@ class ModelSpec(BaseModel):
 
 
 class BatchingConfig(BaseModel):
-    """Micro-batching: a batch runs when ``max_batch`` samples wait or ``max_wait_ms`` passed."""
+    """Micro-batching: a batch runs when ``max_batch`` samples wait or ``max_wait_ms`` passed (at once
+    while samples come more slowly than batches are processed)."""
 
     model_config = _TWIN
 
@@ -106,7 +107,8 @@ class BatchingConfig(BaseModel):
         default=10.0,
         ge=0.0,
         le=5000.0,
-        description="Longest wait for a batch to fill, from its first sample.",
+        description="Longest wait for a batch to fill, from its first sample; only while samples come "
+        "faster than batches are processed (else a batch runs at once with what is queued).",
     )
     queue_limit: int = Field(
         default=2048,

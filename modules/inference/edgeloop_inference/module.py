@@ -591,6 +591,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
             },
             "queued": self._batcher.pending,
             "batchSizes": {str(k): v for k, v in sorted(self._batcher.batch_sizes.items())},
+            "eagerBatches": self._batcher.eager_batches,
             "modelLoads": self.models.loads,
             "modelFailures": self.models.failures,
             "rollbacks": self.models.rollbacks,
