@@ -71,3 +71,19 @@ def test_camel_case_keys_still_apply_with_a_deprecation_warning(tmp_path: Path) 
     assert config["config"]["top_k"] == 2
     assert any("'batching.maxBatch' is deprecated: write 'batching.max_batch'" in w for w in warnings)
     assert any("'topK' is deprecated" in w for w in config["configWarnings"])
+
+
+def test_a_refused_model_is_reported_with_its_warning_in_the_same_patch(tmp_path: Path) -> None:
+    # given: an initial model without its .sig (refused after the module started, on its own
+    # thread: the warning must not wait for the next periodic report, 30 s later)
+    with Harness(tmp_path, {}, initial=mf.digits_model()) as h:
+        h.wait_model(status="loaded")
+    (tmp_path / "models" / "initial" / "model.onnx.sig").unlink()
+    # when
+    with Harness(tmp_path, {}) as h:
+        h.wait_model(status="failed")
+        patches = list(h.hub.reported_patches)
+    # then: the patch that reports the refusal carries the warning naming it
+    failed = [p for p in patches if p.get("model", {}).get("status") == "failed"]
+    assert failed, patches
+    assert any("no signature" in w for w in failed[0].get("warnings", [])), failed[0]

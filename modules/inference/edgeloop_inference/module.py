@@ -533,7 +533,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
 
     def _report_model(self) -> None:
         if self._ctx is not None:
-            self._ctx.report({"model": self.model_report()})
+            self._ctx.report({"model": self.model_report(), "warnings": self._ctx.warnings()})
 
     # -- HTTP endpoint ---------------------------------------------------------------------
     def _restart_http(self) -> None:

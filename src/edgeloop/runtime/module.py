@@ -159,6 +159,12 @@ class ModuleContext(Generic[C]):
         """Patch reported properties; failures are logged and counted, never raised."""
         self._runtime.report(patch)
 
+    def warnings(self) -> list[str]:
+        """What the runtime reports as ``warnings`` now: the config's and the module's own. A
+        module whose warnings change outside a config change (a model refused) reports them
+        with its own patch, so they do not wait for the next periodic report."""
+        return self._runtime.warnings()
+
     def acknowledge(self, message: InboundMessage) -> None:
         """Tell the hub an input message is handled (modules with ``acknowledges_inputs``)."""
         self._runtime.acknowledge(message)
