@@ -1,25 +1,22 @@
 """Each module's spans and metrics, with in-memory exporters: the filter through its runtime
-and the fake hub, the other modules' telemetry helpers directly (the four together run in
+and the fake hub, the other modules' telemetry helpers directly (inference's spans in
+tests/unit/test_inference_records.py; the four together run in
 tests/integration/test_telemetry_pipeline.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from edgeloop_capture.observe import CaptureSpan
 from edgeloop_cloud.samples import SampleRef, fetch_plaintext
-from edgeloop_inference import observe as inference_observe
 from edgeloop_uploader import observe as uploader_observe
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import StatusCode
 
 from edgeloop import telemetry
 from edgeloop.blobstore import MemoryContainer
-from edgeloop.contracts import FrameRef
 from edgeloop.telemetry import names
 from tests.filter_helpers import prediction
 from tests.unit.test_filter_module import OLD_RULE, Running, wait_for
@@ -72,42 +69,6 @@ def test_the_filter_makes_a_select_span_per_prediction_and_counts_decisions(rec:
     assert total(rec, names.M_SELECTED, strategy="low") == selected_before + 1
     assert total(rec, names.M_DROPPED, **dropped) == dropped_before + 1
     assert [p.count for _, p in rec.points(names.M_CAPTURE_TO_SELECTION)][-1] >= 1
-
-
-@dataclass
-class Job:
-    frame: FrameRef
-    enqueued: float
-
-
-def test_inference_spans_carry_the_percept_attributes_and_new_trace_context(rec: Recorder) -> None:
-    # given
-    ok = prediction(1, confidence=0.7, traceparent=TP, model_name="digits")
-    failed = prediction(2, status="error", confidence=None, label=None, traceparent=TP)
-    jobs = [(Job(ok.frame, 10.0), ok), (Job(failed.frame, 10.5), failed)]
-
-    # when
-    out = inference_observe.record_predictions(jobs, done=11.0)
-
-    # then
-    spans = {attrs(span)[names.ATTR_SAMPLE_ID]: span for span in rec.finished()}
-    good, bad = spans["s000001"], spans["s000002"]
-    assert good.attributes == {
-        names.ATTR_SAMPLE_ID: "s000001",
-        names.ATTR_CONFIDENCE: 0.7,
-        names.ATTR_MODEL_NAME: "digits",
-        names.ATTR_MODEL_VERSION: "1",
-        names.ATTR_FILE_REF: "frames/s000001.jpg",
-        names.ATTR_LABEL: "cat",
-    }
-    assert good.end_time is not None
-    assert good.start_time is not None
-    assert good.end_time - good.start_time == pytest.approx(1e9, rel=0.01)
-    assert bad.status.status_code is StatusCode.ERROR
-    assert [p.traceparent for _, p in out] == [
-        telemetry.format_traceparent(good.context),
-        telemetry.format_traceparent(bad.context),
-    ]
 
 
 def test_the_capture_span_roots_the_trace_from_the_capture_time(rec: Recorder) -> None:

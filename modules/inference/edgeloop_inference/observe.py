@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from edgeloop import telemetry
-from edgeloop.contracts import FrameRef, Prediction
+from edgeloop.contracts import FrameRef
 from edgeloop.telemetry import names
 
 _scored = telemetry.metrics.counter(names.M_SCORED, description="Samples scored, by model version.")
@@ -22,50 +22,10 @@ def record_batch(model_version: str, run_ms: float) -> None:
     _latency.record(run_ms / 1000.0, {"model_version": model_version})
 
 
-def record_predictions(results: list[tuple[Any, Prediction]], done: float) -> list[tuple[Any, Prediction]]:
-    """One span per sample, from its arrival (``job.enqueued``, ``perf_counter``) to ``done``;
-    each prediction leaves with its own span's ``traceparent``."""
-    end_ns = time.time_ns()
-    out: list[tuple[Any, Prediction]] = []
-    for job, prediction in results:
-        start_ns = end_ns - int(max(0.0, done - job.enqueued) * 1e9)
-        failed = prediction.status != "ok"
-        traceparent = telemetry.record_stage(
-            names.SPAN_INFER,
-            prediction.traceparent or job.frame.traceparent,
-            start_ns=start_ns,
-            end_ns=end_ns,
-            attributes=_attributes(prediction, job.frame),
-            error=prediction.error if failed else None,
-        )
-        if failed:
-            _errors.add(1, {"module": "inference", "kind": "sample"})
-        else:
-            _scored.add(1, {"model_version": prediction.model_version or ""})
-        if traceparent and traceparent != prediction.traceparent:
-            prediction = prediction.model_copy(update={"traceparent": traceparent})
-        out.append((job, prediction))
-    return out
-
-
-def _attributes(prediction: Prediction, frame: FrameRef) -> dict[str, str | float]:
-    attributes: dict[str, str | float] = {names.ATTR_SAMPLE_ID: prediction.sample_id}
-    for key, value in (
-        (names.ATTR_CONFIDENCE, prediction.confidence),
-        (names.ATTR_MODEL_NAME, prediction.model_name),
-        (names.ATTR_MODEL_VERSION, prediction.model_version),
-        (names.ATTR_FILE_REF, frame.file_ref),
-        (names.ATTR_LABEL, prediction.label),
-    ):
-        if value is not None:
-            attributes[key] = value
-    return attributes
-
-
 def record_records(jobs: Sequence[Any], records: Sequence[dict[str, Any]], done: float) -> None:
-    """``record_predictions`` for prediction records (``outgoing.Record``), the output thread's
-    form: one span per sample when tracing is on, each record's ``traceparent`` replaced by its
-    span's; the scored and failed counts are added once per model version, not per sample.
+    """One span per sample, from its arrival (``job.enqueued``, ``perf_counter``) to ``done``,
+    when tracing is on, each prediction record's (``outgoing.Record``) ``traceparent`` replaced
+    by its span's; the scored and failed counts are added once per model version, not per sample.
     With telemetry off no span work is done per sample (the ``traceparent`` passes through)."""
     scored: Counter[str] = Counter()
     failed = 0
@@ -88,14 +48,14 @@ def record_records(jobs: Sequence[Any], records: Sequence[dict[str, Any]], done:
             record.get("traceparent") or job.frame.traceparent,
             start_ns=start_ns,
             end_ns=end_ns,
-            attributes=_record_attributes(record, job.frame),
+            attributes=_attributes(record, job.frame),
             error=record.get("error") if record["status"] != "ok" else None,
         )
         if traceparent:
             record["traceparent"] = traceparent
 
 
-def _record_attributes(record: dict[str, Any], frame: FrameRef) -> dict[str, str | float]:
+def _attributes(record: dict[str, Any], frame: FrameRef) -> dict[str, str | float]:
     attributes: dict[str, str | float] = {names.ATTR_SAMPLE_ID: record["sample_id"]}
     for key, value in (
         (names.ATTR_CONFIDENCE, record.get("confidence")),

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from edgeloop.contracts import Prediction, PredictionBatch
 from edgeloop.contracts.messages import SHARED_PREDICTION_FIELDS
+from edgeloop.runtime.codec import first_error
 from edgeloop_inference.scoring import error_fields
 
 #: One prediction's fields, as ``Prediction`` takes them.
@@ -63,11 +64,7 @@ def checked_record(record: Record) -> tuple[Record, str | None]:
     try:
         Prediction.model_validate(record)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(root)"
-        reason = (
-            f"prediction for sample {record.get('sample_id')!r} fails its contract: {where}: {err['msg']}"
-        )
+        reason = f"prediction for sample {record.get('sample_id')!r} fails its contract: {first_error(exc)}"
         replacement = error_fields(
             record["frame"],
             reason,

@@ -188,7 +188,7 @@ def _envelope(doc: Mapping[str, Any]) -> tuple[list[Contract], list[str]]:
         try:
             envelope = BatchEnvelope.model_validate({k: v for k, v in doc.items() if k != "schema"})
         except ValidationError as exc:
-            raise ContractError(f"bad batch envelope: {_first_error(exc)}") from exc
+            raise ContractError(f"bad batch envelope: {first_error(exc)}") from exc
         item_schema, raw_items = envelope.item_schema, envelope.items
     model = contract_for_schema(item_schema)
     if model is not None and not issubclass(model, Batch):
@@ -225,7 +225,7 @@ def _batch(model: type[Batch], schema: str, doc: Mapping[str, Any]) -> tuple[lis
         whole = exc
     raw_items = fields.get("items")
     if not isinstance(raw_items, list) or not raw_items:
-        raise ContractError(f"{schema}: {_first_error(whole)}") from whole
+        raise ContractError(f"{schema}: {first_error(whole)}") from whole
     good: list[Any] = []
     problems: list[str] = []
     for raw in raw_items:
@@ -233,12 +233,12 @@ def _batch(model: type[Batch], schema: str, doc: Mapping[str, Any]) -> tuple[lis
             model.model_validate({**fields, "items": [raw]})
         except ValidationError as exc:
             where = raw.get("sample_id", "?") if isinstance(raw, Mapping) else "?"
-            problems.append(f"{schema} item {where!r}: {_first_error(exc)}")
+            problems.append(f"{schema} item {where!r}: {first_error(exc)}")
         else:
             good.append(raw)
     if len(problems) == len(raw_items) and len(raw_items) > 1:
         # every item fails alone too: most likely the header itself
-        raise ContractError(f"{schema}: {_first_error(whole)}") from whole
+        raise ContractError(f"{schema}: {first_error(whole)}") from whole
     if not good:
         return [], problems
     return model.model_validate({**fields, "items": good}).unbatch(), problems
@@ -252,10 +252,11 @@ def _item(schema: str, doc: Mapping[str, Any]) -> Contract:
     try:
         return model.model_validate(fields)
     except ValidationError as exc:
-        raise ContractError(f"{schema} item {fields.get('sample_id', '?')!r}: {_first_error(exc)}") from exc
+        raise ContractError(f"{schema} item {fields.get('sample_id', '?')!r}: {first_error(exc)}") from exc
 
 
-def _first_error(exc: ValidationError) -> str:
+def first_error(exc: ValidationError) -> str:
+    """The first validation error as ``where: what`` (``(root)`` for the whole object)."""
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "(root)"
     return f"{where}: {err['msg']}"
