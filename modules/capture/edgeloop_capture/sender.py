@@ -19,13 +19,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from edgeloop.contracts import FrameRef
+from edgeloop.runtime.pacing import ArrivalGap
 from edgeloop_capture.progress import Receipt
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,6 @@ log = logging.getLogger(__name__)
 SendFn = Callable[[Sequence[FrameRef]], None]
 SentFn = Callable[[Sequence[Receipt]], None]
 _POLL_S = 0.05
-#: Weight of the newest gap in the moving average of the time between references.
-_SMOOTHING = 0.25
-#: Longest gap between references counted (an idle spell weighs no more than this).
-_GAP_CAP_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -70,8 +66,7 @@ class FrameSender:
         self._thread: threading.Thread | None = None
         self.counters: Counter[str] = Counter()
         self._pending: list[_Outgoing] = []
-        self._last_put: float | None = None
-        self._gap_s: float | None = None  # moving average of the time between references
+        self._gap = ArrivalGap()  # moving average of the time between references
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="capture-sender", daemon=True)
@@ -81,7 +76,7 @@ class FrameSender:
         """Queue a reference (and the receipt to settle once it is sent), waiting while the
         queue is full; False if stopping first."""
         item = _Outgoing(ref, receipt)
-        self._arrived_now()
+        self._gap.arrived()
         try:
             self._queue.put_nowait(item)
             return True
@@ -99,16 +94,8 @@ class FrameSender:
     def window_pays(self) -> bool:
         """Whether waiting the window would bring at least two more references: the moving
         average of the time between them is under half the window (unknown: it does)."""
-        gap = self._gap_s
+        gap = self._gap.value
         return gap is None or 2 * gap < self.batch_window_s
-
-    def _arrived_now(self) -> None:
-        now = time.monotonic()
-        if self._last_put is not None:
-            gap = min(now - self._last_put, _GAP_CAP_S)
-            old = self._gap_s
-            self._gap_s = gap if old is None else old + _SMOOTHING * (gap - old)
-        self._last_put = now
 
     def stop(self, timeout: float = 10.0) -> None:
         """Send what is queued (within ``timeout``), then end the thread."""

@@ -26,16 +26,14 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
+from edgeloop.runtime.pacing import ArrivalGap, MovingAverage
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 #: How long the idle worker sleeps between looks at the stop flag.
 _IDLE_WAIT_S = 0.05
-#: Weight of the newest sample in the moving averages of the arrival gap and processing time.
-_SMOOTHING = 0.25
-#: Longest gap between arrivals counted (an idle spell weighs no more than this).
-_GAP_CAP_S = 1.0
 
 
 class MicroBatcher(Generic[T]):
@@ -62,9 +60,8 @@ class MicroBatcher(Generic[T]):
         self.batch_sizes: Counter[int] = Counter()
         self.errors = 0
         self.eager_batches = 0  # run at once: items were coming more slowly than processed
-        self._last_arrival: float | None = None
-        self._arrival_gap_s: float | None = None  # moving average (lock held)
-        self._process_s: float | None = None  # moving average (worker thread)
+        self._arrival_gap = ArrivalGap()  # between submit_many calls (lock held)
+        self._batch_time = MovingAverage()  # seconds a batch takes (worker thread)
 
     def configure(self, *, max_batch: int, max_wait_s: float) -> None:
         """New limits, in force from the next batch."""
@@ -94,7 +91,7 @@ class MicroBatcher(Generic[T]):
                     self._room.wait(_IDLE_WAIT_S)
                     continue
                 if start == 0:
-                    self._arrived_now()
+                    self._arrival_gap.arrived()
                 taken = items[start : start + room]
                 self._items.extend(taken)
                 start += len(taken)
@@ -121,17 +118,8 @@ class MicroBatcher(Generic[T]):
     def keeping_up(self) -> bool:
         """Whether items have been coming more slowly than batches are processed (the moving
         averages of both), so a batch runs at once with what is queued."""
-        gap, busy = self._arrival_gap_s, self._process_s
+        gap, busy = self._arrival_gap.value, self._batch_time.value
         return gap is not None and busy is not None and gap > busy
-
-    def _arrived_now(self) -> None:
-        """One arrival (a ``submit_many`` call): update the moving average of the gap (lock held)."""
-        now = time.monotonic()
-        if self._last_arrival is not None:
-            gap = min(now - self._last_arrival, _GAP_CAP_S)
-            old = self._arrival_gap_s
-            self._arrival_gap_s = gap if old is None else old + _SMOOTHING * (gap - old)
-        self._last_arrival = now
 
     # -- worker ----------------------------------------------------------------------------
     def _run(self) -> None:
@@ -148,8 +136,7 @@ class MicroBatcher(Generic[T]):
             except Exception:
                 self.errors += 1
                 log.exception("processing a batch of %d failed", len(batch))
-            took, old = time.monotonic() - started, self._process_s
-            self._process_s = took if old is None else old + _SMOOTHING * (took - old)
+            self._batch_time.add(time.monotonic() - started)
 
     def _next_batch(self) -> list[T] | None:
         """The next batch, or None when nothing came within the idle wait (or when stopping
