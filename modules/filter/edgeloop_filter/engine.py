@@ -150,21 +150,6 @@ def _margin(p: Prediction) -> float | None:
     return None
 
 
-def features(p: Prediction) -> Features | None:
-    """What rules read, or None when the prediction lacks label or confidence."""
-    if p.label is None or p.confidence is None:
-        return None
-    return Features(
-        p.label,
-        p.confidence,
-        _margin(p),
-        p.entropy,
-        p.frame.source_id,
-        p.scores,
-        model_version=p.model_version,
-    )
-
-
 class Engine:
     """Applies one policy; keeps budgets, dedup memory, drift statistics and counters."""
 
