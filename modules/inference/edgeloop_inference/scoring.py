@@ -43,6 +43,15 @@ def summarise(probs: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray, np
     return order[:, :k], confidence, margin, entropy
 
 
+def sound_rows(probs: np.ndarray) -> np.ndarray:
+    """Per row: whether every probability is finite and in [0, 1], so that the prediction made
+    of it (confidence and margin in [0, 1], finite entropy >= 0) meets its contract by
+    construction and needs no check of its own (``outgoing.encoded_batch``)."""
+    with np.errstate(invalid="ignore"):
+        sound = np.all((probs >= 0.0) & (probs <= 1.0), axis=1)  # NaN fails both
+    return np.asarray(sound)
+
+
 def embedding_shape_problem(embeddings: np.ndarray, rows: int) -> str | None:
     """Why an embedding output of a batch of ``rows`` samples cannot be forwarded, or None."""
     if embeddings.ndim != 2 or embeddings.shape[0] != rows:
