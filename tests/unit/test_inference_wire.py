@@ -154,6 +154,9 @@ def test_an_empty_message_is_refused() -> None:
 def test_sound_rows_are_finite_probabilities() -> None:
     probs = np.array([[0.5, 0.5], [np.nan, 1.0], [1.2, 0.0], [-0.1, 0.9], [np.inf, 0.0], [1.0, 0.0]])
     assert scoring.sound_rows(probs).tolist() == [True, False, False, False, False, True]
+    assert scoring.unsound_rows(probs) == [1, 2, 3, 4]
+    assert scoring.unsound_rows(probs[[0, 5]]) == []
+    assert scoring.unsound_rows(np.array([[0.2, np.nan]])) == [0]
 
 
 def test_a_nan_row_becomes_an_error_record_naming_the_field() -> None:

@@ -352,7 +352,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
                     scored_at=result.now,
                     embeddings=texts if result.embeddings is not None else None,
                 )
-                for row in np.flatnonzero(~scoring.sound_rows(result.probs)).tolist():
+                for row in scoring.unsound_rows(result.probs):
                     records[row], problem = outgoing.vetted(records[row])
                     if problem is not None:
                         self._invalid_prediction(problem)

@@ -47,9 +47,15 @@ def sound_rows(probs: np.ndarray) -> np.ndarray:
     """Per row: whether every probability is finite and in [0, 1], so that the prediction made
     of it (confidence and margin in [0, 1], finite entropy >= 0) meets its contract by
     construction and needs no check of its own (``outgoing.encoded_batch``)."""
-    with np.errstate(invalid="ignore"):
-        sound = np.all((probs >= 0.0) & (probs <= 1.0), axis=1)  # NaN fails both
+    sound = np.all((probs >= 0.0) & (probs <= 1.0), axis=1)  # NaN fails both, without a warning
     return np.asarray(sound)
+
+
+def unsound_rows(probs: np.ndarray) -> list[int]:
+    """The rows that are not ``sound_rows``; one check of the whole batch when all are."""
+    if probs.size == 0 or (probs.min() >= 0.0 and probs.max() <= 1.0):  # NaN fails both
+        return []
+    return np.flatnonzero(~sound_rows(probs)).tolist()
 
 
 def embedding_shape_problem(embeddings: np.ndarray, rows: int) -> str | None:
