@@ -6,6 +6,7 @@ the same predictions; rows that are not sound checked against the contract when 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from edgeloop_inference import outgoing, scoring
 from edgeloop.contracts import FrameRef, Prediction, PredictionBatch, RawPixels, encode_embedding
 from edgeloop.runtime.codec import OutboundMessage, decode, encode
 from tests import model_factory as mf
+from tests.unit.test_inference_module import Harness
 
 SCORED_AT = datetime(2026, 1, 5, 7, 0, 1, 250000, tzinfo=UTC)
 
@@ -37,6 +39,8 @@ def _frame(i: int, rng: np.random.Generator) -> FrameRef:
     frame = mf.frame_ref(i, file_ref=f"frames/{i}.png", **extra)
     if i % 4 == 1:
         frame = frame.model_copy(update={"traceparent": None})
+    if i % 5 == 4:
+        frame = mf.frame_ref(i, vector=[0.1 * i, -2.5e-7, 3e38, 1.0])
     return frame
 
 
@@ -214,3 +218,30 @@ def test_a_row_that_is_not_sound_but_passes_the_contract_takes_the_contracts_pat
     batch, _sent, problems = outgoing.batch_of([kept, records[1]])
     assert problems == []
     assert [p.label for p in batch.items] == ["a", "a"]
+
+
+# -- the module's own messages ---------------------------------------------------------------
+def test_the_modules_messages_are_the_contracts_own_encoding_of_their_predictions(tmp_path: Path) -> None:
+    # given: the module serving digits, with a frame whose file is missing among scored ones
+    desired = {"batching": {"max_batch": 4, "max_wait_ms": 200}}
+    with Harness(tmp_path, desired, initial=mf.digits_model()) as h:
+        h.wait_model(status="loaded")
+        frames = h.digit_frames([1, 2, 3, 4, 5, 6, 7])
+        frames.insert(3, mf.frame_ref(99, file_ref="frames/gone.png"))
+        # when
+        h.hub.push_input("frames", frames)
+        h.wait_predictions(len(frames))
+        messages = [m for m in h.hub.sent if m.output == "predictions"]
+    # then: each body is what PredictionBatch, fully validated, encodes its predictions to
+    assert messages
+    seen = []
+    for message in messages:
+        predictions = [p for p in decode(message.body) if isinstance(p, Prediction)]
+        [reference] = encode("predictions", [PredictionBatch.of(predictions)], max_batch=1)
+        assert message.body == reference.body
+        assert message.properties == reference.properties
+        seen += predictions
+    assert sorted(p.sample_id for p in seen) == sorted(f.sample_id for f in frames)
+    statuses = {p.sample_id: p.status for p in seen}
+    assert statuses.pop(frames[3].sample_id) == "error"
+    assert set(statuses.values()) == {"ok"}
