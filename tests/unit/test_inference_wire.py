@@ -60,7 +60,7 @@ def _new(records: list[dict[str, Any]]) -> OutboundMessage:
 
 def _records(seed: int, runs: int, rows: int, classes: int, **options: Any) -> list[dict[str, Any]]:
     rng = np.random.default_rng(seed)
-    labels = [f"class-{j}" for j in range(classes)]
+    labels = [f"class-{j}" if j else 'z\u00e9ro "0"\t\u2603' for j in range(classes)]
     records: list[dict[str, Any]] = []
     for run in range(runs):
         logits = rng.normal(scale=4.0, size=(rows, classes))

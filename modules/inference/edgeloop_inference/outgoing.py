@@ -2,8 +2,8 @@
 bodies, and single ``Prediction`` objects for HTTP callers.
 
 A record is the plain dict of one prediction's fields (``scoring.prediction_fields``,
-``scoring.error_fields``); the output thread holds records, not contract objects, so that each
-prediction is validated once, in the message it leaves in. The fields every record of a message
+``scoring.error_fields``); the output thread holds records, not contract objects, and builds
+none on the way out to the hub (below). The fields every record of a message
 shares go to its header, as ``PredictionBatch.of`` does. A record that fails its contract (a
 model that emitted NaN, say) is replaced by an error record naming the field, so its sample is
 still accounted for and its message mates still go out.
