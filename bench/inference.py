@@ -11,8 +11,9 @@ polls the module meanwhile). The frame references carry the fields capture sends
 dhash, attributes), so the module's decoding of them and its check of each file against its
 sha256 (``verify_sample_hash``, on by default) are priced too. Rounds alternate between the
 two; the median of each is printed with their ratio (target: module >= 0.9 of bare) and the CPU
-time each spends a sample (all threads), and written to ``bench/results/inference.json``. A
-third line shows the model alone on pre-decoded tensors.
+time each spends a sample (all threads), and written to ``bench/results/inference.json``, with
+the module's CPU a sample by thread (scoring, output, runtime; Linux ``/proc``), which a busy
+machine disturbs less than the rates. Another line shows the model alone on pre-decoded tensors.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -176,6 +178,33 @@ class CountingHub(FakeHubClient):
                 self.all_received.set()
 
 
+#: The module's threads whose CPU a round is reported one by one (the rest: ONNX Runtime's pool).
+_THREADS = {"inference-batcher": "scoring", "inference-output": "output", "runtime": "runtime"}
+
+
+def _thread_cpu(threads: dict[str, threading.Thread]) -> dict[str, float]:
+    """CPU seconds each thread has used, from ``/proc`` (Linux; empty elsewhere). The clock
+    ticks there are 10 ms: over 2,000 frames, 5 us a sample."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    used: dict[str, float] = {}
+    for label, thread in threads.items():
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/stat") as file:
+                fields = file.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        used[label] = (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+def _module_threads(runtime_thread: threading.Thread) -> dict[str, threading.Thread]:
+    found = {"runtime": runtime_thread}
+    for thread in threading.enumerate():
+        if thread.name in _THREADS:
+            found[thread.name] = thread
+    return {_THREADS[name]: thread for name, thread in found.items()}
+
+
 def module_path(
     model: bytes, root: Path, frames: list[FrameRef], batch: int, threads: int, *, work: Path
 ) -> tuple[Rate, dict[str, Any]]:
@@ -199,18 +228,34 @@ def module_path(
     _wait(lambda: module.models.current is not None, 60)
     bodies = [m.body for m in encode("frames", frames, max_batch=batch)]
 
+    watched = _module_threads(thread)
+    before = _thread_cpu(watched)
     started, cpu = time.perf_counter(), time.process_time()
     for body in bodies:
         hub.push_raw_input("frames", body)
     if not hub.all_received.wait(300):
         raise TimeoutError(f"the module sent {hub.received} of {len(frames)} predictions")
     rate = _rate(len(frames), started, cpu)
+    after = _thread_cpu(watched)
     stats = module.stats()
+    stats["threadCpuUs"] = {
+        label: round((after[label] - before[label]) / len(frames) * 1e6, 1)
+        for label in after
+        if label in before
+    }
     runtime.request_stop("bench over")
     thread.join(30)
     errors = [p for p in hub.sent_items("predictions") if getattr(p, "status", "ok") != "ok"]
     assert not errors, f"{len(errors)} frames failed"
     return rate, stats
+
+
+def _medians(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Each thread's median over the rounds that measured it."""
+    labels = {label for measured in rounds for label in measured}
+    return {
+        label: round(statistics.median(m[label] for m in rounds if label in m), 1) for label in sorted(labels)
+    }
 
 
 def _wait(predicate: Any, timeout: float) -> None:
@@ -235,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     mod: list[Rate] = []
     alone: list[float] = []
     stats: dict[str, Any] = {}
+    by_thread: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         frames = write_frames(root, args.frames, size)
@@ -243,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             bare.append(bare_loop(model, root, frames, args.batch, args.threads))
             rate, stats = module_path(model, root, frames, args.batch, args.threads, work=root / f"round{r}")
             mod.append(rate)
+            by_thread.append(stats.get("threadCpuUs", {}))
             alone.append(model_only(model, root, frames, args.batch, args.threads))
             print(
                 f"round {r + 1}: bare {bare[-1].per_s:,.0f}/s ({bare[-1].cpu_us:.0f} us CPU a sample)  "
@@ -266,11 +313,14 @@ def main(argv: list[str] | None = None) -> int:
         "module_cpu_us_per_sample": round(m_cpu, 1),
         "module_latency_ms": latency,
         "batch_sizes": stats.get("batchSizes"),
+        "module_thread_cpu_us_per_sample": _medians(by_thread),
     }
     print(f"bare ONNX Runtime loop (read+decode+normalise+run), batch {args.batch}: {b:,.0f} samples/s")
     print(f"inference module (same + messages, batching, predictions):   {m:,.0f} samples/s")
     print(f"module / bare = {m / b:.2f} (target >= 0.9)")
     print(f"CPU a sample (all threads): bare {b_cpu:.0f} us, module {m_cpu:.0f} us (+{m_cpu - b_cpu:.0f} us)")
+    threads_cpu = ", ".join(f"{k} {v:.0f} us" for k, v in result["module_thread_cpu_us_per_sample"].items())
+    print(f"module CPU a sample by thread (median; ONNX Runtime's pool not included): {threads_cpu or 'n/a'}")
     print(f"model alone on pre-decoded tensors: {a:,.0f} samples/s (module / model alone = {m / a:.2f})")
     print(f"module run latency ms: {latency.get('run')}; per sample (queue to send): {latency.get('sample')}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

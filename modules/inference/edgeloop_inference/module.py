@@ -352,6 +352,10 @@ class InferenceModule(EdgeModule[InferenceConfig]):
                     scored_at=result.now,
                     embeddings=texts if result.embeddings is not None else None,
                 )
+                for row in scoring.unsound_rows(result.probs):
+                    records[row], problem = outgoing.vetted(records[row])
+                    if problem is not None:
+                        self._invalid_prediction(problem)
                 out.extend(zip(result.jobs, records, strict=True))
             out.extend(
                 (job, self._error(job.frame, reason, model, result.now)) for job, reason in result.failed
@@ -430,9 +434,11 @@ class InferenceModule(EdgeModule[InferenceConfig]):
 
     def _send_batch(self, records: list[Record]) -> None:
         assert self._ctx is not None
-        batch, records, problems = outgoing.batch_of(records)
-        for problem in problems:
-            self._invalid_prediction(problem)
+        batch: Contract | None = outgoing.encoded_batch(records)
+        if batch is None:  # a record the contract must validate and serialize itself
+            batch, records, problems = outgoing.batch_of(records)
+            for problem in problems:
+                self._invalid_prediction(problem)
         try:
             self._ctx.send(OUTPUT, [batch], max_batch=1)
         except MessageTooLargeError:

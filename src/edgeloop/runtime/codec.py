@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import from_json
 
 from edgeloop.contracts import Batch, BatchEnvelope, Contract, contract_for_schema
@@ -62,6 +62,31 @@ class InboundMessage:
         return (self.input_name, self.message_id) if self.message_id else None
 
 
+class PreEncoded(Batch):
+    """Items their producer has already encoded as one message body (the JSON object of a
+    subclass's ``SCHEMA``, its ``schema`` tag first), with what the message properties need.
+    ``encode`` sends ``body`` as it is: the producer answers for its matching the contract (its
+    tests decode it with the contract); nothing validates or serializes it again. A subclass
+    names the contract in ``SCHEMA``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    body: bytes = Field(description="The message body: the contract's JSON object, schema tag first.")
+    first_key: str = Field(description="The first item's sample id (the ``sample_id`` property).")
+    count: int = Field(ge=1, description="How many items the body holds (the ``batch_size`` property).")
+
+    @property
+    def key(self) -> str:
+        return self.first_key
+
+    @property
+    def item_count(self) -> int:
+        return self.count
+
+    def unbatch(self) -> list[Contract]:
+        return decode(self.body)
+
+
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
@@ -79,7 +104,10 @@ def _properties(items: Sequence[Contract]) -> dict[str, str]:
 def _wire(item: Contract) -> bytes:
     """The item's JSON with its ``schema`` tag first; pydantic's own serializer is about three
     times faster than ``json.dumps`` of ``model_dump`` on the per-sample hot path, and its bytes
-    are taken as they are (``model_dump_json`` would make a str of them, to be encoded again)."""
+    are taken as they are (``model_dump_json`` would make a str of them, to be encoded again).
+    A ``PreEncoded`` item is its body."""
+    if isinstance(item, PreEncoded):
+        return item.body
     fields = item.__pydantic_serializer__.to_json(item, exclude_none=True)
     head = _schema_head(item.SCHEMA)
     return head + (b"," + fields[1:] if fields != b"{}" else b"}")
