@@ -33,12 +33,14 @@ are skipped with a note). ``--profile DIR`` records each process of the saturate
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,8 @@ WIDTH, HEIGHT = 640, 480
 BATCH = 8
 QUALITY = 90
 STORES = ("jpeg", "raw")
+#: Where the raw runs keep capture's frames/ (a tmpfs on Linux), as a device keeps them in memory.
+MEMORY = Path("/dev/shm")
 
 
 # -- assets --------------------------------------------------------------------------------
@@ -234,26 +238,52 @@ def camera_manifest(state: Path, run: Run, budget: int, assets: Assets, storage:
     return doc
 
 
+@contextlib.contextmanager
+def frames_in_memory(samples: Path) -> Iterator[str]:
+    """``samples/frames`` (the raw frame ring) on a memory-backed folder, ``/dev/shm``, as a
+    device mounts the ``edgeloop-frames`` tmpfs volume there (docs/capture.md); on disk where
+    there is none. Yields which, for the result."""
+    if not (MEMORY.is_dir() and os.access(MEMORY, os.W_OK)):
+        yield "disk"
+        return
+    with tempfile.TemporaryDirectory(prefix="edgeloop-bench-frames-", dir=MEMORY) as folder:
+        link = samples / "frames"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(folder, target_is_directory=True)
+        try:
+            yield f"memory ({MEMORY})"
+        finally:
+            link.unlink()
+
+
 def run_pipeline(work: Path, run: Run, model: bytes, address: str, idle_s: float = 0.0) -> dict[str, Any]:
     """The four modules under the dev hub over the video, saturated or paced."""
     from edgeloop.devhub.paths import StatePaths
 
     state = work / run.label
     assets = prepare(state, model)
-    write_camera_video(StatePaths.of(state).volumes / "samples" / VIDEO, run.frames, run.pace or 30.0)
+    samples = StatePaths.of(state).volumes / "samples"
+    write_camera_video(samples / VIDEO, run.frames, run.pace or 30.0)
     budget = max(1, int(run.frames * 0.15))
-    spec = RunSpec(
-        state=state,
-        make_manifest=lambda storage: camera_manifest(state, run, budget, assets, storage),
-        env=assets.env,
-        frames=run.frames,
-        pace=run.pace or 1000.0,
-        address=address,
-        idle_s=idle_s,
-        profiler=None if run.profile is None else Profiler(run.profile),
-        extra={"frames": run.frames, "pace": run.pace, "store": run.store, "budget": budget},
-    )
-    return measure(work, spec)
+    with frames_in_memory(samples) as frames_on:
+        spec = RunSpec(
+            state=state,
+            make_manifest=lambda storage: camera_manifest(state, run, budget, assets, storage),
+            env=assets.env,
+            frames=run.frames,
+            pace=run.pace or 1000.0,
+            address=address,
+            idle_s=idle_s,
+            profiler=None if run.profile is None else Profiler(run.profile),
+            extra={
+                "frames": run.frames,
+                "pace": run.pace,
+                "store": run.store,
+                "budget": budget,
+                "raw_frames_on": frames_on if run.store == "raw" else None,
+            },
+        )
+        return measure(work, spec)
 
 
 # -- the report ----------------------------------------------------------------------------
@@ -306,6 +336,13 @@ def report(runs: list[Run], bare: list[BareResult]) -> dict[str, Any]:
             + f"; capture's start-up apart: {r.get('capture_startup_cpu_s', 0.0):.2f} CPU s"
         )
         print("    messages in/out: " + messages_line(r["messages"]))
+        if run.store == "raw":
+            ring = r.get("capture_frames", {}).get("ring", {})
+            print(
+                f"    raw frames on {r.get('raw_frames_on')}: inference sample errors (frames gone "
+                f"before it read them) {r.get('inference_sample_errors', 'n/a')}; ring evicted "
+                f"unclaimed {ring.get('evictedUnclaimed', 'n/a')} (frames nobody selected count too)"
+            )
         if "idle_cpu_ms_per_s" in r:
             idle = r["idle_cpu_ms_per_s"]
             print(f"    idle CPU ms/s:   {per_process(idle, '.1f')} (all {sum(idle.values()):.1f})")

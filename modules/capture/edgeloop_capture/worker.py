@@ -345,6 +345,7 @@ class SourceWorker:
         if self.progress is not None and captured.mark is not None:
             receipt = self.progress.expect(captured.mark)
         job = _Job(captured=captured, captured_at=self.clock.now(), snapshot=snapshot, receipt=receipt)
+        self.pipeline.decode_ahead(self.settings, captured)
         assert self._stage is not None
         if not self._stage.put(job, lambda: self.stopping):
             job.abandon()
