@@ -234,8 +234,17 @@ def camera_manifest(state: Path, run: Run, budget: int, assets: Assets, storage:
         }
     ]
     if run.store != "jpeg":
-        capture["frames"] = {"store": run.store}
+        capture["frames"] = {"store": run.store, "max_bytes": ring_budget(run.frames)}
     return doc
+
+
+def ring_budget(frames: int) -> int:
+    """The raw frame ring's byte budget for a run: capture's default (256 MiB), or all the run's
+    frames if more. Replaying a file as fast as it can, capture may run further ahead of
+    inference than 256 MiB of 640x480 frames (about 290); the oldest would then be evicted
+    before they are scored (answered with status error, counted), which is the ring doing its
+    job, not the throughput this measures."""
+    return max(256 * 1024**2, frames * (WIDTH * HEIGHT * 3 + 32))
 
 
 @contextlib.contextmanager
