@@ -25,9 +25,10 @@ at that pace, the pace itself or its saturated rate if lower); CPU ms per frame 
 selected frames and capture -> scored of every frame. With ``--frames-store`` both (the
 default) each run is made once with capture storing JPEG files and once with the raw
 shared-memory frames, when capture's configuration has ``frames.store`` (otherwise the raw runs
-are skipped with a note). ``--profile DIR`` records each process of the saturated runs with
-``py-spy`` (one flame graph SVG per process, attached once the process is up). Writes
-``bench/results/camera.json``.
+are skipped with a note); the raw runs keep ``frames/`` in memory (``/dev/shm``, as a device
+mounts a tmpfs there) with a ring budget that holds the run. ``--profile DIR`` records each
+process of the saturated runs with ``py-spy`` (one flame graph SVG per process, attached once
+the process is up). Writes ``bench/results/camera.json``.
 """
 
 from __future__ import annotations
