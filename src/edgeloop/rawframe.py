@@ -146,12 +146,12 @@ def read(path: Path | str, *, display: str) -> np.ndarray:
             raise RawFrameError(
                 f"raw frame {display!r} is {state}: {size} bytes, header says {HEADER_SIZE + header.length}"
             )
-        buffer = bytearray(header.length)
-        got = fin.readinto(buffer)
+        buffer = np.empty(header.length, dtype=np.uint8)  # not zeroed first: read over whole
+        got = fin.readinto(memoryview(buffer))
     if got != header.length:
         raise RawFrameError(f"raw frame {display!r} is short (torn): read {got} of {header.length} bytes")
     if crc32(buffer) != header.crc32:
         raise RawFrameError(f"raw frame {display!r} fails its checksum: its pixels changed since capture")
-    array = np.frombuffer(buffer, dtype=header.dtype)
+    array = buffer.view(header.dtype)
     shape = (header.height, header.width) if header.channels == 1 else (header.height, header.width, 3)
     return array.reshape(shape)
