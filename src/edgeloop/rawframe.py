@@ -147,10 +147,11 @@ def read(path: Path | str, *, display: str) -> np.ndarray:
                 f"raw frame {display!r} is {state}: {size} bytes, header says {HEADER_SIZE + header.length}"
             )
         buffer = np.empty(header.length, dtype=np.uint8)  # not zeroed first: read over whole
-        got = fin.readinto(memoryview(buffer))
+        view = buffer.data.cast("B")
+        got = fin.readinto(view)
     if got != header.length:
         raise RawFrameError(f"raw frame {display!r} is short (torn): read {got} of {header.length} bytes")
-    if crc32(buffer) != header.crc32:
+    if crc32(view) != header.crc32:
         raise RawFrameError(f"raw frame {display!r} fails its checksum: its pixels changed since capture")
     array = buffer.view(header.dtype)
     shape = (header.height, header.width) if header.channels == 1 else (header.height, header.width, 3)
