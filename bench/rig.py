@@ -335,6 +335,8 @@ def measure(work: Path, spec: RunSpec) -> dict[str, Any]:
             result["filter_stats"] = module_stats(hub, "filter")
             result["messages"] = {name: messages(hub, name) for name in MODULES}
             inference = module_stats(hub, "inference")
+            result["inference_sample_errors"] = int(inference.get("sample_errors", 0))
+            result["capture_frames"] = module_stats(hub, "capture").get("frames", {})
             result["inference_batches"] = {
                 "sizes": inference.get("batchSizes", {}),
                 "at_once": inference.get("eagerBatches"),

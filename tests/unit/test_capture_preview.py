@@ -5,10 +5,12 @@ when it needs the pixels."""
 from __future__ import annotations
 
 import struct
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
+import edgeloop_capture.pipeline as pipeline_module
 import numpy as np
 import pytest
 from edgeloop_capture.dhash import dhash, hamming
@@ -237,3 +239,93 @@ def test_an_mjpg_video_frame_is_not_decoded_whole_and_its_reference_has_its_size
         assert packet is not None
         assert (ref.width, ref.height) == (640, 480)
         assert ref.dhash == dhash(packet.preview)
+
+
+def raw_pipeline(root: Path, store: str = "raw") -> FramePipeline:
+    p = FramePipeline(
+        SampleWriter(root),
+        SampleIds(),
+        raw_writer=SampleWriter(root, subdir=FRAMES_DIR),
+        ring=RawRing(max_bytes=10**9),
+    )
+    p.store_kind = store
+    return p
+
+
+def test_a_packet_decoded_ahead_is_not_decoded_again_and_stores_the_same_pixels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a packet decoded ahead, as the source's thread does on the raw path
+    data = jpeg(scene(10))
+    p = raw_pipeline(tmp_path)
+    captured = previewed(data)
+    p.decode_ahead(folder_settings(), captured)
+    assert captured.image is not None
+    decodes: list[bytes | None] = []
+    monkeypatch.setattr(pipeline_module, "decode", lambda d: decodes.append(d) or captured.image)
+    # when: stored
+    ref = p.process(folder_settings(), captured, seq=0, captured_at=AT)
+    # then: no second decode, the pixels of a whole decode, the preview's dHash
+    assert decodes == []
+    assert ref.file_ref is not None
+    pixels = rawframe.read(tmp_path / ref.file_ref, display="x")
+    assert np.array_equal(pixels, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+    assert ref.dhash == dhash(mjpeg.preview(data).preview)  # type: ignore[union-attr]
+
+
+def test_decoding_ahead_leaves_a_packet_the_jpeg_path_stores_as_read(tmp_path: Path) -> None:
+    data = jpeg(scene(11))
+    p = raw_pipeline(tmp_path, store="jpeg")
+    captured = previewed(data)
+    p.decode_ahead(folder_settings(), captured)
+    assert captured.image is None
+    ref = p.process(folder_settings(), captured, seq=0, captured_at=AT)
+    assert ref.file_ref is not None
+    assert (tmp_path / ref.file_ref).read_bytes() == data
+
+
+def test_a_packet_that_does_not_decode_ahead_is_still_an_encode_error_when_stored(tmp_path: Path) -> None:
+    # given: a preview beside bytes that are not a JPEG, on the raw path
+    captured = previewed(jpeg(scene(12)))
+    captured.encoded = b"\xff\xd8\xff" + bytes(100)
+    p = raw_pipeline(tmp_path)
+    # when: decoding ahead fails quietly
+    p.decode_ahead(folder_settings(), captured)
+    assert captured.image is None
+    # then: storing it reports why, as before
+    with pytest.raises(EncodeError, match="could not decode"):
+        p.prepare(folder_settings(), captured, captured_at=AT)
+
+
+def test_on_the_raw_path_an_mjpg_frame_is_decoded_on_the_source_thread_not_the_store_stage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a 640x480 MJPG video read as packets, frames stored raw; each whole decode's thread
+    write_video(tmp_path / "input" / "clip.avi", 4, width=640, height=480)
+    source = {"id": "cam", "kind": "video", "path": "input/clip.avi", "realtime": False}
+    threads: list[str] = []
+    whole = pipeline_module.decode
+
+    def decode(data: bytes | None) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        return whole(data)
+
+    monkeypatch.setattr(pipeline_module, "decode", decode)
+    # when
+    with Capture(tmp_path, {"sources": [source], "frames": {"store": "raw"}}) as capture:
+        wait_for(lambda: len(capture.frames()) == 4)
+        refs = capture.frames()
+    # then: the source's own thread decoded each frame once, and the raw frames are the whole
+    # decodes of the video's packets
+    assert threads == ["capture-cam"] * 4
+    cap = mjpeg.open_packets(tmp_path / "input" / "clip.avi")
+    assert cap is not None
+    for ref in refs:
+        assert cap.grab()
+        packet = mjpeg.retrieve(cap)
+        assert packet is not None
+        expected = cv2.imdecode(np.frombuffer(packet.data, np.uint8), cv2.IMREAD_COLOR)
+        assert ref.raw is not None
+        assert ref.file_ref is not None
+        assert np.array_equal(rawframe.read(tmp_path / ref.file_ref, display="x"), expected)
+    cap.release()

@@ -4,6 +4,7 @@ files refused with the reason."""
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +75,14 @@ def test_a_missing_frame_is_file_not_found(tmp_path: Path) -> None:
 def test_pack_refuses_what_the_format_does_not_hold(image: np.ndarray) -> None:
     with pytest.raises(ValueError, match="raw frame holds"):
         rawframe.pack(image)
+
+
+def test_the_checksum_is_zlibs_crc32_whichever_implementation_computes_it() -> None:
+    # given: a camera-sized frame and a slice of it that starts mid-buffer
+    pixels = np.random.default_rng(3).integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+    header, payload = rawframe.pack(pixels)
+    # then: the header holds zlib's CRC-32 of the pixels, so frames written by either
+    # implementation read with the other
+    assert rawframe.HEADER.unpack_from(header)[8] == zlib.crc32(payload)
+    assert rawframe.crc32(payload[7:1001]) == zlib.crc32(payload[7:1001])
+    assert rawframe.crc32(b"") == zlib.crc32(b"") == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -119,6 +120,22 @@ class FramePipeline:
     ) -> FrameRef:
         """``prepare`` then ``store``."""
         return self.store(settings, self.prepare(settings, captured, captured_at=captured_at), seq=seq)
+
+    def decode_ahead(self, settings: SourceSettings, captured: Captured) -> None:
+        """Decode whole, now, a frame the raw path will need the pixels of (one the source left
+        encoded: an MJPG packet). The source's thread calls this before handing the frame to its
+        store stage, so the decode of one frame overlaps the checksum and write of the one
+        before (OpenCV and the file system calls release the GIL); on the JPEG path, and for a
+        frame the source decoded itself, it does nothing. A frame that does not decode is left
+        as it was: ``prepare`` tries again and reports it."""
+        if (
+            self.raw
+            and captured.image is None
+            and captured.encoded is not None
+            and isinstance(settings, ImageSettings)
+        ):
+            with contextlib.suppress(EncodeError):
+                captured.image = decode(captured.encoded)
 
     def prepare(self, settings: SourceSettings, captured: Captured, *, captured_at: datetime) -> Prepared:
         """Raises ``EncodeError``."""

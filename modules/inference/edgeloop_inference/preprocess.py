@@ -164,12 +164,13 @@ class Preprocessor:
 
         gray = image.ndim == 2
         if self.spec.color == "gray":
-            image = image if gray else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        elif self.spec.color == "rgb":
-            image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB if gray else cv2.COLOR_BGR2RGB)
-        elif gray:
-            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-        return self._resize(image)
+            return self._resize(image if gray else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+        # Resized first, then reordered or widened to three channels: both act on each pixel
+        # alone, so the result is the same, on the model's few pixels instead of the frame's.
+        resized = self._resize(image)
+        if self.spec.color == "rgb":
+            return cv2.cvtColor(resized, cv2.COLOR_GRAY2RGB if gray else cv2.COLOR_BGR2RGB)
+        return cv2.cvtColor(resized, cv2.COLOR_GRAY2BGR) if gray else resized
 
     def decode_bytes(self, data: bytes, *, display: str) -> np.ndarray:
         """Decode an encoded image (JPEG, PNG, ...) or a vector given as bytes of an NPY."""
