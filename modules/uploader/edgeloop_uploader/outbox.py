@@ -279,15 +279,18 @@ class OutboxDB:
 
     def claim_ready(self, now: float, *, limit: int, share: int = 1) -> list[Entry]:
         """Move up to ``limit`` of the most urgent ready entries to ``uploading``, in one
-        transaction. ``share`` workers take from the queue: while fewer than ``limit * share``
-        entries are ready, each takes its share of them, so no worker idles beside a full one."""
+        transaction. ``share`` workers take from the queue: while fewer than ``2 * limit * share``
+        entries are ready, one takes half its share of them (a single worker: all, up to
+        ``limit``), so batches shrink as the queue runs out and the workers finish together
+        instead of one idling while another works through a full batch."""
+        parts = 1 if share <= 1 else 2 * share
         with self.transaction() as conn:
             rows = conn.execute(
                 "SELECT * FROM entries WHERE state = ? AND sealed_path IS NOT NULL AND next_attempt_at <= ? "
                 "ORDER BY priority DESC, created_at, rowid LIMIT ?",
-                (QUEUED, now, limit * max(1, share)),
+                (QUEUED, now, limit * parts),
             ).fetchall()
-            rows = rows[: min(limit, -(-len(rows) // max(1, share)))]
+            rows = rows[: min(limit, -(-len(rows) // parts))]
             conn.executemany(
                 "UPDATE entries SET state = ?, updated_at = ? WHERE id = ?",
                 [(UPLOADING, now, row["id"]) for row in rows],
