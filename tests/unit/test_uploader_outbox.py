@@ -24,7 +24,7 @@ from edgeloop_uploader.outbox import DONE, QUARANTINED, QUEUED, UPLOADING
 
 from edgeloop.blobstore import ANY, BlobStoreError
 from edgeloop.contracts import UploadedNotice
-from edgeloop.envelope import read_header
+from edgeloop.envelope import EnvelopeContext, PublicKey, read_header, sealed_size
 from tests.unit.uploader_support import TRACEPARENT, Harness, key_id, keyring, public_pem, selected
 
 
@@ -624,3 +624,30 @@ def test_the_disk_reserve_counts_the_database_free_pages_only_when_the_volume_is
     monkeypatch.setattr("edgeloop_uploader.budget.os.statvfs", volume(reserve - reusable - 100_000))
     assert not h.uploader.accept_selected(selected(h.samples, "01R5", b"c" * 10_000))
     assert h.uploader.counters["rejected_disk_full"] == 1
+
+
+@pytest.mark.parametrize(("spare", "taken"), [(0, True), (-1, False)])
+def test_a_small_sample_is_budgeted_at_its_envelope_size_and_a_refused_one_leaves_nothing(
+    tmp_path: Path, spare: int, taken: bool
+) -> None:
+    # given: a budget of exactly the envelope's size (or a byte less): the plaintext fits both
+    data = b"\xff\xd8 a frame" * 1000
+    context = EnvelopeContext(sample_id="01E1", device_id="dev-1", content_type="image/jpeg")
+    envelope = sealed_size(
+        len(data), public_key=PublicKey.from_pem(public_pem(0)), context=context, chunk_size=65536
+    )
+    assert envelope > len(data) + 100
+    h = Harness(tmp_path, config={"outbox": {"max_bytes": envelope + spare}})
+    # when
+    accepted = h.uploader.accept_selected(selected(h.samples, "01E1", data))
+    # then: taken at its envelope's size, or refused with nothing kept nor counted as claimed
+    assert accepted is taken
+    counters = h.uploader.counters
+    assert counters["claimed_by_seal"] == counters["accepted"] == int(taken)
+    assert counters["evicted"] == int(not taken)
+    if taken:
+        assert h.uploader.db.get("01E1").size == envelope  # type: ignore[union-attr]
+    else:
+        assert sum(h.uploader.db.counts().values()) == 0
+        assert h.uploader.core.sealed_cache.pop("01E1") is None
+        assert list((h.outbox / "sealed").iterdir()) == []
