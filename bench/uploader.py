@@ -15,7 +15,9 @@ Concurrency: ``--workers N`` gives the plain side N concurrent uploads and the u
 workers, one request in flight each (with ``--sidecar`` two: a sample's sidecar beside the next
 sample's envelope). The plain side is measured with N and with 2N concurrent uploads, and both
 ratios are printed. CPU seconds per file of this process and of Azurite show where the time goes
-(both share the machine).
+(both share the machine). Rounds run plain xN, uploader, plain x2N, then the other way round, so
+each uploader round runs beside the plain xN round it is paired with; the per-round ratios
+(median, range) are printed beside the ratio of the median rates.
 
     python -m bench.uploader [--files 150] [--size 72000] [--workers 2] [--rounds 4] [--sidecar]
                              [--credential key|sas]
