@@ -15,9 +15,11 @@ Concurrency: ``--workers N`` gives the plain side N concurrent uploads and the u
 workers, one request in flight each (with ``--sidecar`` two: a sample's sidecar beside the next
 sample's envelope). The plain side is measured with N and with 2N concurrent uploads, and both
 ratios are printed. CPU seconds per file of this process and of Azurite show where the time goes
-(both share the machine).
+(both share the machine). Rounds run plain xN, uploader, plain x2N, then the other way round, so
+each uploader round runs beside the plain xN round it is paired with; the per-round ratios
+(median, range) are printed beside the ratio of the median rates.
 
-    python -m bench.uploader [--files 150] [--size 72000] [--workers 2] [--rounds 2] [--sidecar]
+    python -m bench.uploader [--files 150] [--size 72000] [--workers 2] [--rounds 4] [--sidecar]
                              [--credential key|sas]
 """
 
@@ -206,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=150)
     parser.add_argument("--size", type=int, default=72_000, help="bytes per file (a 640x480 JPEG is ~72 KB)")
     parser.add_argument("--workers", type=int, default=2, help="plain concurrent uploads = uploader workers")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--durability", choices=["full", "normal"], default="full")
     parser.add_argument(
         "--sidecar", action="store_true", help="also write the JSON sidecar (storage.sidecar: true)"
@@ -235,16 +237,16 @@ def main(argv: list[str] | None = None) -> int:
                 lambda n: plain_round(server, paths, f"plain{n}", workers, args.credential, plain),
             ),
             (
-                f"plain x{in_flight}",
-                wider,
-                lambda n: plain_round(server, paths, f"wide{n}", in_flight, args.credential, wider),
-            ),
-            (
                 "uploader",
                 ours,
                 lambda n: uploader_round(
                     server, samples, paths, root / f"outbox{n}", pem, f"sealed{n}", workers, options, ours
                 ),
+            ),
+            (
+                f"plain x{in_flight}",
+                wider,
+                lambda n: plain_round(server, paths, f"wide{n}", in_flight, args.credential, wider),
             ),
         ]
         blobs = "2 blobs (envelope, then sidecar)" if args.sidecar else "1 blob with metadata and tags"
@@ -254,12 +256,15 @@ def main(argv: list[str] | None = None) -> int:
             f"requests in flight; durability {args.durability}; credential {args.credential} on both sides"
         )
         for n in range(args.rounds):
-            for _label, _meter, run in sides if n % 2 == 0 else sides[::-1]:  # so drift cancels out
+            # plain xN, uploader, plain x2N, then the other way round: drift cancels out, and each
+            # uploader round runs next to the plain xN round it is paired with
+            for _label, _meter, run in sides if n % 2 == 0 else sides[::-1]:
                 run(n)
             print(
                 f"round {n + 1}: plain x{workers} {args.files / plain.seconds[-1]:6.1f} files/s   "
                 f"plain x{in_flight} {args.files / wider.seconds[-1]:6.1f} files/s   "
-                f"uploader {args.files / ours.seconds[-1]:6.1f} files/s"
+                f"uploader {args.files / ours.seconds[-1]:6.1f} files/s   "
+                f"ratio {plain.seconds[-1] / ours.seconds[-1]:4.2f}"
             )
     result: dict[str, Any] = {
         "files": args.files,
@@ -277,6 +282,11 @@ def main(argv: list[str] | None = None) -> int:
         "plain_same_requests_in_flight_s": wider.seconds,
         "uploader_s": ours.seconds,
     }
+    paired = sorted(p / u for p, u in zip(plain.seconds, ours.seconds, strict=True))
+    result.update(
+        ratio_paired_median=round(statistics.median(paired), 3),
+        ratio_paired=[round(r, 3) for r in paired],
+    )
     rate = {label: args.files / statistics.median(meter.seconds) for label, meter, _run in sides}
     ratio, ratio_wide = (
         rate["uploader"] / rate[f"plain x{workers}"],
@@ -301,6 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"ratio uploader / plain x{workers} (as many envelopes in flight as plain files) = {ratio:.2f} "
         f"(target >= 0.9)"
+    )
+    print(
+        f"ratio per round, uploader / the plain x{workers} round beside it: median "
+        f"{statistics.median(paired):.2f} ({paired[0]:.2f}-{paired[-1]:.2f})"
     )
     print(f"ratio uploader / plain x{in_flight} (twice as many uploads in flight) = {ratio_wide:.2f}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -201,7 +201,7 @@ def test_a_storage_outage_mid_batch_stops_it_and_counts_no_attempt(tmp_path: Pat
 
 @pytest.mark.parametrize(
     ("ready", "workers", "taken"),
-    [(1, 2, 1), (3, 2, 2), (3, 1, 3), (7, 2, 4), (20, 2, 8), (20, 4, 5)],
+    [(1, 2, 1), (3, 2, 1), (3, 1, 3), (7, 2, 2), (16, 2, 4), (20, 2, 5), (20, 4, 3), (31, 2, 8), (40, 2, 8)],
 )
 def test_workers_share_a_short_queue_and_take_at_most_a_batch(
     tmp_path: Path, ready: int, workers: int, taken: int

@@ -24,7 +24,7 @@ from edgeloop_uploader.outbox import DONE, QUARANTINED, QUEUED, UPLOADING
 
 from edgeloop.blobstore import ANY, BlobStoreError
 from edgeloop.contracts import UploadedNotice
-from edgeloop.envelope import read_header
+from edgeloop.envelope import EnvelopeContext, PublicKey, read_header, sealed_size
 from tests.unit.uploader_support import TRACEPARENT, Harness, key_id, keyring, public_pem, selected
 
 
@@ -566,3 +566,88 @@ def test_samples_committed_whose_log_sync_failed_stay_and_are_uploaded_once(
     assert h.uploader.counters["rejected"] == 0
     assert sorted(n.sample_id for n in h.notices) == ["01G000", "01G001", "01G002"]
     assert len(h.store.puts) == 3
+
+
+def test_notices_say_what_each_entry_recorded_done_holds_read_without_parsing_its_info(h: Harness) -> None:
+    # given: one sample with a trace context and strategy, one without a trace context
+    with_trace = selected(h.samples, "01N1")
+    without = selected(h.samples, "01N2").model_copy(update={"traceparent": None, "strategy": "drift"})
+    assert h.uploader.accept_selected_batch([with_trace, without]) == 2
+    # when: both are uploaded and their notices sent
+    h.pump()
+    # then: each notice carries that entry's strategy, trace context, name, size and key
+    entries = {e.id: e for e in h.uploader.db.by_state(DONE)}
+    got = {n.sample_id: n for n in h.notices}
+    assert (got["01N1"].strategy, got["01N1"].traceparent) == ("uncertainty", TRACEPARENT)
+    assert (got["01N2"].strategy, got["01N2"].traceparent) == ("drift", None)
+    for sample_id, notice in got.items():
+        entry = entries[sample_id]
+        assert (notice.blob_name, notice.bytes, notice.key_id) == (entry.blob_name, entry.size, key_id(0))
+        assert (
+            notice.plaintext_sha256
+            == entry.plaintext_sha256
+            == hashlib.sha256((h.samples / f"frames/{sample_id}.jpg").read_bytes()).hexdigest()
+        )
+    assert h.uploader.db.unnotified_records() == []
+
+
+def test_the_disk_reserve_counts_the_database_free_pages_only_when_the_volume_is_short(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: the database holds freed pages (two envelopes uploaded and deleted)
+    for sample_id in ("01R1", "01R2"):
+        assert h.uploader.accept_selected(selected(h.samples, sample_id, bytes(range(256)) * 800))
+    h.pump()
+    db = h.uploader.db
+    reusable = db.reusable_bytes()
+    assert reusable > 300_000
+    asked: list[int] = []
+    real_reusable = db.reusable_bytes
+    monkeypatch.setattr(db, "reusable_bytes", lambda: asked.append(1) or real_reusable())
+    reserve = 64 * 1024 * 1024
+    block = 4096
+
+    def volume(free: int) -> Callable[[Any], Any]:
+        blocks = 100 * reserve // block  # a tenth of the volume is over the reserve
+        stat = {"f_bavail": free // block, "f_frsize": block, "f_blocks": blocks}
+        return lambda _path: type("Volume", (), stat)()
+
+    # when: the volume alone has room: the free pages are not asked for
+    monkeypatch.setattr("edgeloop_uploader.budget.os.statvfs", volume(reserve + 1_000_000))
+    assert h.uploader.accept_selected(selected(h.samples, "01R3", b"a" * 10_000))
+    assert asked == []
+    # when: the volume is short of the reserve by less than the free pages hold: accepted
+    monkeypatch.setattr("edgeloop_uploader.budget.os.statvfs", volume(reserve - 100_000))
+    assert h.uploader.accept_selected(selected(h.samples, "01R4", b"b" * 10_000))
+    assert asked == [1]
+    # when: short by more than the free pages hold: refused as a full disk
+    monkeypatch.setattr("edgeloop_uploader.budget.os.statvfs", volume(reserve - reusable - 100_000))
+    assert not h.uploader.accept_selected(selected(h.samples, "01R5", b"c" * 10_000))
+    assert h.uploader.counters["rejected_disk_full"] == 1
+
+
+@pytest.mark.parametrize(("spare", "taken"), [(0, True), (-1, False)])
+def test_a_small_sample_is_budgeted_at_its_envelope_size_and_a_refused_one_leaves_nothing(
+    tmp_path: Path, spare: int, taken: bool
+) -> None:
+    # given: a budget of exactly the envelope's size (or a byte less): the plaintext fits both
+    data = b"\xff\xd8 a frame" * 1000
+    context = EnvelopeContext(sample_id="01E1", device_id="dev-1", content_type="image/jpeg")
+    envelope = sealed_size(
+        len(data), public_key=PublicKey.from_pem(public_pem(0)), context=context, chunk_size=65536
+    )
+    assert envelope > len(data) + 100
+    h = Harness(tmp_path, config={"outbox": {"max_bytes": envelope + spare}})
+    # when
+    accepted = h.uploader.accept_selected(selected(h.samples, "01E1", data))
+    # then: taken at its envelope's size, or refused with nothing kept nor counted as claimed
+    assert accepted is taken
+    counters = h.uploader.counters
+    assert counters["claimed_by_seal"] == counters["accepted"] == int(taken)
+    assert counters["evicted"] == int(not taken)
+    if taken:
+        assert h.uploader.db.get("01E1").size == envelope  # type: ignore[union-attr]
+    else:
+        assert sum(h.uploader.db.counts().values()) == 0
+        assert h.uploader.core.sealed_cache.pop("01E1") is None
+        assert list((h.outbox / "sealed").iterdir()) == []

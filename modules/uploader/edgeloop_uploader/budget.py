@@ -82,8 +82,11 @@ class Budget:
             volume = os.statvfs(core.paths.outbox)
         except OSError:
             return True  # nothing to go by: the writes themselves will tell
-        free = volume.f_bavail * volume.f_frsize + core.db.reusable_bytes()
+        free = volume.f_bavail * volume.f_frsize
         reserve = min(core.config.outbox.min_free_bytes, volume.f_blocks * volume.f_frsize // 10)
+        if free - size >= reserve:
+            return True
+        free += core.db.reusable_bytes()  # asked only when the volume alone is short: two queries
         if free - size >= reserve:
             return True
         reason = (

@@ -32,7 +32,7 @@ from edgeloop_uploader.claim import claim_file, fsync_dir, write_durably
 from edgeloop_uploader.core import Core
 from edgeloop_uploader.outbox import IN_DATABASE, QUEUED
 from edgeloop_uploader.rawencode import RawEncodeError, encode_raw_frame, suffix_for
-from edgeloop_uploader.sealing import Sealer
+from edgeloop_uploader.sealing import IN_DATABASE_BYTES, Sealer
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +139,18 @@ class Intake:
                 )
             key = self.core.public_key
             now = self.core.now()
+            info = {"selected": item.to_wire(), "strategy": item.strategy, "traceparent": item.traceparent}
+            sealed: tuple[dict[str, Any], bytes | None, SealResult] | None = None
+            if key is not None and source.size <= IN_DATABASE_BYTES:
+                # sealed in memory (nothing is written before the commit), so the budget is
+                # given the envelope's own size instead of working out the header a second time
+                sealed = self._seal(item, source, key, info)
+                needed = sealed[2].ciphertext_bytes
+            else:
+                needed = self._budgeted(source, item, key)
             held_pending = sum(p.row["size"] for p in self._pending)
             room = self.budget.make_room(
-                self._budgeted(source, item, key),
+                needed,
                 item.priority,
                 now,
                 item.sample_id,
@@ -150,11 +159,14 @@ class Intake:
             )
             if not room:
                 return None
-            info = {"selected": item.to_wire(), "strategy": item.strategy, "traceparent": item.traceparent}
-            if key is not None:
+            if sealed is not None:
+                columns, data, result = sealed
+            elif key is not None:
                 columns, data, result = self._seal(item, source, key, info)
             else:
                 columns, data, result = self._claim(item, source, info), None, None
+            if key is not None:
+                self.core.count("claimed_by_seal")
         name = self._blob_name(item, source.suffix)
         row = {
             "id": item.sample_id,
@@ -212,7 +224,6 @@ class Intake:
                 )
         except OSError as exc:
             raise _refusal(f"cannot seal {_describe(item)}", exc) from exc
-        self.core.count("claimed_by_seal")
         return self.sealer.fields(sealed, info), sealed.data, sealed.result
 
     def _claim(self, item: SelectedSample, source: _Source, info: dict[str, Any]) -> dict[str, Any]:

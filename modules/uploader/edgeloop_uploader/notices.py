@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from edgeloop.contracts import UploadedNotice
 from edgeloop_uploader.core import Core
-from edgeloop_uploader.outbox import Entry
+from edgeloop_uploader.outbox import DoneRecord
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class Notices:
 
     def _send_unnotified(self, notify: Notify) -> int:
         core = self.core
-        pending = core.db.unnotified()
+        pending = core.db.unnotified_records()
         if not pending:
             return 0
         notices = [notice(entry) for entry in pending]
@@ -60,14 +60,14 @@ class Notices:
         return len(notices)
 
 
-def notice(entry: Entry) -> UploadedNotice:
+def notice(record: DoneRecord) -> UploadedNotice:
     return UploadedNotice(
-        sample_id=entry.id,
-        blob_name=entry.blob_name,
-        bytes=entry.size,
-        plaintext_sha256=entry.plaintext_sha256,
-        key_id=entry.key_id,
-        strategy=entry.info.get("strategy"),
-        uploaded_at=datetime.fromtimestamp(entry.updated_at, UTC),
-        traceparent=entry.info.get("traceparent"),
+        sample_id=record.id,
+        blob_name=record.blob_name,
+        bytes=record.size,
+        plaintext_sha256=record.plaintext_sha256,
+        key_id=record.key_id,
+        strategy=record.strategy,
+        uploaded_at=datetime.fromtimestamp(record.updated_at, UTC),
+        traceparent=record.traceparent,
     )

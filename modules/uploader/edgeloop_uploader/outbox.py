@@ -102,8 +102,9 @@ class Entry:
     notified: bool
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Entry:
-        fields = dict(row)
+    def from_row(cls, row: sqlite3.Row, **changes: Any) -> Entry:
+        """The entry a row holds, with ``changes`` to its columns (a state just set)."""
+        fields = {**dict(row), **changes}
         fields["info"] = json.loads(fields["info"])
         fields["notified"] = bool(fields["notified"])
         return cls(**fields)
@@ -111,6 +112,21 @@ class Entry:
     @property
     def sealed(self) -> bool:
         return self.sealed_path is not None
+
+
+@dataclass(frozen=True)
+class DoneRecord:
+    """What an ``uploaded`` notice says of an entry recorded done (its columns only, the
+    entry's ``info`` document is not parsed for them)."""
+
+    id: str
+    blob_name: str
+    size: int
+    plaintext_sha256: str | None
+    key_id: str | None
+    strategy: str | None
+    traceparent: str | None
+    updated_at: float
 
 
 class OutboxDB:
@@ -263,20 +279,23 @@ class OutboxDB:
 
     def claim_ready(self, now: float, *, limit: int, share: int = 1) -> list[Entry]:
         """Move up to ``limit`` of the most urgent ready entries to ``uploading``, in one
-        transaction. ``share`` workers take from the queue: while fewer than ``limit * share``
-        entries are ready, each takes its share of them, so no worker idles beside a full one."""
+        transaction. ``share`` workers take from the queue: while fewer than ``2 * limit * share``
+        entries are ready, one takes half its share of them (a single worker: all, up to
+        ``limit``), so batches shrink as the queue runs out and the workers finish together
+        instead of one idling while another works through a full batch."""
+        parts = 1 if share <= 1 else 2 * share
         with self.transaction() as conn:
             rows = conn.execute(
                 "SELECT * FROM entries WHERE state = ? AND sealed_path IS NOT NULL AND next_attempt_at <= ? "
                 "ORDER BY priority DESC, created_at, rowid LIMIT ?",
-                (QUEUED, now, limit * max(1, share)),
+                (QUEUED, now, limit * parts),
             ).fetchall()
-            rows = rows[: min(limit, -(-len(rows) // max(1, share)))]
+            rows = rows[: min(limit, -(-len(rows) // parts))]
             conn.executemany(
                 "UPDATE entries SET state = ?, updated_at = ? WHERE id = ?",
                 [(UPLOADING, now, row["id"]) for row in rows],
             )
-        return [Entry(**{**Entry.from_row(row).__dict__, "state": UPLOADING}) for row in rows]
+        return [Entry.from_row(row, state=UPLOADING) for row in rows]
 
     def by_state(self, *states: str) -> list[Entry]:
         marks = ", ".join("?" for _ in states)
@@ -309,6 +328,16 @@ class OutboxDB:
             "WHERE state = 'done' AND notified = 0 ORDER BY updated_at, priority DESC, created_at, rowid"
         )
         return [Entry.from_row(r) for r in rows]
+
+    def unnotified_records(self) -> list[DoneRecord]:
+        """What the notices of ``unnotified`` entries say, in the same order; SQLite reads the
+        two fields of ``info`` a notice needs, instead of each row's whole document being parsed."""
+        rows = self._all(
+            "SELECT id, blob_name, size, plaintext_sha256, key_id, json_extract(info, '$.strategy'), "
+            "json_extract(info, '$.traceparent'), updated_at FROM entries INDEXED BY entries_unnotified "
+            "WHERE state = 'done' AND notified = 0 ORDER BY updated_at, priority DESC, created_at, rowid"
+        )
+        return [DoneRecord(*row) for row in rows]
 
     def store_sealed(self, conn: sqlite3.Connection, entry_id: str, data: bytes | None) -> None:
         """Keep an entry's envelope in the database, inside the caller's transaction (no-op for None)."""
