@@ -174,7 +174,7 @@ BENCHES = (
     Bench("filter", ("--n", "10000", "--repeat", "2"), _filter),
     Bench(
         "uploader",
-        ("--files", "80", "--rounds", "2"),
+        ("--files", "200", "--rounds", "4"),
         _versus("uploader (sealed, durable)", "uploader_files_per_s", "files/s", "ratio", "plain uploads"),
     ),
     Bench("frames", ("--frames", "60", "--rounds", "2"), _frames),
