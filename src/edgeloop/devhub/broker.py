@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 from edgeloop.devhub import sas
 from edgeloop.devhub.manifest import Manifest
 from edgeloop.devhub.mqtt import SUBACK_FAILURE, Connect, Publish
+from edgeloop.devhub.queuelog import QueuedMessage
 from edgeloop.devhub.routes import Sink
-from edgeloop.devhub.store import QueuedMessage, Store, TwinRow, UpstreamEntry
+from edgeloop.devhub.store import Store, TwinRow, UpstreamEntry
 from edgeloop.devhub.where import RoutedMessage
 from edgeloop.runtime.config import merge_patch
 
