@@ -45,6 +45,7 @@ class AckReads:
         self._reading = False
         self._unanswered: list[tuple[MqttConnection, int]] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def written(self, conn: MqttConnection) -> None:
         """``conn`` was written to: a sink with deliveries in flight gets its low-water mark."""
@@ -61,7 +62,12 @@ class AckReads:
         self.awaiting.add(conn)
         set_low_water(ACK_LOW_WATER)
         if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(ACK_WAIT_SECS, self._tick)
+            self._arm()
+
+    def _arm(self) -> None:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        self._timer = self._loop.call_later(ACK_WAIT_SECS, self._tick)
 
     def published(self, conn: MqttConnection) -> None:
         """``conn`` sent a PUBLISH: no sink; every packet of it wakes the loop again."""
@@ -77,7 +83,8 @@ class AckReads:
             conn.transport.set_low_water(1)
 
     def read(self, woken: MqttConnection | None = None) -> None:
-        """Read what the sinks hold below their mark (one ``recv`` each; ``woken`` reads its own)."""
+        """Read what the sinks hold below their mark (one ``recv`` each; ``woken`` reads its own).
+        The tick moves on: while other connections wake the loop, it does not fire."""
         if self._reading or not self.awaiting:
             return
         self._reading = True
@@ -89,6 +96,9 @@ class AckReads:
                     conn.transport.read_now()
         finally:
             self._reading = False
+        if woken is not None and self._timer is not None:
+            self._timer.cancel()
+            self._arm()
 
     def read_done(self, conn: MqttConnection, writes: int) -> None:
         """A read of ``conn`` was handled (``writes``: its write count before): quick ACK it at
@@ -111,7 +121,7 @@ class AckReads:
             if not conn.inflight:
                 self._release(conn)
         if self.awaiting:
-            self._timer = asyncio.get_running_loop().call_later(ACK_WAIT_SECS, self._tick)
+            self._arm()
 
     def close(self) -> None:
         if self._timer is not None:

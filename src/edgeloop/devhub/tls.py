@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 #: Bytes read from a socket at once; also the plaintext buffer, larger than any TLS record
 #: (16 KB), so a record is always decrypted whole.
 _READ_SIZE = 256 * 1024
+_RCVLOWAT = getattr(socket, "SO_RCVLOWAT", None)
 
 
 class StreamProtocol(Protocol):
@@ -214,9 +215,9 @@ class TlsTransport:
     def set_low_water(self, size: int) -> None:
         """Wake the loop for this connection only once ``size`` bytes wait to be read
         (``SO_RCVLOWAT``; an end of stream wakes it at once). ``read_now`` reads the rest."""
-        if size != self._low_water and not self._closed:
+        if size != self._low_water and not self._closed and _RCVLOWAT is not None:
             try:
-                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, size)
+                self._sock.setsockopt(socket.SOL_SOCKET, _RCVLOWAT, size)
             except OSError as exc:
                 log.debug("SO_RCVLOWAT %d on %s: %s", size, self._peer, exc)
                 return
