@@ -123,3 +123,20 @@ def test_a_queue_kept_in_sqlite_moves_to_the_queue_file(tmp_path: Path) -> None:
         sqlite3.connect(db_path).execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
     )
     assert ("queue",) not in tables
+
+
+def test_a_drained_log_over_the_limit_is_cut_to_nothing_and_appends_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queuelog, "_COMPACT_BYTES", 4096)
+    path = tmp_path / "hub.queue"
+    log = QueueLog(path)
+    for i in range(1, 41):
+        log.add(_message(i, b"z" * 200))
+        log.remove(i)
+        log.flush()
+        assert path.stat().st_size <= 4096 + 600
+    log.add(_message(41))
+    log.flush()
+    assert _ids(path) == [41]
+    log.close()

@@ -150,7 +150,12 @@ class QueueLog:
             self._compact()
 
     def _compact(self) -> None:
-        """Rewrite the file with only what is queued (synced before it replaces the old one)."""
+        """Rewrite the file with only what is queued (synced before it replaces the old one);
+        with nothing queued, cut it to nothing."""
+        if not self._live:
+            os.ftruncate(self._fd, 0)
+            self._size = 0
+            return
         records = [_encode(message) for message in self.messages]
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
