@@ -2,12 +2,12 @@
 
 A quiet receiver (a sink, below) is a module that has published nothing for
 ``QUIET_AFTER_SECS``: all it sends is a PUBACK per delivery. While deliveries to one are in
-flight its socket gets a low-water mark
-(``SO_RCVLOWAT``) one byte above a PUBACK's TLS record, so a lone PUBACK does not wake the
-loop; anything larger (any PUBLISH, two PUBACKs) or an end of stream still does. What waits is
-read whenever the loop wakes for another connection, before that connection's packets (one
-``recv`` a sink), or by a tick ``ACK_WAIT_SECS`` later when nothing else woke it; once a sink
-has nothing in flight at a tick, or publishes, every packet of it wakes the loop again.
+flight its socket gets a low-water mark (``SO_RCVLOWAT``) one byte above a PUBACK's TLS
+record, so a lone PUBACK does not wake the loop; anything larger (any PUBLISH, two PUBACKs) or
+an end of stream still does. What waits is read whenever the loop wakes for another
+connection, before that connection's packets (one ``recv`` a sink), or by a tick
+``ACK_WAIT_SECS`` after the last such wake-up; once a sink has nothing in flight at a tick, or
+publishes, every packet of it wakes the loop again.
 
 With one sender and one receiver that halves the hub's wake-ups a routed message: the
 receiver's PUBACK is read when the sender's next PUBLISH arrives.
