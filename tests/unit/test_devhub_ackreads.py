@@ -1,5 +1,5 @@
-"""Quiet receivers, sinks (modules that have published nothing for a while): while deliveries
-to one are in flight, its lone PUBACKs do not wake the hub (a low-water mark on its socket);
+"""Quiet receivers, sinks (modules that acknowledge deliveries and publish nothing): while
+deliveries to one are in flight, its lone PUBACKs do not wake the hub (a low-water mark on its socket);
 they are read whenever the hub wakes for another connection, before its packets, or by a tick
 at most ``ACK_WAIT_SECS`` later, and quick-ACKed only when nothing written carried the ACK.
 A module that publishes is read at once again."""
@@ -96,7 +96,7 @@ def test_a_sinks_acknowledgements_are_read_when_the_hub_wakes_for_the_sender(tmp
         broker = _hub(tmp_path)
         sender, _ = _connect(broker, "a")
         sink, sink_io = _connect(broker, "b")
-        sink.last_publish -= 2 * ackreads.QUIET_AFTER_SECS  # quiet since it connected
+        sink.acks_since_publish = ackreads.QUIET_AFTER_ACKS  # acknowledged that many, published nothing
         sender.data_received(_publish("a", 1))
         assert sink_io.low_water == [ackreads.ACK_LOW_WATER]  # its PUBACK will not wake us
         assert [p.payload for p in sink_io.published] == [b"m1"]
@@ -126,15 +126,24 @@ def test_a_module_that_publishes_is_no_sink(tmp_path: Path) -> None:
         broker = _hub(tmp_path)
         sender, _ = _connect(broker, "a")
         echo, echo_io = _connect(broker, "b")
+
+        def acknowledge() -> None:  # the module's PUBACKs arrive with enough bytes to wake us
+            echo_io.ack_all()
+            data = b"".join(echo_io.held)
+            echo_io.held.clear()
+            echo.data_received(data)
+
         sender.data_received(_publish("a", 1))
-        assert echo_io.low_water == []  # connected just now: not quiet long enough
-        echo.last_publish -= 2 * ackreads.QUIET_AFTER_SECS
+        assert echo_io.low_water == []  # it has acknowledged nothing yet
+        echo.acks_since_publish = ackreads.QUIET_AFTER_ACKS - 1
+        acknowledge()  # the last acknowledgement it needs, with no PUBLISH in between
         sender.data_received(_publish("a", 2))
         assert echo_io.low_water == [ackreads.ACK_LOW_WATER]
         echo.data_received(_publish("b", 1))  # it answers: every packet of it wakes us again
         assert echo_io.low_water == [ackreads.ACK_LOW_WATER, 1]
+        acknowledge()
         sender.data_received(_publish("a", 3))
-        assert echo_io.low_water == [ackreads.ACK_LOW_WATER, 1]
+        assert echo_io.low_water == [ackreads.ACK_LOW_WATER, 1]  # one acknowledgement is not quiet
         broker.close()
 
     asyncio.run(main())

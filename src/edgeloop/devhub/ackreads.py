@@ -1,13 +1,13 @@
 """Acknowledgements from quiet receivers, read without waking the hub for each one.
 
-A quiet receiver (a sink, below) is a module that has published nothing for
-``QUIET_AFTER_SECS``: all it sends is a PUBACK per delivery. While deliveries to one are in
-flight its socket gets a low-water mark (``SO_RCVLOWAT``) one byte above a PUBACK's TLS
-record, so a lone PUBACK does not wake the loop; anything larger (any PUBLISH, two PUBACKs) or
-an end of stream still does. What waits is read whenever the loop wakes for another
-connection, before that connection's packets (one ``recv`` a sink), or by a tick
-``ACK_WAIT_SECS`` after the last such wake-up; once a sink has nothing in flight at a tick, or
-publishes, every packet of it wakes the loop again.
+A quiet receiver (a sink, below) is a module that has acknowledged ``QUIET_AFTER_ACKS``
+deliveries without publishing in between: all it sends is a PUBACK per delivery. While
+deliveries to one are in flight its socket gets a low-water mark (``SO_RCVLOWAT``) one byte
+above a PUBACK's TLS record, so a lone PUBACK does not wake the loop; anything larger (any
+PUBLISH, two PUBACKs) or an end of stream still does. What waits is read whenever the loop
+wakes for another connection, before that connection's packets (one ``recv`` a sink), or by a
+tick ``ACK_WAIT_SECS`` after the last such wake-up; once a sink has nothing in flight at a
+tick, or publishes, every packet of it wakes the loop again.
 
 With one sender and one receiver that halves the hub's wake-ups a routed message: the
 receiver's PUBACK is read when the sender's next PUBLISH arrives.
@@ -33,8 +33,9 @@ ACK_LOW_WATER = 34
 #: loop; also the longest the sink's own next packet waits on it (its TCP holds a small packet
 #: until what it sent before is acknowledged).
 ACK_WAIT_SECS = 0.005
-#: A connection is a quiet receiver (a sink) once it has published nothing this long.
-QUIET_AFTER_SECS = 1.0
+#: A connection is a quiet receiver (a sink) once it has acknowledged this many deliveries
+#: without a PUBLISH in between (a module that publishes about once every few inputs is not).
+QUIET_AFTER_ACKS = 32
 
 
 class AckReads:
@@ -53,7 +54,7 @@ class AckReads:
             conn in self.awaiting
             or not conn.inflight
             or conn.closed
-            or conn.last_seen - conn.last_publish < QUIET_AFTER_SECS
+            or conn.acks_since_publish < QUIET_AFTER_ACKS
         ):
             return
         set_low_water = getattr(conn.transport, "set_low_water", None)

@@ -315,7 +315,7 @@ class Broker:
 
     def publish(self, conn: MqttConnection, packet: Publish) -> str | None:
         """Handle a PUBLISH from a module; returns a reason to close the connection, or None."""
-        conn.last_publish = conn.last_seen
+        conn.acks_since_publish = 0
         self.ack_reads.published(conn)
         topic = packet.topic
         events = conn.topics.events
@@ -335,6 +335,7 @@ class Broker:
         return None
 
     def puback(self, conn: MqttConnection, packet_id: int) -> None:
+        conn.acks_since_publish += 1
         message_id = conn.inflight.pop(packet_id, None)
         if message_id is None:
             return

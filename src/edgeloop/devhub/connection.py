@@ -35,7 +35,7 @@ class MqttConnection:
         self.client_id = ""
         self.keepalive = 0
         self.last_seen = time.monotonic()
-        self.last_publish = self.last_seen  # when it last sent a PUBLISH (or connected)
+        self.acks_since_publish = 0  # PUBACKs it sent since its last PUBLISH
         self.subscriptions: dict[str, int] = {}
         self.topics = ModuleTopics("", "", "")
         self.inputs_ready = False
