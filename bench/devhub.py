@@ -6,7 +6,8 @@ runtime, so the sender's figure is the SDK's own cost):
 - throughput: a sender sends N 1 KB JSON messages (QoS 1, one thread, each send waits for its
   PUBACK) routed to a receiver; messages/s = N / (first send -> last receipt);
 - CPU per routed message: the hub's CPU time over that run / N, next to the sender's CPU
-  time for its sends / N (target: hub <= half the sender's);
+  time for its sends / N (target: hub <= half the sender's), and the hub's wake-ups (times
+  it blocked, from /proc) / N;
 - round trip: a pinger sends to an echoer, which sends back (A -> hub -> B -> hub -> A),
   one at a time; p50/p99.
 
@@ -215,16 +216,25 @@ def _proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def _proc_sleeps(pid: int) -> int:
+    """Times the process blocked (voluntary context switches): its wake-ups."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    return 0
+
+
 def throughput(hub: HubProcess, count: int, log_dir: Path, threads: int = 1) -> dict[str, Any]:
     receiver = Peer(hub, "receiver", count, log_dir)
     sender = Peer(hub, "sender", count, log_dir, threads)
     receiver.line()
     sender.line()
-    hub_cpu0 = _proc_cpu(hub.pid)
+    hub_cpu0, hub_sleeps0 = _proc_cpu(hub.pid), _proc_sleeps(hub.pid)
     sender.go()
     sent = sender.line()
     done = receiver.line()
     hub_cpu = _proc_cpu(hub.pid) - hub_cpu0
+    hub_sleeps = _proc_sleeps(hub.pid) - hub_sleeps0
     sender.close()
     receiver.close()
     elapsed = done["t_last"] - sent["t0"]
@@ -236,6 +246,7 @@ def throughput(hub: HubProcess, count: int, log_dir: Path, threads: int = 1) -> 
         "sender_cpu_ms_per_msg": sender_ms,
         "hub_cpu_ms_per_msg": hub_ms,
         "hub_to_sender_cpu": hub_ms / sender_ms,
+        "hub_wakeups_per_msg": hub_sleeps / count,
     }
 
 
@@ -286,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{flow['sending_threads']} sending thread(s), 1 KB, QoS 1: "
             f"{flow['messages_per_s']:.0f} routed messages/s; CPU per routed message: "
             f"hub {flow['hub_cpu_ms_per_msg']:.3f} ms, sending SDK {flow['sender_cpu_ms_per_msg']:.3f} ms "
-            f"-> hub/sender {flow['hub_to_sender_cpu']:.2f} (target <= 0.5)"
+            f"-> hub/sender {flow['hub_to_sender_cpu']:.2f} (target <= 0.5); "
+            f"hub wake-ups a message {flow['hub_wakeups_per_msg']:.2f}"
         )
     print(
         f"round trip A -> hub -> B -> hub -> A: p50 {rtt['rtt_p50_ms']:.1f} ms, "

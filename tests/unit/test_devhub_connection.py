@@ -69,6 +69,17 @@ class _Broker:
     def puback(self, conn: MqttConnection, packet_id: int) -> None:
         self.pubacks.append(packet_id)
 
+    @property
+    def ack_reads(self) -> _Broker:
+        return self  # reads and quick ACKs as the hub's AckReads does them without quiet receivers
+
+    def read(self, woken: MqttConnection | None = None) -> None:
+        pass
+
+    def read_done(self, conn: MqttConnection, writes: int) -> None:
+        if not conn.written_since(writes):
+            conn.quick_ack()
+
 
 def _connection() -> tuple[MqttConnection, _Transport, _Broker]:
     broker = _Broker()

@@ -209,3 +209,39 @@ def test_writes_during_a_renegotiation_go_out_in_order_once_it_is_done(tmp_path:
         server.close()
 
     asyncio.run(scenario())
+
+
+def test_a_low_water_mark_holds_back_a_lone_acknowledgement_until_read_now(tmp_path: Path) -> None:
+    """With the hub's mark, one PUBACK in a TLS 1.2 record (what the SDK sends) does not wake the
+    loop; ``read_now`` reads it; anything larger (a PUBLISH) wakes it at once."""
+
+    async def scenario() -> None:
+        from edgeloop.devhub import ackreads, mqtt
+
+        server, port, client, protocols = await serve(tmp_path)
+        client.maximum_version = ssl.TLSVersion.TLSv1_2  # as the SDK
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
+        await until(lambda: protocols and protocols[0].transport is not None)
+        protocols[0].transport.set_low_water(ackreads.ACK_LOW_WATER)
+
+        writer.write(mqtt.encode_puback(7))
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        assert protocols[0].data == b""  # the loop was not woken for it
+        protocols[0].transport.read_now()
+        assert protocols[0].data == mqtt.encode_puback(7)
+
+        publish = mqtt.encode_publish("devices/d/modules/m/messages/events/", b"{}", 1, 8)
+        writer.write(publish)
+        await writer.drain()
+        await until(lambda: protocols[0].data.endswith(publish), timeout=1.0)
+
+        protocols[0].transport.set_low_water(1)
+        writer.write(mqtt.encode_puback(9))
+        await writer.drain()
+        await until(lambda: protocols[0].data.endswith(mqtt.encode_puback(9)), timeout=1.0)
+        writer.close()
+        server.close_all()
+        server.close()
+
+    asyncio.run(scenario())

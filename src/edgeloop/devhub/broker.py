@@ -23,10 +23,12 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from edgeloop.devhub import sas
+from edgeloop.devhub.ackreads import AckReads
 from edgeloop.devhub.manifest import Manifest
 from edgeloop.devhub.mqtt import SUBACK_FAILURE, Connect, Publish
+from edgeloop.devhub.queuelog import QueuedMessage
 from edgeloop.devhub.routes import Sink
-from edgeloop.devhub.store import QueuedMessage, Store, TwinRow, UpstreamEntry
+from edgeloop.devhub.store import Store, TwinRow, UpstreamEntry
 from edgeloop.devhub.where import RoutedMessage
 from edgeloop.runtime.config import merge_patch
 
@@ -38,9 +40,9 @@ log = logging.getLogger(__name__)
 TWIN_RES = "$iothub/twin/res/#"
 TWIN_PATCH = "$iothub/twin/PATCH/properties/desired/#"
 METHODS = "$iothub/methods/POST/#"
-#: Message property keys the SDK writes on the topic -> routing system property names.
 #: How long an acknowledged delivery may stay uncommitted (a crash then redelivers it).
 _LAZY_COMMIT_SECS = 0.2
+#: Message property keys the SDK writes on the topic -> routing system property names.
 _SYSTEM_KEYS = {
     "$.mid": "messageId",
     "$.cid": "correlationId",
@@ -188,6 +190,7 @@ class Broker:
         self._batch_dirty = False
         self._lazy_timer: asyncio.TimerHandle | None = None
         self._writers: set[MqttConnection] = set()
+        self.ack_reads = AckReads()
         self._methods: dict[str, asyncio.Future[MethodResult]] = {}
         self._next_rid = 0
         self._load()
@@ -272,6 +275,7 @@ class Broker:
         return resumed
 
     def detach(self, conn: MqttConnection) -> None:
+        self.ack_reads.forget(conn)
         if self.connections.get(conn.module) is conn:
             del self.connections[conn.module]
 
@@ -311,6 +315,8 @@ class Broker:
 
     def publish(self, conn: MqttConnection, packet: Publish) -> str | None:
         """Handle a PUBLISH from a module; returns a reason to close the connection, or None."""
+        conn.acks_since_publish = 0
+        self.ack_reads.published(conn)
         topic = packet.topic
         events = conn.topics.events
         if topic.startswith(events):
@@ -329,6 +335,7 @@ class Broker:
         return None
 
     def puback(self, conn: MqttConnection, packet_id: int) -> None:
+        conn.acks_since_publish += 1
         message_id = conn.inflight.pop(packet_id, None)
         if message_id is None:
             return
@@ -418,6 +425,7 @@ class Broker:
         if self._lazy_timer is not None:
             self._lazy_timer.cancel()
             self._lazy_timer = None
+        self.ack_reads.close()
         self.store.commit()
 
     def _lazy_commit(self) -> None:
@@ -450,6 +458,7 @@ class Broker:
             writers, self._writers = self._writers, set()
             for writer in writers:
                 writer.flush_out()
+                self.ack_reads.written(writer)
         finally:
             self._flush_scheduled = False
         if self._must_commit or self._acks or self._new or self._writers:

@@ -35,6 +35,7 @@ class MqttConnection:
         self.client_id = ""
         self.keepalive = 0
         self.last_seen = time.monotonic()
+        self.acks_since_publish = 0  # PUBACKs it sent since its last PUBLISH
         self.subscriptions: dict[str, int] = {}
         self.topics = ModuleTopics("", "", "")
         self.inputs_ready = False
@@ -58,6 +59,7 @@ class MqttConnection:
         )
 
     def data_received(self, data: bytes) -> None:
+        self.broker.ack_reads.read(self)  # what sinks sent meanwhile, below their low-water mark
         self.last_seen = time.monotonic()
         writes = self._writes
         self.broker.begin_batch()
@@ -71,10 +73,13 @@ class MqttConnection:
             self.close(f"protocol error: {exc}")
         finally:
             self.broker.end_batch()  # writes what these packets asked for, before returning
-        if self._writes == writes:
-            self._quick_ack()
+        self.broker.ack_reads.read_done(self, writes)  # a quick ACK unless something went back
 
-    def _quick_ack(self) -> None:
+    def written_since(self, writes: int) -> bool:
+        """Whether a write went out since ``_writes`` was ``writes`` (it carried the ACK)."""
+        return self._writes != writes
+
+    def quick_ack(self) -> None:
         """Acknowledge what was read now rather than after the delayed-ACK timer: needed only
         when nothing went back to the peer after the read (a write carries the ACK itself)."""
         if _QUICKACK is not None and self._sock is not None and not self.closed:

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 #: Bytes read from a socket at once; also the plaintext buffer, larger than any TLS record
 #: (16 KB), so a record is always decrypted whole.
 _READ_SIZE = 256 * 1024
+_RCVLOWAT = getattr(socket, "SO_RCVLOWAT", None)
 
 
 class StreamProtocol(Protocol):
@@ -56,6 +57,7 @@ class TlsTransport:
         self._closing = False
         self._closed = False
         self._timer: asyncio.TimerHandle | None = None
+        self._low_water = 1  # SO_RCVLOWAT: bytes that must wait before a read wakes the loop
 
     # -- handshake ------------------------------------------------------------------------
     def start(self, timeout: float) -> None:
@@ -210,6 +212,22 @@ class TlsTransport:
             self._finish()
 
     # -- transport API used by the protocol ------------------------------------------------
+    def set_low_water(self, size: int) -> None:
+        """Wake the loop for this connection only once ``size`` bytes wait to be read
+        (``SO_RCVLOWAT``; an end of stream wakes it at once). ``read_now`` reads the rest."""
+        if size != self._low_water and not self._closed and _RCVLOWAT is not None:
+            try:
+                self._sock.setsockopt(socket.SOL_SOCKET, _RCVLOWAT, size)
+            except OSError as exc:
+                log.debug("SO_RCVLOWAT %d on %s: %s", size, self._peer, exc)
+                return
+            self._low_water = size
+
+    def read_now(self) -> None:
+        """Read what waits below the low-water mark (one ``recv``; nothing when none)."""
+        if not self._closing and self._protocol is not None:
+            self._read_ready()
+
     def is_closing(self) -> bool:
         return self._closing
 
