@@ -214,6 +214,11 @@ class TakenNames:
         with self._lock:
             return frozenset(self._names)
 
+    def not_taken(self, names: Iterable[str]) -> set[str]:
+        """Those of ``names`` not taken."""
+        with self._lock:
+            return {name for name in names if name not in self._names}
+
     def prune(self, present: Iterable[str]) -> int:
         """Forget names no longer in the folder; returns how many were forgotten."""
         here = present if isinstance(present, set | frozenset) else set(present)
