@@ -57,6 +57,7 @@ def test_a_save_writes_only_the_names_taken_since_the_last_one(tmp_path: Path, b
     take(book, position, names(before))
     inode = journal(state).stat().st_ino
     journal_size = journal(state).stat().st_size
+    progress_inode = (state / FILE_NAME).stat().st_ino
     # when: three more are sent
     take(book, position, names(3, start=before))
     # then: the journal grew by one record of three names, the progress file holds no names,
@@ -64,6 +65,7 @@ def test_a_save_writes_only_the_names_taken_since_the_last_one(tmp_path: Path, b
     appended = journal(state).stat().st_size - journal_size
     progress = (state / FILE_NAME).stat().st_size
     assert journal(state).stat().st_ino == inode  # appended to, not rewritten
+    assert (state / FILE_NAME).stat().st_ino == progress_inode  # the same document: not written
     assert records(journal(state))[-1] == {"add": names(3, start=before)}
     assert appended == len(b"%08x " % 0) + len(json.dumps({"add": names(3)}, separators=(",", ":"))) + 1
     assert progress < 200

@@ -223,10 +223,10 @@ class TakenNames:
         """Forget names no longer in the folder; returns how many were forgotten."""
         here = present if isinstance(present, set | frozenset) else set(present)
         with self._lock:
-            gone = [name for name in self._names if name not in here]
-            for name in gone:
-                self._names.discard(name)
-                self._pending[name] = False
+            gone = self._names.difference(here)
+            if gone:
+                self._names.difference_update(gone)
+                self._pending.update(dict.fromkeys(gone, False))
             return len(gone)
 
     def flush(self) -> None:

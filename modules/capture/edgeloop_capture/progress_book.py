@@ -62,6 +62,8 @@ class ProgressBook:
         self.resumed: dict[str, str] = {}
         #: Sources forgotten whose journals go once a progress file without them is written.
         self._forgotten: set[str] = set()
+        #: The document last written (a save whose document is the same writes journals only).
+        self._written: dict[str, Any] | None = None
 
     @classmethod
     def in_folder(cls, state_dir: Path | None) -> ProgressBook:
@@ -162,7 +164,8 @@ class ProgressBook:
             try:
                 self._flush_journals()  # before the progress file that refers to them
                 doc = self._document()
-                write_json_atomically(self.path, doc)
+                if doc != self._written:  # else only journals moved on: no second fsync
+                    write_json_atomically(self.path, doc)
             except OSError as exc:
                 self._dirty = True
                 self.write_errors += 1
@@ -171,6 +174,7 @@ class ProgressBook:
                     log.warning("cannot save where file sources got to: %s", reason)
                 self.last_write_error = reason
                 return False
+            self._written = doc
             self.writes += 1
             self.last_write_error = None
             self._drop_journals(doc["sources"])
