@@ -320,3 +320,31 @@ def test_without_a_state_folder_the_names_stay_in_memory(tmp_path: Path) -> None
     # then
     assert position.to_doc() == {"names": ["a.png"]}
     assert os.listdir(tmp_path) == []
+
+
+def test_a_save_while_a_source_is_restored_leaves_its_journal_and_entry_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a saved folder position, and a restart where another source's batch is saved
+    # while this one is being restored
+    state = tmp_path / "state"
+    book, position = life(state)
+    take(book, position, names(3))
+    restarted = ProgressBook.in_folder(state)
+    restarted.load()
+    read = NameJournal.read
+    written: list[dict[str, Any]] = []
+
+    def read_during_a_save(self: NameJournal) -> set[str]:
+        restarted.touch()
+        assert restarted.save_if_dirty()
+        written.append(json.loads((state / FILE_NAME).read_bytes()))
+        return read(self)
+
+    monkeypatch.setattr(NameJournal, "read", read_during_a_save)
+    # when
+    again = restarted.attach("dir", KEY, TakenNames())
+    # then: the save neither rewrote the journal nor dropped the source's entry
+    assert isinstance(again, TakenNames)
+    assert again.names() == set(names(3))
+    assert written[0]["sources"]["dir"] == {"key": KEY, "position": {"journal": journal_name("dir")}}

@@ -106,11 +106,13 @@ class ProgressBook:
             active = self._active.get(source_id)
             if active is not None and active.key == key:
                 return active.position
-            saved = self._saved.pop(source_id, None)
-            self._active[source_id] = _Entry(key, position)
-            self.resumed.pop(source_id, None)
+            # the saved entry stays in what a save writes until the position takes over
+            saved = self._saved.get(source_id)
+        # restored before a save can see it: a save would write (and a folder source's journal
+        # would be rewritten from) a position not yet restored
         if self.path is not None and isinstance(position, Journaled):
             position.use_journal(NameJournal(self.path.with_name(journal_name(source_id))))
+        resumed: str | None = None
         if active is not None:
             log.info("source %s reads another input now: it starts afresh", source_id)
         elif isinstance(saved, dict) and saved.get("key") == key:
@@ -120,10 +122,16 @@ class ProgressBook:
                 self.corrupt = f"{self.path}: the position of source {source_id!r} is unusable ({exc})"
                 log.warning("%s; the source starts afresh", self.corrupt)
             else:
-                self.resumed[source_id] = position.describe()
-                log.info("source %s goes on after what was sent: %s", source_id, self.resumed[source_id])
+                resumed = position.describe()
+                log.info("source %s goes on after what was sent: %s", source_id, resumed)
         elif saved is not None:
             log.info("source %s reads another input than before the restart: it starts afresh", source_id)
+        with self._lock:
+            self._saved.pop(source_id, None)
+            self._active[source_id] = _Entry(key, position)
+            self.resumed.pop(source_id, None)
+            if resumed is not None:
+                self.resumed[source_id] = resumed
         return position
 
     def detach(self, source_id: str) -> None:
