@@ -348,3 +348,18 @@ def test_a_save_while_a_source_is_restored_leaves_its_journal_and_entry_alone(
     assert isinstance(again, TakenNames)
     assert again.names() == set(names(3))
     assert written[0]["sources"]["dir"] == {"key": KEY, "position": {"journal": journal_name("dir")}}
+
+
+def test_a_position_naming_another_journal_restarts_the_source(tmp_path: Path) -> None:
+    # given: a progress file whose folder position names a journal not this source's
+    state = tmp_path / "state"
+    state.mkdir()
+    other = {"version": 1, "sources": {"dir": {"key": KEY, "position": {"journal": "../elsewhere.jsonl"}}}}
+    (state / FILE_NAME).write_text(json.dumps(other), encoding="utf-8")
+    # when
+    book, position = life(state)
+    # then
+    assert position.names() == frozenset()
+    assert "its journal '../elsewhere.jsonl' is not 'capture-taken-dir.jsonl'" in (
+        book.stats()["corrupt"] or ""
+    )

@@ -268,10 +268,10 @@ class TakenNames:
     def restore(self, doc: Any) -> None:
         journal = self._journal
         if isinstance(doc, dict) and "journal" in doc:
-            if journal is None or doc["journal"] != journal.path.name:
-                raise ProgressFormatError(
-                    f"its journal {doc['journal']!r} is not {journal.path.name if journal else 'kept'!r}"
-                )
+            if journal is None:
+                raise ProgressFormatError("it refers to a journal, and there is no state folder")
+            if doc["journal"] != journal.path.name:
+                raise ProgressFormatError(f"its journal {doc['journal']!r} is not {journal.path.name!r}")
             try:
                 names = journal.read()
             except ProgressFormatError:
