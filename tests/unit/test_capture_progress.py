@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from edgeloop_capture import CaptureModule
 from edgeloop_capture.progress import CursorMark, FileCursor, FileIdentity, Ledger, TakenNames
-from edgeloop_capture.progress_book import FILE_NAME, ProgressBook
+from edgeloop_capture.progress_book import FILE_NAME, ProgressBook, journal_name
+from edgeloop_capture.progress_journal import NameJournal
 from edgeloop_capture.testing import write_images, write_sensor_csv, write_video
 
 from edgeloop.errors import HubError
@@ -82,6 +83,12 @@ def saved(state: Path) -> dict[str, Any]:
     return doc
 
 
+def taken(state: Path, sid: str = "dir") -> list[str]:
+    """The names a folder source's saved position holds (in its journal)."""
+    assert saved(state)["sources"][sid]["position"] == {"journal": journal_name(sid)}
+    return sorted(NameJournal(state / journal_name(sid)).read())
+
+
 def names(count: int, start: int = 0) -> list[str]:
     return [f"img_{i:04d}.png" for i in range(start, start + count)]
 
@@ -104,7 +111,7 @@ def test_a_restarted_folder_source_skips_the_files_it_sent(tmp_path: Path) -> No
     assert first.attr("file_name") == names(5)
     assert second.attr("file_name") == names(2, start=5)
     assert progress["resumed"] == {"dir": "5 files taken"}
-    assert saved(state)["sources"]["dir"]["position"] == {"names": names(7)}
+    assert taken(state) == names(7)
 
 
 def test_a_kill_during_a_send_repeats_only_what_was_not_sent(tmp_path: Path) -> None:
@@ -117,7 +124,7 @@ def test_a_kill_during_a_send_repeats_only_what_was_not_sent(tmp_path: Path) -> 
     with Capture(tmp_path, state, desired, hub=hub) as first:
         wait_for(hub.down.is_set)
     sent_before = first.attr("file_name")
-    recorded = saved(frozen)["sources"]["dir"]["position"]["names"]
+    recorded = taken(frozen)
     # when: it starts again on the state the kill left
     with Capture(tmp_path, frozen, desired) as second:
         wait_for(lambda: len(second.frames()) == 9 - len(sent_before))
@@ -139,7 +146,7 @@ def test_the_record_forgets_files_gone_from_the_folder(tmp_path: Path) -> None:
     with Capture(tmp_path, state, {"sources": [folder()]}) as second:
         write_images(tmp_path / "in", 1, start=3)
         wait_for(lambda: len(second.frames()) == 1)
-        wait_for(lambda: saved(state)["sources"]["dir"]["position"]["names"] == names(3, start=1))
+        wait_for(lambda: taken(state) == names(3, start=1))
     # then
     assert second.attr("file_name") == ["img_0003.png"]
 
@@ -259,7 +266,7 @@ def test_a_corrupt_progress_file_is_reported_and_set_aside(tmp_path: Path, conte
     assert capture.attr("file_name") == names(3)
     assert "is not a progress file" in progress["corrupt"]
     assert (state / (FILE_NAME + ".corrupt")).read_bytes() == content
-    assert saved(state)["sources"]["dir"]["position"]["names"] == names(3)
+    assert taken(state) == names(3)
 
 
 def test_an_unusable_position_restarts_only_its_source(tmp_path: Path) -> None:

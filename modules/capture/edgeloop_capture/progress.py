@@ -15,15 +15,21 @@ settled, so a frame still in flight holds back the marks read after it.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from edgeloop.errors import EdgeLoopError
+
+if TYPE_CHECKING:
+    from edgeloop_capture.progress_journal import NameJournal
+
+log = logging.getLogger(__name__)
 
 
 class ProgressFormatError(EdgeLoopError):
@@ -55,6 +61,23 @@ class Position(Protocol):
 
     def describe(self) -> str:
         """A short human account (for ``getStats``)."""
+        ...
+
+
+@runtime_checkable
+class Journaled(Protocol):
+    """A position kept in a journal of its own beside the progress file (``TakenNames``)."""
+
+    def use_journal(self, journal: NameJournal) -> None:
+        """Keep the position in ``journal``; called before ``restore``."""
+        ...
+
+    def flush(self) -> None:
+        """Write what changed to the journal, before the progress file refers to it.
+
+        Raises:
+            OSError: not written (tried again at the next save).
+        """
         ...
 
 
@@ -155,15 +178,34 @@ class FileCursor:
 # -- folders ---------------------------------------------------------------------------------
 class TakenNames:
     """Position of a folder source: the names of files whose references were sent (or that
-    were passed over), pruned to the names still in the folder."""
+    were passed over), pruned to the names still in the folder.
+
+    Kept in a ``NameJournal`` once the progress book gives it one (a state folder): a save
+    appends only the names taken and forgotten since the last one (``flush``), and the progress
+    file holds just the journal's name. Without a journal the names themselves are the document
+    (``{"names": [...]}``, also the format of earlier versions, taken over on restore)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._names: set[str] = set()
+        self._journal: NameJournal | None = None
+        #: Changes not yet in the journal, last one per name wins (True taken, False forgotten).
+        self._pending: dict[str, bool] = {}
+        #: The journal must be written whole at the next flush (new, taken over, cut, failed).
+        self._rewrite = True
+
+    def use_journal(self, journal: NameJournal) -> None:
+        """Keep the names in ``journal`` (before ``restore``; a fresh position rewrites it)."""
+        with self._lock:
+            self._journal = journal
+            self._rewrite = True
 
     def advance(self, marks: list[Any]) -> None:
         with self._lock:
-            self._names.update(str(m) for m in marks)
+            for mark in marks:
+                name = str(mark)
+                self._names.add(name)
+                self._pending[name] = True
 
     def merge(self, marks: list[Any], mark: Any) -> None:
         marks.append(mark)
@@ -172,30 +214,101 @@ class TakenNames:
         with self._lock:
             return frozenset(self._names)
 
+    def not_taken(self, names: Iterable[str]) -> set[str]:
+        """Those of ``names`` not taken."""
+        with self._lock:
+            return {name for name in names if name not in self._names}
+
     def prune(self, present: Iterable[str]) -> int:
         """Forget names no longer in the folder; returns how many were forgotten."""
+        here = present if isinstance(present, set | frozenset) else set(present)
         with self._lock:
-            before = len(self._names)
-            self._names.intersection_update(present)
-            return before - len(self._names)
+            gone = self._names.difference(here)
+            if gone:
+                self._names.difference_update(gone)
+                self._pending.update(dict.fromkeys(gone, False))
+            return len(gone)
+
+    def flush(self) -> None:
+        """Bring the journal up to date: append what changed, or rewrite it when new or when
+        names no longer taken make up most of it. Nothing to do without a journal.
+
+        Raises:
+            OSError: not written; the changes stay pending and the next flush rewrites.
+        """
+        journal = self._journal
+        if journal is None:
+            return
+        with self._lock:
+            if not self._rewrite and not self._pending:
+                return
+            recorded = journal.entries + len(self._pending)
+            whole = self._rewrite or recorded > 2 * len(self._names) + COMPACT_SLACK
+            live = list(self._names) if whole else []
+            changes, self._pending = self._pending, {}
+            self._rewrite = False
+        try:
+            if whole:
+                journal.rewrite(live)
+            else:
+                journal.append(changes)
+        except OSError:
+            with self._lock:
+                for name, present in changes.items():
+                    self._pending.setdefault(name, present)  # a newer change wins
+                self._rewrite = True  # an append may have left a cut record behind
+            raise
 
     def to_doc(self) -> dict[str, Any]:
         with self._lock:
+            if self._journal is not None:
+                return {"journal": self._journal.path.name}
             return {"names": sorted(self._names)}
 
     def restore(self, doc: Any) -> None:
+        journal = self._journal
+        if isinstance(doc, dict) and "journal" in doc:
+            if journal is None:
+                raise ProgressFormatError("it refers to a journal, and there is no state folder")
+            if doc["journal"] != journal.path.name:
+                raise ProgressFormatError(f"its journal {doc['journal']!r} is not {journal.path.name!r}")
+            try:
+                names = journal.read()
+            except ProgressFormatError:
+                _set_aside(journal.path)
+                raise
+            with self._lock:
+                self._names = names
+                self._pending.clear()
+                self._rewrite = journal.torn
+            return
         try:
             names = doc["names"]
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
                 raise TypeError("names must be a list of strings")
         except (KeyError, TypeError) as exc:
             raise ProgressFormatError(f"not a folder position: {exc}") from exc
-        with self._lock:
+        with self._lock:  # the format before journals: written whole into the journal next
             self._names = set(names)
+            self._pending.clear()
+            self._rewrite = True
 
     def describe(self) -> str:
         with self._lock:
             return f"{len(self._names)} files taken"
+
+
+#: Names no longer taken that a journal may hold beyond its live ones before it is rewritten.
+COMPACT_SLACK = 1024
+
+
+def _set_aside(path: Path) -> None:
+    try:
+        os.replace(path, path.with_name(path.name + ".corrupt"))
+    except FileNotFoundError:
+        pass
+    except OSError:
+        log.warning("cannot set %s aside", path, exc_info=True)
 
 
 def _int(value: Any, low: int = 0) -> int:

@@ -2,7 +2,10 @@
 
 ``<EDGELOOP_STATE_DIR>/capture-progress.json``, written to a temporary file, fsynced and renamed
 over the old one after each batch of references the hub has taken (when a position moved on),
-and when a file source reaches its end. A position is kept per source id together with the
+and when a file source reaches its end. A folder source's names live in a journal of their own
+beside it (``capture-taken-<id>.jsonl``, see ``progress_journal``), brought up to date just
+before the progress file that refers to it is written, so a save costs the names taken since the
+last one, not the whole folder. A position is kept per source id together with the
 source's input (kind and path): a source whose input changed starts afresh. A file that cannot
 be read as a progress file is logged, shown in ``getStats`` and set aside (renamed to
 ``*.corrupt``); every source then starts afresh, nothing stops. Without a state folder the
@@ -20,12 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from edgeloop.statefile import write_json_atomically
-from edgeloop_capture.progress import Position, ProgressFormatError
+from edgeloop_capture.progress import Journaled, Position, ProgressFormatError
+from edgeloop_capture.progress_journal import NameJournal
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "capture-progress.json"
 VERSION = 1
+#: A folder source's taken names, beside the progress file: ``capture-taken-<source id>.jsonl``.
+JOURNAL_PREFIX = "capture-taken-"
+
+
+def journal_name(source_id: str) -> str:
+    """The journal file of a source (source ids are letters, digits, '_' and '-')."""
+    return f"{JOURNAL_PREFIX}{source_id}.jsonl"
 
 
 class _Entry:
@@ -49,6 +60,10 @@ class ProgressBook:
         self.last_write_error: str | None = None
         self.corrupt: str | None = None
         self.resumed: dict[str, str] = {}
+        #: Sources forgotten whose journals go once a progress file without them is written.
+        self._forgotten: set[str] = set()
+        #: The document last written (a save whose document is the same writes journals only).
+        self._written: dict[str, Any] | None = None
 
     @classmethod
     def in_folder(cls, state_dir: Path | None) -> ProgressBook:
@@ -91,9 +106,13 @@ class ProgressBook:
             active = self._active.get(source_id)
             if active is not None and active.key == key:
                 return active.position
-            saved = self._saved.pop(source_id, None)
-            self._active[source_id] = _Entry(key, position)
-            self.resumed.pop(source_id, None)
+            # the saved entry stays in what a save writes until the position takes over
+            saved = self._saved.get(source_id)
+        # restored before a save can see it: a save would write (and a folder source's journal
+        # would be rewritten from) a position not yet restored
+        if self.path is not None and isinstance(position, Journaled):
+            position.use_journal(NameJournal(self.path.with_name(journal_name(source_id))))
+        resumed: str | None = None
         if active is not None:
             log.info("source %s reads another input now: it starts afresh", source_id)
         elif isinstance(saved, dict) and saved.get("key") == key:
@@ -103,10 +122,16 @@ class ProgressBook:
                 self.corrupt = f"{self.path}: the position of source {source_id!r} is unusable ({exc})"
                 log.warning("%s; the source starts afresh", self.corrupt)
             else:
-                self.resumed[source_id] = position.describe()
-                log.info("source %s goes on after what was sent: %s", source_id, self.resumed[source_id])
+                resumed = position.describe()
+                log.info("source %s goes on after what was sent: %s", source_id, resumed)
         elif saved is not None:
             log.info("source %s reads another input than before the restart: it starts afresh", source_id)
+        with self._lock:
+            self._saved.pop(source_id, None)
+            self._active[source_id] = _Entry(key, position)
+            self.resumed.pop(source_id, None)
+            if resumed is not None:
+                self.resumed[source_id] = resumed
         return position
 
     def detach(self, source_id: str) -> None:
@@ -115,6 +140,7 @@ class ProgressBook:
             gone = self._active.pop(source_id, None) or self._saved.pop(source_id, None)
             self.resumed.pop(source_id, None)
             if gone is not None:
+                self._forgotten.add(source_id)
                 self._dirty = True
 
     def retain(self, source_ids: Iterable[str]) -> None:
@@ -126,6 +152,7 @@ class ProgressBook:
                 self._active.pop(sid, None)
                 self._saved.pop(sid, None)
                 self.resumed.pop(sid, None)
+            self._forgotten.update(gone)
             if gone:
                 self._dirty = True
 
@@ -142,9 +169,11 @@ class ProgressBook:
             self._dirty = False
             if self.path is None:
                 return False
-            doc = self._document()
             try:
-                write_json_atomically(self.path, doc)
+                self._flush_journals()  # before the progress file that refers to them
+                doc = self._document()
+                if doc != self._written:  # else only journals moved on: no second fsync
+                    write_json_atomically(self.path, doc)
             except OSError as exc:
                 self._dirty = True
                 self.write_errors += 1
@@ -153,8 +182,10 @@ class ProgressBook:
                     log.warning("cannot save where file sources got to: %s", reason)
                 self.last_write_error = reason
                 return False
+            self._written = doc
             self.writes += 1
             self.last_write_error = None
+            self._drop_journals(doc["sources"])
             return True
 
     def stats(self) -> dict[str, Any]:
@@ -178,6 +209,25 @@ class ProgressBook:
         for sid, entry in active:
             sources[sid] = {"key": entry.key, "position": entry.position.to_doc()}
         return {"version": VERSION, "sources": sources}
+
+    def _flush_journals(self) -> None:
+        with self._lock:
+            positions = [e.position for e in self._active.values()]
+        for position in positions:
+            if isinstance(position, Journaled):
+                position.flush()
+
+    def _drop_journals(self, written: dict[str, Any]) -> None:
+        """Remove the journals of forgotten sources the progress file no longer refers to."""
+        assert self.path is not None
+        with self._lock:
+            gone = [sid for sid in self._forgotten if sid not in written]
+            self._forgotten.difference_update(gone)
+        for sid in gone:
+            try:
+                self.path.with_name(journal_name(sid)).unlink(missing_ok=True)
+            except OSError:
+                log.warning("cannot remove the journal of source %s", sid, exc_info=True)
 
     def _reject(self, reason: str, *, set_aside: bool) -> None:
         self.corrupt = reason

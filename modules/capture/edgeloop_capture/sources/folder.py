@@ -2,7 +2,8 @@
 
 The names whose references were sent are the source's position: after a restart those files
 are skipped, so each file is taken once (a file whose reference was not sent yet when the
-module stopped is taken again)."""
+module stopped is taken again). With a state folder they are kept in a journal that each save
+appends the newly taken names to (``progress_journal``)."""
 
 from __future__ import annotations
 
@@ -92,12 +93,16 @@ class FolderSource:
         self.seen.intersection_update(present)  # a name that comes back is a new file
         taken = self._taken()
         taken.prune(present)
-        sent = taken.names()
+        candidates = [
+            e
+            for e in entries
+            if e.name not in self.seen and not e.name.startswith(".") and self._wanted(e.name)
+        ]
+        fresh = taken.not_taken([e.name for e in candidates])  # no copy of the names a poll
         now = ctl.clock.now().timestamp()
         ready = []
-        for entry in entries:
-            name = entry.name
-            if name in self.seen or name in sent or name.startswith(".") or not self._wanted(name):
+        for entry in candidates:
+            if entry.name not in fresh:
                 continue
             try:
                 stat = entry.stat()
