@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from edgeloop.statefile import write_bytes_atomically
 from edgeloop_capture.progress import ProgressFormatError
 
 log = logging.getLogger(__name__)
@@ -104,18 +104,7 @@ class NameJournal:
         """
         live = sorted(names)
         data = _line({"add": live})
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_folder(self.path.parent)
+        write_bytes_atomically(self.path, data, sync_folder=True)
         self.entries = len(live)
         self.torn = False
         return len(data)
@@ -145,11 +134,3 @@ def _changes(record: Any, name: str, number: int) -> tuple[list[str], list[str]]
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise ProgressFormatError(f"record {number} of its journal {name} holds other than names")
     return add, drop
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -10,15 +10,9 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from edgeloop.statefile import fsync_folder
+
 log = logging.getLogger(__name__)
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def claim_file(
@@ -36,7 +30,7 @@ def claim_file(
     try:
         link(source, target)
         if durable:
-            fsync_dir(target.parent)
+            fsync_folder(target.parent)
         return "link"
     except OSError as exc:
         # EXDEV: different mounts (two bind mounts of one disk count as two); EPERM/ENOTSUP: the
@@ -54,7 +48,7 @@ def claim_file(
     finally:
         tmp.unlink(missing_ok=True)
     if durable:
-        fsync_dir(target.parent)
+        fsync_folder(target.parent)
     return "copy"
 
 

@@ -26,9 +26,10 @@ from edgeloop import rawframe
 from edgeloop.blobstore import SampleBlobName, sample_blob_name
 from edgeloop.contracts import SelectedSample
 from edgeloop.envelope import EnvelopeContext, PublicKey, SealResult, sealed_size
+from edgeloop.statefile import fsync_folder
 from edgeloop_uploader import observe
 from edgeloop_uploader.budget import Budget
-from edgeloop_uploader.claim import claim_file, fsync_dir, write_durably
+from edgeloop_uploader.claim import claim_file, write_durably
 from edgeloop_uploader.core import Core
 from edgeloop_uploader.outbox import IN_DATABASE, QUEUED
 from edgeloop_uploader.rawencode import RawEncodeError, encode_raw_frame, suffix_for
@@ -234,7 +235,7 @@ class Intake:
             if source.path is None:
                 write_durably(target, source.stream.read(), durable=core.durable)
                 if core.durable:
-                    fsync_dir(target.parent)
+                    fsync_folder(target.parent)
             else:
                 how = claim_file(source.path, target, durable=core.durable)
                 core.count(f"claimed_by_{how}")
