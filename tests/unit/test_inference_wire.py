@@ -163,11 +163,10 @@ def test_sound_rows_are_finite_probabilities() -> None:
     assert scoring.unsound_rows(np.array([[0.2, np.nan]])) == [0]
 
 
-def test_a_nan_row_becomes_an_error_record_naming_the_field() -> None:
-    # given: a model that emitted NaN for one sample
-    probs = np.array([[0.9, 0.1], [np.nan, np.nan]])
-    records = scoring.prediction_fields(
-        [_frame(i, np.random.default_rng(0)) for i in range(2)],
+def _two_class_records(probs: np.ndarray) -> list[dict[str, Any]]:
+    """The records of one run of two-class rows ``probs`` (a frame each)."""
+    return scoring.prediction_fields(
+        [_frame(i, np.random.default_rng(0)) for i in range(len(probs))],
         probs,
         labels=["a", "b"],
         top_k=2,
@@ -177,6 +176,12 @@ def test_a_nan_row_becomes_an_error_record_naming_the_field() -> None:
         latency_ms=0.5,
         scored_at=SCORED_AT,
     )
+
+
+def test_a_nan_row_becomes_an_error_record_naming_the_field() -> None:
+    # given: a model that emitted NaN for one sample
+    probs = np.array([[0.9, 0.1], [np.nan, np.nan]])
+    records = _two_class_records(probs)
     assert scoring.sound_rows(probs).tolist() == [True, False]
     # when
     replaced, problem = outgoing.vetted(records[1])
@@ -197,17 +202,7 @@ def test_a_nan_row_becomes_an_error_record_naming_the_field() -> None:
 def test_a_row_that_is_not_sound_but_passes_the_contract_takes_the_contracts_path() -> None:
     # given: scores outside [0, 1] that still make a valid prediction
     probs = np.array([[0.5, -0.1], [0.7, 0.3]])
-    records = scoring.prediction_fields(
-        [_frame(i, np.random.default_rng(0)) for i in range(2)],
-        probs,
-        labels=["a", "b"],
-        top_k=2,
-        include_scores=True,
-        model_name="m",
-        model_version="1",
-        latency_ms=0.5,
-        scored_at=SCORED_AT,
-    )
+    records = _two_class_records(probs)
     # when
     kept, problem = outgoing.vetted(records[0])
     # then
