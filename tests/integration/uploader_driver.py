@@ -93,7 +93,8 @@ def main() -> int:
             continue
         uploader = module.uploader
         seen = uploader.counters["accepted"] + uploader.counters["duplicates"] + uploader.counters["rejected"]
-        if seen >= len(files) and uploader.queue_info()["depth"] == 0 and not uploader.db.unnotified():
+        drained = uploader.queue_info()["depth"] == 0 and not uploader.db.unnotified_records()
+        if seen >= len(files) and drained:
             break
     runtime.request_stop("done")
     thread.join(30)

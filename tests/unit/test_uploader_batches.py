@@ -250,7 +250,7 @@ def test_a_notice_sender_at_work_takes_the_notices_of_callers_that_find_it_busy(
     assert returned == [0]  # it returned at once, leaving its notice to the sender at work
     # then: each notice went once, the second in the sender's next message
     assert messages == [["01S1"], ["01S2"]]
-    assert h.uploader.db.unnotified() == []
+    assert h.uploader.db.unnotified_records() == []
 
 
 def test_an_input_batch_over_the_budget_evicts_queued_entries_that_rank_lower(tmp_path: Path) -> None:

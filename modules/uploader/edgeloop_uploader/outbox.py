@@ -320,18 +320,12 @@ class OutboxDB:
         )
         return [Entry.from_row(r) for r in rows]
 
-    def unnotified(self) -> list[Entry]:
+    def unnotified_records(self) -> list[DoneRecord]:
+        """What the notices of the entries recorded done and not yet announced say, oldest first;
+        SQLite reads the two fields of ``info`` a notice needs, instead of each row's whole
+        document being parsed."""
         # The partial index holds only these rows; without table statistics SQLite would pick
         # entries_state and walk every done record of the last keep_done_s.
-        rows = self._all(
-            "SELECT * FROM entries INDEXED BY entries_unnotified "
-            "WHERE state = 'done' AND notified = 0 ORDER BY updated_at, priority DESC, created_at, rowid"
-        )
-        return [Entry.from_row(r) for r in rows]
-
-    def unnotified_records(self) -> list[DoneRecord]:
-        """What the notices of ``unnotified`` entries say, in the same order; SQLite reads the
-        two fields of ``info`` a notice needs, instead of each row's whole document being parsed."""
         rows = self._all(
             "SELECT id, blob_name, size, plaintext_sha256, key_id, json_extract(info, '$.strategy'), "
             "json_extract(info, '$.traceparent'), updated_at FROM entries INDEXED BY entries_unnotified "
