@@ -11,7 +11,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from types import ModuleType
@@ -176,13 +175,17 @@ def test_sensor_model_retrains_gates_and_rolls_out_under_dev_up(
         truth = data_mod.write_stream(log, seed=2, count=300, drift=1.0)
         data = AzureContainer.from_connection_string(storage, "data")
 
-        def uploaded() -> list[SampleRef] | None:
-            refs = list(find_samples(data))
-            audit = [r for r in refs if r.is_audit]
-            return refs if len(audit) >= 30 and len(refs) >= 100 else None
+        seen: list[int] = []
 
-        wait_for(uploaded, 120, "the uploader to upload selected readings", interval=1.0)
-        time.sleep(3)  # what is still in flight lands too
+        def settled() -> list[SampleRef] | None:
+            # the whole log read and its selection uploaded: enough samples, and no new one for 3 s
+            refs = list(find_samples(data))
+            seen.append(len(refs))
+            audit = [r for r in refs if r.is_audit]
+            steady = len(seen) >= 4 and len(set(seen[-4:])) == 1
+            return refs if len(audit) >= 30 and len(refs) >= 100 and steady else None
+
+        wait_for(settled, 120, "the uploader to upload the log's selected readings", interval=1.0)
         opener = EnvelopeOpener.from_files([keys.envelope_private])
         answers = tmp_path / "labels.csv"
         labelled = label_mod.label_samples(data, opener, label_mod.truth_by_line(truth), out=answers)
@@ -210,7 +213,11 @@ def test_sensor_model_retrains_gates_and_rolls_out_under_dev_up(
         after = accuracy(url, held_x, held_y, "v2")
         print(f"drifted hold-out accuracy: v1 {before:.3f} -> v2 {after:.3f}; gate audit {audit}")
         assert before < 0.7, before
-        assert after >= 0.9, after
+        # Trained on the 400 clean readings plus the ~70 drifted ones the random 30% picks from the
+        # whole log: over 400 simulated draws of that selection the hold-out accuracy was 0.95 on
+        # average, 0.875 at the lowest. A run that stopped halfway through the log trains on fewer
+        # (as low as 0.77 then), hence the wait above for the whole selection.
+        assert after >= 0.85, after
         card = json.loads(
             AzureContainer.from_connection_string(storage, "models").read("sensor/v2/card.json")[0]
         )
