@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from edgeloop_filter.__main__ import build_module
-from edgeloop_filter.module import FilterModule
+from edgeloop_filter.module import SELECTED_GAP_S, FilterModule
 from edgeloop_filter.state import JsonFileStateStore, MemoryStateStore, StateStore
 
 from edgeloop.clock import FakeClock
@@ -376,6 +376,26 @@ def test_selections_of_inputs_that_came_together_go_out_in_one_message() -> None
         assert r.stats()["unsent_selected"] == 0
 
 
+def test_selections_of_a_fast_input_go_out_together_and_the_rest_when_it_stops() -> None:
+    # given: a first selection sent at once
+    with Running({"policy": SELECT_CATS, "state_save_interval_s": 3600}) as r:
+        r.hub.push_input("predictions", [prediction(1)])
+        wait_for(lambda: len(r.selected()) == 1)
+        # when: two more messages come within SELECTED_GAP_S of that send
+        r.hub.push_input("predictions", [prediction(2)])
+        r.hub.push_input("predictions", [prediction(3), prediction(4, label="dog")])
+        wait_for(lambda: r.stats()["seen"] == 4)
+        # then: their selections wait (nothing else is sent meanwhile)
+        assert r.stats()["unsent_selected"] == 2
+        assert len(r.selected()) == 1
+        # when: the gap passes with no more input: the tick sends them, in one message
+        r.clock.advance(SELECTED_GAP_S)
+        wait_for(lambda: r.stats()["unsent_selected"] == 0)
+    selected_messages = [m for m in r.hub.sent if m.output == "selected"]
+    assert [m.properties["batch_size"] for m in selected_messages] == ["1", "2"]
+    assert [s.sample_id for s in r.selected()] == ["s000001", "s000002", "s000003"]
+
+
 def test_totals_and_decided_ids_survive_a_restart(tmp_path: Path) -> None:
     # given: a first run decided two samples and stopped
     path = tmp_path / "filter-state.json"
@@ -407,8 +427,9 @@ def test_inputs_are_acknowledged_only_once_their_decisions_are_saved() -> None:
         r.hub.push_input("predictions", [prediction(1)])
         r.hub.push_input("predictions", [prediction(2)])
         wait_for(lambda: r.stats()["seen"] == 2)
+        r.clock.advance(SELECTED_GAP_S)  # the second's selection goes out at the next tick
+        wait_for(lambda: len(r.selected()) == 2)
         # then: decided and sent, but not acknowledged: a kill now gets them again
-        assert len(r.selected()) == 2
         assert r.hub.acknowledged == []
         assert store.doc.get("totals", {}).get("seen", 0) == 0
         # when: the save interval passes

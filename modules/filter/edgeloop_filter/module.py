@@ -3,10 +3,11 @@
 Decisions count once they are saved: an input message is acknowledged to the hub only after
 the samples it selected are sent on ``selected`` and the state holding its decisions (budgets,
 totals, the ids decided) is written, at most ``state_save_interval_s`` seconds or
-``UNSAVED_MESSAGES_MAX`` messages later. Selections are sent once no further input waits (at
-once when the input is slow; several input messages' together, in one message, when it is
-fast) and always before the save; when the hub refuses them, nothing is saved or acknowledged
-and the next save tries again. A filter killed
+``UNSAVED_MESSAGES_MAX`` messages later. Selections are sent once no further input waits and
+``SELECTED_GAP_S`` has passed since the last selections were sent (at once when the input is
+slow; when it is fast, the selections of the input messages of that time together, in one
+message; the tick sends those left when the input stops), and always before the save; when the
+hub refuses them, nothing is saved or acknowledged and the next save tries again. A filter killed
 before that gets the messages again and decides them again against the saved state; a
 prediction for a sample id decided recently (delivered again after the save, or scored twice
 by an inference module that was restarted) is counted as ``redelivered`` and not decided again.
@@ -45,6 +46,10 @@ SUMMARIES = "summaries"
 #: 50 unacknowledged messages in flight per client (the dev hub 64), so waiting for the
 #: interval alone would stall a fast input; saving every few messages keeps it flowing.
 UNSAVED_MESSAGES_MAX = 8
+#: Shortest time between two ``selected`` messages outside a save: each message costs the
+#: filter about as much CPU in the hub client as deciding a few dozen predictions, and with
+#: a fast input nearly every input message would otherwise send one.
+SELECTED_GAP_S = 0.25
 
 
 class DryRunPayload(BaseModel):
@@ -88,6 +93,7 @@ class FilterModule(EdgeModule[FilterConfig]):
         self.decided: RecentIds[str] = RecentIds(self.config.redelivery_memory)
         self._unsaved: list[InboundMessage] = []
         self._unsent: list[SelectedSample] = []
+        self._last_sent = float("-inf")
         self._saved_totals = _Totals()
 
     # -- configuration -------------------------------------------------------------------
@@ -204,7 +210,7 @@ class FilterModule(EdgeModule[FilterConfig]):
             or mono - self._last_save >= self.config.state_save_interval_s
         ):
             self._save()
-        elif not ctx.inputs_waiting:
+        elif not ctx.inputs_waiting and mono - self._last_sent >= SELECTED_GAP_S:
             self._send_selected()
 
     def _fresh(self, input_name: str, items: list[Contract]) -> list[Prediction]:
@@ -229,6 +235,8 @@ class FilterModule(EdgeModule[FilterConfig]):
         mono = ctx.clock.monotonic()
         if self._dirty and mono - self._last_save >= self.config.state_save_interval_s:
             self._save()
+        elif self._unsent and mono - self._last_sent >= SELECTED_GAP_S:
+            self._send_selected()
         if mono >= self._next_summary:
             self._next_summary = mono + self.config.summary_interval_s
             self._send_summary()
@@ -333,6 +341,7 @@ class FilterModule(EdgeModule[FilterConfig]):
         """Send the selections not sent yet; False (kept for the next try) when the hub refused."""
         if not self._unsent or self.ctx is None:
             return True
+        self._last_sent = self.ctx.clock.monotonic()
         try:
             self.ctx.send(SELECTED, self._unsent)
         except MessageTooLargeError:

@@ -67,10 +67,16 @@ class Preprocessor:
 
     @classmethod
     def build(cls, spec: Preprocess, input_shape: Sequence[object]) -> Preprocessor:
-        """Check ``spec`` against the model input shape. Raises ``InputMismatchError``."""
+        """Check ``spec`` against the model input shape. Raises ``InputMismatchError``.
+
+        For an image model OpenCV is imported here, with the model (on the loader thread), not
+        by the first frame: its import costs about 0.1-0.2 s of CPU, which the first frames
+        would otherwise wait for on the scoring thread."""
         shape = tuple(_dim(d) for d in input_shape)
         if spec.input_kind == "vector":
             return cls._vector(spec, shape)
+        import cv2  # noqa: F401
+
         return cls._image(spec, shape)
 
     @classmethod
