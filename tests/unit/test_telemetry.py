@@ -340,6 +340,39 @@ def test_disabled_telemetry_passes_a_valid_traceparent_through(incoming: str | N
         telemetry.shutdown()
 
 
+@pytest.mark.parametrize("incoming", [TP, None, "garbage"])
+def test_without_a_span_exporter_no_span_is_made_and_the_trace_passes_through(incoming: str | None) -> None:
+    # given: telemetry on (metrics go to their reader) but no span exporter configured
+    reader = InMemoryMetricReader()
+    tel = Telemetry(TelemetrySettings(service_name="test"), metric_reader=reader)
+    telemetry.setup(tel)
+    try:
+        # when
+        with telemetry.stage_span("infer", incoming) as stage:
+            telemetry.metrics.counter("edgeloop.test.untraced").add(1)
+        recorded = telemetry.record_stage("infer", incoming, start_ns=1, end_ns=2)
+
+        # then: the incoming trace goes on unchanged, and metrics are still recorded
+        expected = TP if incoming == TP else None
+        assert (tel.enabled, tel.tracing) == (True, False)
+        assert (stage.traceparent, recorded) == (expected, expected)
+        data = reader.get_metrics_data()
+        names = [m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics]
+        assert "edgeloop.test.untraced" in names
+    finally:
+        telemetry.shutdown()
+
+
+def test_a_span_exporter_makes_each_stage_a_span_of_its_own(rec: Recorder) -> None:
+    # when
+    recorded = telemetry.record_stage("infer", TP, start_ns=1, end_ns=2)
+
+    # then
+    assert rec.telemetry.tracing
+    assert recorded is not None
+    assert recorded.split("-")[2] != TP.split("-")[2]
+
+
 def test_without_setup_nothing_is_recorded_and_nothing_fails() -> None:
     # when
     with telemetry.stage_span("capture") as stage:

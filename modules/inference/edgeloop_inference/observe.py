@@ -38,8 +38,8 @@ def record_records(jobs: Sequence[Any], records: Sequence[dict[str, Any]], done:
         _scored.add(count, {"model_version": version})
     if failed:
         _errors.add(failed, {"module": "inference", "kind": "sample"})
-    if not telemetry.current().enabled:
-        return
+    if not telemetry.current().tracing:
+        return  # each record already carries its frame's traceparent on
     end_ns = time.time_ns()
     for job, record in zip(jobs, records, strict=True):
         start_ns = end_ns - int(max(0.0, done - job.enqueued) * 1e9)

@@ -93,6 +93,7 @@ class Telemetry:
         self.metrics_url: str | None = None
         self._server: Any = None
         self._tracer_provider: TracerProvider | None = None
+        self._tracing = False
         self._meter_provider: MeterProvider | None = None
         self._registry: Any = None
         self._push_readers: list[MetricReader] = []
@@ -107,10 +108,14 @@ class Telemetry:
             limits = {"max_queue_size": span_queue_size, "max_export_batch_size": min(512, span_queue_size)}
         for exporter in (build_span_exporter(settings.traces), span_exporter):
             if exporter is not None:
+                self._tracing = True
                 self._tracer_provider.add_span_processor(
                     BoundedSpanProcessor(CountingSpanExporter(exporter, self.stats), self.stats, **limits)
                 )
-        self.tracer = self._tracer_provider.get_tracer("edgeloop", edgeloop.__version__)
+        if self._tracing:
+            # With no span exporter the spans would be built and dropped (15-30 us a sample a
+            # module): the tracer stays the no-op one and the incoming trace passes through.
+            self.tracer = self._tracer_provider.get_tracer("edgeloop", edgeloop.__version__)
         self._meter_provider = MeterProvider(
             metric_readers=self._metric_readers(metric_reader),
             resource=resource,
@@ -126,6 +131,11 @@ class Telemetry:
     def enabled(self) -> bool:
         return self.settings.enabled
 
+    @property
+    def tracing(self) -> bool:
+        """Spans are made: telemetry is on and a span exporter is configured."""
+        return self._tracing
+
     # -- traces ----------------------------------------------------------------------------
     def stage_span(
         self, name: str, traceparent: str | None = None, attributes: SpanAttributes = None
@@ -135,7 +145,7 @@ class Telemetry:
         Yields a ``Stage`` whose ``traceparent`` goes on the item sent on. An exception leaving
         the block is recorded on the span and re-raised."""
         parent = self._parent(traceparent)
-        if not self.enabled:
+        if not self._tracing:
             # Tracing off here must not cut the trace for the modules after this one.
             return nullcontext(Stage(trace.INVALID_SPAN, traceparent if parent is not None else None))
         return _StageScope(self.tracer.start_span(name, context=parent, attributes=attributes))
@@ -154,7 +164,7 @@ class Telemetry:
         ``time.time_ns()``; ``error`` marks it failed), returning the ``traceparent`` for the
         item sent on."""
         parent = self._parent(traceparent)
-        if not self.enabled:
+        if not self._tracing:
             return traceparent if parent is not None else None
         span = self.tracer.start_span(name, context=parent, attributes=attributes, start_time=start_ns)
         if error is not None:
