@@ -13,7 +13,7 @@ import pytest
 from azure.storage.blob import ContainerClient, ContentSettings
 from azure.storage.blob._serialize import serialize_blob_tags_header
 from edgeloop_uploader.config import UploaderConfig
-from edgeloop_uploader.putblob import BlobPut, LeanContainer, tags_header
+from edgeloop_uploader.putblob import BlobPut, LeanContainer, SharedKeySigner, tags_header
 from edgeloop_uploader.sources import Credential
 from edgeloop_uploader.storage import azure_store_factory
 
@@ -177,6 +177,41 @@ def test_the_signature_is_the_sdks_for_the_request_sent(storage: Storage) -> Non
     SharedKeyCredentialPolicy("acct", KEY).on_request(PipelineRequest(request, PipelineContext(None)))
     # then
     assert headers["authorization"] == request.headers["Authorization"]
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        _METADATA,
+        {"a_b": "1", "a-c": "2", "ab": "3", "A_a": "4", "a": ""},
+        {"selection_tags": "x,y", "selected_at": "t", "selected-at": "u", "reason": "margin 0.02"},
+        {},
+    ],
+)
+def test_a_signature_is_the_one_the_sdk_policy_computes(metadata: dict[str, str]) -> None:
+    # given: a request's headers, with metadata names that the service collates unlike ASCII
+    from azure.core.pipeline import PipelineContext, PipelineRequest
+    from azure.core.rest import HttpRequest
+    from azure.storage.blob._shared.authentication import SharedKeyCredentialPolicy
+
+    policy = SharedKeyCredentialPolicy("acct", KEY)
+    signer = SharedKeySigner.for_policy(policy)
+    assert signer is not None
+    headers = {
+        "Content-Length": "12",
+        "If-None-Match": "*",
+        "x-ms-version": "2026-10-06",
+        **{f"x-ms-meta-{k}": v for k, v in metadata.items()},
+        "x-ms-tags": tags_header(_TAGS),
+        "x-ms-date": "Thu, 03 Dec 2026 14:00:00 GMT",
+    }
+    path = "/acct/data/m/dev%201/%C3%BC~x.png.elenv"
+    request = HttpRequest("PUT", f"http://127.0.0.1:1{path}", headers=headers)
+    # when
+    policy.on_request(PipelineRequest(request, PipelineContext(None)))
+    first = signer.authorization("PUT", path, headers)
+    # then (also once the order is kept)
+    assert first == signer.authorization("PUT", path, headers) == request.headers["Authorization"]
 
 
 def test_a_sas_url_carries_its_token_and_no_signature(storage: Storage) -> None:
