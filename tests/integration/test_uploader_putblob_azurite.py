@@ -1,6 +1,7 @@
 """The uploader's lean create-only Put Blob against a real Azurite: the storage accepts its
 signature (shared key) or the SAS token, keeps what the SDK's ``upload_blob`` would have kept
-(content type, metadata, index tags), and refuses a second create at the same name."""
+(content type, metadata, index tags), refuses a second create at the same name, and over HTTPS
+trusts only the CA bundle the environment names (else ``certifi``'s)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from edgeloop_uploader.putblob import LeanContainer
 from edgeloop_uploader.sources import Credential
 from edgeloop_uploader.storage import azure_store_factory
 
-from edgeloop.blobstore import AzureContainer, BlobExistsError, BlobNotFoundError
+from edgeloop.blobstore import AzureContainer, BlobExistsError, BlobNotFoundError, BlobUnavailableError
+from edgeloop.devhub.certs import CertPaths
 from edgeloop.devtools.azurite import Azurite
 from tests.integration.azurite_fixtures import azurite, container_sas_url  # noqa: F401
+from tests.reliability.test_security_tls import https_azurite, private_ca  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -64,3 +67,25 @@ def test_a_missing_container_is_not_found(azurite: Azurite) -> None:  # noqa: F8
     store = _store(azurite.connection_string)
     with pytest.raises(BlobNotFoundError, match="ContainerNotFound"):
         store.write(_NAME, b"sealed", metadata=_METADATA, if_none_match="*")
+
+
+def test_a_lean_create_trusts_only_the_ca_bundle_it_is_given(
+    https_azurite: str,  # noqa: F811
+    private_ca: CertPaths,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given: an HTTPS storage whose certificate a private CA signed, its container made
+    control = ContainerClient.from_connection_string(
+        https_azurite, "data", connection_verify=str(private_ca.ca_cert), retry_total=0
+    )
+    control.create_container()
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    # when / then: without the CA the request is refused before anything is sent
+    with pytest.raises(BlobUnavailableError, match="unreachable"):
+        _store(https_azurite).write(_NAME, b"sealed", metadata=_METADATA, if_none_match="*")
+    assert list(control.list_blobs()) == []
+    # and with the CA bundle named in the environment it goes through
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(private_ca.ca_cert))
+    _store(https_azurite).write(_NAME, b"sealed", metadata=_METADATA, if_none_match="*")
+    assert control.download_blob(_NAME).readall() == b"sealed"
