@@ -8,7 +8,9 @@ given, nothing signed per request). The plain side reads each file and ``upload_
 the SDK's defaults, nothing else. The uploader side is the
 whole path: seal (RSA-OAEP wrap + AES-256-GCM) straight from the sample volume, the batch's
 durable commit (SQLite WAL, fsync with ``durability: full``), one create-only request per sample
-(the sealed blob with its metadata and index tags), the done record and the ``uploaded`` notice.
+(the sealed blob with its metadata and index tags: the same Put Blob request ``upload_blob``
+sends, made and signed by ``edgeloop_uploader.putblob`` and sent through ``urllib3`` instead of
+the SDK's pipeline and ``requests``), the done record and the ``uploaded`` notice.
 ``--sidecar`` adds the opt-in JSON sidecar, a second request per sample.
 
 Concurrency: ``--workers N`` gives the plain side N concurrent uploads and the uploader N upload
@@ -21,6 +23,16 @@ each uploader round runs beside the plain xN round it is paired with; the per-ro
 
     python -m bench.uploader [--files 150] [--size 72000] [--workers 2] [--rounds 4] [--sidecar]
                              [--credential key|sas]
+
+``--frames N`` measures the uploader alone, fed as the digits pipeline feeds it: N frames in
+messages of 8 predictions (``accept_predictions``), 3 of each 8 selected (``accept_selected_batch``,
+1.5 KB samples, about a 64x64 PNG), a message every 4 ms, 2 upload workers, Azurite, connection
+string. A round ends once every sample's ``uploaded`` notice is out; it prints the CPU ms a frame
+of the feeding thread (predictions, intake) and of the upload workers (thread CPU), and of the
+whole process. Unlike ``bench.pipeline``, whose figure stops when the filter has seen the last
+frame (a third of the uploads done by then), every upload is in it.
+
+    python -m bench.uploader --frames 1600 [--rounds 4]
 """
 
 from __future__ import annotations
@@ -52,9 +64,10 @@ from edgeloop_uploader.service import Uploader
 from edgeloop.clock import SystemClock
 from edgeloop.devtools.azurite import Azurite
 from edgeloop.envelope import PublicKey, generate_private_key
-from tests.unit.uploader_support import selected
+from tests.unit.uploader_support import prediction, selected
 
 RESULTS = Path(__file__).resolve().parent / "results" / "uploader.json"
+FRAMES_RESULTS = RESULTS.with_name("uploader-frames.json")
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -203,6 +216,100 @@ def uploader_round(
         raise RuntimeError(f"uploader round incomplete: {counts}")
 
 
+def frames_round(server: Azurite, root: Path, pem: str, frames: int, container: str) -> dict[str, float]:
+    """The uploader fed as in the digits pipeline (``--frames``): CPU ms a frame by thread."""
+    samples = root / "samples"
+    per_message, chosen = 8, 3
+    messages = []
+    for m in range(frames // per_message):
+        items = [selected(samples, f"01F{m:06d}{j}", data=os.urandom(1500)) for j in range(chosen)]
+        others = [prediction(f"01P{m:06d}{j}") for j in range(per_message - chosen)]
+        messages.append((items, [item.prediction for item in items] + others))
+    wanted = len(messages) * chosen
+    noticed: list[int] = [0]
+    all_noticed = threading.Event()
+
+    def notify(notices: list[Any]) -> None:
+        noticed[0] += len(notices)
+        if noticed[0] >= wanted:
+            all_noticed.set()
+
+    uploader = Uploader(
+        samples_dir=samples,
+        outbox_dir=root / "outbox",
+        device_id="bench",
+        clock=SystemClock(),
+        env_credential=server.connection_string,
+        notify=notify,
+    )
+    config = UploaderConfig.model_validate(
+        {"storage": {"container": container}, "encryption": {"public_key_pem": pem}, "outbox": {"workers": 2}}
+    )
+    uploader.configure(config, None)
+    stop = threading.Event()
+    worker_cpu: list[float] = []
+
+    def work() -> None:  # as the module's upload workers do
+        started = time.thread_time()
+        while not stop.is_set():
+            if not uploader.upload_ready():
+                uploader.wake.wait(0.25)
+                uploader.wake.clear()
+        worker_cpu.append(time.thread_time() - started)
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    process, feeding = time.process_time(), 0.0
+    for items, predictions in messages:
+        started = time.thread_time()
+        uploader.accept_predictions(predictions)
+        uploader.accept_selected_batch(items)
+        feeding += time.thread_time() - started
+        time.sleep(0.004)
+    if not all_noticed.wait(timeout=600):
+        raise RuntimeError(f"frames round incomplete after 600 s: {uploader.db.counts()}")
+    process = time.process_time() - process
+    stop.set()
+    uploader.stop_uploads()
+    for thread in threads:
+        thread.join()
+    counts = uploader.db.counts()
+    uploader.close()
+    if counts["done"] != wanted or counts["quarantined"]:
+        raise RuntimeError(f"frames round incomplete: {counts}")
+    n = len(messages) * per_message
+    return {
+        "feeding": 1000 * feeding / n,
+        "workers": 1000 * sum(worker_cpu) / n,
+        "process": 1000 * process / n,
+    }
+
+
+def frames_main(frames: int, rounds: int) -> int:
+    key = generate_private_key()
+    pem = PublicKey(key.public_key(), "").pem().decode("ascii")
+    results: list[dict[str, float]] = []
+    print(f"{frames} frames, messages of 8 predictions with 3 selected (1.5 KB), 2 upload workers")
+    with tempfile.TemporaryDirectory() as tmp, Azurite(Path(tmp) / "azurite") as server:
+        for n in range(rounds):
+            container = f"frames{n}"
+            container_credential(server, container, "key")  # creates it
+            figures = frames_round(server, Path(tmp) / f"round{n}", pem, frames, container)
+            results.append(figures)
+            print(
+                f"round {n + 1}: CPU ms a frame: feeding (predictions, intake) {figures['feeding']:.3f}, "
+                f"upload workers {figures['workers']:.3f}, process {figures['process']:.3f}"
+            )
+    medians = {part: round(statistics.median(r[part] for r in results), 3) for part in results[0]}
+    print(f"median CPU ms a frame: {medians}")
+    FRAMES_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    FRAMES_RESULTS.write_text(
+        json.dumps({"frames": frames, "rounds": rounds, "median": medians, "runs": results}, indent=2) + "\n"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--files", type=int, default=150)
@@ -219,7 +326,15 @@ def main(argv: list[str] | None = None) -> int:
         default="key",
         help="both sides: a connection string (shared key) or a create/write container SAS URL",
     )
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=0,
+        help="the uploader alone, fed as in the digits pipeline",
+    )
     args = parser.parse_args(argv)
+    if args.frames:
+        return frames_main(args.frames, args.rounds)
     key = generate_private_key()
     pem = PublicKey(key.public_key(), "").pem().decode("ascii")
     workers, in_flight = args.workers, 2 * args.workers

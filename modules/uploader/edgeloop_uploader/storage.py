@@ -13,7 +13,6 @@ from typing import Any
 from requests.utils import get_environ_proxies
 
 from edgeloop.blobstore import (
-    AzureContainer,
     BlobAuthError,
     BlobContainer,
     BlobNotFoundError,
@@ -23,6 +22,7 @@ from edgeloop.blobstore import (
 from edgeloop.clock import Clock
 from edgeloop_uploader.backoff import backoff_delay
 from edgeloop_uploader.config import UploaderConfig
+from edgeloop_uploader.putblob import BlobPut, LeanContainer
 from edgeloop_uploader.sources import Credential, resolve_credential
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,8 @@ StoreFactory = Callable[[Credential, UploaderConfig], BlobContainer]
 
 
 def azure_store_factory(credential: Credential, config: UploaderConfig) -> BlobContainer:
-    """An ``AzureContainer`` whose requests do not consult the environment each time.
+    """An ``AzureContainer`` whose requests do not consult the environment each time, and whose
+    create-only writes (the uploads) go out as lean Put Blob requests (``putblob``).
 
     By default ``requests`` reads the proxy variables (every one of ``os.environ``) and looks for
     a ``.netrc`` on every request: a few hundred microseconds of CPU per upload. Here the
@@ -44,17 +45,25 @@ def azure_store_factory(credential: Credential, config: UploaderConfig) -> BlobC
     Raises:
         BlobAuthError: the credential is neither a SAS URL nor a connection string.
     """
+    ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
     options: dict[str, Any] = {
         "retry_total": 0,
         "connection_timeout": 5.0,
         "read_timeout": config.storage.timeout_s,
-        "connection_verify": os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True,
+        "connection_verify": ca_bundle or True,
     }
     client = _container_client(credential, config.storage.container, options)
     proxies = get_environ_proxies(str(client.url))
     if proxies:
         client = _container_client(credential, config.storage.container, {**options, "proxies": proxies})
-    return AzureContainer(client)
+    put = BlobPut.for_client(
+        client,
+        connection_timeout=options["connection_timeout"],
+        read_timeout=options["read_timeout"],
+        ca_bundle=ca_bundle,
+        proxies=proxies,
+    )
+    return LeanContainer(client, put)
 
 
 def _container_client(credential: Credential, container: str, options: dict[str, Any]) -> Any:
