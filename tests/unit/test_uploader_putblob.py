@@ -239,16 +239,47 @@ def test_a_sas_url_carries_its_token_and_no_signature(storage: Storage) -> None:
 def test_a_refusal_is_the_error_the_sdk_path_gives(
     storage: Storage, status: int, code: str, error: type[Exception]
 ) -> None:
-    storage.answers.append((status, code))
-    with pytest.raises(error, match=f"write data/a/b.elenv: HTTP {status} {code}"):
+    # the SDK's own request (sent again after an auth refusal) is refused the same way
+    storage.answers.extend([(status, code), (status, code)])
+    with pytest.raises(error, match=f"{status}|{code}"):
         _create(_lean(storage))
 
 
 def test_a_request_the_storage_finds_malformed_is_a_plain_store_error(storage: Storage) -> None:
-    storage.answers.append((400, "InvalidHeaderValue"))
+    storage.answers.extend([(400, "InvalidHeaderValue"), (400, "InvalidHeaderValue")])
     with pytest.raises(BlobStoreError) as raised:
         _create(_lean(storage))
     assert type(raised.value) is BlobStoreError
+    assert len(storage.requests) == 2  # the lean request, then the SDK's
+
+
+@pytest.mark.parametrize("refusal", [(403, "AuthenticationFailed"), (400, "InvalidHeaderValue")])
+def test_a_lean_request_refused_where_the_sdks_is_accepted_gives_way_to_the_sdk(
+    storage: Storage, refusal: tuple[int, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # given: the storage refuses the first (lean) request and accepts what follows
+    storage.answers.append(refusal)
+    store = _lean(storage)
+    # when
+    etag = _create(store, "a/1.elenv")
+    _create(store, "a/2.elenv")
+    # then: the same create went out again through the SDK, and so does every later one
+    assert etag == '"0x8D"'
+    assert len(storage.requests) == 3
+    assert [r[0].split()[1].split("?")[0] for r in storage.requests] == [
+        "/acct/data/a/1.elenv", "/acct/data/a/1.elenv", "/acct/data/a/2.elenv"
+    ]  # fmt: skip
+    assert all(r[1]["if-none-match"] == "*" for r in storage.requests)
+    # requests (the SDK's transport) keeps its connections alive; urllib3 alone says nothing
+    assert [r[1].get("connection") for r in storage.requests] == [None, "keep-alive", "keep-alive"]
+    assert "uploads go through the SDK from now on" in caplog.text
+
+
+def test_other_refusals_are_not_sent_again(storage: Storage) -> None:
+    storage.answers.append((409, "BlobAlreadyExists"))
+    with pytest.raises(BlobExistsError):
+        _create(_lean(storage))
+    assert len(storage.requests) == 1
 
 
 def test_an_unreachable_storage_is_unavailable() -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import os
 import uuid
 from collections.abc import Callable, Mapping
@@ -43,6 +44,8 @@ from edgeloop.blobstore import (
     BlobUnavailableError,
     LeaseHeldError,
 )
+
+log = logging.getLogger(__name__)
 
 #: Connections kept per endpoint: upload workers, each with up to two requests in flight.
 _POOL_SIZE = 8
@@ -315,6 +318,7 @@ class LeanContainer(AzureContainer):
     def __init__(self, client: Any, put: BlobPut | None) -> None:
         super().__init__(client)
         self._put = put
+        self._pool = put  # closed at the end even when the lean path was given up
 
     def write(
         self,
@@ -338,14 +342,33 @@ class LeanContainer(AzureContainer):
             and lease_id is None
             and (length is None or length == len(data))
         ):
-            return put.put(
-                blob,
-                data,
-                metadata=metadata or {},
-                content_type=content_type,
-                tags=tags or {},
-                what=f"write {self.name}/{blob}",
+            try:
+                return put.put(
+                    blob,
+                    data,
+                    metadata=metadata or {},
+                    content_type=content_type,
+                    tags=tags or {},
+                    what=f"write {self.name}/{blob}",
+                )
+            except BlobStoreError as exc:
+                # Refused as unauthenticated or malformed: the lean request itself may be what
+                # the storage refuses (its signature, a header). The SDK sends the same create;
+                # should the SDK's be accepted, the lean path is not used again for this store,
+                # should it be refused too, that refusal is the answer.
+                if not isinstance(exc, BlobAuthError) and type(exc) is not BlobStoreError:
+                    raise
+                refused = exc
+            created = super().write(
+                blob, data, metadata=metadata, content_type=content_type, if_none_match=ANY, tags=tags
             )
+            log.warning(
+                "the storage refused a lean Put Blob (%s) and accepted the SDK's: uploads go through "
+                "the SDK from now on",
+                refused,
+            )
+            self._put = None
+            return created
         return super().write(
             blob,
             data,
@@ -359,6 +382,6 @@ class LeanContainer(AzureContainer):
         )
 
     def close(self) -> None:
-        if self._put is not None:
-            self._put.close()
+        if self._pool is not None:
+            self._pool.close()
         super().close()
