@@ -354,7 +354,14 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "CPU ms per frame:         "
         + per_process(full["cpu_ms_per_frame"], ".2f")
-        + f"  (capture's start-up apart: {full.get('capture_startup_cpu_s', 0.0):.2f} s)"
+        + f"  (every upload done, {full['uploaded']} of {full['selected']}, "
+        f"{full['seconds_to_uploaded']:.1f} s after the first frame; capture's start-up apart: "
+        f"{full.get('capture_startup_cpu_s', 0.0):.2f} s)"
+    )
+    print(
+        "  at the last decision:   "
+        + per_process(full["cpu_ms_per_frame_at_decision"], ".2f")
+        + f"  ({full['uploaded_by_then']} uploads done by then)"
     )
     if "idle_cpu_ms_per_s" in full:
         idle = full["idle_cpu_ms_per_s"]

@@ -11,9 +11,13 @@ model and capture source; both run the modules with ``measure``:
    cost (``idle_cpu_ms_per_s``: CPU milliseconds a second).
 3. Capture starts; the run ends when the filter has seen every frame (its ``getStats`` polled
    every 0.1 s from 90% of the time the frames take at the run's pace: the poll costs the filter
-   and the hub CPU, which paced runs would otherwise count as the pipeline's). CPU a frame of
-   each process is its user + system time over the run / frames; capture's counts from its
-   connection to the hub, its start-up (imports, connecting) is ``capture_startup_cpu_s``
+   and the hub CPU, which paced runs would otherwise count as the pipeline's); the throughput
+   counts to there. The uploads lag behind the decisions (the outbox takes the selected in at
+   once and ships them as fast as the storage takes them), so the CPU a frame of each process
+   (``cpu_ms_per_frame``) is its user + system time until every selected sample is uploaded
+   (``seconds_to_uploaded``), / frames; ``cpu_ms_per_frame_at_decision`` stops where the
+   throughput does (``uploaded_by_then``: the uploads done by then). Capture's CPU counts from
+   its connection to the hub, its start-up (imports, connecting) is ``capture_startup_cpu_s``
    apart. RSS is ``VmRSS`` at the end.
 4. Latency comes from two extra routes to ``$upstream`` (``UPSTREAM_ROUTES``): predictions
    (``captured_at`` -> ``scored_at``, every frame) and selections (-> ``selected_at``).
@@ -251,6 +255,11 @@ class RunSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def uploaded(hub: Any) -> int:
+    """Samples the uploader has uploaded (its ``uploaded`` counter)."""
+    return int(module_stats(hub, "uploader").get("counters", {}).get("uploaded", 0))
+
+
 def _cpu_ms(pids: dict[str, int], since: dict[str, float], per: float) -> dict[str, float]:
     return {
         name: round(((cpu_s(pid) or 0.0) - since.get(name, 0.0)) * 1000 / per, 2)
@@ -317,9 +326,7 @@ def measure(work: Path, spec: RunSpec) -> dict[str, Any]:
                 seen = int(module_stats(hub, "filter").get("seen", 0))
                 done_at = time.time()
                 time.sleep(0.1)
-            if profiler is not None:
-                profiler.stop()
-                profiler = None
+            cpu_at_decision = _cpu_ms(pids, cpu0, max(seen, 1))
             result["filter_seen"] = seen
             if seen < spec.frames:
                 tails = {name: m.log()[-1500:] for name, m in modules.items()}
@@ -328,11 +335,23 @@ def measure(work: Path, spec: RunSpec) -> dict[str, Any]:
                     + "\n".join(f"--- {name}\n{tail}" for name, tail in tails.items())
                     + f"\n--- hub\n{hub.log_tail()}"
                 )
+            result["uploaded_by_then"] = uploaded(hub)
+            # The uploads lag behind the decisions (the outbox takes them in at once and ships
+            # them as fast as the storage takes them): the CPU a frame counts them all done.
+            result["filter_stats"] = module_stats(hub, "filter")
+            chosen_total = sum(result["filter_stats"].get("selected_by_strategy", {}).values())
+            while uploaded(hub) < chosen_total and time.monotonic() < deadline:
+                time.sleep(0.1)
+            result["uploaded"] = uploaded(hub)
+            uploads_done_at = time.time()
+            if profiler is not None:
+                profiler.stop()
+                profiler = None
             result["rss_mib"] = {
                 name: round((rss_kib(pid) or 0) / 1024, 1) for name, pid in sorted(pids.items())
             }
             result["cpu_ms_per_frame"] = _cpu_ms(pids, cpu0, max(seen, 1))
-            result["filter_stats"] = module_stats(hub, "filter")
+            result["cpu_ms_per_frame_at_decision"] = cpu_at_decision
             result["messages"] = {name: messages(hub, name) for name in MODULES}
             inference = module_stats(hub, "inference")
             result["inference_sample_errors"] = int(inference.get("sample_errors", 0))
@@ -341,9 +360,6 @@ def measure(work: Path, spec: RunSpec) -> dict[str, Any]:
                 "sizes": inference.get("batchSizes", {}),
                 "at_once": inference.get("eagerBatches"),
             }
-            result["uploaded_by_then"] = int(
-                module_stats(hub, "uploader").get("counters", {}).get("uploaded", 0)
-            )
         finally:
             if profiler is not None:
                 profiler.stop()
@@ -356,6 +372,7 @@ def measure(work: Path, spec: RunSpec) -> dict[str, Any]:
     chosen = {k: (v["captured"], v["selected"]) for k, v in stamps.items() if "selected" in v}
     first = min(c for c, _ in scored.values())
     result["seconds"] = done_at - first
+    result["seconds_to_uploaded"] = uploads_done_at - first
     # capture's own pace: first to last captured_at (the rest of ``seconds`` is the later hops)
     result["capture_seconds"] = max(c for c, _ in scored.values()) - first
     result["frames_per_s"] = seen / result["seconds"]
