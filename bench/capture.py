@@ -16,6 +16,15 @@ writes where the source got to after each sent batch (temp, fsync, rename): the 
 progress across restarts.
 
     python -m bench.capture [--frames 300] [--rounds 3]
+
+``--source folder`` measures instead a folder source over the digits pipeline's frames (64x64
+PNG files, stored as read), keeping progress in a state folder as a deployment does, against a
+bare loop that reads each file, decodes it and takes its dHash: the work the pipeline's bare
+loop does for capture's part, so all of the difference is capture's plumbing (the file on the
+volume, its reference, the hand-offs, batching, progress). It writes
+``bench/results/capture_folder.json``.
+
+    python -m bench.capture --source folder [--frames 1600] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -31,7 +40,9 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 from edgeloop_capture import CaptureModule
+from edgeloop_capture.dhash import dhash
 from edgeloop_capture.progress_book import ProgressBook
 from edgeloop_capture.testing import write_video
 
@@ -145,11 +156,108 @@ def capture_module(
     return min(files, sent), elapsed, module.progress.writes
 
 
+def bare_folder_loop(paths: list[Path]) -> tuple[int, float]:
+    """Files read, decoded and dHashed by a plain loop, and the seconds it took."""
+    start = time.perf_counter()
+    for path in paths:
+        image = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise SystemExit(f"{path}: not a decodable image")
+        dhash(image)
+    return len(paths), time.perf_counter() - start
+
+
+def capture_folder(folder: Path, volume: Path, expected: int, state: Path) -> tuple[int, float, int, int]:
+    """Capture on one folder source (PNG stored as read, progress kept in ``state``): frames
+    stored and sent, seconds, messages and progress writes."""
+    source = {"id": "bench", "kind": "folder", "path": str(folder), "settle_s": 0, "format": "png"}
+    hub = CountingHub({"sources": [source], "janitor": {"interval_s": 3600}}, expected)
+    module = CaptureModule(volume, progress=ProgressBook.in_folder(state))
+    runtime = ModuleRuntime(module, client=hub, tick_interval=0.5)
+    start = time.perf_counter()
+    thread = threading.Thread(target=runtime.run)
+    thread.start()
+    hub.done.wait(120)
+    elapsed = time.perf_counter() - start
+    sent = hub.count
+    runtime.request_stop("bench over")
+    thread.join(30)
+    refs = [item for item in hub.sent_items("frames") if isinstance(item, FrameRef)]
+    files = sum(1 for ref in refs if ref.file_ref and (volume / ref.file_ref).is_file())
+    return min(files, sent), elapsed, len(hub.sent), module.progress.writes
+
+
+def main_folder(frames: int, rounds: int) -> int:
+    """Capture on a folder of the digits frames against the bare read + decode + dHash loop."""
+    from bench.pipeline import write_frames
+
+    fps: dict[str, list[float]] = {"bare": [], "capture": []}
+    cpu_ms: dict[str, list[float]] = {"bare": [], "capture": []}
+    messages: list[int] = []
+    with tempfile.TemporaryDirectory(prefix="edgeloop-bench-") as tmp:
+        paths = write_frames(Path(tmp) / "frames", frames, seed=7)
+        for round_ in range(rounds):
+            cpu = time.process_time()
+            n, seconds = bare_folder_loop(paths)
+            cpu_ms["bare"].append((time.process_time() - cpu) / n * 1000)
+            fps["bare"].append(n / seconds)
+            cpu = time.process_time()
+            n, seconds, sent, _ = capture_folder(
+                Path(tmp) / "frames", Path(tmp) / f"volume{round_}", frames, Path(tmp) / f"state{round_}"
+            )
+            cpu_ms["capture"].append((time.process_time() - cpu) / max(n, 1) * 1000)
+            if n != frames:
+                raise SystemExit(f"capture delivered {n} of {frames} frames")
+            fps["capture"].append(n / seconds)
+            messages.append(sent)
+            print(
+                f"round {round_ + 1}: bare read+decode+dHash {fps['bare'][-1]:6.1f} frames/s "
+                f"({cpu_ms['bare'][-1]:.3f} CPU ms a frame), capture {fps['capture'][-1]:6.1f} frames/s "
+                f"({cpu_ms['capture'][-1]:.3f} CPU ms a frame, {sent} messages)"
+            )
+    median = {side: statistics.median(v) for side, v in fps.items()}
+    cpu_median = {side: statistics.median(v) for side, v in cpu_ms.items()}
+    result: dict[str, Any] = {
+        "source": "folder",
+        "frames": frames,
+        "size": "64x64 PNG",
+        "fps": fps,
+        "fps_median": median,
+        "ratio": median["capture"] / median["bare"],
+        "cpu_ms_per_frame": cpu_ms,
+        "cpu_ms_per_frame_median": cpu_median,
+        "cpu_ratio": cpu_median["capture"] / cpu_median["bare"],
+        "messages": messages,
+        "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(),
+    }
+    print(
+        f"median: bare {median['bare']:.1f} frames/s, capture {median['capture']:.1f} frames/s, "
+        f"ratio {result['ratio']:.2f}; CPU a frame: bare {cpu_median['bare']:.3f} ms, capture "
+        f"{cpu_median['capture']:.3f} ms (all threads), {result['cpu_ratio']:.2f}x; "
+        f"load average {result['load_average'][0]:.1f} on {result['cpu_count']} cores"
+    )
+    out = Path(__file__).parent / "results" / "capture_folder.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=300, help="frames in the generated video")
+    parser.add_argument("--frames", type=int, default=None, help="frames (video: 300, folder: 1600)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each side")
+    parser.add_argument(
+        "--source",
+        choices=("video", "folder"),
+        default="video",
+        help="video: a 640x480 MJPG file; folder: the digits pipeline's 64x64 PNG frames",
+    )
     args = parser.parse_args(argv)
+    if args.source == "folder":
+        return main_folder(args.frames or 1600, args.rounds)
+    args.frames = args.frames or 300
     bare_fps: list[float] = []
     as_read_fps: list[float] = []
     preview_fps: list[float] = []

@@ -17,7 +17,14 @@ from typing import Any
 
 import pytest
 from edgeloop_capture import CaptureModule
-from edgeloop_capture.progress import CursorMark, FileCursor, FileIdentity, Ledger, TakenNames
+from edgeloop_capture.progress import (
+    CursorMark,
+    FileCursor,
+    FileIdentity,
+    Ledger,
+    TakenNames,
+    settle_all,
+)
 from edgeloop_capture.progress_book import FILE_NAME, ProgressBook, journal_name
 from edgeloop_capture.progress_journal import NameJournal
 from edgeloop_capture.testing import write_images, write_sensor_csv, write_video
@@ -346,6 +353,25 @@ def test_a_frame_on_its_way_holds_back_the_marks_read_after_it() -> None:
     assert cursor.mark is None
     first.settle()
     assert cursor.mark == mark(4)
+
+
+def test_a_sent_batch_settles_each_ledger_in_reading_order() -> None:
+    # given: two sources, each with frames on their way; one frame of the first not in the batch
+    taken_a, taken_b = TakenNames(), TakenNames()
+    a, b = Ledger(taken_a), Ledger(taken_b)
+    a1, b1, a2, b2 = a.expect("a1"), b.expect("b1"), a.expect("a2"), b.expect("b2")
+    a3 = a.expect("a3")
+    a.passed("a4")
+    # when: the batch of a1, b1, b2 and a3 is sent (a2 goes in a later one)
+    settle_all([a1, b1, b2, a3])
+    # then: each position moves as far as its own reading order allows
+    assert taken_a.names() == {"a1"}
+    assert taken_b.names() == {"b1", "b2"}
+    assert a.in_flight == 1
+    # and once a2 is sent, past everything read after it
+    settle_all([a2])
+    assert taken_a.names() == {"a1", "a2", "a3", "a4"}
+    assert a.wait_settled(0.1)
 
 
 def test_an_abandoned_frame_never_lets_the_position_pass_it() -> None:

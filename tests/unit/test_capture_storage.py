@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import cv2
@@ -67,6 +67,25 @@ def test_writer_puts_samples_in_minute_buckets_atomically(tmp_path: Path) -> Non
     assert written.sha256 == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert written.size == 3
     assert list((tmp_path / "capture" / ".incoming").iterdir()) == []
+
+
+def test_writer_buckets_follow_the_minute_of_each_sample(tmp_path: Path) -> None:
+    # given: samples of two minutes, out of order (sources share the writer), one in another zone
+    writer = SampleWriter(tmp_path)
+    later = T0 + timedelta(seconds=60)
+    times = [T0, T0 + timedelta(seconds=59.9), later, T0, later.astimezone(timezone(timedelta(hours=2)))]
+    # when
+    refs = [
+        writer.write(b"x", sample_id=f"S{i}", captured_at=t, ext="png").file_ref for i, t in enumerate(times)
+    ]
+    # then: each in the bucket its own time names (as strftime gives it)
+    assert refs == [f"capture/{t.strftime('%Y%m%dT%H%M')}/S{i}.png" for i, t in enumerate(times)]
+    assert [ref.split("/")[1] for ref in refs[:4]] == [
+        "20260105T1200",
+        "20260105T1200",
+        "20260105T1201",
+        "20260105T1200",
+    ]
 
 
 def test_writer_leaves_no_temp_file_when_the_write_fails(tmp_path: Path) -> None:

@@ -23,8 +23,8 @@ def dhash(image: Image) -> str:
     coarse = cv2.resize(image, (_WIDTH * _STEP, _HEIGHT * _STEP), interpolation=cv2.INTER_LINEAR)
     if coarse.ndim == 3:
         coarse = cv2.cvtColor(coarse, cv2.COLOR_BGR2GRAY)
-    cells = cv2.resize(coarse, (_WIDTH, _HEIGHT), interpolation=cv2.INTER_AREA).astype(np.int16)
-    bits = cells[:, 1:] > cells[:, :-1]
+    cells = cv2.resize(coarse, (_WIDTH, _HEIGHT), interpolation=cv2.INTER_AREA)
+    bits = cells[:, 1:] > cells[:, :-1]  # compared as uint8: no subtraction, so no wrap-around
     # row by row, the first cell's bit the most significant
     return np.packbits(bits).tobytes().hex()
 

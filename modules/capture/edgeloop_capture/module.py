@@ -22,7 +22,7 @@ from edgeloop_capture.config import CaptureConfig, ParsedSources, parse_sources
 from edgeloop_capture.ids import SampleIds
 from edgeloop_capture.janitor import Janitor
 from edgeloop_capture.pipeline import FramePipeline
-from edgeloop_capture.progress import Ledger, Receipt
+from edgeloop_capture.progress import Ledger, Receipt, settle_all
 from edgeloop_capture.progress_book import ProgressBook
 from edgeloop_capture.ring import RawRing
 from edgeloop_capture.sender import FrameSender
@@ -324,8 +324,7 @@ class CaptureModule(EdgeModule[CaptureConfig]):
 
     def _sent(self, receipts: Sequence[Receipt]) -> None:
         """A batch is sent: move the positions on, and write them (once for the batch)."""
-        for receipt in receipts:
-            receipt.settle()
+        settle_all(receipts)
         self.progress.save_if_dirty()
 
     def _janitor_loop(self) -> None:

@@ -330,6 +330,19 @@ def _bool(value: Any) -> bool:
 
 
 # -- the ledger --------------------------------------------------------------------------------
+def settle_all(receipts: Iterable[Receipt]) -> None:
+    """Settle the receipts of a sent batch, each ledger's together (``Ledger.settle_many``)."""
+    by_ledger: dict[int, tuple[Ledger, list[Receipt]]] = {}
+    for receipt in receipts:
+        entry = by_ledger.get(id(receipt.ledger))
+        if entry is None:
+            by_ledger[id(receipt.ledger)] = (receipt.ledger, [receipt])
+        else:
+            entry[1].append(receipt)
+    for ledger, batch in by_ledger.values():
+        ledger.settle_many(batch)
+
+
 @dataclass(eq=False)
 class Receipt:
     """The marks of one item on its way; settled when its reference is sent or it is given up
@@ -404,8 +417,14 @@ class Ledger:
             self.saver.touch()
 
     def settle(self, receipt: Receipt) -> None:
+        self.settle_many([receipt])
+
+    def settle_many(self, receipts: Iterable[Receipt]) -> None:
+        """Settle receipts of this ledger together (a sent batch): one lock, one move of the
+        position and one wake-up for all of them."""
         with self._cond:
-            receipt.done = True
+            for receipt in receipts:
+                receipt.done = True
             marks: list[Any] = []
             while self._entries and self._entries[0].done:
                 marks.extend(self._entries.popleft().marks)

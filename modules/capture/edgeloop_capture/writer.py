@@ -60,6 +60,7 @@ class SampleWriter:
         self.fsync = fsync
         self._base = str(self.base)
         self._incoming = str(self.incoming)
+        self._last_bucket: tuple[tuple[object, int], str] | None = None
 
     def write(
         self,
@@ -76,11 +77,11 @@ class SampleWriter:
         Raises:
             OSError: the volume is full, read-only or gone (the caller counts and skips).
         """
-        bucket = captured_at.strftime(BUCKET_FORMAT)
+        bucket = self._bucket(captured_at)
         name = f"{sample_id}.{ext}"
-        temp = os.path.join(self._incoming, name + ".tmp")
-        final = os.path.join(self._base, bucket, name)
-        parts: list[bytes | memoryview] = [data] if isinstance(data, bytes) else list(data)
+        temp = f"{self._incoming}/{name}.tmp"
+        final = f"{self._base}/{bucket}/{name}"
+        parts: Sequence[bytes | memoryview] = (data,) if isinstance(data, bytes) else data
         try:
             size = self._write_temp(temp, parts)
             try:
@@ -101,7 +102,17 @@ class SampleWriter:
         file_ref = f"{self.subdir}/{bucket}/{name}"
         return WrittenFile(file_ref=file_ref, location=final, sha256=sha256, size=size)
 
-    def _write_temp(self, temp: str, parts: list[bytes | memoryview]) -> int:
+    def _bucket(self, captured_at: datetime) -> str:
+        """The bucket of ``captured_at``, formatted once a minute, not once a frame."""
+        key = (captured_at.tzinfo, int(captured_at.timestamp()) // 60)
+        last = self._last_bucket  # one tuple: sources' threads share the writer
+        if last is not None and last[0] == key:
+            return last[1]
+        name = captured_at.strftime(BUCKET_FORMAT)
+        self._last_bucket = (key, name)
+        return name
+
+    def _write_temp(self, temp: str, parts: Sequence[bytes | memoryview]) -> int:
         try:
             fd = os.open(temp, _FLAGS, 0o644)
         except FileNotFoundError:
@@ -112,8 +123,10 @@ class SampleWriter:
             for part in parts:
                 view = memoryview(part).cast("B")
                 size += view.nbytes
-                while view:
-                    view = view[os.write(fd, view) :]
+                written = os.write(fd, view)
+                while written < len(view):  # a short write (rare): the rest
+                    view = view[written:]
+                    written = os.write(fd, view)
             if self.fsync:
                 os.fsync(fd)
         finally:
