@@ -334,7 +334,9 @@ def report(runs: list[Run], bare: list[BareResult]) -> dict[str, Any]:
         )
         total = sum(r["cpu_ms_per_frame"].values())
         r["cpu_ms_per_frame_all"] = round(total, 2)
-        r["cores_busy"] = round(total * r["frames_per_s"] / 1000, 2)
+        # busy while deciding at that rate: the CPU until the last decision (uploads after it apart)
+        at_decision = sum(r.get("cpu_ms_per_frame_at_decision", r["cpu_ms_per_frame"]).values())
+        r["cores_busy"] = round(at_decision * r["frames_per_s"] / 1000, 2)
         print(
             "    CPU ms/frame: " + per_process(r["cpu_ms_per_frame"], ".2f") + f"; all {total:.1f} "
             f"(bare {bare_cpu:.1f}), {r['cores_busy']:.2f} cores busy (bare at this rate "
