@@ -114,17 +114,17 @@ class BlobPut:
 
     def url(self, blob: str) -> str:
         """The blob's URL, quoted as the SDK quotes a blob name."""
-        return f"{self._base}/{quote(blob, safe='~/')}{self._query}"
+        return f"{self._base}/{_quote_name(blob)}{self._query}"
 
     def headers(
         self,
-        blob: str,
+        quoted: str,
         length: int,
         metadata: Mapping[str, str],
         content_type: str | None,
         tags: Mapping[str, str],
     ) -> dict[str, str]:
-        """The request's headers, signed."""
+        """The request's headers, signed; ``quoted``: the blob's name as in its URL."""
         headers = {
             **self._fixed,
             "Content-Length": str(length),
@@ -141,8 +141,7 @@ class BlobPut:
         if tags:
             headers["x-ms-tags"] = tags_header(tags)
         if self._signer is not None:
-            path = f"{self._path}/{quote(blob, safe='~/')}"
-            headers["Authorization"] = self._signer.authorization("PUT", path, headers)
+            headers["Authorization"] = self._signer.authorization("PUT", f"{self._path}/{quoted}", headers)
         return headers
 
     def put(
@@ -161,13 +160,12 @@ class BlobPut:
             BlobExistsError: a blob is at that name.
             BlobStoreError: the write failed (a subclass says how).
         """
-        headers = self.headers(blob, len(data), metadata, content_type, tags)
-        if self._ca_bundle and not os.path.exists(self._ca_bundle):
-            raise BlobUnavailableError(f"{what}: CA bundle {self._ca_bundle} not found")
+        quoted = _quote_name(blob)
+        headers = self.headers(quoted, len(data), metadata, content_type, tags)
         try:
             response = self._http.urlopen(
                 "PUT",
-                self.url(blob),
+                f"{self._base}/{quoted}{self._query}",
                 body=data,
                 headers=headers,
                 retries=False,
@@ -175,6 +173,9 @@ class BlobPut:
                 timeout=self._timeout,
             )
         except (urllib3.exceptions.HTTPError, OSError) as exc:
+            # the CA bundle is looked for only when a request failed, not at every upload
+            if self._ca_bundle and not os.path.exists(self._ca_bundle):
+                raise BlobUnavailableError(f"{what}: CA bundle {self._ca_bundle} not found") from None
             reason = f"{exc.__class__.__name__} (storage unreachable or failing)"
             raise BlobUnavailableError(f"{what}: {reason}") from None
         if response.status == 201:
@@ -258,6 +259,11 @@ class SharedKeySigner:
         )
         digest = hmac.new(self._key, text.encode("utf-8"), hashlib.sha256).digest()
         return f"SharedKey {self._account}:{base64.b64encode(digest).decode('ascii')}"
+
+
+def _quote_name(blob: str) -> str:
+    """A blob name as the SDK quotes it in a URL."""
+    return quote(blob, safe="~/")
 
 
 def tags_header(tags: Mapping[str, str]) -> str:
