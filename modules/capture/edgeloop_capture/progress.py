@@ -332,14 +332,10 @@ def _bool(value: Any) -> bool:
 # -- the ledger --------------------------------------------------------------------------------
 def settle_all(receipts: Iterable[Receipt]) -> None:
     """Settle the receipts of a sent batch, each ledger's together (``Ledger.settle_many``)."""
-    by_ledger: dict[int, tuple[Ledger, list[Receipt]]] = {}
+    by_ledger: dict[Ledger, list[Receipt]] = {}
     for receipt in receipts:
-        entry = by_ledger.get(id(receipt.ledger))
-        if entry is None:
-            by_ledger[id(receipt.ledger)] = (receipt.ledger, [receipt])
-        else:
-            entry[1].append(receipt)
-    for ledger, batch in by_ledger.values():
+        by_ledger.setdefault(receipt.ledger, []).append(receipt)
+    for ledger, batch in by_ledger.items():
         ledger.settle_many(batch)
 
 
