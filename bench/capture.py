@@ -141,6 +141,13 @@ def capture_module(
         },
         expected,
     )
+    stored, elapsed, module = run_capture(hub, volume, state)
+    return stored, elapsed, module.progress.writes
+
+
+def run_capture(hub: CountingHub, volume: Path, state: Path | None) -> tuple[int, float, CaptureModule]:
+    """Run the capture module on ``hub`` until it has sent what the hub expects: the frames
+    both stored and sent, the seconds it took, and the module."""
     module = CaptureModule(volume, progress=ProgressBook.in_folder(state))
     runtime = ModuleRuntime(module, client=hub, tick_interval=0.5)
     start = time.perf_counter()
@@ -153,7 +160,7 @@ def capture_module(
     thread.join(30)
     refs = [item for item in hub.sent_items("frames") if isinstance(item, FrameRef)]
     files = sum(1 for ref in refs if ref.file_ref and (volume / ref.file_ref).is_file())
-    return min(files, sent), elapsed, module.progress.writes
+    return min(files, sent), elapsed, module
 
 
 def bare_folder_loop(paths: list[Path]) -> tuple[int, float]:
@@ -172,19 +179,8 @@ def capture_folder(folder: Path, volume: Path, expected: int, state: Path) -> tu
     stored and sent, seconds, messages and progress writes."""
     source = {"id": "bench", "kind": "folder", "path": str(folder), "settle_s": 0, "format": "png"}
     hub = CountingHub({"sources": [source], "janitor": {"interval_s": 3600}}, expected)
-    module = CaptureModule(volume, progress=ProgressBook.in_folder(state))
-    runtime = ModuleRuntime(module, client=hub, tick_interval=0.5)
-    start = time.perf_counter()
-    thread = threading.Thread(target=runtime.run)
-    thread.start()
-    hub.done.wait(120)
-    elapsed = time.perf_counter() - start
-    sent = hub.count
-    runtime.request_stop("bench over")
-    thread.join(30)
-    refs = [item for item in hub.sent_items("frames") if isinstance(item, FrameRef)]
-    files = sum(1 for ref in refs if ref.file_ref and (volume / ref.file_ref).is_file())
-    return min(files, sent), elapsed, len(hub.sent), module.progress.writes
+    stored, elapsed, module = run_capture(hub, volume, state)
+    return stored, elapsed, len(hub.sent), module.progress.writes
 
 
 def main_folder(frames: int, rounds: int) -> int:
