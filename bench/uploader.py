@@ -151,6 +151,17 @@ def plain_round(
     box.close()
 
 
+def wind_down(uploader: Uploader, stop: threading.Event, threads: list[threading.Thread]) -> dict[str, int]:
+    """Stop the round's upload workers and the uploader; the outbox's counts by state."""
+    stop.set()
+    uploader.stop_uploads()
+    for thread in threads:
+        thread.join()
+    counts = uploader.db.counts()
+    uploader.close()
+    return counts
+
+
 def uploader_round(
     server: Azurite,
     samples: Path,
@@ -206,12 +217,7 @@ def uploader_round(
             uploader.accept_selected_batch(items[start_at : start_at + 16])
         if not all_noticed.wait(timeout=600):  # not polling the outbox: that would slow what is timed
             raise RuntimeError(f"uploader round incomplete after 600 s: {uploader.db.counts()}")
-    stop.set()
-    uploader.stop_uploads()
-    for thread in threads:
-        thread.join()
-    counts = uploader.db.counts()
-    uploader.close()
+    counts = wind_down(uploader, stop, threads)
     if counts["done"] != len(items) or counts["quarantined"]:
         raise RuntimeError(f"uploader round incomplete: {counts}")
 
@@ -270,12 +276,7 @@ def frames_round(server: Azurite, root: Path, pem: str, frames: int, container: 
     if not all_noticed.wait(timeout=600):
         raise RuntimeError(f"frames round incomplete after 600 s: {uploader.db.counts()}")
     process = time.process_time() - process
-    stop.set()
-    uploader.stop_uploads()
-    for thread in threads:
-        thread.join()
-    counts = uploader.db.counts()
-    uploader.close()
+    counts = wind_down(uploader, stop, threads)
     if counts["done"] != wanted or counts["quarantined"]:
         raise RuntimeError(f"frames round incomplete: {counts}")
     n = len(messages) * per_message
