@@ -268,9 +268,8 @@ class Intake:
         size = sum(len(accept.data or b"") for accept in pending)
         try:
             with core.db.transaction(durable=True, size=size) as conn:
-                for accept in pending:
-                    core.db.store_sealed(conn, accept.row["id"], accept.data)
-                    core.db.insert(conn, **accept.row)
+                core.db.store_sealed_all(conn, [(a.row["id"], a.data) for a in pending if a.data is not None])
+                core.db.insert_all(conn, [accept.row for accept in pending])
         except (sqlite3.OperationalError, OSError) as exc:
             reason, category = recording_failure(exc)
             recorded = _recorded(core, [accept.row["id"] for accept in pending])
@@ -330,7 +329,7 @@ def _open(item: SelectedSample, samples_dir: Path) -> _Source:
         fin.close()
         raise SampleRefused(f"cannot open {frame.file_ref!r}: {exc.strerror or exc}", "io") from exc
     content_type = frame.content_type or mimetypes.guess_type(frame.file_ref)[0] or "application/octet-stream"
-    return _Source(fin, size, content_type, Path(frame.file_ref).suffix, path)
+    return _Source(fin, size, content_type, path.suffix, path)
 
 
 def _recorded(core: Core, ids: list[str]) -> set[str]:

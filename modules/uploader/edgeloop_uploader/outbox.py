@@ -250,6 +250,29 @@ class OutboxDB:
         marks = ", ".join("?" for _ in fields)
         conn.execute(f"INSERT INTO entries ({columns}) VALUES ({marks})", tuple(fields.values()))
 
+    def insert_all(self, conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
+        """``insert`` each of ``rows`` in order, one statement for each run of rows with the same
+        columns (a message's samples: one)."""
+        start = 0
+        while start < len(rows):
+            columns = tuple(rows[start])
+            end = start + 1
+            while end < len(rows) and tuple(rows[end]) == columns:
+                end += 1
+            values = [
+                tuple(
+                    json.dumps(row.get("info", {}), separators=(",", ":")) if name == "info" else row[name]
+                    for name in columns
+                )
+                for row in rows[start:end]
+            ]
+            if "info" not in columns:  # as ``insert``: an entry without info gets an empty one
+                columns += ("info",)
+                values = [(*v, "{}") for v in values]
+            marks = ", ".join("?" for _ in columns)
+            conn.executemany(f"INSERT INTO entries ({', '.join(columns)}) VALUES ({marks})", values)
+            start = end
+
     def update_in(self, conn: sqlite3.Connection, entry_id: str, **fields: Any) -> None:
         """``update`` inside a transaction the caller holds."""
         if "info" in fields:
@@ -337,6 +360,11 @@ class OutboxDB:
         """Keep an entry's envelope in the database, inside the caller's transaction (no-op for None)."""
         if data is not None:
             conn.execute("INSERT OR REPLACE INTO sealed_data (id, data) VALUES (?, ?)", (entry_id, data))
+
+    def store_sealed_all(self, conn: sqlite3.Connection, items: list[tuple[str, bytes]]) -> None:
+        """``store_sealed`` several envelopes in one statement."""
+        if items:
+            conn.executemany("INSERT OR REPLACE INTO sealed_data (id, data) VALUES (?, ?)", items)
 
     def sealed_bytes(self, entry_id: str) -> bytes | None:
         row = self._one("SELECT data FROM sealed_data WHERE id = ?", entry_id)

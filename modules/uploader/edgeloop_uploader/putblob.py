@@ -25,6 +25,7 @@ bundle from ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` (else ``certifi``'s, as ``
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import logging
@@ -239,10 +240,16 @@ class SharedKeySigner:
 
     def authorization(self, method: str, path: str, headers: Mapping[str, str]) -> str:
         """``path``: the request's URL path, quoted as sent."""
-        signed = {name.lower(): value for name, value in headers.items() if value}
+        signed: dict[str, str] = {}
+        storage: dict[str, str] = {}
+        for name, value in headers.items():  # one pass: each name lowered once
+            low = name.lower()
+            if value:
+                signed[low] = value
+            if name.startswith("x-ms-"):
+                storage[low] = value
         if signed.get("content-length") == "0":
             del signed["content-length"]
-        storage = {name.lower(): value for name, value in headers.items() if name.startswith("x-ms-")}
         names = tuple(storage)
         order = self._orders.get(names)
         if order is None:
@@ -279,7 +286,14 @@ def _quote_name(blob: str) -> str:
 
 def tags_header(tags: Mapping[str, str]) -> str:
     """``x-ms-tags``: the index tags, URL-encoded as the SDK encodes them."""
-    return "&".join(f"{quote(key, safe='.-')}={quote(value, safe='.-')}" for key, value in tags.items())
+    return "&".join(f"{_quote_tag(key)}={_quote_tag(value)}" for key, value in tags.items())
+
+
+@functools.lru_cache(maxsize=4096)
+def _quote_tag(text: str) -> str:
+    """A tag's name or value quoted: a handful of them (strategy, model, version, device, label
+    state) recur in every request, and ``quote`` is most of what the header costs."""
+    return quote(text, safe=".-")
 
 
 def status_error(status: int, code: str, what: str) -> BlobStoreError:

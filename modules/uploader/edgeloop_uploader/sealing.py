@@ -54,16 +54,17 @@ class Sealer:
         core = self.core
         context = EnvelopeContext(sample_id=entry_id, device_id=core.device_id, content_type=content_type)
         chunk_size = core.config.encryption.chunk_size
-        target = core.paths.sealed / f"{entry_id}.elenv"
         if size <= IN_MEMORY_BYTES:
             buffer = io.BytesIO()
             result = seal(fin, buffer, public_key=key, context=context, chunk_size=chunk_size)
             data = buffer.getvalue()
             if size <= IN_DATABASE_BYTES:
-                return Sealed(IN_DATABASE, result, data)
+                return Sealed(IN_DATABASE, result, data)  # no file: no path made
+            target = core.paths.sealed / f"{entry_id}.elenv"
             write_durably(target, data, durable=core.durable)
             core.sealed_cache.put(entry_id, data)
             return Sealed(str(target), result, None)
+        target = core.paths.sealed / f"{entry_id}.elenv"
         tmp = target.with_name(f".{target.name}.tmp")
         try:
             with open(tmp, "wb") as fout:
