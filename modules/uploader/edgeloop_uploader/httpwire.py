@@ -292,11 +292,13 @@ def _read_head(conn: _Connection) -> tuple[int, dict[str, str]]:
     headers: dict[str, str] = {}
     for field in fields:
         name, sep, value = field.partition(":")
-        if not sep:
+        if not sep or not name or name[-1] in " \t":
             raise ProtocolError(f"bad header line: {field[:80]!r}")
-        key = name.strip().lower()
-        value = value.strip()
-        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        key = name.lower()
+        if key in headers:
+            headers[key] = f"{headers[key]}, {value.strip()}"
+        else:
+            headers[key] = value.strip()
     if version == "HTTP/1.0" and headers.get("connection", "").lower() != "keep-alive":
         headers["connection"] = "close"
     return int(code), headers

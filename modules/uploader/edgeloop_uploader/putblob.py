@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import hmac
 import logging
 import os
@@ -260,13 +259,13 @@ class SharedKeySigner:
         text = "".join(
             (
                 f"{method}\n",
-                "\n".join(signed.get(name, "") for name in self.STANDARD),
+                "\n".join([signed.get(name, "") for name in self.STANDARD]),
                 "\n",
-                "".join(f"{name}:{storage[name]}\n" for name in order),
+                "".join([f"{name}:{storage[name]}\n" for name in order]),
                 f"/{self._account}{path}",
             )
         )
-        digest = hmac.new(self._key, text.encode("utf-8"), hashlib.sha256).digest()
+        digest = hmac.digest(self._key, text.encode("utf-8"), "sha256")
         return f"SharedKey {self._account}:{base64.b64encode(digest).decode('ascii')}"
 
 
