@@ -170,7 +170,10 @@ class HttpClient:
             target = self._origin + target  # a plain proxy is asked for the absolute URL
             if self._proxy.authorization:
                 fields += f"Proxy-Authorization: {self._proxy.authorization}\r\n"
-        return f"{method} {target} HTTP/1.1\r\nHost: {self.netloc}\r\n{fields}\r\n".encode("latin-1")
+        # ``Accept-Encoding: identity`` as ``http.client`` adds it: the body is never to be decoded
+        return (
+            f"{method} {target} HTTP/1.1\r\nHost: {self.netloc}\r\nAccept-Encoding: identity\r\n{fields}\r\n"
+        ).encode("latin-1")
 
     # -- connections ---------------------------------------------------------------------------
     def _take(self) -> tuple[_Connection, bool]:
