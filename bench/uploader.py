@@ -9,8 +9,9 @@ the SDK's defaults, nothing else. The uploader side is the
 whole path: seal (RSA-OAEP wrap + AES-256-GCM) straight from the sample volume, the batch's
 durable commit (SQLite WAL, fsync with ``durability: full``), one create-only request per sample
 (the sealed blob with its metadata and index tags: the same Put Blob request ``upload_blob``
-sends, made and signed by ``edgeloop_uploader.putblob`` and sent through ``edgeloop_uploader.httpwire`` instead of
-the SDK's pipeline and ``requests``), the done record and the ``uploaded`` notice.
+sends, made and signed by ``edgeloop_uploader.putblob`` and sent through
+``edgeloop_uploader.httpwire`` instead of the SDK's pipeline and ``requests``), the done record
+and the ``uploaded`` notice.
 ``--sidecar`` adds the opt-in JSON sidecar, a second request per sample.
 
 Concurrency: ``--workers N`` gives the plain side N concurrent uploads and the uploader N upload
