@@ -651,3 +651,31 @@ def test_a_small_sample_is_budgeted_at_its_envelope_size_and_a_refused_one_leave
         assert sum(h.uploader.db.counts().values()) == 0
         assert h.uploader.core.sealed_cache.pop("01E1") is None
         assert list((h.outbox / "sealed").iterdir()) == []
+
+
+def test_a_message_s_entries_are_inserted_in_order_whatever_their_columns(tmp_path: Path) -> None:
+    # given: rows whose columns differ (one without a key id nor info) between rows alike
+    from edgeloop_uploader.outbox import OutboxDB
+
+    db = OutboxDB(str(tmp_path / "outbox.db"))
+    common = {"kind": "sample", "state": QUEUED, "priority": 0, "created_at": 1.0, "updated_at": 1.0}
+    names = {"blob_name": "b", "sidecar_name": None, "content_type": "image/png"}
+    sealed = {"sealed_path": ":outbox.db:", "plain_path": None, "size": 3,
+              "plaintext_sha256": "p", "ciphertext_sha256": "c"}  # fmt: skip
+    rows = [
+        {"id": "a", **common, **names, **sealed, "key_id": "k", "info": {"strategy": "s"}},
+        {"id": "b", **common, **names, **sealed},
+        {"id": "c", **common, **names, **sealed, "key_id": "k", "info": {}},
+        {"id": "d", **common, **names, **sealed, "key_id": "k", "info": {"n": 1}},
+    ]
+    # when
+    with db.transaction() as conn:
+        db.store_sealed_all(conn, [("a", b"A"), ("c", b"C")])
+        db.insert_all(conn, rows)
+    # then: one entry each, claimed in the order given (same priority and time: by insertion)
+    claimed = db.claim_ready(2.0, limit=10)
+    assert [e.id for e in claimed] == ["a", "b", "c", "d"]
+    assert [e.info for e in claimed] == [{"strategy": "s"}, {}, {}, {"n": 1}]
+    assert [e.key_id for e in claimed] == ["k", None, "k", "k"]
+    assert (db.sealed_bytes("a"), db.sealed_bytes("c"), db.sealed_bytes("d")) == (b"A", b"C", None)
+    db.close()
