@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
-from edgeloop_uploader.httpwire import HttpClient, ProtocolError
+from edgeloop_uploader.httpwire import ConnectionClosed, HttpClient, ProtocolError
 from edgeloop_uploader.putblob import _fields
 
 Script = Callable[[socket.socket, "Server"], None]
@@ -198,7 +198,7 @@ def test_a_new_connection_closed_unanswered_is_an_error_not_a_retry(
 
     server = serve([script, _answer(1)])
     client = _client(server)
-    with pytest.raises(ProtocolError, match="closed"):
+    with pytest.raises(ConnectionClosed, match="closed"):
         client.request("PUT", "/c/1", "Content-Length: 0\r\n", b"")
     assert len(server.heads) == 1
 
@@ -210,6 +210,23 @@ def test_an_answer_cut_off_mid_body_is_an_error(serve: Callable[[list[Script]], 
 
     server = serve([script])
     with pytest.raises(OSError, match="mid-answer"):
+        _client(server).request("PUT", "/c/1", "Content-Length: 0\r\n", b"")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"ICY 200 OK\r\n\r\n",
+        b"HTTP/1.1 201 Created\r\nno colon here\r\n\r\n",
+        b"HTTP/1.1 201 Created\r\nContent-Length: twelve\r\n\r\n",
+        b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+)
+def test_an_answer_that_is_not_http_as_read_here_is_a_protocol_error(
+    serve: Callable[[list[Script]], Server], answer: bytes
+) -> None:
+    server = serve([_answer(1, answer)])
+    with pytest.raises(ProtocolError):
         _client(server).request("PUT", "/c/1", "Content-Length: 0\r\n", b"")
 
 
@@ -247,7 +264,7 @@ def test_an_https_endpoint_is_reached_through_a_proxy_tunnel(serve: Callable[[li
         proxy=f"127.0.0.1:{proxy.port}",
     )
     # when / then
-    with pytest.raises(ProtocolError, match="407"):
+    with pytest.raises(ConnectionError, match="407"):
         client.request("PUT", "/c/b", "Content-Length: 0\r\n", b"")
     assert proxy.heads[0].split("\r\n")[:2] == [
         "CONNECT acct.blob.core.windows.net:443 HTTP/1.1",

@@ -45,6 +45,7 @@ class Storage:
         self.port = self.sock.getsockname()[1]
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
         self.answers: list[tuple[int, str]] = []
+        self.raw_answers: list[bytes] = []  # sent as they are, before ``answers``
         threading.Thread(target=self._serve, daemon=True).start()
 
     def connection_string(self) -> str:
@@ -72,6 +73,9 @@ class Storage:
                 while len(body) < int(headers.get("content-length", "0")):
                     body += conn.recv(65536)
                 self.requests.append((line, headers, body))
+                if self.raw_answers:
+                    conn.sendall(self.raw_answers.pop(0))
+                    continue
                 status, code = self.answers.pop(0) if self.answers else (201, "")
                 extra = f"x-ms-error-code: {code}\r\n" if code else ""
                 conn.sendall(
@@ -272,6 +276,22 @@ def test_a_lean_request_refused_where_the_sdks_is_accepted_gives_way_to_the_sdk(
     assert all(r[1]["if-none-match"] == "*" for r in storage.requests)
     # requests (the SDK's transport) keeps its connections alive; urllib3 alone says nothing
     assert [r[1].get("connection") for r in storage.requests] == [None, "keep-alive", "keep-alive"]
+    assert "uploads go through the SDK from now on" in caplog.text
+
+
+def test_an_answer_the_lean_client_cannot_read_gives_way_to_the_sdk(
+    storage: Storage, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given: the first answer is not HTTP as the lean client reads it; the SDK's is
+    storage.raw_answers.append(b"HTTP/1.1 201 Created\r\nContent-Length: twelve\r\n\r\n")
+    store = _lean(storage)
+    # when
+    etag = _create(store, "a/1.elenv")
+    _create(store, "a/2.elenv")
+    # then: the create went out again through the SDK, and so does the next one
+    assert etag == '"0x8D"'
+    assert [r[1].get("connection") for r in storage.requests] == [None, "keep-alive", "keep-alive"]
+    assert "could not be read" in caplog.text
     assert "uploads go through the SDK from now on" in caplog.text
 
 

@@ -37,7 +37,11 @@ _JOIN_BODY = 1024 * 1024
 
 
 class ProtocolError(OSError):
-    """The server's answer is not HTTP/1.x as this client reads it, or it closed too early."""
+    """The server's answer is not HTTP/1.x as this client reads it."""
+
+
+class ConnectionClosed(ConnectionError):
+    """The server closed the connection before its answer was whole (a network fault)."""
 
 
 @dataclass(frozen=True)
@@ -222,7 +226,7 @@ class HttpClient:
         conn = _Connection(sock)
         status, _headers = _read_head(conn)
         if status != 200:
-            raise ProtocolError(f"the proxy refused the tunnel: HTTP {status}")
+            raise ConnectionError(f"the proxy refused the tunnel: HTTP {status}")
         if conn.buffer:
             raise ProtocolError("the proxy sent more than its answer to CONNECT")
 
@@ -261,18 +265,15 @@ def _close_all(connections: list[_Connection]) -> None:
         conn.close()
 
 
-class _Closed(ProtocolError):
-    """The server closed the connection."""
-
-
 #: How a request on a kept connection dies when the server had closed it (before any answer).
-_UNANSWERED = (_Closed, BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+_UNANSWERED = (ConnectionClosed, BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
 
 def _recv(conn: _Connection) -> bytes:
     data = conn.sock.recv(65536)
     if not data:
-        raise _Closed("the server closed the connection " + ("mid-answer" if conn.answered else "unanswered"))
+        when = "mid-answer" if conn.answered else "unanswered"
+        raise ConnectionClosed(f"the server closed the connection {when}")
     conn.answered = True
     return data
 

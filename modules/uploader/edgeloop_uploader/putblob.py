@@ -45,7 +45,7 @@ from edgeloop.blobstore import (
     BlobUnavailableError,
     LeaseHeldError,
 )
-from edgeloop_uploader.httpwire import HttpClient, proxy_for
+from edgeloop_uploader.httpwire import HttpClient, ProtocolError, proxy_for
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +174,10 @@ class BlobPut:
         try:
             target = f"{self._path}/{quoted}{self._query}"
             response = self._http.request("PUT", target, _fields(headers), data)
+        except ProtocolError as exc:
+            # an answer this client cannot read: a plain store error, which sends the write
+            # through the SDK (and the SDK's every later one, should the SDK's be accepted)
+            raise BlobStoreError(f"{what}: the storage's answer could not be read ({exc})") from None
         except OSError as exc:
             # the CA bundle is looked for only when a request failed, not at every upload
             if self._ca_bundle and not os.path.exists(self._ca_bundle):
@@ -360,8 +364,9 @@ class LeanContainer(AzureContainer):
                     what=f"write {self.name}/{blob}",
                 )
             except BlobStoreError as exc:
-                # Refused as unauthenticated or malformed: the lean request itself may be what
-                # the storage refuses (its signature, a header). The SDK sends the same create;
+                # Refused as unauthenticated or malformed, or answered in a way the lean client
+                # cannot read: the lean request itself may be what fails (its signature, a
+                # header, the client). The SDK sends the same create;
                 # should the SDK's be accepted, the lean path is not used again for this store,
                 # should it be refused too, that refusal is the answer.
                 if not isinstance(exc, BlobAuthError) and type(exc) is not BlobStoreError:
@@ -371,8 +376,8 @@ class LeanContainer(AzureContainer):
                 blob, data, metadata=metadata, content_type=content_type, if_none_match=ANY, tags=tags
             )
             log.warning(
-                "the storage refused a lean Put Blob (%s) and accepted the SDK's: uploads go through "
-                "the SDK from now on",
+                "a lean Put Blob failed (%s) where the SDK's was accepted: uploads go through the SDK "
+                "from now on",
                 refused,
             )
             self._put = None
