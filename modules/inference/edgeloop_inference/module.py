@@ -309,8 +309,8 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         if frame.raw is not None:
             return pre.decode_raw(self.samples_dir / frame.file_ref, display=frame.file_ref)
         expected = frame.sha256 if self._config.verify_sample_hash else None
-        path = os.path.join(self._samples_root, frame.file_ref)
-        return pre.decode_file(path, display=frame.file_ref, sha256=expected)
+        path = f"{self._samples_root}/{frame.file_ref}"
+        return pre.decode_file(path, display=frame.file_ref, sha256=expected, size=frame.bytes)
 
     def _run(self, model: LoadedModel, decoded: list[np.ndarray], result: Scored) -> None:
         try:

@@ -1,0 +1,134 @@
+"""A failed model run still accounts for every sample of its batch, and sample files are read
+whole whatever size their frame claims."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from edgeloop_inference.module import InferenceModule, Job, Scored
+from edgeloop_inference.preprocess import Preprocessor, SampleError, read_whole
+from edgeloop_inference.providers import ProviderChoice
+from edgeloop_inference.session import LoadedModel, ModelIdentity, load_model
+
+from edgeloop.clock import FakeClock
+from edgeloop.model_metadata import Preprocess
+from tests import model_factory as mf
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _model(version: str) -> LoadedModel:
+    identity = ModelIdentity("digits", version, "0" * 64, "test")
+    choice = ProviderChoice(providers=["CPUExecutionProvider"], warnings=[])
+    return load_model(mf.digits_model(), identity=identity, choice=choice, loaded_at=T0)
+
+
+class _Context:
+    """Keeps the predictions the module sends."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def send(self, output: str, items: list[Any], *, max_batch: int = 64) -> int:
+        import json
+
+        for batch in items:
+            body = json.loads(batch.body if hasattr(batch, "body") else batch.model_dump_json())
+            header = {k: v for k, v in body.items() if k not in ("items", "schema")}
+            self.items.extend({**header, **item} for item in body["items"])
+        return 1
+
+    def acknowledge(self, message: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def module(tmp_path: Path) -> InferenceModule:
+    module = InferenceModule(samples_dir=tmp_path, models_dir=tmp_path, clock=FakeClock())
+    module._ctx = _Context()  # type: ignore[assignment]
+    return module
+
+
+def _jobs(root: Path, first: int, count: int) -> list[Job]:
+    jobs = []
+    for n in range(first, first + count):
+        ref = f"frames/d{n:04d}.png"
+        mf.write_digit_image(root / ref, n % 10, size=16)
+        jobs.append(Job(mf.frame_ref(n, file_ref=ref), time.perf_counter()))
+    return jobs
+
+
+def _queued(module: InferenceModule) -> list[Scored]:
+    """What the batcher handed the output thread (not started in these tests)."""
+    with module._output._lock:
+        return module._output._take(module._output.pending)
+
+
+def test_a_failed_run_gives_every_sample_of_its_batch_the_reason(
+    module: InferenceModule, tmp_path: Path
+) -> None:
+    # given: a model whose run fails
+    model = _model("1")
+
+    def broken(tensor: Any) -> Any:
+        raise RuntimeError("device lost")
+
+    model.infer = broken  # type: ignore[method-assign]
+    module.models.current = model
+    jobs = _jobs(tmp_path, 0, 3)
+    (tmp_path / "frames/d0001.png").unlink()
+    # when
+    module._process(jobs)
+    module._stopping.set()
+    module._emit(_queued(module))
+    # then: the two decoded samples carry the run's failure, the missing file its own reason
+    sent = {p["sample_id"]: p for p in module._ctx.items}  # type: ignore[union-attr]
+    assert sent["s000000"]["error"] == "model run failed: RuntimeError: device lost"
+    assert sent["s000002"]["error"] == "model run failed: RuntimeError: device lost"
+    assert sent["s000001"]["error"] == "sample file 'frames/d0001.png' not found"
+    stats = module.stats()
+    assert (stats["run_errors"], stats["sample_errors"]) == (2, 1)
+    assert "scored" not in stats
+
+
+# -- reading sample files ------------------------------------------------------------------
+@pytest.mark.parametrize("claimed", [None, 0, 1, 99, 100, 101, 1 << 20])
+def test_a_file_is_read_whole_whatever_size_it_claims(tmp_path: Path, claimed: int | None) -> None:
+    data = bytes(range(100)) * 700  # more than one read chunk
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    assert read_whole(path, claimed) == data
+    assert read_whole(str(path), len(data)) == data
+
+
+def test_reading_an_empty_a_missing_and_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "empty").write_bytes(b"")
+    assert read_whole(tmp_path / "empty", 0) == b""
+    assert read_whole(tmp_path / "empty", 10) == b""
+    with pytest.raises(FileNotFoundError):
+        read_whole(tmp_path / "missing", 10)
+    with pytest.raises(OSError):
+        read_whole(tmp_path, 10)
+
+
+def test_a_file_grown_since_capture_is_refused_by_its_sha256(tmp_path: Path) -> None:
+    # given: a frame's file, its size and hash as capture recorded them, then more bytes after
+    pre = Preprocessor.build(Preprocess(width=16, height=16, color="gray", layout="NCHW"), [None, 1, 16, 16])
+    path = tmp_path / "f.png"
+    mf.write_digit_image(path, 3, size=16)
+    size, sha = path.stat().st_size, _sha256(path.read_bytes())
+    assert pre.decode_file(str(path), display="f.png", sha256=sha, size=size).shape == (16, 16, 1)
+    path.write_bytes(path.read_bytes() + b"tail")
+    # when / then: the whole file is read, so the hash catches it
+    with pytest.raises(SampleError, match=r"'f.png' \(\d+ bytes\) does not match the sha256"):
+        pre.decode_file(str(path), display="f.png", sha256=sha, size=size)
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
