@@ -5,8 +5,10 @@ batch, runs the current model once, and makes one prediction per frame (``status
 the reason for a frame it could not score). The output thread sends the predictions of the
 runs ready at once as one ``edgeloop.predictions/1`` message (split only where the hub's size
 limit requires); while frames wait in the batcher's queue (the rest of an input message, or a
-run already due) it holds them back for the next run's, so a saturated module sends fewer,
-fuller messages and a slow input is not delayed.
+run already due) they are held back for the next run's, so a saturated module sends fewer,
+fuller messages and a slow input is not delayed. The batcher thread keeps its runs until then
+(``_hand_over``): the output thread wakes once a message rather than once a run, each wake
+being a hand-over of the GIL that costs both threads CPU.
 Model loads run on the manager's loader thread.
 """
 
@@ -131,13 +133,20 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         self._key_error: str | None = None
         self._batcher: MicroBatcher[Job] = MicroBatcher(self._process, name="inference-batcher")
         self._output: MicroBatcher[Scored] = MicroBatcher(
-            self._emit, max_batch=8, max_wait_s=0.0, queue_limit=64, name="inference-output"
+            self._emit,
+            max_batch=PREDICTIONS_PER_MESSAGE,
+            max_wait_s=0.0,
+            queue_limit=PREDICTIONS_PER_MESSAGE,
+            name="inference-output",
         )
         self._stopping = threading.Event()
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self._last_embedding_problem: str | None = None
         self._held: list[tuple[Job, Record]] = []
+        self._ready: list[Scored] = []  # runs the batcher thread has not handed over yet
+        self._ready_samples = 0
+        self._ready_lock = threading.Lock()
         self.run_latency = LatencyWindow()
         self.sample_latency = LatencyWindow()
         self._http: Any = None
@@ -251,6 +260,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         self._stopping.set()
         self._stop_http()
         left = self._batcher.stop(timeout=15.0)
+        self._flush_ready()  # none unless the batcher thread outlived its drain
         if left:
             # Frames from the hub stay unacknowledged: the next start gets them again.
             self._count("left_for_restart", sum(1 for j in left if j.origin is not None))
@@ -277,7 +287,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
             status = self.models.report()
             reason = f"no model loaded (model status {status['status']}: {status['error']})"
             self._count("unscored", len(jobs))
-            self._output.submit(Scored(model=None, now=now, failed=[(job, reason) for job in jobs]))
+            self._hand_over(Scored(model=None, now=now, failed=[(job, reason) for job in jobs]))
             return
         decoded: list[np.ndarray] = []
         result = Scored(model=model, now=now)
@@ -294,7 +304,30 @@ class InferenceModule(EdgeModule[InferenceConfig]):
                 result.failed.append((job, f"sample {job.frame.sample_id!r} cannot be decoded: {exc!r:.200}"))
         if result.jobs:
             self._run(model, decoded, result)
-        self._output.submit(result)
+        self._hand_over(result)
+
+    def _hand_over(self, result: Scored) -> None:
+        """Batcher thread: pass a run to the output thread, or keep it for the next runs' while
+        frames wait in the queue (they run next) and the message they will go in has room: the
+        output thread then wakes once a message, not once a run, and the predictions go out in
+        the same messages as when it held them itself (``_more_coming``)."""
+        with self._ready_lock:
+            self._ready.append(result)
+            self._ready_samples += len(result.jobs) + len(result.failed)
+            if (
+                self._ready_samples < PREDICTIONS_PER_MESSAGE
+                and self._batcher.pending > 0
+                and not self._stopping.is_set()
+            ):
+                return
+        self._flush_ready()
+
+    def _flush_ready(self) -> None:
+        """Hand the runs kept back to the output thread."""
+        with self._ready_lock:
+            ready, self._ready, self._ready_samples = self._ready, [], 0
+        if ready:
+            self._output.submit_many(ready)
 
     def _decode(self, model: LoadedModel, job: Job) -> np.ndarray:
         frame, pre = job.frame, model.preprocessor

@@ -1,5 +1,6 @@
-"""A failed model run still accounts for every sample of its batch, and sample files are read
-whole whatever size their frame claims."""
+"""The scoring thread's side of the output: a failed model run still accounts for every sample
+of its batch, runs reach the output thread once a message, and sample files are read whole
+whatever size their frame claims."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edgeloop_inference.module import InferenceModule, Job, Scored
+from edgeloop_inference.module import PREDICTIONS_PER_MESSAGE, InferenceModule, Job, Scored
 from edgeloop_inference.preprocess import Preprocessor, SampleError, read_whole
 from edgeloop_inference.providers import ProviderChoice
 from edgeloop_inference.session import LoadedModel, ModelIdentity, load_model
@@ -132,3 +133,43 @@ def _sha256(data: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
+
+
+class _Queued:
+    """Stands in for the batcher: how many frames wait in its queue."""
+
+    def __init__(self, pending: int) -> None:
+        self.pending = pending
+
+
+def test_runs_are_handed_to_the_output_thread_once_a_message(module: InferenceModule) -> None:
+    # given: a batcher with frames waiting behind each run
+    module._batcher = _Queued(8)  # type: ignore[assignment]
+    now = FakeClock().now()
+
+    def run(first: int, count: int) -> Scored:
+        jobs = [Job(mf.frame_ref(i, file_ref=f"f/{i}.png"), 0.0) for i in range(first, first + count)]
+        return Scored(model=None, now=now, failed=[(job, "no model") for job in jobs])
+
+    # when: runs are done while frames wait: kept back, the output thread not woken
+    module._hand_over(run(0, 8))
+    module._hand_over(run(8, 8))
+    assert module._output.pending == 0
+    # when: the queue is empty after a run: all of them are handed over together
+    module._batcher = _Queued(0)  # type: ignore[assignment]
+    module._hand_over(run(16, 4))
+    assert module._output.pending == 3
+    # when: frames keep waiting but the runs kept fill a message: handed over at once
+    module._batcher = _Queued(8)  # type: ignore[assignment]
+    first = 20
+    for _ in range(PREDICTIONS_PER_MESSAGE // 8):
+        module._hand_over(run(first, 8))
+        first += 8
+    assert module._output.pending == 3 + PREDICTIONS_PER_MESSAGE // 8
+    # when: a run is done while stopping: handed over at once
+    module._stopping.set()
+    module._hand_over(run(first, 1))
+    queued = _queued(module)
+    assert [len(r.failed) for r in queued[-2:]] == [8, 1]
+    filled = [20 + 8 * i for i in range(PREDICTIONS_PER_MESSAGE // 8)]
+    assert [r.failed[0][0].frame.seq for r in queued] == [0, 8, 16, *filled, first]
