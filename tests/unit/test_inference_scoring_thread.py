@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from edgeloop_inference import scoring
 from edgeloop_inference.module import PREDICTIONS_PER_MESSAGE, InferenceModule, Job, Scored
 from edgeloop_inference.preprocess import Preprocessor, SampleError, read_whole
 from edgeloop_inference.providers import ProviderChoice
@@ -173,3 +175,51 @@ def test_runs_are_handed_to_the_output_thread_once_a_message(module: InferenceMo
     assert [len(r.failed) for r in queued[-2:]] == [8, 1]
     filled = [20 + 8 * i for i in range(PREDICTIONS_PER_MESSAGE // 8)]
     assert [r.failed[0][0].frame.seq for r in queued] == [0, 8, 16, *filled, first]
+
+
+def test_the_records_of_several_runs_keep_each_runs_model_time_and_latency(module: InferenceModule) -> None:
+    # given: two runs of model 1 (one with a failed sample) and one of model 2, ready together
+    one, two = _model("1"), _model("2")
+    t1, t2 = T0, T0.replace(second=5)
+
+    def run(model: LoadedModel, first: int, at: datetime, run_ms: float, failed: int = 0) -> Scored:
+        jobs = [Job(mf.frame_ref(i, file_ref=f"f/{i}.png"), 0.0) for i in range(first, first + 3)]
+        probs = np.full((3, 10), 0.02)
+        probs[np.arange(3), [first % 10, (first + 1) % 10, (first + 2) % 10]] = 0.82
+        missing = [(Job(mf.frame_ref(100 + first), 0.0), "gone") for _ in range(failed)]
+        return Scored(model=model, now=at, jobs=jobs, probs=probs, run_ms=run_ms, failed=missing)
+
+    module._stopping.set()
+    # when
+    module._emit([run(one, 0, t1, 1.25, failed=1), run(one, 3, t2, 2.5), run(two, 6, t2, 4.0)])
+    # then: in order, each with its own run's figures
+    sent = module._ctx.items  # type: ignore[union-attr]
+    assert [p["sample_id"] for p in sent] == [f"s{n:06d}" for n in (0, 1, 2, 100, 3, 4, 5, 6, 7, 8)]
+    assert [p.get("latency_ms") for p in sent] == [1.25] * 3 + [None] + [2.5] * 3 + [4.0] * 3
+    assert [p["scored_at"][17:19] for p in sent] == ["00"] * 4 + ["05"] * 6
+    assert [p["model_version"] for p in sent] == ["1"] * 7 + ["2"] * 3
+    assert [p.get("label") for p in sent] == ["0", "1", "2", None, "3", "4", "5", "6", "7", "8"]
+    assert sent[3]["error"] == "gone"
+
+
+def test_prediction_fields_take_one_latency_and_time_per_frame_or_one_for_all() -> None:
+    frames = [mf.frame_ref(i) for i in range(2)]
+    probs = np.array([[0.9, 0.1], [0.3, 0.7]])
+
+    def fields(latency_ms: Any, scored_at: Any) -> list[dict[str, Any]]:
+        return scoring.prediction_fields(
+            frames,
+            probs,
+            labels=["a", "b"],
+            top_k=1,
+            include_scores=False,
+            model_name="m",
+            model_version="1",
+            latency_ms=latency_ms,
+            scored_at=scored_at,
+        )
+
+    assert [r["latency_ms"] for r in fields([1.0, 2.0], [T0, T0])] == [1.0, 2.0]
+    assert [r["latency_ms"] for r in fields(3.0, T0)] == [3.0, 3.0]
+    with pytest.raises(ValueError, match="1 latencies and 2 scoring times for 2 frames"):
+        fields([1.0], T0)

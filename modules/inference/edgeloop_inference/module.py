@@ -365,34 +365,13 @@ class InferenceModule(EdgeModule[InferenceConfig]):
 
     def _emit(self, results: list[Scored]) -> None:
         """Output thread: build the prediction records and deliver them, in arrival order."""
-        config = self._config
+        records = self._records([r for r in results if r.jobs and r.probs is not None and r.model])
         out: list[tuple[Job, Record]] = []
         for result in results:
-            model = result.model
-            if result.jobs and result.probs is not None and model is not None:
-                texts, problem = scoring.embedding_texts(result.embeddings, len(result.jobs))
-                if problem is not None:
-                    self._embedding_problem(problem, len(result.jobs))
-                records = scoring.prediction_fields(
-                    [j.frame for j in result.jobs],
-                    result.probs,
-                    labels=model.labels,
-                    top_k=config.top_k,
-                    include_scores=config.include_scores,
-                    model_name=model.identity.name,
-                    model_version=model.identity.version,
-                    latency_ms=round(result.run_ms, 3),
-                    scored_at=result.now,
-                    embeddings=texts if result.embeddings is not None else None,
-                )
-                for row in scoring.unsound_rows(result.probs):
-                    records[row], problem = outgoing.vetted(records[row])
-                    if problem is not None:
-                        self._invalid_prediction(problem)
-                out.extend(zip(result.jobs, records, strict=True))
-            out.extend(
-                (job, self._error(job.frame, reason, model, result.now)) for job, reason in result.failed
-            )
+            if id(result) in records:
+                out.extend(zip(result.jobs, records[id(result)], strict=True))
+            model, now = result.model, result.now
+            out.extend((job, self._error(job.frame, reason, model, now)) for job, reason in result.failed)
         out = self._held + out
         if self._more_coming(len(out)):
             self._held = out
@@ -400,6 +379,49 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         self._held = []
         if out:
             self._deliver(out)
+
+    def _records(self, runs: list[Scored]) -> dict[int, list[Record]]:
+        """The ``ok`` records of each run (by ``id``), the runs of one model worked out together:
+        top-k, confidence, margin and entropy in one pass over all their rows."""
+        config = self._config
+        records: dict[int, list[Record]] = {}
+        start = 0
+        while start < len(runs):
+            model = runs[start].model
+            assert model is not None
+            end = start + 1
+            while end < len(runs) and runs[end].model is model:
+                end += 1
+            group = runs[start:end]
+            start = end
+            texts: list[str | None] = []
+            for run in group:
+                run_texts, problem = scoring.embedding_texts(run.embeddings, len(run.jobs))
+                if problem is not None:
+                    self._embedding_problem(problem, len(run.jobs))
+                texts.extend(run_texts)
+            probs = np.concatenate([run.probs for run in group if run.probs is not None])
+            made = scoring.prediction_fields(
+                [job.frame for run in group for job in run.jobs],
+                probs,
+                labels=model.labels,
+                top_k=config.top_k,
+                include_scores=config.include_scores,
+                model_name=model.identity.name,
+                model_version=model.identity.version,
+                latency_ms=[round(run.run_ms, 3) for run in group for _job in run.jobs],
+                scored_at=[run.now for run in group for _job in run.jobs],
+                embeddings=texts,
+            )
+            for row in scoring.unsound_rows(probs):
+                made[row], problem = outgoing.vetted(made[row])
+                if problem is not None:
+                    self._invalid_prediction(problem)
+            first = 0
+            for run in group:
+                records[id(run)] = made[first : first + len(run.jobs)]
+                first += len(run.jobs)
+        return records
 
     def _more_coming(self, ready: int) -> bool:
         """Whether to hold ``ready`` predictions for the next run's: frames wait in the
