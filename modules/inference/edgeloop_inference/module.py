@@ -133,11 +133,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         self._key_error: str | None = None
         self._batcher: MicroBatcher[Job] = MicroBatcher(self._process, name="inference-batcher")
         self._output: MicroBatcher[Scored] = MicroBatcher(
-            self._emit,
-            max_batch=PREDICTIONS_PER_MESSAGE,
-            max_wait_s=0.0,
-            queue_limit=PREDICTIONS_PER_MESSAGE,
-            name="inference-output",
+            self._emit, max_batch=64, max_wait_s=0.0, queue_limit=64, name="inference-output"
         )
         self._stopping = threading.Event()
         self._counts: Counter[str] = Counter()
