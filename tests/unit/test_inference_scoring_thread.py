@@ -35,11 +35,13 @@ class _Context:
 
     def __init__(self) -> None:
         self.items: list[dict[str, Any]] = []
+        self.messages = 0
 
     def send(self, output: str, items: list[Any], *, max_batch: int = 64) -> int:
         import json
 
         for batch in items:
+            self.messages += 1
             body = json.loads(batch.body if hasattr(batch, "body") else batch.model_dump_json())
             header = {k: v for k, v in body.items() if k not in ("items", "schema")}
             self.items.extend({**header, **item} for item in body["items"])
@@ -223,3 +225,26 @@ def test_prediction_fields_take_one_latency_and_time_per_frame_or_one_for_all() 
     assert [r["latency_ms"] for r in fields(3.0, T0)] == [3.0, 3.0]
     with pytest.raises(ValueError, match="1 latencies and 2 scoring times for 2 frames"):
         fields([1.0], T0)
+
+
+def test_runs_handed_over_in_more_than_one_take_go_out_in_one_message(module: InferenceModule) -> None:
+    # given: 60 runs of one frame handed over at once (the batcher's queue empty after them)
+    module._batcher = _Queued(0)  # type: ignore[assignment]
+    now = FakeClock().now()
+    runs = [
+        Scored(model=None, now=now, failed=[(Job(mf.frame_ref(i, file_ref=f"f/{i}.png"), 0.0), "x")])
+        for i in range(60)
+    ]
+    module._output.submit_many(runs)
+    # when: the output thread takes them 25 at a time
+    while module._output.pending:
+        module._emit(_queued_some(module, 25))
+    # then: one message
+    sent = module._ctx.items  # type: ignore[union-attr]
+    assert [p["sample_id"] for p in sent] == [f"s{i:06d}" for i in range(60)]
+    assert module._ctx.messages == 1  # type: ignore[union-attr]
+
+
+def _queued_some(module: InferenceModule, most: int) -> list[Scored]:
+    with module._output._lock:
+        return module._output._take(most)

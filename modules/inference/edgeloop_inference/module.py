@@ -421,10 +421,13 @@ class InferenceModule(EdgeModule[InferenceConfig]):
 
     def _more_coming(self, ready: int) -> bool:
         """Whether to hold ``ready`` predictions for the next run's: frames wait in the
-        batcher's queue (they run next, within ``max_wait_ms``), the message has room, and the
-        module is not stopping."""
+        batcher's queue (they run next, within ``max_wait_ms``) or runs scored already wait in
+        the output's (more than one take holds), the message has room, and the module is not
+        stopping."""
         return (
-            0 < ready < PREDICTIONS_PER_MESSAGE and not self._stopping.is_set() and self._batcher.pending > 0
+            0 < ready < PREDICTIONS_PER_MESSAGE
+            and not self._stopping.is_set()
+            and (self._batcher.pending > 0 or self._output.pending > 0)
         )
 
     def _embedding_problem(self, problem: str, samples: int) -> None:
