@@ -5,8 +5,10 @@ batch, runs the current model once, and makes one prediction per frame (``status
 the reason for a frame it could not score). The output thread sends the predictions of the
 runs ready at once as one ``edgeloop.predictions/1`` message (split only where the hub's size
 limit requires); while frames wait in the batcher's queue (the rest of an input message, or a
-run already due) it holds them back for the next run's, so a saturated module sends fewer,
-fuller messages and a slow input is not delayed.
+run already due) they are held back for the next run's, so a saturated module sends fewer,
+fuller messages and a slow input is not delayed. The batcher thread keeps its runs until then
+(``_hand_over``): the output thread wakes once a message rather than once a run, each wake
+being a hand-over of the GIL that costs both threads CPU.
 Model loads run on the manager's loader thread.
 """
 
@@ -131,13 +133,16 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         self._key_error: str | None = None
         self._batcher: MicroBatcher[Job] = MicroBatcher(self._process, name="inference-batcher")
         self._output: MicroBatcher[Scored] = MicroBatcher(
-            self._emit, max_batch=8, max_wait_s=0.0, queue_limit=64, name="inference-output"
+            self._emit, max_batch=64, max_wait_s=0.0, queue_limit=64, name="inference-output"
         )
         self._stopping = threading.Event()
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self._last_embedding_problem: str | None = None
         self._held: list[tuple[Job, Record]] = []
+        self._ready: list[Scored] = []  # runs the batcher thread has not handed over yet
+        self._ready_samples = 0
+        self._ready_lock = threading.Lock()
         self.run_latency = LatencyWindow()
         self.sample_latency = LatencyWindow()
         self._http: Any = None
@@ -251,6 +256,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         self._stopping.set()
         self._stop_http()
         left = self._batcher.stop(timeout=15.0)
+        self._flush_ready()  # none unless the batcher thread outlived its drain
         if left:
             # Frames from the hub stay unacknowledged: the next start gets them again.
             self._count("left_for_restart", sum(1 for j in left if j.origin is not None))
@@ -277,7 +283,7 @@ class InferenceModule(EdgeModule[InferenceConfig]):
             status = self.models.report()
             reason = f"no model loaded (model status {status['status']}: {status['error']})"
             self._count("unscored", len(jobs))
-            self._output.submit(Scored(model=None, now=now, failed=[(job, reason) for job in jobs]))
+            self._hand_over(Scored(model=None, now=now, failed=[(job, reason) for job in jobs]))
             return
         decoded: list[np.ndarray] = []
         result = Scored(model=model, now=now)
@@ -294,7 +300,30 @@ class InferenceModule(EdgeModule[InferenceConfig]):
                 result.failed.append((job, f"sample {job.frame.sample_id!r} cannot be decoded: {exc!r:.200}"))
         if result.jobs:
             self._run(model, decoded, result)
-        self._output.submit(result)
+        self._hand_over(result)
+
+    def _hand_over(self, result: Scored) -> None:
+        """Batcher thread: pass a run to the output thread, or keep it for the next runs' while
+        frames wait in the queue (they run next) and the message they will go in has room: the
+        output thread then wakes once a message, not once a run, and the predictions go out in
+        the same messages as when it held them itself (``_more_coming``)."""
+        with self._ready_lock:
+            self._ready.append(result)
+            self._ready_samples += len(result.jobs) + len(result.failed)
+            if (
+                self._ready_samples < PREDICTIONS_PER_MESSAGE
+                and self._batcher.pending > 0
+                and not self._stopping.is_set()
+            ):
+                return
+        self._flush_ready()
+
+    def _flush_ready(self) -> None:
+        """Hand the runs kept back to the output thread."""
+        with self._ready_lock:
+            ready, self._ready, self._ready_samples = self._ready, [], 0
+        if ready:
+            self._output.submit_many(ready)
 
     def _decode(self, model: LoadedModel, job: Job) -> np.ndarray:
         frame, pre = job.frame, model.preprocessor
@@ -309,8 +338,8 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         if frame.raw is not None:
             return pre.decode_raw(self.samples_dir / frame.file_ref, display=frame.file_ref)
         expected = frame.sha256 if self._config.verify_sample_hash else None
-        path = os.path.join(self._samples_root, frame.file_ref)
-        return pre.decode_file(path, display=frame.file_ref, sha256=expected)
+        path = f"{self._samples_root}/{frame.file_ref}"
+        return pre.decode_file(path, display=frame.file_ref, sha256=expected, size=frame.bytes)
 
     def _run(self, model: LoadedModel, decoded: list[np.ndarray], result: Scored) -> None:
         try:
@@ -332,34 +361,13 @@ class InferenceModule(EdgeModule[InferenceConfig]):
 
     def _emit(self, results: list[Scored]) -> None:
         """Output thread: build the prediction records and deliver them, in arrival order."""
-        config = self._config
+        records = self._records([r for r in results if r.jobs and r.probs is not None and r.model])
         out: list[tuple[Job, Record]] = []
         for result in results:
-            model = result.model
-            if result.jobs and result.probs is not None and model is not None:
-                texts, problem = scoring.embedding_texts(result.embeddings, len(result.jobs))
-                if problem is not None:
-                    self._embedding_problem(problem, len(result.jobs))
-                records = scoring.prediction_fields(
-                    [j.frame for j in result.jobs],
-                    result.probs,
-                    labels=model.labels,
-                    top_k=config.top_k,
-                    include_scores=config.include_scores,
-                    model_name=model.identity.name,
-                    model_version=model.identity.version,
-                    latency_ms=round(result.run_ms, 3),
-                    scored_at=result.now,
-                    embeddings=texts if result.embeddings is not None else None,
-                )
-                for row in scoring.unsound_rows(result.probs):
-                    records[row], problem = outgoing.vetted(records[row])
-                    if problem is not None:
-                        self._invalid_prediction(problem)
-                out.extend(zip(result.jobs, records, strict=True))
-            out.extend(
-                (job, self._error(job.frame, reason, model, result.now)) for job, reason in result.failed
-            )
+            if id(result) in records:
+                out.extend(zip(result.jobs, records[id(result)], strict=True))
+            model, now = result.model, result.now
+            out.extend((job, self._error(job.frame, reason, model, now)) for job, reason in result.failed)
         out = self._held + out
         if self._more_coming(len(out)):
             self._held = out
@@ -368,12 +376,58 @@ class InferenceModule(EdgeModule[InferenceConfig]):
         if out:
             self._deliver(out)
 
+    def _records(self, runs: list[Scored]) -> dict[int, list[Record]]:
+        """The ``ok`` records of each run (by ``id``), the runs of one model worked out together:
+        top-k, confidence, margin and entropy in one pass over all their rows."""
+        config = self._config
+        records: dict[int, list[Record]] = {}
+        start = 0
+        while start < len(runs):
+            model = runs[start].model
+            assert model is not None
+            end = start + 1
+            while end < len(runs) and runs[end].model is model:
+                end += 1
+            group = runs[start:end]
+            start = end
+            texts: list[str | None] = []
+            for run in group:
+                run_texts, problem = scoring.embedding_texts(run.embeddings, len(run.jobs))
+                if problem is not None:
+                    self._embedding_problem(problem, len(run.jobs))
+                texts.extend(run_texts)
+            probs = np.concatenate([run.probs for run in group if run.probs is not None])
+            made = scoring.prediction_fields(
+                [job.frame for run in group for job in run.jobs],
+                probs,
+                labels=model.labels,
+                top_k=config.top_k,
+                include_scores=config.include_scores,
+                model_name=model.identity.name,
+                model_version=model.identity.version,
+                latency_ms=[round(run.run_ms, 3) for run in group for _job in run.jobs],
+                scored_at=[run.now for run in group for _job in run.jobs],
+                embeddings=texts,
+            )
+            for row in scoring.unsound_rows(probs):
+                made[row], problem = outgoing.vetted(made[row])
+                if problem is not None:
+                    self._invalid_prediction(problem)
+            first = 0
+            for run in group:
+                records[id(run)] = made[first : first + len(run.jobs)]
+                first += len(run.jobs)
+        return records
+
     def _more_coming(self, ready: int) -> bool:
         """Whether to hold ``ready`` predictions for the next run's: frames wait in the
-        batcher's queue (they run next, within ``max_wait_ms``), the message has room, and the
-        module is not stopping."""
+        batcher's queue (they run next, within ``max_wait_ms``) or runs scored already wait in
+        the output's (more than one take holds), the message has room, and the module is not
+        stopping."""
         return (
-            0 < ready < PREDICTIONS_PER_MESSAGE and not self._stopping.is_set() and self._batcher.pending > 0
+            0 < ready < PREDICTIONS_PER_MESSAGE
+            and not self._stopping.is_set()
+            and (self._batcher.pending > 0 or self._output.pending > 0)
         )
 
     def _embedding_problem(self, problem: str, samples: int) -> None:

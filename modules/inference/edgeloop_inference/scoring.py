@@ -109,18 +109,20 @@ def prediction_fields(
     include_scores: bool,
     model_name: str,
     model_version: str,
-    latency_ms: float,
-    scored_at: datetime,
+    latency_ms: float | Sequence[float],
+    scored_at: datetime | Sequence[datetime],
     embeddings: Sequence[str | None] | None = None,
 ) -> list[dict[str, Any]]:
     """The fields of one ``ok`` prediction per frame, as plain dicts (not validated here: the
     message they go in is validated once, see ``outgoing``). Everything numeric is worked out
     for the whole batch at once; only the dicts are built per frame. ``embeddings``: one text
     per frame (``embedding_texts``, or ``edgeloop.contracts.encode_embedding`` of each row).
+    ``latency_ms`` and ``scored_at``: one for all frames, or one per frame (the frames of
+    several runs of one model, worked out together).
 
     Raises:
-        ValueError: ``embeddings``, ``probs`` or ``labels`` do not match the frames' count or
-            the number of classes, or ``top_k`` is below 1.
+        ValueError: ``embeddings``, ``probs``, ``labels``, ``latency_ms`` or ``scored_at`` do
+            not match the frames' count or the number of classes, or ``top_k`` is below 1.
     """
     rows = len(frames)
     if top_k < 1:
@@ -131,6 +133,10 @@ def prediction_fields(
         raise ValueError(f"{len(labels)} labels for {probs.shape[1]} classes")
     if embeddings is not None and len(embeddings) != rows:
         raise ValueError(f"{len(embeddings)} embeddings for {rows} frames")
+    latencies = [latency_ms] * rows if isinstance(latency_ms, int | float) else list(latency_ms)
+    times = [scored_at] * rows if isinstance(scored_at, datetime) else list(scored_at)
+    if len(latencies) != rows or len(times) != rows:
+        raise ValueError(f"{len(latencies)} latencies and {len(times)} scoring times for {rows} frames")
     order, top, confidence, margin, entropy = _ranked(probs, top_k)
     label_list = list(labels)
     names = np.asarray(label_list, dtype=object)
@@ -154,12 +160,12 @@ def prediction_fields(
             "top_k": [{"label": name, "score": score} for name, score in zip(top, values, strict=True)],
             "scores": row,
             "labels": label_field,
-            "latency_ms": latency_ms,
-            "scored_at": scored_at,
+            "latency_ms": latency,
+            "scored_at": at,
             "traceparent": frame.traceparent,
             "embedding": text,
         }
-        for frame, top, values, row, conf, marg, ent, text in zip(
+        for frame, top, values, row, conf, marg, ent, latency, at, text in zip(
             frames,
             top_labels,
             top_scores,
@@ -167,6 +173,8 @@ def prediction_fields(
             confidence.tolist(),
             margin.tolist(),
             entropy.tolist(),
+            latencies,
+            times,
             texts,
             strict=True,
         )
@@ -182,8 +190,8 @@ def predictions(
     include_scores: bool,
     model_name: str,
     model_version: str,
-    latency_ms: float,
-    scored_at: datetime,
+    latency_ms: float | Sequence[float],
+    scored_at: datetime | Sequence[datetime],
     embeddings: Sequence[str | None] | None = None,
 ) -> list[Prediction]:
     """One ``ok`` prediction per frame: ``prediction_fields`` validated in one pydantic call
