@@ -50,7 +50,11 @@ def test_a_full_stage_holds_the_producer_until_it_is_half_empty() -> None:
 
 def test_a_put_into_a_full_stage_gives_up_when_the_caller_stops() -> None:
     gate = threading.Event()
-    stage: Stage[int] = Stage("t", lambda item: gate.wait(5), size=1)
+
+    def blocked(item: int) -> None:
+        gate.wait(5)
+
+    stage: Stage[int] = Stage("t", blocked, size=1)
     assert stage.put(0, never)
     time.sleep(0.05)
     assert stage.put(1, never)
