@@ -20,9 +20,33 @@ _volume = telemetry.metrics.gauge(
 )
 
 
+def record_capture(
+    sample_id: str, source_id: str, captured_at: datetime, *, file_ref: str | None, size: int | None
+) -> str | None:
+    """Count one sample (and its bytes), and record its ``capture`` span, the root of its
+    trace, from capture time to now; returns the span's ``traceparent`` (None when no span is
+    made: no exporter configured, and then neither the span's times nor its attributes are
+    gathered)."""
+    attributes = {"source": source_id}
+    if size is not None:
+        _bytes.add(size, attributes)
+    _captured.add(1, attributes)
+    current = telemetry.current()
+    if not current.tracing:
+        return None
+    end_ns = time.time_ns()
+    start_ns = min(end_ns, int(captured_at.timestamp() * 1e9))
+    span: dict[str, str | int] = {names.ATTR_SAMPLE_ID: sample_id, names.ATTR_SOURCE_ID: source_id}
+    if file_ref is not None:
+        span[names.ATTR_FILE_REF] = file_ref
+    if size is not None:
+        span[names.ATTR_BYTES] = size
+    return current.record_stage(names.SPAN_CAPTURE, None, start_ns=start_ns, end_ns=end_ns, attributes=span)
+
+
 @dataclass(frozen=True)
 class CaptureSpan:
-    """The ``capture`` span of one sample, the root of its trace."""
+    """The ``capture`` span of one sample, the root of its trace (``record_capture``)."""
 
     sample_id: str
     source_id: str
@@ -30,21 +54,7 @@ class CaptureSpan:
 
     def record(self, *, file_ref: str | None, size: int | None) -> str | None:
         """Record it from capture time to now; returns its ``traceparent`` (None when off)."""
-        end_ns = time.time_ns()
-        start_ns = min(end_ns, int(self.captured_at.timestamp() * 1e9))
-        attributes: dict[str, str | int] = {
-            names.ATTR_SAMPLE_ID: self.sample_id,
-            names.ATTR_SOURCE_ID: self.source_id,
-        }
-        if file_ref is not None:
-            attributes[names.ATTR_FILE_REF] = file_ref
-        if size is not None:
-            attributes[names.ATTR_BYTES] = size
-            _bytes.add(size, {"source": self.source_id})
-        _captured.add(1, {"source": self.source_id})
-        return telemetry.record_stage(
-            names.SPAN_CAPTURE, None, start_ns=start_ns, end_ns=end_ns, attributes=attributes
-        )
+        return record_capture(self.sample_id, self.source_id, self.captured_at, file_ref=file_ref, size=size)
 
 
 def record_janitor(dropped: Mapping[str, int], volume_bytes: int, *, volume: str = "samples") -> None:

@@ -218,19 +218,26 @@ class FramePipeline:
             "captured_at": captured_at,
             "attributes": prepared.captured.attributes,
         }
-        span = observe.CaptureSpan(sample_id=sample_id, source_id=settings.id, captured_at=captured_at)
         if prepared.pixels is not None:
             assert isinstance(settings, ImageSettings)
-            return self._store_raw(settings, prepared, span=span, common=common)
+            return self._store_raw(settings, prepared, common=common)
         if prepared.data is None:
-            traceparent = span.record(file_ref=None, size=None) or new_traceparent()
+            traceparent = (
+                observe.record_capture(sample_id, settings.id, captured_at, file_ref=None, size=None)
+                or new_traceparent()
+            )
             return FrameRef(
                 kind="vector", vector=prepared.captured.vector or [], traceparent=traceparent, **common
             )
         assert isinstance(settings, ImageSettings)
         ext, content_type = CONTENT_TYPES[settings.format]
         written = self.writer.write(prepared.data, sample_id=sample_id, captured_at=captured_at, ext=ext)
-        traceparent = span.record(file_ref=written.file_ref, size=written.size) or new_traceparent()
+        traceparent = (
+            observe.record_capture(
+                sample_id, settings.id, captured_at, file_ref=written.file_ref, size=written.size
+            )
+            or new_traceparent()
+        )
         return FrameRef(
             traceparent=traceparent,
             kind="image",
@@ -249,7 +256,6 @@ class FramePipeline:
         settings: ImageSettings,
         prepared: Prepared,
         *,
-        span: observe.CaptureSpan,
         common: dict[str, Any],
     ) -> FrameRef:
         assert prepared.pixels is not None
@@ -266,7 +272,12 @@ class FramePipeline:
             digest=False,
         )
         self.ring.add(written, sample_id=sample_id)
-        traceparent = span.record(file_ref=written.file_ref, size=written.size) or new_traceparent()
+        traceparent = (
+            observe.record_capture(
+                sample_id, settings.id, prepared.captured_at, file_ref=written.file_ref, size=written.size
+            )
+            or new_traceparent()
+        )
         channels = 1 if prepared.pixels.ndim == 2 else 3
         quality = settings.jpeg_quality if settings.format == "jpeg" else settings.png_compression
         return FrameRef(

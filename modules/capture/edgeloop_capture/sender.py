@@ -12,14 +12,18 @@ would add one reference a message and 10 ms to each). When the hub is slow the
 queue fills and sources wait: references are batched, never dropped. A failed send is retried
 with backoff, keeping the batch. Once a batch is sent (``send`` returned: the hub has it), the
 receipts that came with its references go to ``on_sent``, which moves the sources' positions on.
+
+The queue is a deque under one lock: a reference is put with one lock round (its arrival gap
+counted under it, so sources' threads never race on the average), a batch is taken whole in
+another, and a thread is woken only when one waits (the sender for references, a source for
+room).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +65,13 @@ class FrameSender:
         self.batch_max = batch_max
         self.batch_window_s = batch_window_s
         self.retry_max_s = retry_max_s
-        self._queue: queue.Queue[_Outgoing] = queue.Queue(maxsize=queue_size)
+        self.queue_size = queue_size
+        self._queue: deque[_Outgoing] = deque()
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)  # references came (the sender waits)
+        self._room = threading.Condition(self._lock)  # room came (full: sources wait)
+        self._sender_waits = False  # the sender waits on _ready (only then is it notified)
+        self._room_waits = 0  # sources waiting on _room
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.counters: Counter[str] = Counter()
@@ -76,20 +86,23 @@ class FrameSender:
         """Queue a reference (and the receipt to settle once it is sent), waiting while the
         queue is full; False if stopping first."""
         item = _Outgoing(ref, receipt)
-        self._gap.arrived()
-        try:
-            self._queue.put_nowait(item)
-            return True
-        except queue.Full:
-            self.counters["backpressure_waits"] += 1
-        while not stopping() and not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=_POLL_S)
-                return True
-            except queue.Full:
-                continue
-        self.counters["unsent_at_stop"] += 1
-        return False
+        with self._lock:
+            self._gap.arrived()
+            if len(self._queue) >= self.queue_size:
+                self.counters["backpressure_waits"] += 1
+                while len(self._queue) >= self.queue_size:
+                    if stopping() or self._stop.is_set():
+                        self.counters["unsent_at_stop"] += 1
+                        return False
+                    self._room_waits += 1
+                    try:
+                        self._room.wait(_POLL_S)
+                    finally:
+                        self._room_waits -= 1
+            self._queue.append(item)
+            if self._sender_waits:
+                self._ready.notify()
+        return True
 
     def window_pays(self) -> bool:
         """Whether waiting the window would bring at least two more references: the moving
@@ -102,7 +115,7 @@ class FrameSender:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        left = self._queue.qsize() + len(self._pending)
+        left = self.queued()
         if left:
             self.counters["unsent_at_stop"] += left
             log.warning("%d frame references not sent at shutdown", left)
@@ -126,20 +139,26 @@ class FrameSender:
                 log.exception("recording %d sent frame references failed", len(receipts))
         return len(batch)
 
+    def queued(self) -> int:
+        """References waiting to be sent (queued, or in a batch not sent yet)."""
+        with self._lock:
+            return len(self._queue) + len(self._pending)
+
     def stats(self) -> dict[str, Any]:
-        return {**dict(self.counters), "queued": self._queue.qsize() + len(self._pending)}
+        return {**dict(self.counters), "queued": self.queued()}
 
     def _take(self, *, block: bool) -> list[_Outgoing]:
         """What is ready (waiting up to ``_POLL_S`` for a first one when ``block``); then, when
         ``block`` and more than one but not ``batch_max`` were ready and the window pays, what
         came within ``batch_window_s``."""
-        batch: list[_Outgoing] = []
-        try:
-            batch.append(self._queue.get(timeout=_POLL_S) if block else self._queue.get_nowait())
-            while len(batch) < self.batch_max:
-                batch.append(self._queue.get_nowait())
-        except queue.Empty:
-            pass
+        with self._lock:
+            if block and not self._queue:
+                self._sender_waits = True
+                try:
+                    self._ready.wait(_POLL_S)
+                finally:
+                    self._sender_waits = False
+            batch = self._pop(self.batch_max)
         if block and 1 < len(batch) < self.batch_max and self.batch_window_s > 0:
             if self.window_pays():
                 self._fill(batch)
@@ -147,15 +166,26 @@ class FrameSender:
                 self.counters["window_skipped"] += 1
         return batch
 
+    def _pop(self, most: int) -> list[_Outgoing]:
+        """Up to ``most`` references off the queue, waking the sources that wait for room
+        (the lock held)."""
+        queue = self._queue
+        count = min(most, len(queue))
+        if count == len(queue):
+            batch = list(queue)
+            queue.clear()
+        else:
+            batch = [queue.popleft() for _ in range(count)]
+        if count and self._room_waits:
+            self._room.notify(count)
+        return batch
+
     def _fill(self, batch: list[_Outgoing]) -> None:
         """Wait the window out (one sleep, not a wake-up per reference), then take what came."""
         if self._stop.wait(self.batch_window_s):
             return
-        try:
-            while len(batch) < self.batch_max:
-                batch.append(self._queue.get_nowait())
-        except queue.Empty:
-            pass
+        with self._lock:
+            batch.extend(self._pop(self.batch_max - len(batch)))
 
     def _run(self) -> None:
         delay = 0.5
