@@ -1,18 +1,22 @@
 """Every benchmark in sequence, each in its own process, then a summary of each one's headline.
 
-    python -m bench [--only pipeline,learning] [--skip devhub] [--full]
+    python -m bench [--only pipeline,learning] [--skip devhub] [--full] [--workdir DIR]
 
 Short settings by default (a few minutes in all on 2 cores); ``--full`` runs each benchmark
 with its own defaults. Each benchmark prints its own lines and writes
 ``bench/results/<name>.json``; this command reads those files back and writes
 ``bench/results/summary.json``, then prints the targets table (``bench/targets.py``): each
 performance target, the figure measured, met or not. Exit status 1 when any benchmark failed.
+``--workdir DIR`` puts the benchmarks' files under ``DIR`` (their ``TMPDIR``); the run starts
+by measuring what creating a file costs there (``bench/workdir.py``), since capture writes one a
+frame.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import targets
+from bench import targets, workdir
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -190,7 +194,7 @@ BENCHES = (
 )
 
 
-def run(bench: Bench, *, full: bool, timeout: float) -> dict[str, Any]:
+def run(bench: Bench, *, full: bool, timeout: float, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run one benchmark in its own process; its headline from the JSON it wrote."""
     result_file = RESULTS / f"{bench.name}.json"
     result_file.unlink(missing_ok=True)
@@ -198,7 +202,7 @@ def run(bench: Bench, *, full: bool, timeout: float) -> dict[str, Any]:
     print(f"\n=== {' '.join(command[1:])}", flush=True)
     started = time.perf_counter()
     try:
-        rc = subprocess.run(command, cwd=ROOT, timeout=timeout, check=False).returncode
+        rc = subprocess.run(command, cwd=ROOT, timeout=timeout, check=False, env=env).returncode
     except subprocess.TimeoutExpired:
         rc = -1
     entry: dict[str, Any] = {
@@ -228,6 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", default="", help="comma-separated benchmarks to leave out")
     parser.add_argument("--full", action="store_true", help="each benchmark's own default settings")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds allowed to each benchmark")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="folder for the benchmarks' files (their TMPDIR; made if missing)",
+    )
     args = parser.parse_args(argv)
     only = {n for n in args.only.split(",") if n}
     skip = {n for n in args.skip.split(",") if n}
@@ -235,14 +245,24 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(sorted(unknown))}; known: {', '.join(names)}")
     chosen = [b for b in BENCHES if (not only or b.name in only) and b.name not in skip]
+    env = None
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "TMPDIR": str(args.workdir.resolve())}
+    disk = workdir.describe(args.workdir)
+    print(workdir.line(disk), flush=True)
     started = time.perf_counter()
-    summary = {b.name: run(b, full=args.full, timeout=args.timeout) for b in chosen}
+    summary = {b.name: run(b, full=args.full, timeout=args.timeout, env=env) for b in chosen}
     print(f"\n=== summary ({time.perf_counter() - started:.0f} s; shared machine, runs vary)")
+    print(workdir.line(disk))
     for name, entry in summary.items():
         print(f"{name:10s} {entry['seconds']:5.0f} s  {entry['headline']}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "summary.json"
-    out.write_text(json.dumps({"full": args.full, "benchmarks": summary}, indent=2) + "\n", encoding="utf-8")
+    out.write_text(
+        json.dumps({"full": args.full, "workdir": disk, "benchmarks": summary}, indent=2) + "\n",
+        encoding="utf-8",
+    )
     print(f"wrote {out}")
     print("\n=== targets (from bench/results/*.json; n/a: not run or not in the result)")
     print(targets.table(targets.rows(targets.load_results(RESULTS, set(names)))))

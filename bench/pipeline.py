@@ -43,6 +43,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from bench import workdir
 from bench.rig import (
     FRAMES_ROUTE,
     ROOT,
@@ -299,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         help="folder for a py-spy flame graph of each process of the throughput run (py-spy on PATH)",
     )
     args = parser.parse_args(argv)
+    disk = workdir.describe()
+    print(workdir.line(disk), flush=True)
     with tempfile.TemporaryDirectory(prefix="edgeloop-bench-pipeline-") as tmp:
         work = Path(tmp)
         assets = prepare(work / "full", args.frames, args.seed)
@@ -389,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         "plumbing_cpu_ms_per_frame": plumbing["plumbing"],
         "idle_cpu_ms_per_s": full.get("idle_cpu_ms_per_s"),
         "load_average": os.getloadavg(),
+        "workdir": disk,
         "notes": "capture's CPU counts from its connection to the hub (its start-up apart, "
         "capture_startup_cpu_s); latency from the $upstream copies of "
         "predictions (scored_at) and selections (selected_at)",

@@ -141,3 +141,20 @@ def test_every_benchmark_summary_reads_its_ratio() -> None:
     assert "0.40x a bare loop (150/s); paced 15/s 1.00x, raw 15/s 0.98x" in lines["camera"][0]
     assert lines["camera"][1]["cpu_ms_per_frame_all"] == 14.0
     assert "raw 4.50 ms CPU a frame = 0.75x jpeg (6.00 ms)" in lines["frames"][0]
+
+
+def test_the_work_folder_report_names_the_folder_and_warns_when_a_create_is_slow(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import workdir
+
+    found = workdir.describe(tmp_path)
+    assert found["folder"] == str(tmp_path)
+    assert 0 <= found["create_cpu_ms"] < 50  # getrusage ticks may round a fast disk to 0
+    assert list(tmp_path.iterdir()) == []  # its files are removed
+    assert "slow" not in workdir.line({**found, "create_cpu_ms": 0.03})
+    assert "slow" in workdir.line({**found, "create_cpu_ms": 0.9})
+    # the folder is TMPDIR's when none is given, as the benchmarks' own folders are
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    assert workdir.describe()["folder"] == str(tmp_path)
