@@ -155,7 +155,7 @@ def _learning(r: dict[str, Any]) -> tuple[str, dict[str, float]]:
 BENCHES = (
     Bench(
         "capture",
-        ("--frames", "150", "--rounds", "2"),
+        ("--frames", "600", "--rounds", "3"),  # shorter rounds (0.1 s) measured mostly the host's noise
         _versus(
             "capture module",
             "capture_fps_median",
