@@ -20,7 +20,7 @@ from edgeloop_capture.config import parse_source
 from edgeloop_capture.ids import SampleIds
 from edgeloop_capture.pipeline import FramePipeline
 from edgeloop_capture.sources import KINDS, Captured, SourceError
-from edgeloop_capture.sources.folder import FolderSettings, FolderSource, read_file
+from edgeloop_capture.sources.folder import FolderSettings, FolderSource
 from edgeloop_capture.testing import (
     write_corrupt_jpeg,
     write_images,
@@ -232,23 +232,6 @@ def test_folder_patterns_match_case_blind_and_each_pattern_counts(tmp_path: Path
     wanted = [name for name in names if source._wanted(name)]
     # then: each pattern matches as fnmatch would, whatever the case of name or pattern
     assert wanted == ["a.png", "B.Png", "FRAME_1.JPG", "frame_x.jpg"]
-
-
-@pytest.mark.parametrize("size", [0, 1, 8859, 65535, 65536, 65537, 300_000])
-def test_folder_reads_whole_files_of_any_size(tmp_path: Path, size: int) -> None:
-    # given
-    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
-    path = tmp_path / "f.bin"
-    path.write_bytes(data)
-    # then
-    assert read_file(str(path)) == data
-
-
-def test_folder_read_of_a_folder_or_a_missing_file_is_an_os_error(tmp_path: Path) -> None:
-    with pytest.raises(IsADirectoryError):
-        read_file(str(tmp_path))
-    with pytest.raises(FileNotFoundError):
-        read_file(str(tmp_path / "gone.png"))
 
 
 def test_a_folder_that_disappears_and_comes_back(tmp_path: Path) -> None:

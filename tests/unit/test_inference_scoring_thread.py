@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from edgeloop_inference import scoring
 from edgeloop_inference.module import PREDICTIONS_PER_MESSAGE, InferenceModule, Job, Scored
-from edgeloop_inference.preprocess import Preprocessor, SampleError, read_whole
+from edgeloop_inference.preprocess import Preprocessor, SampleError
 from edgeloop_inference.providers import ProviderChoice
 from edgeloop_inference.session import LoadedModel, ModelIdentity, load_model
 
@@ -98,26 +98,6 @@ def test_a_failed_run_gives_every_sample_of_its_batch_the_reason(
     stats = module.stats()
     assert (stats["run_errors"], stats["sample_errors"]) == (2, 1)
     assert "scored" not in stats
-
-
-# -- reading sample files ------------------------------------------------------------------
-@pytest.mark.parametrize("claimed", [None, 0, 1, 99, 100, 101, 1 << 20])
-def test_a_file_is_read_whole_whatever_size_it_claims(tmp_path: Path, claimed: int | None) -> None:
-    data = bytes(range(100)) * 700  # more than one read chunk
-    path = tmp_path / "f.bin"
-    path.write_bytes(data)
-    assert read_whole(path, claimed) == data
-    assert read_whole(str(path), len(data)) == data
-
-
-def test_reading_an_empty_a_missing_and_a_directory(tmp_path: Path) -> None:
-    (tmp_path / "empty").write_bytes(b"")
-    assert read_whole(tmp_path / "empty", 0) == b""
-    assert read_whole(tmp_path / "empty", 10) == b""
-    with pytest.raises(FileNotFoundError):
-        read_whole(tmp_path / "missing", 10)
-    with pytest.raises(OSError):
-        read_whole(tmp_path, 10)
 
 
 def test_a_file_grown_since_capture_is_refused_by_its_sha256(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from edgeloop import rawframe
 from edgeloop.errors import EdgeLoopError
+from edgeloop.fileread import read_whole
 from edgeloop.model_metadata import Preprocess
 
 
@@ -271,29 +272,6 @@ def _is_npy(path: str | Path) -> bool:
     names that end so (it costs about a microsecond a frame)."""
     name = os.fspath(path)
     return name[-4:].lower() == ".npy" and os.path.splitext(name)[1].lower() == ".npy"
-
-
-#: Bytes asked for at once when the size of a file is not known beforehand.
-_READ_CHUNK = 1 << 16
-
-
-def read_whole(path: str | Path, size: int | None = None) -> bytes:
-    """All the bytes of a file, whatever ``size`` says. With ``size`` right, in one read and one
-    more that finds the end: four system calls in all, where ``open(...).read()`` makes seven
-    (two ``fstat``, an ``lseek`` and the end-finding read besides), each of which lets another
-    thread take the GIL. A file longer than ``size`` is read on to its end; a shorter one is
-    what it is (the caller's sha256 check tells it apart). Raises ``OSError``."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    try:
-        data = os.read(fd, size + 1 if size else _READ_CHUNK)
-        if not data:
-            return data
-        chunks = [data]
-        while more := os.read(fd, _READ_CHUNK):
-            chunks.append(more)
-    finally:
-        os.close(fd)
-    return data if len(chunks) == 1 else b"".join(chunks)
 
 
 def _to_color(image: np.ndarray, color: str) -> np.ndarray:

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 from pydantic import Field
 
+from edgeloop.fileread import read_whole
 from edgeloop_capture.progress import Position, TakenNames
 from edgeloop_capture.sources.base import Captured, Image, ImageSettings, SourceControl, SourceError
 
@@ -125,7 +126,7 @@ class FolderSource:
         """The decoded image and the file's bytes; None (counted as skipped) when unreadable."""
         name = os.path.basename(path)
         try:
-            raw = read_file(path)
+            raw = read_whole(path)
         except OSError as exc:
             ctl.skip("unreadable_file", f"{name}: {exc.strerror}")
             return None
@@ -138,30 +139,3 @@ class FolderSource:
             ctl.skip("unreadable_file", f"{name}: not an image OpenCV can decode")
             return None
         return image, raw
-
-
-def read_file(path: str) -> bytes:
-    """The whole file, on its path string: one ``open``, one ``fstat`` and normally one ``read``
-    (a read shorter than asked is the end of a regular file; one that fills its buffer, the
-    file grew meanwhile, reads on). ``Path.read_bytes`` builds a ``Path`` and a buffered file
-    object and reads once more to see the end: about twice the CPU for a small frame.
-
-    Raises:
-        OSError: missing, unreadable, a folder.
-    """
-    fd = os.open(path, _READ_FLAGS)
-    try:
-        want = os.fstat(fd).st_size + 1
-        chunks = []
-        while True:
-            chunk = os.read(fd, want)
-            chunks.append(chunk)
-            if len(chunk) < want:
-                break
-            want = 1 << 16
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
