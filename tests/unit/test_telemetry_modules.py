@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from edgeloop_capture.observe import CaptureSpan
+from edgeloop_capture.observe import record_capture
 from edgeloop_cloud.samples import SampleRef, fetch_plaintext
 from edgeloop_uploader import observe as uploader_observe
 from opentelemetry.sdk.trace import ReadableSpan
@@ -77,9 +77,7 @@ def test_the_capture_span_roots_the_trace_from_the_capture_time(rec: Recorder) -
     before = total(rec, names.M_CAPTURED, source="cam")
 
     # when
-    traceparent = CaptureSpan(sample_id="s1", source_id="cam", captured_at=captured_at).record(
-        file_ref="capture/s1.jpg", size=1234
-    )
+    traceparent = record_capture("s1", "cam", captured_at, file_ref="capture/s1.jpg", size=1234)
 
     # then
     (span,) = rec.finished()

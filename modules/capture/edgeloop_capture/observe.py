@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 
 from edgeloop import telemetry
@@ -42,19 +41,6 @@ def record_capture(
     if size is not None:
         span[names.ATTR_BYTES] = size
     return current.record_stage(names.SPAN_CAPTURE, None, start_ns=start_ns, end_ns=end_ns, attributes=span)
-
-
-@dataclass(frozen=True)
-class CaptureSpan:
-    """The ``capture`` span of one sample, the root of its trace (``record_capture``)."""
-
-    sample_id: str
-    source_id: str
-    captured_at: datetime
-
-    def record(self, *, file_ref: str | None, size: int | None) -> str | None:
-        """Record it from capture time to now; returns its ``traceparent`` (None when off)."""
-        return record_capture(self.sample_id, self.source_id, self.captured_at, file_ref=file_ref, size=size)
 
 
 def record_janitor(dropped: Mapping[str, int], volume_bytes: int, *, volume: str = "samples") -> None:

@@ -72,6 +72,17 @@ def new_traceparent() -> str:
     return f"00-{ids[:32]}-{ids[32:]}-01"
 
 
+def _trace(
+    sample_id: str, source_id: str, captured_at: datetime, *, file_ref: str | None, size: int | None
+) -> str:
+    """The sample's ``capture`` span recorded (and counted); its traceparent, or a new one
+    when no span is made."""
+    return (
+        observe.record_capture(sample_id, source_id, captured_at, file_ref=file_ref, size=size)
+        or new_traceparent()
+    )
+
+
 @dataclass(frozen=True)
 class Prepared:
     """A frame encoded and hashed (or kept as pixels, on the raw path), ready to be written; or
@@ -222,21 +233,15 @@ class FramePipeline:
             assert isinstance(settings, ImageSettings)
             return self._store_raw(settings, prepared, common=common)
         if prepared.data is None:
-            traceparent = (
-                observe.record_capture(sample_id, settings.id, captured_at, file_ref=None, size=None)
-                or new_traceparent()
-            )
+            traceparent = _trace(sample_id, settings.id, captured_at, file_ref=None, size=None)
             return FrameRef(
                 kind="vector", vector=prepared.captured.vector or [], traceparent=traceparent, **common
             )
         assert isinstance(settings, ImageSettings)
         ext, content_type = CONTENT_TYPES[settings.format]
         written = self.writer.write(prepared.data, sample_id=sample_id, captured_at=captured_at, ext=ext)
-        traceparent = (
-            observe.record_capture(
-                sample_id, settings.id, captured_at, file_ref=written.file_ref, size=written.size
-            )
-            or new_traceparent()
+        traceparent = _trace(
+            sample_id, settings.id, captured_at, file_ref=written.file_ref, size=written.size
         )
         return FrameRef(
             traceparent=traceparent,
@@ -272,11 +277,8 @@ class FramePipeline:
             digest=False,
         )
         self.ring.add(written, sample_id=sample_id)
-        traceparent = (
-            observe.record_capture(
-                sample_id, settings.id, prepared.captured_at, file_ref=written.file_ref, size=written.size
-            )
-            or new_traceparent()
+        traceparent = _trace(
+            sample_id, settings.id, prepared.captured_at, file_ref=written.file_ref, size=written.size
         )
         channels = 1 if prepared.pixels.ndim == 2 else 3
         quality = settings.jpeg_quality if settings.format == "jpeg" else settings.png_compression
