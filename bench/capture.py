@@ -51,6 +51,7 @@ from edgeloop_capture.dhash import dhash
 from edgeloop_capture.progress_book import ProgressBook
 from edgeloop_capture.testing import write_video
 
+from bench import workdir
 from edgeloop.contracts import FrameRef
 from edgeloop.runtime import ModuleRuntime, OutboundMessage
 from edgeloop.runtime.fake import FakeHubClient
@@ -229,7 +230,7 @@ def main_folder(frames: int, rounds: int, workdir: str | None = None) -> int:
         "cpu_ms_per_frame_median": cpu_median,
         "cpu_ratio": cpu_median["capture"] / cpu_median["bare"],
         "messages": messages,
-        "workdir": tempfile.gettempdir() if workdir is None else workdir,
+        "workdir": describe_folder(workdir),
         "cpu_count": os.cpu_count(),
         "load_average": os.getloadavg(),
     }
@@ -239,7 +240,19 @@ def main_folder(frames: int, rounds: int, workdir: str | None = None) -> int:
         f"{cpu_median['capture']:.3f} ms (all threads), {result['cpu_ratio']:.2f}x; "
         f"load average {result['load_average'][0]:.1f} on {result['cpu_count']} cores"
     )
-    out = Path(__file__).parent / "results" / "capture_folder.json"
+    return write_result(result, "capture_folder.json")
+
+
+def describe_folder(folder: str | None) -> dict[str, Any]:
+    """The work folder (``--workdir``, else the system's temporary folder) and what creating a
+    file costs there, printed and kept with the result."""
+    found = workdir.describe(None if folder is None else Path(folder))
+    print(workdir.line(found))
+    return found
+
+
+def write_result(result: dict[str, Any], name: str) -> int:
+    out = Path(__file__).parent / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written {out}")
@@ -352,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         "bare_as_read_fps": as_read_fps,
         "bare_as_read_preview_fps": preview_fps,
         "capture_fps": capture_fps,
-        "workdir": tempfile.gettempdir() if args.workdir is None else args.workdir,
+        "workdir": describe_folder(args.workdir),
         "cpu_ms_per_frame_median": {side: statistics.median(v) for side, v in cpu_ms.items()},
         "cpu_count": os.cpu_count(),
         "load_average": os.getloadavg(),
@@ -382,11 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(all threads; the module's stages spread it over cores); "
         f"load average {result['load_average'][0]:.1f} on {result['cpu_count']} cores"
     )
-    out = Path(__file__).parent / "results" / "capture.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written {out}")
-    return 0
+    return write_result(result, "capture.json")
 
 
 if __name__ == "__main__":
